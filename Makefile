@@ -1,0 +1,36 @@
+# Two commands for a newcomer: `make demo` and `make test`. Both install what they need first.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+SYSSTAMP := $(VENV)/.system-deps
+
+.PHONY: demo test install system-deps benchmark clean
+
+install: $(STAMP) $(SYSSTAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	# torch first, pinned: this picks the local CPU wheel instead of a multi-GB CUDA build
+	$(PY) -m pip install --quiet torch==2.13.0
+	$(PY) -m pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+$(SYSSTAMP):
+	bash scripts/install_system_deps.sh
+	@mkdir -p $(VENV) && touch $(SYSSTAMP)
+
+system-deps: $(SYSSTAMP)
+
+demo: install
+	HF_HUB_OFFLINE=1 $(PY) -m paraspeechclap demo --out demo-output
+
+test: install
+	HF_HUB_OFFLINE=1 OMP_NUM_THREADS=2 $(PY) -m pytest -q
+
+benchmark: install
+	$(PY) benchmarks/inference_speed.py
+
+clean:
+	rm -rf $(VENV) demo-output .pytest_cache

@@ -1,0 +1,4 @@
+"""``python -m paraspeechclap`` (also ``torchrun -m paraspeechclap train ...``)."""
+from .cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,42 @@
+"""Prompt templates: the zero-shot classification template and the training synonym templates."""
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+from typing import Mapping, Sequence
+
+DEFAULT_TEMPLATE = "A person is speaking in a {} style."
+SYNONYM_TEMPLATES_FILE = Path(__file__).parent / "configs" / "synonym_templates.json"
+
+
+def fill_template(template: str, label: str) -> str:
+    """``template`` with ``{}`` replaced by ``label``; the template must contain ``{}``."""
+    if "{}" not in template:
+        raise ValueError(f"template must contain '{{}}' where the label goes: {template!r}")
+    return template.format(label)
+
+
+def load_synonym_templates(path: str | Path | None = None) -> dict[str, list[str]]:
+    """Tag -> list of complete prompt sentences. Raises on a missing or malformed file (no silent fallback)."""
+    path = Path(path) if path is not None else SYNONYM_TEMPLATES_FILE
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise FileNotFoundError(f"synonym template file not found: {path}") from None
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path}: not valid JSON ({err})") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected an object mapping tag -> list of prompts")
+    for tag, prompts in data.items():
+        if not isinstance(prompts, list) or not prompts or not all(isinstance(p, str) and p.strip() for p in prompts):
+            raise ValueError(f"{path}: tag {tag!r} must map to a non-empty list of non-empty strings")
+    return {str(tag).strip().lower(): list(prompts) for tag, prompts in data.items()}
+
+
+def tag_prompt(tag: str, synonyms: Mapping[str, Sequence[str]] | None, rng: random.Random,
+               fallback: str = DEFAULT_TEMPLATE) -> str:
+    """One prompt for ``tag``: a random synonym sentence when the tag has any, else the fallback template."""
+    if synonyms and tag in synonyms:
+        return rng.choice(list(synonyms[tag]))
+    return fill_template(fallback, tag)

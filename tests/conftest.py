@@ -1,0 +1,55 @@
+"""Shared fixtures: the reference-tiny parity fixture (../shared/fixtures/reference-tiny) and its model."""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("PARASPEECHCLAP_SHARED", REPO.parent / "shared"))
+FIXTURE = SHARED / "fixtures" / "reference-tiny"
+
+
+@pytest.fixture(scope="session")
+def fixture_dir() -> Path:
+    if not (FIXTURE / "checkpoint.pth.tar").is_file():
+        pytest.fail(f"parity fixture missing at {FIXTURE} (set PARASPEECHCLAP_SHARED to the shared/ folder)")
+    return FIXTURE
+
+
+@pytest.fixture(scope="session")
+def golden(fixture_dir) -> dict:
+    arrays = dict(np.load(fixture_dir / "golden.npz"))
+    arrays["json"] = json.loads((fixture_dir / "golden.json").read_text())
+    return arrays
+
+
+@pytest.fixture(scope="session")
+def golden_waveforms(golden) -> list[np.ndarray]:
+    lengths = golden["lengths"].astype(int)
+    offsets = np.concatenate([[0], np.cumsum(lengths)])
+    raw = golden["raw_waveforms_concat"].astype(np.float32)
+    return [raw[offsets[i]:offsets[i + 1]] for i in range(len(lengths))]
+
+
+def load_tiny(fixture_dir: Path, checkpoint: str = "checkpoint.pth.tar", precision: str = "fp32"):
+    from paraspeechclap import ParaSpeechCLAP
+
+    return ParaSpeechCLAP.from_pretrained(fixture_dir / checkpoint, speech_model=fixture_dir / "speech",
+                                          text_model=fixture_dir / "text", embedding_dim=24, device="cpu",
+                                          precision=precision)
+
+
+@pytest.fixture(scope="session")
+def tiny_model(fixture_dir):
+    """The reference-tiny model in fp32 eval mode (do not train it in place: use tiny_model_factory)."""
+    return load_tiny(fixture_dir)
+
+
+@pytest.fixture
+def tiny_model_factory(fixture_dir):
+    """A fresh copy of the reference-tiny model per call."""
+    return lambda **kw: load_tiny(fixture_dir, **kw)
