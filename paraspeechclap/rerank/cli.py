@@ -1,0 +1,165 @@
+"""``paraspeechclap rerank``: best-of-N selection over a TTS output layout or a JSONL manifest."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+HELP = "pick the candidate audio that best matches each style prompt (best-of-N reranking)"
+
+_DESCRIPTION = """\
+Score every candidate audio against its style caption (cosine of the model's embeddings) and
+keep the best one per prompt.
+
+INPUT is either a ParaSpeechCaps TTS output layout
+  INPUT/iter_1/input_descriptions.txt   one style prompt per line (line number = prompt index)
+  INPUT/iter_K/audios/<index>.wav       candidate K of each prompt, K = 1..N (N found from iter_*)
+  INPUT/iter_K/wer_per_example.txt, output_transcriptions.txt   optional, carried along
+or a JSONL manifest with one {"id", "caption", "candidates": [paths], "wer": [...]} per line.
+
+Ties go to the highest score, then the lowest candidate index (earliest iteration).
+--gate wer<=0.2 keeps only candidates passing the gate (all fail: fall back to the plain score,
+flagged "fallback"); --weight wer=-1.0 ranks by score + weight * value. Blank prompt lines and
+missing files are reported and skipped without shifting indices.
+
+Writes OUTPUT/audios/<index>.wav (copy, or symlink with --link), OUTPUT/selection.json and
+OUTPUT/selection.csv (every candidate's score, rank, eligibility; margin and flags per prompt);
+for a layout also selection_summary.json (the reference script's format), the chosen
+wer_per_example.txt / output_transcriptions.txt lines and the optional common files.
+Exit code: 0 all prompts chosen, 1 some prompt failed, 2 bad input or arguments.
+"""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Register the rerank options on ``parser``."""
+    parser.description = _DESCRIPTION
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.add_argument("input", type=Path, help="layout folder (with iter_*/) or manifest .jsonl")
+    parser.add_argument("--output", "-o", type=Path, required=True, help="output folder")
+    parser.add_argument("--link", action="store_true", help="symlink the chosen files instead of copying")
+    parser.add_argument("--overwrite", action="store_true", help="replace an earlier run's outputs in OUTPUT")
+    parser.add_argument(
+        "--gate", action="append", default=[], metavar="COL<=X",
+        help="only candidates passing this test on a per-candidate column (repeatable), e.g. wer<=0.2",
+    )
+    parser.add_argument(
+        "--weight", action="append", default=[], metavar="COL=W",
+        help="rank by score + W * column (repeatable), e.g. wer=-1.0",
+    )
+    parser.add_argument("--json", action="store_true", help="print selection.json to stdout instead of a table")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    from ..cli import add_model_arguments  # --model, encoders, --device, --precision, --batch-size
+
+    add_model_arguments(parser)
+
+
+def _fmt(value: float | None, spec: str = ".4f") -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def _print_table(doc: dict, layout: bool, stream=None) -> None:
+    stream = stream or sys.stdout
+    rows = []
+    for rec in doc["prompts"]:
+        chosen = rec["chosen"]
+        which = "-" if chosen is None else (f"iter_{chosen['iteration']}" if layout else str(chosen["candidate"]))
+        caption = rec["caption"] if len(rec["caption"]) <= 48 else rec["caption"][:45] + "..."
+        rows.append(
+            (
+                rec["id"],
+                caption,
+                which,
+                _fmt(chosen and chosen["score"]),
+                _fmt(rec["margin"]),
+                ",".join(rec["flags"]) or "",
+            )
+        )
+    header = ("prompt", "caption", "chosen", "score", "margin", "flags")
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    line = lambda r: "  ".join(str(v).ljust(w) for v, w in zip(r, widths)).rstrip()  # noqa: E731
+    print(line(header), file=stream)
+    print("  ".join("-" * w for w in widths), file=stream)
+    for r in rows:
+        print(line(r), file=stream)
+
+
+def load_model(args: argparse.Namespace):
+    """The model named by the shared model options (``paraspeechclap.cli.add_model_arguments``)."""
+    from ..cli import load_model_from_args
+
+    return load_model_from_args(args)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the rerank; returns the exit code."""
+    from .engine import rerank_input
+    from .inputs import InputError, read_input
+    from .outputs import OutputExistsError, check_output_dir, write_outputs
+    from .selection import parse_gate, parse_weight
+
+    err = sys.stderr
+    try:
+        gates = [parse_gate(g) for g in args.gate]
+        weights = dict(parse_weight(w) for w in args.weight)
+    except ValueError as exc:
+        print(f"error: {exc}", file=err)
+        return 2
+    if args.batch_size < 1:
+        print(f"error: --batch-size must be at least 1, got {args.batch_size}", file=err)
+        return 2
+    try:
+        data = read_input(args.input)
+        if data.kind == "layout":
+            inputs = {(data.source / f"iter_{k}").resolve() for k in data.iterations}
+            if args.output.resolve() in inputs:
+                raise InputError(f"{args.output}: is an input folder; choose another --output")
+        check_output_dir(args.output, overwrite=args.overwrite)
+    except (InputError, OutputExistsError) as exc:
+        print(f"error: {exc}", file=err)
+        return 2
+    for issue in data.issues:
+        print(f"warning: {issue}", file=err)
+
+    try:
+        model = load_model(args)
+    except Exception as exc:  # noqa: BLE001 - report any load failure as a usage error
+        print(f"error: could not load model {args.model!r}: {type(exc).__name__}: {exc}", file=err)
+        return 2
+    results = rerank_input(
+        model, data, gates=gates, weights=weights, batch_size=args.batch_size,
+        show_progress=not args.no_progress,
+    )
+    for res in results:
+        for pos, message in sorted(res.errors.items()):
+            print(f"warning: {res.prompt.candidates[pos].path}: could not be scored ({message}); skipped", file=err)
+        if res.failed:
+            print(f"error: prompt {res.prompt.id}: no candidate could be chosen", file=err)
+    meta = {
+        "tool": "paraspeechclap rerank",
+        "input": str(args.input),
+        "kind": data.kind,
+        "model": str(args.model),
+        "output": str(args.output),
+        "link": bool(args.link),
+        "gates": [str(g) for g in gates],
+        "weights": weights,
+        "score": "cosine(text_emb(caption), audio_emb(candidate))",
+        "tie_break": "highest key (score, or score + weights), then lowest candidate index",
+    }
+    doc = write_outputs(args.output, data, results, link=args.link, meta=meta)
+    if args.json:
+        json.dump(doc, sys.stdout, indent=2, ensure_ascii=False)
+        print()
+    else:
+        _print_table(doc, data.kind == "layout")
+    c = doc["counts"]
+    print(
+        f"{c['chosen']}/{c['prompts']} prompts chosen, {c['failed']} failed; {c['candidates']} candidates, "
+        f"{c['missing_files']} missing file(s), {c['audio_errors']} unreadable, {c['blank_lines']} blank "
+        f"prompt line(s), {c['invalid_rows']} invalid manifest row(s), {c['fallback']} gate fallback(s), "
+        f"{c['ties']} tie(s); wrote {args.output}",
+        file=err,
+    )
+    return 1 if c["failed"] or c["invalid_rows"] else 0

@@ -1,0 +1,299 @@
+"""Readers for best-of-N inputs: the ParaSpeechCaps TTS output layout and JSONL manifests.
+
+Both readers return a :class:`RerankInput`: a list of prompts, each with its candidates, plus the
+problems found on the way (``issues``). Problems never shift indices and never stop the read:
+a blank prompt line is reported and skipped (the prompt index stays the line number), a missing
+candidate file is reported and that candidate is left out, a prompt left with no candidate is
+reported and kept (with no candidates) so that the caller can count it as failed.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "Candidate",
+    "Prompt",
+    "RerankInput",
+    "InputError",
+    "COMMON_FILES",
+    "read_layout",
+    "read_manifest",
+    "read_input",
+]
+
+PROMPTS_FILE = "input_descriptions.txt"
+WER_FILE = "wer_per_example.txt"
+TRANSCRIPTIONS_FILE = "output_transcriptions.txt"
+COMMON_FILES = ("input_genders.txt", "input_negative_descriptions.txt", "input_texts.txt")
+_ITER_DIR = re.compile(r"^iter_(\d+)$")
+
+
+class InputError(ValueError):
+    """The input as a whole cannot be read (no prompts file, malformed manifest, ...)."""
+
+
+@dataclass
+class Candidate:
+    """One candidate audio of a prompt.
+
+    ``index`` is the 0-based position among the prompt's candidates as given (for the layout:
+    iteration number - 1, even when earlier iterations are missing for this prompt), and is the
+    tie-break key. ``label`` is what people call it: the iteration number (layout) or the
+    0-based position in the manifest's list. ``columns`` holds external per-candidate values
+    (``wer`` as a float or None, ``transcription``, manifest extra columns).
+    """
+
+    index: int
+    label: int
+    path: Path
+    columns: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Prompt:
+    """A style prompt and its candidates. ``index`` is the line number (layout) or row (manifest)."""
+
+    index: int
+    id: str
+    caption: str
+    candidates: list[Candidate] = field(default_factory=list)
+    output_stem: str = ""  # the chosen file is written as <output_stem><its suffix>
+
+
+@dataclass
+class RerankInput:
+    """What a reader found: prompts in input order, problems, and layout extras."""
+
+    kind: str  # "layout" | "manifest"
+    source: Path
+    prompts: list[Prompt]
+    issues: list[str] = field(default_factory=list)
+    num_lines: int = 0  # layout: number of prompt lines, blank ones included
+    iterations: list[int] = field(default_factory=list)  # layout: iteration numbers found
+    common_files: list[Path] = field(default_factory=list)  # layout: optional files to copy
+    per_prompt_files: dict[str, str] = field(default_factory=dict)  # column -> file name to write
+
+
+def _read_lines(path: Path) -> list[str]:
+    """Lines of a text file without line endings (a trailing newline adds no empty line)."""
+    return path.read_text(encoding="utf-8").splitlines()
+
+
+def _parse_float(text: Any) -> float | None:
+    """A finite float from a number or string, else None (for WER lines like 'ERROR: ...')."""
+    if isinstance(text, bool) or text is None:
+        return None
+    try:
+        value = float(str(text).strip())
+    except ValueError:
+        return None
+    return value if math.isfinite(value) else None
+
+
+def _iteration_dirs(base: Path) -> dict[int, Path]:
+    found: dict[int, Path] = {}
+    for child in base.iterdir():
+        match = _ITER_DIR.match(child.name)
+        if match and child.is_dir():
+            found[int(match.group(1))] = child
+    return dict(sorted(found.items()))
+
+
+def read_layout(base: str | Path) -> RerankInput:
+    """Read ``<base>/iter_1..iter_N/audios/{i}.wav`` with prompts in ``iter_1/input_descriptions.txt``.
+
+    N is discovered from the ``iter_<k>`` folders (gaps are reported). ``wer_per_example.txt`` and
+    ``output_transcriptions.txt`` are optional per iteration; when present, line ``i`` is carried on
+    candidate ``i`` as the ``wer`` (float or None) / ``wer_text`` and ``transcription`` columns.
+    """
+    base = Path(base)
+    if not base.is_dir():
+        raise InputError(f"{base}: not a folder")
+    iters = _iteration_dirs(base)
+    if not iters:
+        raise InputError(f"{base}: no iter_<k> folders (expected iter_1/audios/0.wav, ...)")
+    if 1 not in iters:
+        raise InputError(f"{base}: iter_1 is missing; it holds {PROMPTS_FILE}")
+    prompts_path = iters[1] / PROMPTS_FILE
+    if not prompts_path.is_file():
+        raise InputError(f"{prompts_path}: prompts file not found")
+    issues: list[str] = []
+    expected = list(range(1, max(iters) + 1))
+    gaps = [k for k in expected if k not in iters]
+    if gaps:
+        issues.append(f"{base}: iteration folders missing: {', '.join(f'iter_{k}' for k in gaps)}")
+
+    lines = _read_lines(prompts_path)
+    per_iter_wer: dict[int, list[str] | None] = {}
+    per_iter_text: dict[int, list[str] | None] = {}
+    for k, folder in iters.items():
+        for name, store in ((WER_FILE, per_iter_wer), (TRANSCRIPTIONS_FILE, per_iter_text)):
+            path = folder / name
+            store[k] = _read_lines(path) if path.is_file() else None
+            if store[k] is not None and len(store[k]) < len(lines):
+                issues.append(
+                    f"{path}: {len(store[k])} lines for {len(lines)} prompts; "
+                    "later prompts carry no value"
+                )
+        if not (folder / "audios").is_dir():
+            issues.append(f"{folder / 'audios'}: folder not found; iteration {k} has no candidates")
+
+    prompts: list[Prompt] = []
+    for idx, raw in enumerate(lines):
+        caption = raw.strip()
+        if not caption:
+            issues.append(f"{prompts_path}:{idx + 1}: blank prompt line, prompt {idx} skipped")
+            continue
+        prompt = Prompt(index=idx, id=str(idx), caption=caption, output_stem=str(idx))
+        for k, folder in iters.items():
+            wav = folder / "audios" / f"{idx}.wav"
+            if not wav.is_file():
+                if (folder / "audios").is_dir():
+                    issues.append(f"{wav}: candidate file missing, skipped (prompt {idx})")
+                continue
+            columns: dict[str, Any] = {}
+            wer_lines = per_iter_wer[k]
+            if wer_lines is not None:
+                text = wer_lines[idx].strip() if idx < len(wer_lines) else None
+                columns["wer_text"] = text
+                columns["wer"] = _parse_float(text)
+            text_lines = per_iter_text[k]
+            if text_lines is not None:
+                columns["transcription"] = text_lines[idx].strip() if idx < len(text_lines) else None
+            prompt.candidates.append(Candidate(index=k - 1, label=k, path=wav, columns=columns))
+        if not prompt.candidates:
+            issues.append(f"prompt {idx}: no candidate audio found in any iteration")
+        prompts.append(prompt)
+
+    # Files in audios/ that match no prompt line reveal a shifted or mismatched prompts file.
+    for k, folder in iters.items():
+        audios = folder / "audios"
+        if not audios.is_dir():
+            continue
+        orphans = sorted(
+            p.name
+            for p in audios.glob("*.wav")
+            if not (p.stem.isdigit() and int(p.stem) < len(lines) and lines[int(p.stem)].strip())
+        )
+        if orphans:
+            issues.append(
+                f"{audios}: {len(orphans)} wav file(s) match no prompt line "
+                f"(e.g. {', '.join(orphans[:3])}); ignored"
+            )
+
+    per_prompt_files = {}
+    if any(v is not None for v in per_iter_wer.values()):
+        per_prompt_files["wer_text"] = WER_FILE
+    if any(v is not None for v in per_iter_text.values()):
+        per_prompt_files["transcription"] = TRANSCRIPTIONS_FILE
+    return RerankInput(
+        kind="layout",
+        source=base,
+        prompts=prompts,
+        issues=issues,
+        num_lines=len(lines),
+        iterations=list(iters),
+        common_files=[iters[1] / n for n in COMMON_FILES if (iters[1] / n).is_file()],
+        per_prompt_files=per_prompt_files,
+    )
+
+
+_SAFE_ID = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._\-]*$")
+
+
+def read_manifest(path: str | Path) -> RerankInput:
+    """Read a JSONL manifest: one ``{"id", "caption", "candidates": [paths], ...}`` object per line.
+
+    Relative candidate paths are resolved against the manifest's folder. Any other key whose value
+    is a list as long as ``candidates`` is a per-candidate column (e.g. ``"wer": [0.1, 0.3]``);
+    numeric columns are carried as floats (None where a value is not a number). ``id`` is optional
+    (default: the row number); it names the output file, so it must be a plain file name.
+    Malformed rows, duplicate ids and missing files are reported and skipped.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: manifest not found")
+    issues: list[str] = []
+    prompts: list[Prompt] = []
+    seen_ids: set[str] = set()
+    row = -1
+    for lineno, raw in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not raw.strip():
+            continue
+        row += 1
+        where = f"{path}:{lineno}"
+        try:
+            entry = json.loads(raw)
+        except json.JSONDecodeError as exc:
+            issues.append(f"{where}: not valid JSON ({exc.msg}); row skipped")
+            continue
+        if not isinstance(entry, dict):
+            issues.append(f"{where}: expected a JSON object; row skipped")
+            continue
+        caption = entry.get("caption")
+        if not isinstance(caption, str) or not caption.strip():
+            issues.append(f"{where}: 'caption' missing or blank; row skipped")
+            continue
+        cands = entry.get("candidates")
+        if not isinstance(cands, list) or not all(isinstance(c, str) for c in cands):
+            issues.append(f"{where}: 'candidates' must be a list of paths; row skipped")
+            continue
+        pid = str(entry.get("id", row))
+        if not _SAFE_ID.match(pid):
+            issues.append(f"{where}: id {pid!r} is not a plain file name; row skipped")
+            continue
+        if pid in seen_ids:
+            issues.append(f"{where}: duplicate id {pid!r}; row skipped")
+            continue
+        seen_ids.add(pid)
+        columns: dict[str, list] = {}
+        for key, value in entry.items():
+            if key in ("id", "caption", "candidates"):
+                continue
+            if isinstance(value, list):
+                if len(value) != len(cands):
+                    issues.append(
+                        f"{where}: column {key!r} has {len(value)} values for {len(cands)} "
+                        "candidates; column ignored"
+                    )
+                    continue
+                numeric = all(_parse_float(v) is not None or v is None for v in value) and any(
+                    v is not None for v in value
+                )
+                columns[key] = [_parse_float(v) for v in value] if numeric else list(value)
+        prompt = Prompt(index=row, id=pid, caption=caption.strip(), output_stem=pid)
+        for j, cand in enumerate(cands):
+            cand_path = Path(cand) if Path(cand).is_absolute() else path.parent / cand
+            if not cand_path.is_file():
+                issues.append(f"{where}: candidate {j} {cand_path}: file missing, skipped")
+                continue
+            prompt.candidates.append(
+                Candidate(
+                    index=j,
+                    label=j,
+                    path=cand_path,
+                    columns={k: v[j] for k, v in columns.items()},
+                )
+            )
+        if not prompt.candidates:
+            issues.append(f"{where}: prompt {pid!r} has no candidate audio")
+        prompts.append(prompt)
+    if row < 0:
+        raise InputError(f"{path}: manifest has no rows")
+    return RerankInput(kind="manifest", source=path, prompts=prompts, issues=issues, num_lines=row + 1)
+
+
+def read_input(source: str | Path) -> RerankInput:
+    """A layout folder or a ``.jsonl`` manifest, by what ``source`` is."""
+    source = Path(source)
+    if source.is_dir():
+        return read_layout(source)
+    if source.is_file():
+        return read_manifest(source)
+    raise InputError(f"{source}: not found (expected a layout folder or a .jsonl manifest)")

@@ -1,0 +1,202 @@
+"""The reward API: caption-audio cosine as a batched reward, and best-of-N over a generator.
+
+Works with any model that has the core numpy API (``embed_audio``, ``embed_text``, rows
+L2-normalised); needs only numpy here, so it imports without training extras.
+"""
+
+from __future__ import annotations
+
+import inspect
+import random
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .selection import select
+
+__all__ = ["reward", "best_of_n", "BestOfNResult", "embed_audio_safely", "caption_embeddings"]
+
+AudioLike = Any  # str | Path | bytes | (np.ndarray, sample_rate)
+
+
+def _is_single_audio(audio: Any) -> bool:
+    if isinstance(audio, (str, Path, bytes, bytearray)):
+        return True
+    return (
+        isinstance(audio, tuple)
+        and len(audio) == 2
+        and isinstance(audio[0], np.ndarray)
+        and isinstance(audio[1], (int, np.integer))
+    )
+
+
+def _check_audio(audio: Any, where: str) -> None:
+    if not _is_single_audio(audio):
+        raise TypeError(
+            f"{where}: expected a path, bytes or an (array, sample_rate) tuple, "
+            f"got {type(audio).__name__}"
+        )
+
+
+def caption_embeddings(model: Any, captions: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Embed each distinct caption once: returns (unique embeddings [U, D], row of each caption [N])."""
+    unique = list(dict.fromkeys(captions))
+    where = {text: i for i, text in enumerate(unique)}
+    emb = np.asarray(model.embed_text(unique), dtype=np.float32)
+    return emb, np.array([where[c] for c in captions], dtype=np.int64)
+
+
+def reward(
+    model: Any,
+    audios: AudioLike | Sequence[AudioLike],
+    captions: str | Sequence[str],
+    batch_size: int = 8,
+) -> np.ndarray:
+    """Cosine similarity of each audio with its caption, as a float32 array of shape [N].
+
+    ``audios``: a list of paths, bytes or ``(array, sample_rate)`` tuples at any sample rate (a
+    single one is accepted too). ``captions``: one caption per audio, or one string for all.
+    Each distinct caption is embedded once; audio is embedded in batches of ``batch_size``.
+    Element i equals ``reward(model, [audios[i]], [captions[i]])[0]`` (up to float error).
+    """
+    if _is_single_audio(audios):
+        audios = [audios]
+    audios = list(audios)
+    for i, audio in enumerate(audios):
+        _check_audio(audio, f"reward: audios[{i}]")
+    if isinstance(captions, str):
+        captions = [captions] * len(audios)
+    captions = list(captions)
+    if len(captions) != len(audios):
+        raise ValueError(f"reward: {len(audios)} audios but {len(captions)} captions")
+    if not audios:
+        return np.zeros(0, dtype=np.float32)
+    text_emb, rows = caption_embeddings(model, captions)
+    audio_emb = np.asarray(model.embed_audio(audios, batch_size=batch_size), dtype=np.float32)
+    return np.einsum("nd,nd->n", audio_emb, text_emb[rows]).astype(np.float32)
+
+
+def embed_audio_safely(
+    model: Any,
+    audios: Sequence[AudioLike],
+    batch_size: int = 8,
+    chunk: int | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> tuple[np.ndarray, dict[int, str]]:
+    """Embed many audios, isolating the ones that fail: returns (embeddings with NaN rows, errors).
+
+    Audio is passed to ``model.embed_audio`` in chunks (default ``16 * batch_size`` items) so memory
+    stays bounded; a chunk that raises is redone one item at a time so one bad file costs only
+    itself. ``errors`` maps the position of each failed item to the error message.
+    ``progress(k)`` is called with the number of items finished after each chunk.
+    """
+    chunk = chunk or 16 * batch_size
+    errors: dict[int, str] = {}
+    rows: list[np.ndarray | None] = [None] * len(audios)
+    for start in range(0, len(audios), chunk):
+        part = list(audios[start : start + chunk])
+        try:
+            emb = np.asarray(model.embed_audio(part, batch_size=batch_size), dtype=np.float32)
+            for j, row in enumerate(emb):
+                rows[start + j] = row
+        except Exception:  # noqa: BLE001 - find the bad item(s), keep the rest
+            for j, item in enumerate(part):
+                try:
+                    rows[start + j] = np.asarray(model.embed_audio([item], batch_size=1), np.float32)[0]
+                except Exception as exc:  # noqa: BLE001
+                    errors[start + j] = f"{type(exc).__name__}: {exc}"
+        if progress is not None:
+            progress(len(part))
+    dim = next((r.shape[-1] for r in rows if r is not None), 0)
+    out = np.full((len(audios), dim), np.nan, dtype=np.float32)
+    for i, row in enumerate(rows):
+        if row is not None:
+            out[i] = row
+    return out, errors
+
+
+@dataclass
+class BestOfNResult:
+    """The outcome of :func:`best_of_n`.
+
+    ``index`` is the winner's call number (0-based), ``audio`` what ``generate`` returned for it,
+    ``scores`` every candidate's cosine in call order, ``margin`` the winner's lead over the
+    runner-up (None for n = 1), ``candidates`` everything ``generate`` returned.
+    """
+
+    caption: str
+    index: int
+    audio: AudioLike
+    score: float
+    scores: np.ndarray
+    margin: float | None
+    candidates: list[AudioLike]
+
+
+def _takes_index(generate: Callable) -> bool:
+    """True when ``generate`` has two required positional parameters (or ``*args``)."""
+    try:
+        params = inspect.signature(generate).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    required = [
+        p
+        for p in params
+        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is p.empty
+    ]
+    return len(required) >= 2 or any(p.kind == p.VAR_POSITIONAL for p in params)
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        torch.manual_seed(seed)
+
+
+def best_of_n(
+    model: Any,
+    generate: Callable[..., AudioLike],
+    caption: str,
+    n: int,
+    seed: int | None = None,
+    batch_size: int = 8,
+    pass_index: bool | None = None,
+) -> BestOfNResult:
+    """Generate ``n`` candidates for ``caption`` and return the one the model scores highest.
+
+    ``generate`` is called n times, as ``generate(caption, i)`` with i = 0..n-1 when it has two
+    required positional parameters (or ``*args``), otherwise as ``generate(caption)``;
+    ``pass_index`` forces either form. Each call returns a path, bytes or ``(array, sample_rate)``.
+    With ``seed`` set, Python's ``random``, numpy's global generator and torch (if imported) are
+    seeded with ``seed + i`` before call i, so stochastic generators are reproducible.
+    Ties go to the earliest candidate.
+    """
+    if n < 1:
+        raise ValueError(f"best_of_n: n must be at least 1, got {n}")
+    with_index = _takes_index(generate) if pass_index is None else pass_index
+    candidates: list[AudioLike] = []
+    for i in range(n):
+        if seed is not None:
+            _seed_everything(seed + i)
+        audio = generate(caption, i) if with_index else generate(caption)
+        _check_audio(audio, f"best_of_n: generate call {i} returned")
+        candidates.append(audio)
+    scores = reward(model, candidates, caption, batch_size=batch_size)
+    chosen = select(scores)
+    if chosen.chosen is None:
+        raise ValueError(f"best_of_n: no candidate had a finite score (scores {scores.tolist()})")
+    return BestOfNResult(
+        caption=caption,
+        index=chosen.chosen,
+        audio=candidates[chosen.chosen],
+        score=float(scores[chosen.chosen]),
+        scores=scores,
+        margin=chosen.margin,
+        candidates=candidates,
+    )
