@@ -1,0 +1,118 @@
+"""Layout and manifest readers: blank lines, missing files, optional WER/transcription files."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from paraspeechclap.rerank import InputError, read_input, read_layout, read_manifest
+
+
+def test_layout_keeps_line_numbers_as_prompt_indices(layout):
+    data = read_layout(layout)
+    assert data.kind == "layout"
+    assert data.iterations == [1, 2, 3]
+    assert data.num_lines == 4
+    assert [p.index for p in data.prompts] == [0, 2, 3]  # line 1 is blank: skipped, no shift
+    assert [p.caption for p in data.prompts] == [
+        "A deep male voice.",
+        "A high-pitched voice talking fast.",
+        "A whispered voice.",
+    ]
+    assert data.prompts[1].output_stem == "2"
+    assert any(":2: blank prompt line, prompt 1 skipped" in i for i in data.issues)
+
+
+def test_layout_reports_missing_candidate_and_keeps_others(layout):
+    data = read_layout(layout)
+    prompt2 = data.prompts[1]
+    assert [c.label for c in prompt2.candidates] == [1, 3]
+    assert [c.index for c in prompt2.candidates] == [0, 2]  # index = iteration - 1, no shift
+    assert prompt2.candidates[1].path == layout / "iter_3" / "audios" / "2.wav"
+    assert any("iter_2/audios/2.wav: candidate file missing" in i for i in data.issues)
+    assert any("7.wav" in i and "match no prompt line" in i for i in data.issues)
+
+
+def test_layout_carries_optional_wer_and_transcriptions(layout):
+    data = read_layout(layout)
+    first = data.prompts[0].candidates
+    assert first[0].columns == {"wer_text": "0.0", "wer": 0.0, "transcription": "text 1.0"}
+    assert first[2].columns == {}  # iter_3 has neither file
+    assert data.prompts[1].candidates[0].columns["wer"] == 0.5
+    assert data.prompts[2].candidates[0].columns["wer"] is None  # "ERROR: not found"
+    assert data.prompts[2].candidates[0].columns["wer_text"] == "ERROR: not found"
+    assert data.per_prompt_files == {"wer_text": "wer_per_example.txt", "transcription": "output_transcriptions.txt"}
+    assert [p.name for p in data.common_files] == ["input_texts.txt"]
+
+
+def test_layout_without_wer_files_and_prompt_without_candidates(tmp_path, write_wav):
+    base = tmp_path / "tts"
+    write_wav(base / "iter_1" / "audios" / "0.wav", 0.5)
+    write_wav(base / "iter_2" / "audios" / "0.wav", 0.6)
+    (base / "iter_1" / "input_descriptions.txt").write_text("one\ntwo\n")
+    data = read_input(base)
+    assert [len(p.candidates) for p in data.prompts] == [2, 0]
+    assert data.per_prompt_files == {}
+    assert any("prompt 1: no candidate audio" in i for i in data.issues)
+
+
+def test_layout_errors_name_the_problem(tmp_path):
+    with pytest.raises(InputError, match="no iter_<k> folders"):
+        read_layout(tmp_path)
+    (tmp_path / "iter_2").mkdir()
+    with pytest.raises(InputError, match="iter_1 is missing"):
+        read_layout(tmp_path)
+    (tmp_path / "iter_1").mkdir()
+    with pytest.raises(InputError, match="input_descriptions.txt: prompts file not found"):
+        read_layout(tmp_path)
+
+
+def test_layout_reports_gaps_in_iterations(tmp_path, write_wav):
+    write_wav(tmp_path / "iter_1" / "audios" / "0.wav", 0.5)
+    write_wav(tmp_path / "iter_3" / "audios" / "0.wav", 0.6)
+    (tmp_path / "iter_1" / "input_descriptions.txt").write_text("one\n")
+    data = read_layout(tmp_path)
+    assert [c.label for c in data.prompts[0].candidates] == [1, 3]
+    assert any("iteration folders missing: iter_2" in i for i in data.issues)
+
+
+def test_manifest_rows_columns_and_problems(tmp_path, write_wav):
+    a = write_wav(tmp_path / "wavs" / "a.wav", 0.1)
+    b = write_wav(tmp_path / "wavs" / "b.wav", 0.2)
+    rows = [
+        {"id": "p1", "caption": "A deep voice.", "candidates": ["wavs/a.wav", str(b)], "wer": [0.1, "0.4"]},
+        {"id": "p2", "caption": "A calm voice.", "candidates": ["wavs/a.wav", "wavs/gone.wav"], "wer": [1]},
+        "not json",
+        {"id": "p1", "caption": "duplicate", "candidates": []},
+        {"caption": "", "candidates": []},
+        {"id": "../x", "caption": "bad id", "candidates": []},
+        {"caption": "no id", "candidates": ["wavs/b.wav"], "speaker": ["s1"]},
+    ]
+    lines = [r if isinstance(r, str) else json.dumps(r) for r in rows]
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text("\n".join(lines[:2]) + "\n\n" + "\n".join(lines[2:]) + "\n")
+    data = read_input(manifest)
+    assert data.kind == "manifest"
+    assert [p.id for p in data.prompts] == ["p1", "p2", "6"]
+    assert data.num_lines == 7
+    p1 = data.prompts[0]
+    assert [c.path for c in p1.candidates] == [a, b]
+    assert [c.columns["wer"] for c in p1.candidates] == [0.1, 0.4]
+    p2 = data.prompts[1]
+    assert [c.index for c in p2.candidates] == [0]
+    assert "wer" not in p2.candidates[0].columns  # wrong length: ignored
+    assert data.prompts[2].candidates[0].columns == {"speaker": "s1"}
+    issues = "\n".join(data.issues)
+    for expected in ("gone.wav: file missing", "not valid JSON", "duplicate id 'p1'",
+                     "'caption' missing or blank", "is not a plain file name", "column 'wer' has 1 values"):
+        assert expected in issues
+
+
+def test_manifest_errors(tmp_path):
+    with pytest.raises(InputError, match="not found"):
+        read_manifest(tmp_path / "none.jsonl")
+    empty = tmp_path / "e.jsonl"
+    empty.write_text("\n")
+    with pytest.raises(InputError, match="no rows"):
+        read_manifest(empty)
