@@ -1,0 +1,94 @@
+"""Audio front end: decoding, resampling, downmixing, normalisation, padding, windows, bad input."""
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from paraspeechclap.audio import AudioError, load_audio, normalize_waveform, pad_batch, window_spans
+
+
+def tone(seconds=0.5, rate=16000, freq=220.0):
+    t = np.arange(int(seconds * rate)) / rate
+    return (0.3 * np.sin(2 * np.pi * freq * t)).astype(np.float32)
+
+
+@pytest.mark.parametrize("fmt,subtype", [("WAV", "PCM_16"), ("WAV", "FLOAT"), ("FLAC", "PCM_16"), ("OGG", "VORBIS")])
+def test_decodes_files_and_bytes(tmp_path, fmt, subtype):
+    path = tmp_path / f"a.{fmt.lower()}"
+    sf.write(path, tone(), 16000, format=fmt, subtype=subtype)
+    from_path = load_audio(path)
+    from_bytes = load_audio(path.read_bytes())
+    assert from_path.dtype == np.float32 and abs(len(from_path) - 8000) < 200
+    np.testing.assert_array_equal(from_path, from_bytes)
+
+
+def test_resamples_and_downmixes():
+    stereo = np.stack([tone(1.0, 44100), np.zeros(44100, np.float32)], axis=1)
+    out = load_audio((stereo, 44100))
+    assert len(out) == 16000
+    assert np.abs(out).max() == pytest.approx(0.15, abs=0.01)  # mean of the tone and silence
+    channels_first = load_audio((stereo.T.copy(), 44100))
+    np.testing.assert_allclose(out, channels_first)
+
+
+def test_normalisation_matches_feature_extractor():
+    from transformers import Wav2Vec2FeatureExtractor
+
+    wave = tone(0.3) + 0.1
+    ours = normalize_waveform(wave)
+    theirs = Wav2Vec2FeatureExtractor(do_normalize=True)(wave, sampling_rate=16000).input_values[0]
+    np.testing.assert_allclose(ours, theirs, atol=1e-6)
+    assert np.all(np.isfinite(normalize_waveform(np.zeros(100, np.float32))))  # silence stays finite
+
+
+def test_pad_batch_masks_padding():
+    values, mask = pad_batch([np.ones(3, np.float32), np.ones(5, np.float32)])
+    assert values.shape == (2, 5) and mask.dtype == np.int64
+    assert mask.tolist() == [[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]] and values[0, 3:].tolist() == [0, 0]
+
+
+@pytest.mark.parametrize("source,problem", [
+    ("missing.wav", "file not found"),
+    ((np.zeros(0, np.float32), 16000), "zero-length"),
+    ((np.array([0.0, np.nan], np.float32), 16000), "NaN or Inf"),
+    ((np.array([0.0, np.inf], np.float32), 16000), "NaN or Inf"),
+    ((np.zeros(10, np.float32), 0), "sample rate"),
+    (b"definitely not audio", "unreadable or corrupt"),
+])
+def test_bad_input_names_the_problem(tmp_path, source, problem):
+    if source == "missing.wav":
+        source = str(tmp_path / source)
+    with pytest.raises(AudioError, match=problem) as info:
+        load_audio(source)
+    if isinstance(source, str):
+        assert source in str(info.value)
+
+
+def test_corrupt_file_names_the_file(tmp_path):
+    path = tmp_path / "broken.wav"
+    path.write_bytes(b"RIFF\x00\x00\x00\x00WAVEjunk")
+    with pytest.raises(AudioError, match="broken.wav: unreadable or corrupt"):
+        load_audio(path)
+
+
+def test_too_short_for_receptive_field(tiny_model):
+    with pytest.raises(AudioError, match="too short"):
+        tiny_model.embed_audio((np.zeros(tiny_model.min_audio_samples - 1, np.float32), 16000))
+    ok = tiny_model.embed_audio((np.zeros(tiny_model.min_audio_samples, np.float32), 16000))
+    assert np.all(np.isfinite(ok))  # silence is valid input
+
+
+def test_window_spans_cover_signal():
+    assert window_spans(100, 200, 20) == [(0, 100)]
+    spans = window_spans(1000, 300, 50)
+    assert spans[0] == (0, 300) and spans[-1] == (700, 1000)
+    assert all(e - s == 300 for s, e in spans)
+    covered = np.zeros(1000, bool)
+    for s, e in spans:
+        covered[s:e] = True
+    assert covered.all()
+    with pytest.raises(ValueError):
+        window_spans(1000, 300, 300)

@@ -1,0 +1,162 @@
+"""Checkpoint compatibility: the released format loads strictly and reproduces the authors' outputs."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import load_tiny
+from paraspeechclap.checkpoints import CheckpointError, read_state_dict
+
+
+@pytest.mark.parametrize("checkpoint", ["checkpoint.pth.tar", "checkpoint-legacy-weightnorm.pth.tar"])
+def test_both_checkpoint_files_reproduce_golden_embeddings(fixture_dir, golden, golden_waveforms, checkpoint):
+    model = load_tiny(fixture_dir, checkpoint)
+    assert model.logit_scale == pytest.approx(float(golden["logit_scale"]), rel=1e-6)
+    single = np.stack([model.embed_audio((w, 16000)) [0] for w in golden_waveforms])
+    np.testing.assert_allclose(single, golden["audio_emb_single"], atol=1e-5)
+    batched = model.embed_audio([(w, 16000) for w in golden_waveforms], batch_size=4)
+    np.testing.assert_allclose(batched, golden["audio_emb_batch"], atol=1e-5)
+    np.testing.assert_allclose(model.embed_text(golden["json"]["texts"]), golden["text_emb"], atol=1e-5)
+    with torch.no_grad():  # the torch API on the authors' own preprocessed batch
+        values = torch.from_numpy(golden["input_values"])
+        mask = torch.from_numpy(golden["attention_mask"])
+        proj = model.encode_audio(values, mask, normalize=False).numpy()
+        tokens = {"input_ids": torch.from_numpy(golden["input_ids"]),
+                  "attention_mask": torch.from_numpy(golden["text_attention_mask"])}
+        text_proj = model.encode_text(tokens, normalize=False).numpy()
+    np.testing.assert_allclose(proj, golden["audio_proj_batch"], atol=1e-5)
+    np.testing.assert_allclose(text_proj, golden["text_proj"], atol=1e-5)
+
+
+def test_prepare_audio_matches_authors_feature_extractor(tiny_model, golden, golden_waveforms):
+    values, mask = tiny_model.prepare_audio(golden_waveforms)
+    np.testing.assert_allclose(values.numpy(), golden["input_values"], atol=1e-5)
+    np.testing.assert_array_equal(mask.numpy(), golden["attention_mask"])
+
+
+def _save(state, path):
+    torch.save(state, path)
+    return path
+
+
+def _load_raw(fixture_dir, checkpoint):
+    from paraspeechclap import ParaSpeechCLAP
+
+    return ParaSpeechCLAP.from_pretrained(checkpoint, speech_model=fixture_dir / "speech",
+                                          text_model=fixture_dir / "text", embedding_dim=24, device="cpu",
+                                          precision="fp32")
+
+
+def test_strict_load_names_missing_and_unexpected_keys(fixture_dir, tmp_path):
+    state = read_state_dict(fixture_dir / "checkpoint.pth.tar")
+    state.pop("audio_projection.linear2.weight")
+    state["audio_projection.extra.weight"] = torch.zeros(2)
+    with pytest.raises(CheckpointError) as info:
+        _load_raw(fixture_dir, _save(state, tmp_path / "bad.pth.tar"))
+    message = str(info.value)
+    assert "audio_projection.linear2.weight" in message and "audio_projection.extra.weight" in message
+    assert "missing keys" in message and "unexpected keys" in message
+
+
+def test_shape_mismatch_is_fatal(fixture_dir, tmp_path):
+    state = read_state_dict(fixture_dir / "checkpoint.pth.tar")
+    state["text_projection.layer_norm.bias"] = torch.zeros(7)
+    with pytest.raises(CheckpointError, match="shape mismatch"):
+        _load_raw(fixture_dir, _save(state, tmp_path / "bad.pth.tar"))
+
+
+def test_tolerated_variants_load(fixture_dir, golden, tmp_path):
+    state = read_state_dict(fixture_dir / "checkpoint.pth.tar")
+    dropped = [k for k in state if ".pooler." in k or k.endswith("masked_spec_embed")]
+    assert dropped, "fixture should contain a pooler and masked_spec_embed"
+    for key in dropped:
+        state.pop(key)
+    state["text_branch.base.embeddings.position_ids"] = torch.arange(514)[None]
+    model = _load_raw(fixture_dir, _save(state, tmp_path / "variant.pth.tar"))
+    np.testing.assert_allclose(model.embed_text(golden["json"]["texts"]), golden["text_emb"], atol=1e-5)
+
+
+def test_pickled_objects_are_refused(fixture_dir, tmp_path):
+    path = tmp_path / "evil.pth.tar"
+    torch.save({"weights": Path("/etc/passwd")}, path)  # not a plain tensor dict: needs full unpickling
+    with pytest.raises(CheckpointError):
+        _load_raw(fixture_dir, path)
+
+
+def test_save_pretrained_round_trip_offline(tiny_model, golden, golden_waveforms, tmp_path, monkeypatch):
+    folder = tiny_model.save_pretrained(tmp_path / "saved")
+    config = json.loads((folder / "config.json").read_text())
+    assert config["model_type"] == "paraspeechclap" and config["embedding_dim"] == 24
+    assert config["speech_config"]["model_type"] == "wavlm" and config["text_pooling"] == "first"
+    assert (folder / "model.safetensors").is_file() and (folder / "tokenizer" / "tokenizer.json").is_file()
+    assert (folder / "feature_extractor" / "preprocessor_config.json").is_file()
+    assert not any(p.name.startswith(".") for p in tmp_path.iterdir()), "temporary folders left behind"
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    from paraspeechclap import ParaSpeechCLAP
+
+    loaded = ParaSpeechCLAP.from_pretrained(folder, device="cpu", precision="fp32")
+    np.testing.assert_allclose(loaded.embed_audio([(w, 16000) for w in golden_waveforms]),
+                               golden["audio_emb_batch"], atol=1e-5)
+    np.testing.assert_allclose(loaded.embed_text(golden["json"]["texts"]), golden["text_emb"], atol=1e-5)
+    tiny_model.save_pretrained(folder)  # overwriting an existing folder works and leaves no debris
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["saved"]
+
+
+def _fake_hub_cache(cache: Path, repo_id: str, files: dict[str, Path]) -> None:
+    """Lay out files as huggingface_hub's cache does (refs/main -> snapshots/<commit>/...)."""
+    repo_dir = cache / ("models--" + repo_id.replace("/", "--"))
+    commit = "0" * 40
+    snapshot = repo_dir / "snapshots" / commit
+    snapshot.mkdir(parents=True)
+    (repo_dir / "refs").mkdir()
+    (repo_dir / "refs" / "main").write_text(commit)
+    for name, source in files.items():
+        shutil.copy(source, snapshot / name)
+
+
+def test_alias_loads_from_filled_cache_offline(fixture_dir, golden, tmp_path, monkeypatch):
+    cache = tmp_path / "hub"
+    _fake_hub_cache(cache, "ajd12342/paraspeechclap-situational",
+                    {"paraspeechclap-situational.pth.tar": fixture_dir / "checkpoint.pth.tar"})
+    _fake_hub_cache(cache, "microsoft/wavlm-large",
+                    {n: fixture_dir / "speech" / n for n in ("config.json", "preprocessor_config.json")})
+    _fake_hub_cache(cache, "ibm-granite/granite-embedding-278m-multilingual",
+                    {n: fixture_dir / "text" / n for n in ("config.json", "tokenizer.json", "tokenizer_config.json")})
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    import huggingface_hub.constants as constants
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    from paraspeechclap import ParaSpeechCLAP
+
+    model = ParaSpeechCLAP.from_pretrained("situational", embedding_dim=24, device="cpu", precision="fp32")
+    assert model.config.speech_model == "microsoft/wavlm-large"
+    np.testing.assert_allclose(model.embed_text(golden["json"]["texts"]), golden["text_emb"], atol=1e-5)
+
+
+def test_alias_without_network_or_cache_says_what_to_download(tmp_path, monkeypatch):
+    import huggingface_hub.constants as constants
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "empty"))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    from paraspeechclap import ParaSpeechCLAP
+
+    with pytest.raises(RuntimeError) as info:
+        ParaSpeechCLAP.from_pretrained("intrinsic")
+    message = str(info.value)
+    assert "ajd12342/paraspeechclap-intrinsic" in message and "huggingface-cli download" in message
+
+
+def test_unknown_source_is_a_clear_error():
+    from paraspeechclap import ParaSpeechCLAP
+
+    with pytest.raises(FileNotFoundError, match="model source not found"):
+        ParaSpeechCLAP.from_pretrained("no/such/file.pth.tar")
