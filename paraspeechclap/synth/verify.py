@@ -1,0 +1,257 @@
+"""Label verification: check every tag of a clip against its measurements; write manifests and card.
+
+Checks (thresholds below, chosen from the measured distributions of a pilot corpus, with margins):
+- pitch: F0 median in semitones from the gender centre within the level's band (PITCH_ACCEPT_ST);
+- pitch range: 10-90th percentile F0 spread in semitones (monotonous low, singsong high);
+- rate: articulation rate (syllables of the spoken text per active second) inside the level's band;
+- voice quality: whispered = almost no voicing; creaky = high jitter (espeak flutter); normal = voiced, low jitter;
+- delivery: flowing = no internal pause; hesitant / punctuated = at least two pauses;
+- gender: F0 median plausible for the gender (skipped for whispers).
+Clips failing any check are dropped from the manifests (kept in dropped.jsonl with the reason).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections import Counter, defaultdict
+from pathlib import Path
+
+from . import styles as S
+
+RANGE_MONO_MAX_ST = 2.0
+RANGE_SINGSONG_MIN_ST = 3.5
+RATE_BANDS = {"slow": (0.0, 3.8), "measured": (4.1, 6.4), "fast": (6.7, 99.0)}   # syllables / s
+WHISPER_MAX_VF = 0.12
+VOICED_MIN_VF = 0.35
+CREAKY_MIN_JITTER = 0.026
+NORMAL_MAX_JITTER = 0.025
+GENDER_F0_BOUNDS = {"male": (0.0, 185.0), "female": (125.0, 1e9)}
+ATTRIBUTES = ("pitch", "range", "rate", "voice_quality", "delivery", "gender")
+
+
+def _finite(x) -> bool:
+    return x is not None and isinstance(x, (int, float)) and math.isfinite(x)
+
+
+def check_row(row: dict, m: dict | None = None) -> dict:
+    """{attribute: (ok, detail)} for the tagged attributes of a manifest row (measurements `m`,
+    default the row's own `measured`). ok is None when the attribute makes no claim."""
+    m = m if m is not None else row["measured"]
+    res: dict = {}
+    q = row["voice_quality"]
+    f0 = m.get("f0_median_hz")
+    if row.get("pitch_level"):
+        if not _finite(f0):
+            res["pitch"] = (False, "no F0")
+        else:
+            st = 12 * math.log2(f0 / S.GENDER_CENTRE_HZ[row["gender"]])
+            lo, hi = S.PITCH_ACCEPT_ST[row["pitch_level"]]
+            res["pitch"] = (lo <= st <= hi, f"{st:+.2f} st")
+    else:
+        res["pitch"] = (None, "whispered")
+    rl = row.get("range_level")
+    if rl in ("monotonous", "singsong"):
+        r = m.get("f0_range_st")
+        if not _finite(r):
+            res["range"] = (False, "no F0")
+        elif rl == "monotonous":
+            res["range"] = (r <= RANGE_MONO_MAX_ST, f"{r:.2f} st")
+        else:
+            res["range"] = (r >= RANGE_SINGSONG_MIN_ST, f"{r:.2f} st")
+    else:
+        res["range"] = (None, "not tagged")
+    rate = m.get("rate_syl_per_s")
+    lo, hi = RATE_BANDS[row["rate_level"]]
+    res["rate"] = ((lo <= rate <= hi) if _finite(rate) else False, f"{rate} syl/s")
+    vf, jit = m.get("voiced_fraction") or 0.0, m.get("jitter")
+    if q == "whispered":
+        res["voice_quality"] = (vf <= WHISPER_MAX_VF, f"voiced {vf:.2f}")
+    elif q == "creaky":
+        ok = vf >= 0.1 and _finite(jit) and jit >= CREAKY_MIN_JITTER
+        res["voice_quality"] = (ok, f"jitter {jit}")
+    else:
+        ok = vf >= VOICED_MIN_VF and (not _finite(jit) or jit < NORMAL_MAX_JITTER)
+        res["voice_quality"] = (ok, f"voiced {vf:.2f} jitter {jit}")
+    npz = m.get("n_pauses", 0)
+    if row["delivery"] == "flowing":
+        res["delivery"] = (npz == 0, f"{npz} pauses")
+    else:
+        res["delivery"] = (npz >= 2, f"{npz} pauses")
+    if q != "whispered" and _finite(f0):
+        lo, hi = GENDER_F0_BOUNDS[row["gender"]]
+        res["gender"] = (lo <= f0 <= hi, f"F0 {f0:.0f} Hz")
+    else:
+        res["gender"] = (None, "no F0")
+    return res
+
+
+def _level_of(row: dict, attr: str):
+    return {"pitch": row.get("pitch_level"), "range": row.get("range_level"), "rate": row["rate_level"],
+            "voice_quality": row["voice_quality"], "delivery": row["delivery"], "gender": row["gender"]}[attr]
+
+
+def summarize(rows: list[dict], checks: list[dict]) -> dict:
+    """Agreement per attribute and per level: {attr: {level: {"checked", "agree"}}}."""
+    per: dict = defaultdict(lambda: defaultdict(lambda: {"checked": 0, "agree": 0}))
+    for row, chk in zip(rows, checks):
+        for attr, (ok, _) in chk.items():
+            if ok is None:
+                continue
+            cell = per[attr][str(_level_of(row, attr))]
+            cell["checked"] += 1
+            cell["agree"] += int(bool(ok))
+    out = {}
+    for attr in ATTRIBUTES:
+        levels = {k: dict(v) for k, v in sorted(per[attr].items())}
+        tot = sum(v["checked"] for v in levels.values())
+        agr = sum(v["agree"] for v in levels.values())
+        out[attr] = {"checked": tot, "agree": agr, "agreement": round(agr / tot, 4) if tot else None,
+                     "levels": levels}
+    return out
+
+
+def classification_suites(rows: list[dict]) -> dict:
+    """{attribute: rows with `classification_tag`} from the test split's kept rows."""
+    suites = {}
+    for attr, spec in S.SUITES.items():
+        sel = []
+        for r in rows:
+            a = {"gender": r["gender"], "pitch": r.get("pitch_level"), "rate": r["rate_level"],
+                 "range": r.get("range_level") or "neutral", "quality": r["voice_quality"],
+                 "delivery": r["delivery"]}
+            gold = spec["gold"](a)
+            if gold is not None:
+                sel.append(dict(r, classification_tag=gold))
+        suites[attr] = sel
+    return suites
+
+
+def finalize_corpus(out: Path, rows: list[dict], calib: dict, settings: dict) -> dict:
+    """Verify rendered rows, drop mismatches, write manifests, suites, verification.json and the card."""
+    from .card import write_card
+
+    out = Path(out)
+    errors = [r for r in rows if "error" in r]
+    good = [r for r in rows if "error" not in r]
+    checks = [check_row(r) for r in good]
+    generated_per_split = dict(Counter(r["split"] for r in rows))
+    kept, dropped = {s: [] for s in ("train", "validation", "test")}, []
+    for r, chk in zip(good, checks):
+        r["verification"] = {k: v[0] for k, v in chk.items()}
+        fails = {k: v[1] for k, v in chk.items() if v[0] is False}
+        if fails:
+            dropped.append(dict(r, drop_reasons=fails))
+            p = out / "audio" / S.SOURCE / r["relative_audio_path"]
+            if p.exists():
+                p.unlink()
+        else:
+            kept[r["split"]].append(r)
+    for split, rs in kept.items():
+        for r in rs:
+            r.pop("index", None)
+            r.pop("split", None)
+        _write_jsonl(out / f"{split}.jsonl", rs)
+    _write_jsonl(out / "dropped.jsonl", dropped + [dict(e) for e in errors])
+    suites_meta = {}
+    for attr, srows in classification_suites(kept["test"]).items():
+        fname = f"test_{attr}.jsonl"
+        _write_jsonl(out / fname, srows)
+        spec = S.SUITES[attr]
+        suites_meta[attr] = {"candidates": spec["candidates"], "manifest": fname,
+                             "counts": dict(Counter(r["classification_tag"] for r in srows))}
+    suites_doc = {"template": S.TAG_TEMPLATE, "audio_root": "audio", "suites": suites_meta}
+    _atomic_text(out / "suites.json", json.dumps(suites_doc, indent=2))
+    summary = {
+        "generated": len(rows), "render_errors": len(errors), "kept": sum(len(v) for v in kept.values()),
+        "dropped": len(dropped), "kept_per_split": {k: len(v) for k, v in kept.items()},
+        "generated_per_split": generated_per_split,
+        "drop_reasons": dict(Counter(k for d in dropped for k in d["drop_reasons"])),
+        "agreement": summarize(good, checks),
+        "thresholds": thresholds(), "settings": settings,
+    }
+    _atomic_text(out / "verification.json", json.dumps(summary, indent=2))
+    write_card(out, summary, suites_doc, kept)
+    return summary
+
+
+def thresholds() -> dict:
+    return {"gender_centre_hz": S.GENDER_CENTRE_HZ, "pitch_accept_st": S.PITCH_ACCEPT_ST,
+            "range_mono_max_st": RANGE_MONO_MAX_ST, "range_singsong_min_st": RANGE_SINGSONG_MIN_ST,
+            "rate_bands_syl_per_s": RATE_BANDS, "whisper_max_voiced_fraction": WHISPER_MAX_VF,
+            "voiced_min_fraction": VOICED_MIN_VF, "creaky_min_jitter": CREAKY_MIN_JITTER, "normal_max_jitter": NORMAL_MAX_JITTER,
+            "gender_f0_bounds_hz": GENDER_F0_BOUNDS}
+
+
+def verify_corpus(out: str | os.PathLike, workers: int = 2, progress: bool = True) -> dict:
+    """Re-measure the stored (augmented) audio of an existing corpus and re-check every tag.
+
+    Does not modify the manifests; writes `verification_stored.json` and returns its content.
+    Stored audio carries noise/reverb, so agreement can be a little lower than on the clean signal.
+    """
+    from multiprocessing import get_context
+
+    from tqdm import tqdm
+
+    out = Path(out)
+    rows = []
+    for split in ("train", "validation", "test"):
+        p = out / f"{split}.jsonl"
+        if p.exists():
+            with open(p) as f:
+                rows += [dict(json.loads(line), split=split) for line in f if line.strip()]
+    if not rows:
+        raise FileNotFoundError(f"{out}: no train/validation/test.jsonl manifests")
+    args = [(str(out / "audio" / r["source"] / r["relative_audio_path"]), r.get("syllables")) for r in rows]
+    with get_context("fork").Pool(max(1, workers)) as pool:
+        meas = list(tqdm(pool.imap(_measure_file, args, chunksize=8), total=len(args),
+                         desc="re-measuring", disable=not progress))
+    checks, ok_rows = [], []
+    missing = 0
+    for r, m in zip(rows, meas):
+        if m is None:
+            missing += 1
+            continue
+        checks.append(check_row(r, m))
+        ok_rows.append(r)
+    summary = {"clips": len(rows), "unreadable": missing, "agreement": summarize(ok_rows, checks),
+               "all_tags_agree": int(sum(all(v[0] is not False for v in c.values()) for c in checks)),
+               "thresholds": thresholds()}
+    _atomic_text(out / "verification_stored.json", json.dumps(summary, indent=2))
+    return summary
+
+
+def _measure_file(args: tuple):
+    return _measure_path(*args)
+
+
+def _measure_path(path: str, syllables):
+    import soundfile as sf
+
+    from .measure import measure_clip
+    try:
+        y, sr = sf.read(path, dtype="float32", always_2d=False)
+    except Exception:  # noqa: BLE001
+        return None
+    if y.ndim > 1:
+        y = y.mean(axis=1)
+    return measure_clip(y, sr, syllables=syllables)
+
+
+def _write_jsonl(path: Path, rows: list[dict]) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w") as f:
+        for r in rows:
+            f.write(json.dumps(r) + "\n")
+    os.replace(tmp, path)
+
+
+def _atomic_text(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+__all__ = ["check_row", "summarize", "finalize_corpus", "verify_corpus", "classification_suites",
+           "thresholds"]
