@@ -140,6 +140,9 @@ def summarise(scores: np.ndarray, quality: np.ndarray, seed: int = 0, boot: int 
     idx = rng.integers(0, len(gain), size=(boot, len(gain)))
     boot_means = gain[idx].mean(axis=1)
     headroom = float(np.mean(oracle - random_pick))
+    # null: a scorer that ranks candidates at random (uniform pick per prompt), same prompts
+    null_picks = rng.random((boot, *quality.shape)).argmax(axis=2)
+    null_gain = (np.take_along_axis(quality[None], null_picks[..., None], axis=2)[..., 0] - random_pick).mean(axis=1)
     return {
         "prompts": int(len(gain)),
         "n": int(scores.shape[1]),
@@ -153,6 +156,7 @@ def summarise(scores: np.ndarray, quality: np.ndarray, seed: int = 0, boot: int 
         "gain_ci95": [float(np.percentile(boot_means, 2.5)), float(np.percentile(boot_means, 97.5))],
         "fraction_of_oracle_gain": float(gain.mean() / headroom) if headroom > 0 else None,
         "prompts_pick_beats_random": int((gain > 0).sum()),
+        "p_value_vs_random_scorer": float((1 + (null_gain >= gain.mean() - 1e-12).sum()) / (1 + boot)),
         "gain_per_prompt": gain.tolist(),
     }
 
@@ -197,7 +201,7 @@ def plot_curve(summary: dict, path: Path, title: str) -> None:
     ax.plot(n, curve, "o-", label="model's best-of-n pick")
     if summary["curve_se"] is not None:
         se = np.array(summary["curve_se"])
-        ax.fill_between(n, curve - se, curve + se, alpha=0.2)
+        ax.fill_between(n, curve - se, curve + se, alpha=0.2, label="+-1 s.e. over prompts")
     ax.plot(n, summary["oracle_curve"], "s--", color="grey", label="oracle (best match of n)")
     ax.axhline(summary["random"], color="k", lw=0.8, ls=":", label="random pick")
     ax.set_xlabel("n (candidates drawn)")
@@ -235,12 +239,9 @@ def generate_layout(out: Path, prompts: list[tuple[str, str]], n: int, seed: int
 
 
 def load_model(args: argparse.Namespace):
-    from paraspeechclap import ParaSpeechCLAP
+    from paraspeechclap.cli import load_model_from_args
 
-    return ParaSpeechCLAP.from_pretrained(
-        args.model, speech_model=args.speech_model, text_model=args.text_model,
-        embedding_dim=args.embedding_dim, device=args.device,
-    )
+    return load_model_from_args(args)
 
 
 def run_demo(args: argparse.Namespace, model=None) -> dict:
@@ -320,7 +321,8 @@ def run_demo(args: argparse.Namespace, model=None) -> dict:
     tmp = out / "demo.json.tmp"
     tmp.write_text(json.dumps(doc, indent=2) + "\n")
     tmp.replace(out / "demo.json")
-    plot_curve(summary, out / "curve.png", f"best-of-n with {args.model}: {P} prompts, espeak-ng candidates")
+    label = Path(args.model).name if Path(args.model).exists() else args.model
+    plot_curve(summary, out / "curve.png", f"best-of-n with {label}: {P} prompts, espeak-ng candidates")
     return doc
 
 
@@ -358,7 +360,8 @@ def markdown(doc: dict) -> str:
         f"**Gain over a random pick: {s['gain']:+.3f} z** (95% bootstrap CI {s['gain_ci95'][0]:+.3f} .. "
         f"{s['gain_ci95'][1]:+.3f}), "
         + (f"{100 * s['fraction_of_oracle_gain']:.0f}% of the oracle's gain; " if s["fraction_of_oracle_gain"] is not None else "")
-        + f"the pick beats the random-pick average in {s['prompts_pick_beats_random']}/{s['prompts']} prompts.",
+        + f"the pick beats the random-pick average in {s['prompts_pick_beats_random']}/{s['prompts']} prompts; "
+        f"a scorer ranking at random does as well with p = {s['p_value_vs_random_scorer']:.3f}.",
         "",
         "Best-of-n curve (expected style match of the model's pick among n random candidates, exact over subsets): "
         + ", ".join(f"n={i + 1}: {v:+.3f}" for i, v in enumerate(s["curve"])),
@@ -380,18 +383,15 @@ def markdown(doc: dict) -> str:
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default="mini", help="model to rerank with (default: mini)")
-    parser.add_argument("--speech-model", default=None)
-    parser.add_argument("--text-model", default=None)
-    parser.add_argument("--embedding-dim", type=int, default=None)
-    parser.add_argument("--device", default=None)
     parser.add_argument("--out", type=Path, default=Path("runs/rerank_demo"), help="output folder")
     parser.add_argument("--n", type=int, default=8, help="candidates per prompt (default: 8)")
     parser.add_argument("--captions", type=int, default=len(CAPTIONS), help="use the first K captions")
     parser.add_argument("--repeats", type=int, default=3, help="sentences per caption (default: 3)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--workers", type=int, default=2, help="parallel espeak-ng processes")
+    from paraspeechclap.cli import add_model_arguments  # --model (default mini), --device, --batch-size ...
+
+    add_model_arguments(parser)
     args = parser.parse_args(argv)
     if not 1 <= args.captions <= len(CAPTIONS) or args.repeats < 1 or args.n < 2:
         parser.error(f"need 1 <= --captions <= {len(CAPTIONS)}, --repeats >= 1, --n >= 2")

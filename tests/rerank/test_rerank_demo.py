@@ -33,6 +33,8 @@ def test_gain_summary_on_a_constructed_case(demo):
     assert perfect["curve"][0] == pytest.approx(perfect["random"])
     assert perfect["curve"] == pytest.approx(perfect["oracle_curve"])
     assert np.all(np.diff(perfect["curve"]) > 0)
+    # a random scorer matches gain 1.0 only by picking the best of prompts 0 and 1: p = 1/16
+    assert perfect["p_value_vs_random_scorer"] == pytest.approx(1 / 16, abs=0.02)
 
     # a scorer that prefers the worst candidate of prompt 0 and the best of prompt 1
     scores = np.array([[3.0, 2.0, 1.0, 0.0], [3.0, 2.0, 1.0, 0.0], [0.0, 0.0, 0.0, 0.0]])
@@ -40,6 +42,7 @@ def test_gain_summary_on_a_constructed_case(demo):
     assert mixed["gain_per_prompt"] == pytest.approx([-1.5, 1.5, 0.0])
     assert mixed["gain"] == pytest.approx(0.0)
     assert mixed["gain_ci95"][0] < 0 < mixed["gain_ci95"][1]
+    assert mixed["p_value_vs_random_scorer"] == pytest.approx(10 / 16, abs=0.04)  # P(null gain >= 0)
     # exact curve for prompt 0 with reversed scores: best of n by score is the lowest-quality drawn
     assert mixed["curve"][1] == pytest.approx((np.mean([0, 0, 0, 1, 1, 2]) + np.mean([3, 3, 3, 2, 2, 1]) + 1) / 3)
 
