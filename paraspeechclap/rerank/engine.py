@@ -59,14 +59,15 @@ def rerank_input(
     batch_size: int = 8,
     show_progress: bool = True,
 ) -> list[PromptResult]:
-    """Embed each distinct caption once and every candidate audio once, then select per prompt.
+    """Embed each distinct caption once and each distinct audio file once, then select per prompt.
 
     A candidate whose audio fails to load or embed gets a NaN score and an entry in ``errors``;
     it is never chosen.
     """
     prompts = data.prompts
     flat = [(p, c) for p in range(len(prompts)) for c in range(len(prompts[p].candidates))]
-    paths = [str(prompts[p].candidates[c].path) for p, c in flat]
+    paths = list(dict.fromkeys(str(prompts[p].candidates[c].path) for p, c in flat))  # each file once
+    row_of = {path: k for k, path in enumerate(paths)}
     text_emb, rows = caption_embeddings(model, [p.caption for p in prompts]) if prompts else (None, None)
 
     bar = None
@@ -84,7 +85,8 @@ def rerank_input(
 
     per_prompt_scores = [np.full(len(p.candidates), np.nan, np.float32) for p in prompts]
     per_prompt_errors: list[dict[int, str]] = [{} for _ in prompts]
-    for k, (p, c) in enumerate(flat):
+    for p, c in flat:
+        k = row_of[str(prompts[p].candidates[c].path)]
         if k in failed:
             per_prompt_errors[p][c] = failed[k]
         else:

@@ -32,6 +32,11 @@ WER_FILE = "wer_per_example.txt"
 TRANSCRIPTIONS_FILE = "output_transcriptions.txt"
 COMMON_FILES = ("input_genders.txt", "input_negative_descriptions.txt", "input_texts.txt")
 _ITER_DIR = re.compile(r"^iter_(\d+)$")
+#: per-candidate output fields; manifest columns may not take these names
+RESERVED_COLUMNS = frozenset(
+    {"candidate", "iteration", "path", "score", "combined", "rank", "chosen", "eligible", "reasons", "error",
+     "output", "status", "margin", "flags", "prompt_index", "prompt_id"}
+)
 
 
 class InputError(ValueError):
@@ -255,6 +260,9 @@ def read_manifest(path: str | Path) -> RerankInput:
         columns: dict[str, list] = {}
         for key, value in entry.items():
             if key in ("id", "caption", "candidates"):
+                continue
+            if isinstance(value, list) and key in RESERVED_COLUMNS:
+                issues.append(f"{where}: column {key!r} clashes with an output field; column ignored")
                 continue
             if isinstance(value, list):
                 if len(value) != len(cands):

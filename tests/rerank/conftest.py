@@ -29,6 +29,7 @@ class StubModel:
     def __init__(self):
         self.text_calls: list[list[str]] = []
         self.audio_calls = 0
+        self.audio_items: list = []
 
     def embed_text(self, texts):
         self.text_calls.append(list(texts))
@@ -37,6 +38,7 @@ class StubModel:
     def embed_audio(self, audio, batch_size=8):
         self.audio_calls += 1
         items = audio if isinstance(audio, list) else [audio]
+        self.audio_items += items
         rows = []
         for item in items:
             if isinstance(item, tuple):

@@ -6,6 +6,7 @@ import argparse
 import csv
 import json
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -147,6 +148,7 @@ def test_manifest_run_names_outputs_by_id(tmp_path, stub_model, monkeypatch, wri
     assert "fallback" in doc["prompts"][1]["flags"]
     assert sorted(p.name for p in (out / "audios").iterdir()) == ["x.wav", "y.wav"]
     assert stub_model.text_calls == [["A calm voice."]]
+    assert sorted(Path(p).name for p in stub_model.audio_items) == ["a.wav", "b.wav"]  # each file once
     assert not (out / "selection_summary.json").exists()
 
 

@@ -87,7 +87,7 @@ def test_manifest_rows_columns_and_problems(tmp_path, write_wav):
         {"id": "p1", "caption": "duplicate", "candidates": []},
         {"caption": "", "candidates": []},
         {"id": "../x", "caption": "bad id", "candidates": []},
-        {"caption": "no id", "candidates": ["wavs/b.wav"], "speaker": ["s1"]},
+        {"caption": "no id", "candidates": ["wavs/b.wav"], "speaker": ["s1"], "score": [1.0]},
     ]
     lines = [r if isinstance(r, str) else json.dumps(r) for r in rows]
     manifest = tmp_path / "m.jsonl"
@@ -105,7 +105,8 @@ def test_manifest_rows_columns_and_problems(tmp_path, write_wav):
     assert data.prompts[2].candidates[0].columns == {"speaker": "s1"}
     issues = "\n".join(data.issues)
     for expected in ("gone.wav: file missing", "not valid JSON", "duplicate id 'p1'",
-                     "'caption' missing or blank", "is not a plain file name", "column 'wer' has 1 values"):
+                     "'caption' missing or blank", "is not a plain file name", "column 'wer' has 1 values",
+                     "column 'score' clashes with an output field"):
         assert expected in issues
 
 
