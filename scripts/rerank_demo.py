@@ -34,15 +34,17 @@ import numpy as np
 # Caption -> attributes it asks for: +1 more / higher, -1 less / lower.
 #   f0: F0 median (semitones re 100 Hz); rate: syllables per second of active speech;
 #   range: F0 10th-90th percentile spread (semitones); voicing: voiced fraction of active time.
+# Pitch requests name a gender, so that absolute F0 and a gender-relative reading of "deep" / "high"
+# (ParaSpeechCaps' pitch tags are relative to the speaker's gender) point the same way.
 CAPTIONS: list[tuple[str, dict[str, int]]] = [
     ("A deep male voice speaking slowly.", {"f0": -1, "rate": -1}),
-    ("A high-pitched voice talking fast.", {"f0": +1, "rate": +1}),
-    ("A monotonous low voice.", {"range": -1, "f0": -1}),
-    ("An expressive, singsong high voice.", {"range": +1, "f0": +1}),
+    ("A high-pitched female voice talking fast.", {"f0": +1, "rate": +1}),
+    ("A man speaking in a low, monotonous voice.", {"f0": -1, "range": -1}),
+    ("A woman with a high, expressive, singsong voice.", {"f0": +1, "range": +1}),
     ("A whispered voice.", {"voicing": -1}),
     ("A man talks quickly in a flat, monotonous voice.", {"rate": +1, "range": -1}),
     ("A woman speaks slowly in a lively, singsong voice.", {"rate": -1, "range": +1}),
-    ("A high-pitched voice speaking slowly and deliberately.", {"f0": +1, "rate": -1}),
+    ("A high-pitched woman speaking slowly and deliberately.", {"f0": +1, "rate": -1}),
 ]
 FEATURES = ("f0", "rate", "range", "voicing")
 UNITS = {"f0": "st", "rate": "syl/s", "range": "st", "voicing": "fraction"}
