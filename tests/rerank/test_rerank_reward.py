@@ -122,3 +122,12 @@ def test_reward_batch_equals_per_item_with_the_tiny_model(tiny_model, tmp_path, 
     assert np.max(np.abs(batch - expected)) < 1e-5
     assert batch[3] == pytest.approx(batch[4], abs=1e-6)  # str and Path of one file
     assert len(set(np.round(batch, 6))) >= 4  # the scores actually differ between clips
+
+
+def test_rerank_imports_without_torch():
+    import subprocess
+    import sys
+
+    code = "import sys, paraspeechclap.rerank, paraspeechclap.rerank.cli; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
