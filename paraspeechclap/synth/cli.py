@@ -46,10 +46,10 @@ def run(args: argparse.Namespace) -> int:
         if args.verify_only:
             from .verify import verify_corpus
             s = verify_corpus(args.out, workers=args.workers, progress=not args.quiet)
-            print(json.dumps({k: (v["agreement"] if k == "agreement" else v) for k, v in s.items()
-                              if k != "thresholds"}, indent=1, default=str))
+            print(f"re-measured {s['clips']} stored clips ({s['unreadable']} unreadable); "
+                  f"{s['all_tags_agree']} agree on every tag -> {args.out}/verification_stored.json")
             for attr, a in s["agreement"].items():
-                print(f"{attr:14s} agreement {a['agreement']}")
+                print(f"  {attr:14s} agreement {a['agreement']}  ({a['agree']}/{a['checked']})")
             return 0
         from .generate import generate_corpus
         s = generate_corpus(args.out, num_clips=args.num_clips, seed=args.seed, workers=args.workers,
