@@ -102,3 +102,32 @@ def test_identity_changes_with_weights(tiny_model_factory):
 def test_raw_array_without_rate_is_rejected(tiny_model):
     with pytest.raises(TypeError, match="sample_rate"):
         tiny_model.embed_audio(np.zeros(16000, np.float32))
+
+
+def test_sdpa_attention_matches_stock_wavlm_attention(tiny_model_factory):
+    import types
+
+    import torch
+
+    from paraspeechclap.fast import _wavlm_sdpa_attention
+
+    model = tiny_model_factory()
+    attention = [m for m in model.modules() if type(m).__name__ == "WavLMAttention"]
+    assert attention and all(isinstance(m.torch_multi_head_self_attention, types.MethodType)
+                             and m.torch_multi_head_self_attention.__func__ is _wavlm_sdpa_attention for m in attention)
+    clips = random_clips([16000, 5000, 30000])
+    fast = model.embed_audio(clips, batch_size=3)
+    for module in attention:  # back to the stock implementation
+        del module.torch_multi_head_self_attention
+    np.testing.assert_allclose(model.embed_audio(clips, batch_size=3), fast, atol=1e-5)
+
+
+def test_int8_precision_keeps_rankings(tiny_model_factory):
+    fp32 = tiny_model_factory()
+    int8 = tiny_model_factory(precision="int8")
+    clips = random_clips([16000, 8000, 20000, 12000], seed=5)
+    a, b = fp32.embed_audio(clips), int8.embed_audio(clips)
+    centred_a, centred_b = a - a.mean(0), b - a.mean(0)
+    cos = (centred_a * centred_b).sum(1) / np.linalg.norm(centred_a, axis=1) / np.linalg.norm(centred_b, axis=1)
+    assert cos.min() > 0.9
+    assert ((b @ a.T).argmax(1) == np.arange(len(clips))).all()
