@@ -115,7 +115,9 @@ def _who(gender: str | None, pitch: str | None, held_out: bool, rng: np.random.G
         return f"{_article(noun)} {noun}"
     adj = _words(S.PITCH_ADJ, pitch, held_out, rng)
     pattern = _pick(rng, S.WHO_PATTERNS[1] if held_out else S.WHO_PATTERNS[0])
-    if "-voiced" in pattern and ("," in adj or " " in adj):
+    if "-voiced" in pattern and any(ch in adj for ch in ", -"):
+        pattern = "{a} {adj} {noun}"
+    if "voice" in noun and "voice" in pattern.replace("{noun}", ""):
         pattern = "{a} {adj} {noun}"
     first = adj if pattern.startswith("{a} {adj}") else noun
     return pattern.format(a=_article(first), adj=adj, noun=noun)
@@ -161,8 +163,9 @@ def full_caption(attrs: dict, held_out: bool, rng: np.random.Generator) -> str:
 
 def partial_caption(attrs: dict, tags: list[str], held_out: bool, rng: np.random.Generator) -> str:
     """Caption naming one or two attributes (or, in training, the tag template with one tag)."""
-    if not held_out and tags and rng.random() < 0.2:
-        return S.TAG_TEMPLATE.format(_pick(rng, tags))
+    style_tags = [t for t in tags if t not in S.GENDERS]
+    if not held_out and style_tags and rng.random() < 0.2:
+        return S.TAG_TEMPLATE.format(_pick(rng, style_tags))
     whisper = attrs["quality"] == "whispered"
     options = ["gender", "rate", "delivery", "quality"] + ([] if whisper else ["pitch", "pitch"])
     if not whisper and attrs["range"] != "neutral":

@@ -162,7 +162,7 @@ GENDER_NOUNS = {
     "male": (["man", "male speaker", "male voice", "guy", "male talker"], ["gentleman", "male narrator"]),
     "female": (["woman", "female speaker", "female voice", "lady", "female talker"],
                ["female narrator", "woman narrator"]),
-    None: (["person", "speaker", "someone", "voice"], ["narrator", "individual"]),
+    None: (["person", "speaker", "talker", "voice"], ["narrator", "individual"]),
 }
 PITCH_ADJ = {
     "low": (["deep", "low-pitched", "low", "deep-toned", "low, deep"], ["very low-pitched", "bassy"]),
@@ -187,7 +187,7 @@ RANGE_ADV = {
     "neutral": (["with natural intonation"], ["with ordinary intonation"]),
 }
 QUALITY_ADV = {
-    "whispered": (["in a whisper", "whispering", "in a whispered voice", "in a soft whisper"],
+    "whispered": (["in a whisper", "in a whispery voice", "in a whispered voice", "in a soft whisper"],
                   ["under their breath", "in a breathy, voiceless whisper"]),
     "creaky": (["with vocal fry", "in a creaky voice", "with a creaky, rough voice", "with a vocal-fry creak"],
                ["in a croaky, crackling voice", "with a rattling creak"]),

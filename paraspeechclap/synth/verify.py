@@ -22,7 +22,7 @@ from . import styles as S
 
 RANGE_MONO_MAX_ST = 2.0
 RANGE_SINGSONG_MIN_ST = 3.5
-RATE_BANDS = {"slow": (0.0, 3.8), "measured": (4.1, 6.4), "fast": (6.7, 99.0)}   # syllables / s
+RATE_BANDS = {"slow": (0.0, 4.0), "measured": (4.0, 6.6), "fast": (6.6, 99.0)}   # syllables / s
 WHISPER_MAX_VF = 0.12
 VOICED_MIN_VF = 0.35
 CREAKY_MIN_JITTER = 0.026
