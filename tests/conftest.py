@@ -2,15 +2,12 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("PARASPEECHCLAP_SHARED", REPO.parent / "shared"))
-FIXTURE = SHARED / "fixtures" / "reference-tiny"
+from reference_fixture import FIXTURE, load_tiny
 
 
 @pytest.fixture(scope="session")
@@ -33,14 +30,6 @@ def golden_waveforms(golden) -> list[np.ndarray]:
     offsets = np.concatenate([[0], np.cumsum(lengths)])
     raw = golden["raw_waveforms_concat"].astype(np.float32)
     return [raw[offsets[i]:offsets[i + 1]] for i in range(len(lengths))]
-
-
-def load_tiny(fixture_dir: Path, checkpoint: str = "checkpoint.pth.tar", precision: str = "fp32"):
-    from paraspeechclap import ParaSpeechCLAP
-
-    return ParaSpeechCLAP.from_pretrained(fixture_dir / checkpoint, speech_model=fixture_dir / "speech",
-                                          text_model=fixture_dir / "text", embedding_dim=24, device="cpu",
-                                          precision=precision)
 
 
 @pytest.fixture(scope="session")

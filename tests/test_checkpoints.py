@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import load_tiny
+from reference_fixture import load_tiny
 from paraspeechclap.checkpoints import CheckpointError, read_state_dict
 
 
