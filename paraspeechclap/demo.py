@@ -1,0 +1,234 @@
+"""``paraspeechclap demo``: the main job end to end, offline, on freshly synthesized speech.
+
+Synthesizes a handful of clips with espeak-ng (voices held out from the mini model's training corpus, sentences it
+never saw), then with the model: a zero-shot classification table per clip across the attributes it knows,
+caption -> clip retrieval, and a best-of-N pick among candidates generated for one style prompt. Prints tables and
+writes a small report (HTML with a similarity heatmap and per-attribute confusion plots).
+"""
+from __future__ import annotations
+
+import argparse
+import html
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+HELP = "offline demonstration: synthesize clips, classify, retrieve and rerank them with a model"
+
+# Attribute -> candidate classes (the zero-shot suites of the mini model's corpus).
+ATTRIBUTES = {
+    "pitch": ["deep", "medium-pitched", "high-pitched"],
+    "rate": ["slow", "measured", "fast"],
+    "whisper": ["normal", "whispered"],
+    "range": ["monotonous", "singsong"],
+}
+# Sentences that are not in the synthetic corpus' sentence bank.
+SENTENCES = [
+    "The lighthouse keeper counted seven ships before the storm arrived.",
+    "Please remember to water the tomatoes while I am away on Tuesday.",
+    "A quiet library is the best place to finish a difficult crossword.",
+    "Our neighbour built a wooden boat in his garage over the winter.",
+    "The museum opens at nine, but the cafe serves breakfast from eight.",
+    "She folded the map carefully and slipped it into her coat pocket.",
+]
+
+
+@dataclass
+class DemoClip:
+    name: str
+    caption: str
+    expected: dict  # attribute -> expected class (only the attributes the clip controls)
+    accent: str
+    timbre: str
+    quality: str
+    pitch: int
+    wpm: int
+    pitch_range: str
+    sentence: str
+
+
+CLIPS = [
+    DemoClip("deep-slow-man", "A man with a very low voice talks slowly.", {"pitch": "deep", "rate": "slow"},
+             "en-us-nyc", "m7", "normal", 5, 100, "100%", SENTENCES[0]),
+    DemoClip("high-fast-woman", "A woman with a squeaky, very high voice speaks hurriedly.",
+             {"pitch": "high-pitched", "rate": "fast"}, "en-us", "f4", "normal", 90, 280, "100%", SENTENCES[1]),
+    DemoClip("whisper", "Someone whispers under their breath at an even pace.", {"whisper": "whispered"},
+             "en", "m3", "whispered", 45, 165, "100%", SENTENCES[2]),
+    DemoClip("monotone", "A narrator drones on without any melody.", {"range": "monotonous", "whisper": "normal"},
+             "en-us", "robert", "normal", 45, 165, "0%", SENTENCES[3]),
+    DemoClip("singsong", "A woman narrator speaks with a bouncy, tuneful intonation.",
+             {"range": "singsong", "whisper": "normal"}, "en-us", "Andrea", "normal", 55, 165, "240%", SENTENCES[4]),
+    DemoClip("fast-man", "A gentleman speaks at a brisk clip.", {"rate": "fast"},
+             "en-gb-x-gbcwmd", "Hugo", "normal", 40, 280, "100%", SENTENCES[5]),
+]
+BEST_OF_N_PROMPT = "A man with a very low voice speaks very slowly."
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from .cli import add_model_arguments
+
+    parser.add_argument("--out", default="demo-output", help="report folder (default: demo-output)")
+    parser.add_argument("--candidates-n", type=int, default=6, help="N for the best-of-N pick")
+    parser.add_argument("--seed", type=int, default=0)
+    add_model_arguments(parser)
+
+
+def _synthesize(clip: DemoClip, data_path: Path):
+    from .audio import load_audio
+    from .synth.engines import build_ssml, synthesize, text_to_ssml, variant_name
+
+    voice = f"{clip.accent}+{variant_name(clip.timbre, clip.quality)}"
+    wave, rate = synthesize("espeak", voice, build_ssml(text_to_ssml(clip.sentence), clip.pitch_range),
+                            clip.pitch, clip.wpm, data_path)
+    return load_audio((wave, rate))
+
+
+def _table(header: list[str], rows: list[list[str]]) -> str:
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
+    line = lambda r: "  ".join(str(x).ljust(w) for x, w in zip(r, widths))  # noqa: E731
+    return "\n".join([line(header), "  ".join("-" * w for w in widths), *map(line, rows)])
+
+
+def _html_table(header: list[str], rows: list[list[str]]) -> str:
+    head = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in r) + "</tr>" for r in rows)
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def run(args: argparse.Namespace) -> int:
+    import tempfile
+
+    import numpy as np
+    import soundfile as sf
+
+    from .cli import load_model_from_args
+    from .fileio import atomic_write_json, atomic_write_text
+    from .synth.engines import espeak_available, prepare_espeak_data
+    from .synth.measure import measure_clip
+
+    if not espeak_available():
+        print("error: espeak-ng is not installed (run scripts/install_system_deps.sh or `make demo`)")
+        return 1
+    started = time.time()
+    out = Path(args.out)
+    (out / "audio").mkdir(parents=True, exist_ok=True)
+    model = load_model_from_args(args)
+    print(f"model: {args.model} (precision {model.precision}, device {model.device})")
+
+    rng = np.random.default_rng(args.seed)
+    timbres = sorted({c.timbre for c in CLIPS} | {"m7"})
+    with tempfile.TemporaryDirectory() as tmp:
+        data_path = prepare_espeak_data(Path(tmp), timbres)
+        waves = [_synthesize(clip, data_path) for clip in CLIPS]
+        candidates = []
+        for i in range(args.candidates_n):
+            candidate = DemoClip(f"candidate-{i}", BEST_OF_N_PROMPT, {}, "en-us-nyc", "m7", "normal",
+                                 int(rng.integers(0, 99)), int(rng.integers(90, 300)),
+                                 str(rng.choice(["20%", "100%", "200%"])), SENTENCES[i % len(SENTENCES)])
+            candidates.append((candidate, _synthesize(candidate, data_path)))
+    for clip, wave in zip(CLIPS, waves):
+        sf.write(out / "audio" / f"{clip.name}.wav", wave, 16000)
+    report: dict = {"model": args.model, "clips": [], "attributes": ATTRIBUTES}
+
+    # 1. zero-shot classification per attribute
+    audio_emb = model.embed_waveforms(waves)
+    print("\n== Zero-shot classification (template: %r) ==" % model.config.prompt_template)
+    rows, confusion = [], {a: np.zeros((len(c), len(c)), int) for a, c in ATTRIBUTES.items()}
+    predictions = {}
+    for attribute, classes in ATTRIBUTES.items():
+        predictions[attribute] = model.classify_embeddings(audio_emb, classes)
+    for index, clip in enumerate(CLIPS):
+        row = [clip.name]
+        for attribute, classes in ATTRIBUTES.items():
+            probs = predictions[attribute][index]
+            best = max(probs, key=probs.get)
+            mark = ""
+            if attribute in clip.expected:
+                expected = clip.expected[attribute]
+                confusion[attribute][classes.index(expected), classes.index(best)] += 1
+                mark = " ok" if best == expected else f" (want {expected})"
+            row.append(f"{best} {probs[best]:.0%}{mark}")
+        rows.append(row)
+        report["clips"].append({"name": clip.name, "caption": clip.caption, "expected": clip.expected,
+                                "predictions": {a: predictions[a][index] for a in ATTRIBUTES}})
+    header = ["clip", *ATTRIBUTES]
+    print(_table(header, rows))
+    checked = sum(len(c.expected) for c in CLIPS)
+    correct = sum(int(np.trace(m)) for m in confusion.values())
+    print(f"controlled attributes predicted correctly: {correct}/{checked}")
+    report["classification_correct"] = [correct, checked]
+
+    # 2. caption -> clip retrieval
+    captions = [c.caption for c in CLIPS]
+    similarity = audio_emb @ model.embed_text(captions).T
+    print("\n== Caption -> clip retrieval ==")
+    retrieval_rows = []
+    for j, caption in enumerate(captions):
+        best = int(np.argmax(similarity[:, j]))
+        retrieval_rows.append([caption, CLIPS[best].name, "ok" if best == j else f"(want {CLIPS[j].name})"])
+    print(_table(["caption", "best clip", ""], retrieval_rows))
+    hits = sum(r[2] == "ok" for r in retrieval_rows)
+    print(f"top-1 hits: {hits}/{len(captions)} (a random ranking expects 1)")
+    report["retrieval_top1"] = [hits, len(captions)]
+
+    # 3. best-of-N for one prompt
+    cand_waves = [w for _, w in candidates]
+    scores = model.embed_waveforms(cand_waves) @ model.embed_text([BEST_OF_N_PROMPT])[0]
+    order = np.argsort(-scores, kind="stable")
+    print(f"\n== Best-of-{len(candidates)} for: {BEST_OF_N_PROMPT!r} ==")
+    bon_rows = []
+    for rank, i in enumerate(order, 1):
+        clip, wave = candidates[i]
+        m = measure_clip(wave, 16000, voice_quality=False)
+        words = len(clip.sentence.split())
+        rate = words / m["active_s"] if m["active_s"] else float("nan")
+        bon_rows.append([rank, clip.name, f"{scores[i]:.3f}", f"{m['f0_median_hz'] or float('nan'):.0f} Hz",
+                         f"{rate:.1f} words/s", clip.pitch, clip.wpm])
+        sf.write(out / "audio" / f"{clip.name}.wav", wave, 16000)
+    print(_table(["rank", "candidate", "score", "F0 median", "rate", "espeak -p", "espeak -s"], bon_rows))
+    report["best_of_n"] = {"prompt": BEST_OF_N_PROMPT, "ranking": bon_rows}
+
+    # 4. plots + report
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 5))
+    im = ax.imshow(similarity, cmap="viridis")
+    ax.set_xticks(range(len(captions)), [f"caption {j + 1}" for j in range(len(captions))], rotation=30)
+    ax.set_yticks(range(len(CLIPS)), [c.name for c in CLIPS])
+    ax.set_title("cosine similarity: clips x captions (diagonal = intended)")
+    fig.colorbar(im)
+    fig.tight_layout()
+    fig.savefig(out / "similarity.png", dpi=110)
+    plt.close(fig)
+    fig, axes = plt.subplots(1, len(ATTRIBUTES), figsize=(4 * len(ATTRIBUTES), 3.6))
+    for ax, (attribute, classes) in zip(axes, ATTRIBUTES.items()):
+        ax.imshow(confusion[attribute], cmap="Blues", vmin=0)
+        ax.set_xticks(range(len(classes)), classes, rotation=30)
+        ax.set_yticks(range(len(classes)), classes)
+        for (r, c), v in np.ndenumerate(confusion[attribute]):
+            ax.text(c, r, str(v), ha="center", va="center")
+        ax.set_title(attribute)
+        ax.set_xlabel("predicted")
+        ax.set_ylabel("expected")
+    fig.tight_layout()
+    fig.savefig(out / "confusion.png", dpi=110)
+    plt.close(fig)
+    atomic_write_json(out / "demo.json", report)
+    page = (f"<html><head><meta charset='utf-8'><title>ParaSpeechCLAP demo</title>"
+            f"<style>body{{font-family:sans-serif;margin:2em}}td,th{{padding:2px 8px;border-bottom:1px solid #ddd}}"
+            f"</style></head><body><h1>ParaSpeechCLAP demo ({html.escape(args.model)})</h1>"
+            f"<h2>Zero-shot classification</h2>{_html_table(header, rows)}"
+            f"<p>{correct}/{checked} controlled attributes predicted correctly.</p>"
+            f"<img src='confusion.png'><h2>Caption to clip retrieval</h2>"
+            f"<ol>{''.join(f'<li>{html.escape(c)}</li>' for c in captions)}</ol>"
+            f"{_html_table(['caption', 'best clip', ''], retrieval_rows)}<img src='similarity.png'>"
+            f"<h2>Best-of-{len(candidates)}: {html.escape(BEST_OF_N_PROMPT)}</h2>"
+            f"{_html_table(['rank', 'candidate', 'score', 'F0 median', 'rate', 'espeak -p', 'espeak -s'], bon_rows)}"
+            f"<p>Audio: <code>audio/</code>. Data: <code>demo.json</code>.</p></body></html>")
+    atomic_write_text(out / "index.html", page)
+    print(f"\nreport: {out / 'index.html'} ({time.time() - started:.0f} s)")
+    return 0
