@@ -160,3 +160,29 @@ def test_unknown_source_is_a_clear_error():
 
     with pytest.raises(FileNotFoundError, match="model source not found"):
         ParaSpeechCLAP.from_pretrained("no/such/file.pth.tar")
+
+
+def test_released_alias_fetches_encoder_metadata_never_encoder_weights(fixture_dir, monkeypatch):
+    """Only config/tokenizer/preprocessor files of the base encoders are requested from the hub."""
+    import fnmatch
+
+    import huggingface_hub
+
+    from paraspeechclap import checkpoints
+
+    requested = []
+
+    def fake_snapshot_download(repo_id, allow_patterns=None, **kwargs):
+        requested.append((repo_id, list(allow_patterns or ["*"])))
+        return str(fixture_dir / ("speech" if "wavlm" in repo_id else "text"))
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", fake_snapshot_download)
+    monkeypatch.setattr(checkpoints, "fetch_file", lambda repo, name: fixture_dir / "checkpoint.pth.tar")
+    from paraspeechclap import ParaSpeechCLAP
+
+    ParaSpeechCLAP.from_pretrained("combined", embedding_dim=24, device="cpu", precision="fp32")
+    assert {repo for repo, _ in requested} == {checkpoints.PAPER_SPEECH_MODEL, checkpoints.PAPER_TEXT_MODEL}
+    for _, patterns in requested:
+        for weights in ("model.safetensors", "pytorch_model.bin", "model-00001-of-00002.safetensors", "tf_model.h5"):
+            assert not any(fnmatch.fnmatch(weights, p) for p in patterns)
+        assert any(fnmatch.fnmatch("config.json", p) for p in patterns)
