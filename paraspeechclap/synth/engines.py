@@ -19,6 +19,7 @@ import numpy as np
 ESPEAK = "espeak-ng"
 WHISPER_LINES = ["voicing 17", "breath 75 75 50 40 15 10", "breathw 150 150 200 200 400 400"]
 CREAKY_LINES = ["flutter 50", "roughness 10"]
+MBROLA_VOICE_FILES = ("mb-us1", "mb-us2", "mb-us3", "mb-en1")
 _DROP_FOR_WHISPER = ("name", "voicing", "breath", "breathw", "flutter", "roughness", "klatt")
 _DROP_FOR_CREAKY = ("name", "flutter", "roughness")
 
@@ -71,6 +72,17 @@ def prepare_espeak_data(root: Path, timbres: list[str]) -> Path:
     if not (dst / "phontab").exists():
         shutil.copytree(src, dst, dirs_exist_ok=True)
     vdir = dst / "voices" / "!v"
+    # espeak-ng lists at most 349 voices (N_VOICES_LIST) and crashes beyond: drop the unused variants
+    # so that the derived ones fit.
+    keep = set(timbres) | {variant_name(t, q) for t in timbres for q in ("whispered", "creaky")}
+    for f in vdir.iterdir():
+        if f.is_file() and f.name not in keep:
+            f.unlink()
+    mbdir = dst / "voices" / "mb"
+    if mbdir.is_dir():
+        for f in mbdir.iterdir():
+            if f.is_file() and f.name not in MBROLA_VOICE_FILES:
+                f.unlink()
     for timbre in timbres:
         base = (vdir / timbre).read_text(errors="replace").splitlines()
         for quality, drop, extra in (("whispered", _DROP_FOR_WHISPER, WHISPER_LINES),
