@@ -1,0 +1,1 @@
+"""ParaSpeechCaps data: schema, sources (HF datasets / manifests), the training dataset, collation, samplers."""

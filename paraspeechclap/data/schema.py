@@ -1,0 +1,98 @@
+"""The ParaSpeechCaps schema: column names, tag normalisation, audio paths and captions."""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any, Iterable, Sequence
+
+logger = logging.getLogger("paraspeechclap.data")
+
+SOURCE = "source"
+RELATIVE_AUDIO_PATH = "relative_audio_path"
+TEXT_DESCRIPTION = "text_description"
+INTRINSIC_TAGS = "intrinsic_tags"
+SITUATIONAL_TAGS = "situational_tags"
+DURATION = "duration"
+#: optional: a direct path (absolute, or relative to ``audio_root``) used instead of source/relative_audio_path
+AUDIO_PATH = "audio_path"
+TAG_COLUMNS = (INTRINSIC_TAGS, SITUATIONAL_TAGS)
+COLUMNS = (SOURCE, RELATIVE_AUDIO_PATH, TEXT_DESCRIPTION, INTRINSIC_TAGS, SITUATIONAL_TAGS, DURATION)
+
+
+def normalize_tags(value: Any, *, warn: bool = True) -> list[str]:
+    """Tags as a list of stripped, lower-cased, non-empty strings (order kept, duplicates removed).
+
+    ``None`` -> ``[]``; a single string -> one tag; non-string entries are dropped (with a warning).
+    """
+    if value is None:
+        return []
+    if isinstance(value, str):
+        value = [value]
+    out: list[str] = []
+    dropped = 0
+    try:
+        items = list(value)
+    except TypeError:
+        items = [value]
+    for t in items:
+        if not isinstance(t, str):
+            dropped += 1
+            continue
+        t = t.strip().lower()
+        if not t:
+            dropped += 1
+            continue
+        if t not in out:
+            out.append(t)
+    if dropped and warn:
+        logger.debug("dropped %d empty or non-string tag entries from %r", dropped, value)
+    return out
+
+
+def build_vocabulary(tag_lists: Iterable[Any]) -> list[str]:
+    """Sorted unique normalised tags of a whole column."""
+    vocab: set[str] = set()
+    for v in tag_lists:
+        vocab.update(normalize_tags(v, warn=False))
+    return sorted(vocab)
+
+
+def captions(value: Any) -> list[str]:
+    """The caption candidates of a row: a string or a list of strings; blanks dropped."""
+    if value is None:
+        return []
+    if isinstance(value, str):
+        value = [value]
+    return [c for c in (str(x).strip() for x in value if x is not None) if c]
+
+
+def audio_path(row: dict, audio_root: str | os.PathLike | None) -> str:
+    """``{audio_root}/{source}/{relative_audio_path}``, or the row's ``audio_path`` (joined to ``audio_root`` if relative)."""
+    direct = row.get(AUDIO_PATH)
+    if direct:
+        direct = str(direct)
+        if os.path.isabs(direct) or audio_root is None:
+            return direct
+        return os.path.join(str(audio_root), direct)
+    rel = row.get(RELATIVE_AUDIO_PATH)
+    if rel is None:
+        raise KeyError(f"row has neither {AUDIO_PATH!r} nor {RELATIVE_AUDIO_PATH!r}: keys {sorted(row)}")
+    if audio_root is None:
+        raise ValueError("data.audio_root is not set (needed to resolve source/relative_audio_path)")
+    src = row.get(SOURCE) or ""
+    return os.path.join(str(audio_root), str(src), str(rel))
+
+
+def check_columns(columns: Sequence[str], *, tag_columns: Sequence[str] = (), caption_column: str = TEXT_DESCRIPTION,
+                  where: str = "dataset") -> None:
+    """Fail early (before any worker starts) when needed columns are missing."""
+    cols = set(columns)
+    missing = []
+    if AUDIO_PATH not in cols and RELATIVE_AUDIO_PATH not in cols and "audio" not in cols:
+        missing.append(f"{RELATIVE_AUDIO_PATH} (or {AUDIO_PATH})")
+    if caption_column and caption_column not in cols:
+        missing.append(caption_column)
+    missing += [c for c in tag_columns if c not in cols]
+    if missing:
+        raise ValueError(f"{where}: missing column(s) {', '.join(missing)}; has {sorted(cols)}")
