@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 $(SYSSTAMP):
-	bash scripts/install_system_deps.sh
+	bash scripts/install_synth_deps.sh
 	@mkdir -p $(VENV) && touch $(SYSSTAMP)
 
 system-deps: $(SYSSTAMP)

@@ -108,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
     from .synth.measure import measure_clip
 
     if not espeak_available():
-        print("error: espeak-ng is not installed (run scripts/install_system_deps.sh or `make demo`)")
+        print("error: espeak-ng is not installed (run scripts/install_synth_deps.sh or `make demo`)")
         return 1
     started = time.time()
     out = Path(args.out)
