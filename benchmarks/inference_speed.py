@@ -452,7 +452,7 @@ def current_rss_mb() -> float:
 
 def _long_file_main(conn, model_kind: str, seed: int, path: str, batch_size: int, max_batch_seconds: float,
                     threads: int | None, window: tuple[float, float] | None, memory_limit_gb: float | None,
-                    buffer_path: str | None) -> None:
+                    buffer_path: str | None, precision: str = "auto") -> None:
     import gc
 
     import torch
@@ -461,7 +461,7 @@ def _long_file_main(conn, model_kind: str, seed: int, path: str, batch_size: int
     if threads:
         torch.set_num_threads(threads)
     try:
-        model = build_model(model_kind, "auto", seed)
+        model = build_model(model_kind, precision, seed)
         if window:
             model.config.window_seconds, model.config.window_overlap_seconds = window
         after_build = peak_rss_mb()
@@ -510,7 +510,7 @@ def write_long_wav(path: Path, seconds: float, seed: int, speech: bool = True) -
 
 def long_file(model_kind: str, seed: int, seconds: float, batch_size: int, max_batch_seconds: float,
               threads: int | None, folder: Path, inline: bool = False, window: tuple[float, float] | None = None,
-              memory_limit_gb: float | None = None, buffer_path: Path | None = None) -> dict:
+              memory_limit_gb: float | None = None, buffer_path: Path | None = None, precision: str = "auto") -> dict:
     """Peak memory and time of ``embed_audio`` on one ``seconds``-long WAV file, in a fresh process; with
     ``buffer_path``, also the memory that decoding and normalising that (longer) file takes."""
     from paraspeechclap.audio import window_spans
@@ -520,7 +520,7 @@ def long_file(model_kind: str, seed: int, seconds: float, batch_size: int, max_b
     context = mp.get_context("spawn")
     parent, child = context.Pipe()
     target_args = (child, model_kind, seed, str(path), batch_size, max_batch_seconds, threads, window,
-                   None if inline else memory_limit_gb, str(buffer_path) if buffer_path else None)
+                   None if inline else memory_limit_gb, str(buffer_path) if buffer_path else None, precision)
     if inline:
         _long_file_main(*target_args)
     else:

@@ -154,3 +154,16 @@ def test_worker_process_holds_the_same_model(bench):
     finally:
         closing = worker.close()
     assert closing["process_peak_rss_mb"] > 0 and not worker.alive
+
+
+def test_long_file_memory_script_covers_precisions_and_batch_limits(bench, tmp_path):
+    long_file_memory = importlib.import_module("long_file_memory")
+    argv = ["--tiny", "--inline", "--precision", "auto,int8", "--max-batch-seconds", "240,2", "--out", str(tmp_path),
+            "--name", "lf"]
+    assert long_file_memory.main(argv) == 0
+    rows = json.loads((tmp_path / "lf.json").read_text())["rows"]
+    # 1-s windows with 0.25 s overlap: 6.25 s fill a batch of 8 windows, 1.75 s a batch of 2 (2 s of padding)
+    assert [(r["precision"], r["max_batch_seconds"], r["windows"], r["largest_batch"]) for r in rows] == [
+        ("fp32", 240.0, 8, 8), ("fp32", 2.0, 2, 2), ("int8", 240.0, 8, 8), ("int8", 2.0, 2, 2)]
+    assert all(r["finite"] and r["peak_mb_at_30min_estimate"] > r["process_peak_rss_mb"] for r in rows)
+    assert "| int8 | 1.75 s | 2 (2) | 2 |" in (tmp_path / "lf.md").read_text()
