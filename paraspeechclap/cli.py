@@ -40,7 +40,8 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda when available)")
     group.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "int8"],
                        help="numeric precision for inference (auto: bf16 where the hardware has it, else fp32)")
-    group.add_argument("--batch-size", type=int, default=8, help="clips per batch (batches are sorted by length)")
+    group.add_argument("--batch-size", type=int, default=None,
+                       help="clips per batch, sorted by length (default: 1 on CPU, 8 on GPU)")
 
 
 def load_model_from_args(args: argparse.Namespace):

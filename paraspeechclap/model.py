@@ -266,6 +266,11 @@ class ParaSpeechCLAP(nn.Module):
         return float(self.log_logit_scale.detach().exp())
 
     @property
+    def default_batch_size(self) -> int:
+        """Clips per batch when none is given: 1 on CPU (measured faster: benchmarks/inference_speed.py), 8 elsewhere."""
+        return 1 if self.device.type == "cpu" else 8
+
+    @property
     def sampling_rate(self) -> int:
         return int(self.config.sampling_rate)
 
@@ -340,12 +345,13 @@ class ParaSpeechCLAP(nn.Module):
                                    f"needs at least {self.min_audio_samples} (its receptive field)")
 
     @torch.inference_mode()
-    def embed_audio(self, audio: AudioInput | Sequence[AudioInput], batch_size: int = 8,
+    def embed_audio(self, audio: AudioInput | Sequence[AudioInput], batch_size: int | None = None,
                     max_batch_seconds: float = 240.0, progress: bool = False) -> np.ndarray:
         """L2-normalised audio embeddings ``[N, D]``.
 
         ``audio`` is a path, bytes, an ``(array, sample_rate)`` pair, or a list of these. Clips are batched by
-        length (at most ``batch_size`` clips and ``max_batch_seconds`` of padded audio per batch). Clips longer
+        length (at most ``batch_size`` clips and ``max_batch_seconds`` of padded audio per batch; the default batch
+        size is 1 on CPU, where padding and masked attention cost more than batching saves, and 8 on GPU). Clips longer
         than ``config.window_seconds`` are cut into overlapping windows whose pooled frames are averaged.
         """
         waves = self.load_waveforms(audio)
@@ -353,13 +359,15 @@ class ParaSpeechCLAP(nn.Module):
                                     progress=progress)
 
     @torch.inference_mode()
-    def embed_waveforms(self, waves: Sequence[np.ndarray], batch_size: int = 8, max_batch_seconds: float = 240.0,
+    def embed_waveforms(self, waves: Sequence[np.ndarray], batch_size: int | None = None, max_batch_seconds: float = 240.0,
                         progress: bool = False) -> np.ndarray:
         """Embeddings of already decoded 16 kHz mono waveforms (see :meth:`embed_audio`)."""
         if len(waves) == 0:
             return np.zeros((0, self.config.embedding_dim), dtype=np.float32)
         if self.training:
             raise RuntimeError("embed_* runs in eval mode; call model.eval() first")
+        if batch_size is None:
+            batch_size = self.default_batch_size
         window = int(round(self.config.window_seconds * self.sampling_rate))
         overlap = int(round(self.config.window_overlap_seconds * self.sampling_rate))
         segments: list[tuple[int, np.ndarray]] = []
@@ -439,12 +447,12 @@ class ParaSpeechCLAP(nn.Module):
         return (mean / np.linalg.norm(mean, axis=1, keepdims=True)).astype(np.float32)
 
     def similarity(self, audio: AudioInput | Sequence[AudioInput], texts: str | Sequence[str],
-                   batch_size: int = 8) -> np.ndarray:
+                   batch_size: int | None = None) -> np.ndarray:
         """Cosine similarities ``[N_audio, N_text]``."""
         return self.embed_audio(audio, batch_size=batch_size) @ self.embed_text(texts).T
 
     def classify(self, audio: AudioInput | Sequence[AudioInput], candidates: Sequence[str],
-                 template: str | Sequence[str] | None = None, batch_size: int = 8) -> list[dict[str, float]]:
+                 template: str | Sequence[str] | None = None, batch_size: int | None = None) -> list[dict[str, float]]:
         """Per clip, a dict candidate -> probability = softmax over candidates of ``logit_scale * cosine``."""
         audio_emb = self.embed_audio(audio, batch_size=batch_size)
         return self.classify_embeddings(audio_emb, candidates, template)

@@ -106,7 +106,7 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"error: {exc}", file=err)
         return 2
-    if args.batch_size < 1:
+    if args.batch_size is not None and args.batch_size < 1:
         print(f"error: --batch-size must be at least 1, got {args.batch_size}", file=err)
         return 2
     try:
@@ -128,7 +128,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: could not load model {args.model!r}: {type(exc).__name__}: {exc}", file=err)
         return 2
     results = rerank_input(
-        model, data, gates=gates, weights=weights, batch_size=args.batch_size,
+        model, data, gates=gates, weights=weights, batch_size=args.batch_size or getattr(model, "default_batch_size", 8),
         show_progress=not args.no_progress,
     )
     for res in results:
