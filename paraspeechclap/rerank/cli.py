@@ -128,7 +128,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: could not load model {args.model!r}: {type(exc).__name__}: {exc}", file=err)
         return 2
     results = rerank_input(
-        model, data, gates=gates, weights=weights, batch_size=args.batch_size or getattr(model, "default_batch_size", 8),
+        model, data, gates=gates, weights=weights, batch_size=args.batch_size,
         show_progress=not args.no_progress,
     )
     for res in results:

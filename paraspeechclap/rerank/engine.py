@@ -56,7 +56,7 @@ def rerank_input(
     data: RerankInput,
     gates: Sequence[Gate] = (),
     weights: Mapping[str, float] | None = None,
-    batch_size: int = 8,
+    batch_size: int | None = 8,
     show_progress: bool = True,
 ) -> list[PromptResult]:
     """Embed each distinct caption once and each distinct audio file once, then select per prompt.

@@ -83,7 +83,7 @@ def reward(
 def embed_audio_safely(
     model: Any,
     audios: Sequence[AudioLike],
-    batch_size: int = 8,
+    batch_size: int | None = 8,
     chunk: int | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> tuple[np.ndarray, dict[int, str]]:
@@ -94,6 +94,7 @@ def embed_audio_safely(
     itself. ``errors`` maps the position of each failed item to the error message.
     ``progress(k)`` is called with the number of items finished after each chunk.
     """
+    batch_size = batch_size or getattr(model, "default_batch_size", 8)  # None: the model's own default
     chunk = chunk or 16 * batch_size
     errors: dict[int, str] = {}
     rows: list[np.ndarray | None] = [None] * len(audios)
