@@ -41,7 +41,7 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "int8"],
                        help="numeric precision for inference (auto: bf16 where the hardware has it, else fp32)")
     group.add_argument("--batch-size", type=int, default=None,
-                       help="clips per batch, sorted by length (default: 1 on CPU, 8 on GPU)")
+                       help="clips per batch, sorted by length (default 8)")
 
 
 def load_model_from_args(args: argparse.Namespace):

@@ -267,8 +267,9 @@ class ParaSpeechCLAP(nn.Module):
 
     @property
     def default_batch_size(self) -> int:
-        """Clips per batch when none is given: 1 on CPU (measured faster: benchmarks/inference_speed.py), 8 elsewhere."""
-        return 1 if self.device.type == "cpu" else 8
+        """Clips per batch when none is given. On CPU, WavLM-Large measured ~13 % faster one clip at a time
+        (BENCHMARKS.md), but small encoders such as mini's are ~4x slower that way, so 8 everywhere."""
+        return 8
 
     @property
     def sampling_rate(self) -> int:
@@ -350,8 +351,8 @@ class ParaSpeechCLAP(nn.Module):
         """L2-normalised audio embeddings ``[N, D]``.
 
         ``audio`` is a path, bytes, an ``(array, sample_rate)`` pair, or a list of these. Clips are batched by
-        length (at most ``batch_size`` clips and ``max_batch_seconds`` of padded audio per batch; the default batch
-        size is 1 on CPU, where padding and masked attention cost more than batching saves, and 8 on GPU). Clips longer
+        length (at most ``batch_size`` clips, default :attr:`default_batch_size`, and ``max_batch_seconds`` of padded
+        audio per batch). Clips longer
         than ``config.window_seconds`` are cut into overlapping windows whose pooled frames are averaged.
         """
         waves = self.load_waveforms(audio)
