@@ -129,8 +129,14 @@ def match_scores(z: np.ndarray, targets: list[dict[str, int]], prompt_of: np.nda
     return out
 
 
-def summarise(scores: np.ndarray, quality: np.ndarray, seed: int = 0, boot: int = 2000) -> dict:
-    """Curves and gains from model scores and style-match quality, both [prompts, N]."""
+def summarise(scores: np.ndarray, quality: np.ndarray, seed: int = 0, boot: int = 2000,
+              control_scores: np.ndarray | None = None) -> dict:
+    """Curves and gains from model scores and style-match quality, both [prompts, N].
+
+    ``control_scores`` [prompts, K, N]: the same model's scores of each prompt's candidates against K
+    *other* prompts' captions. Picking with them measures what a caption-blind preference of the
+    model (e.g. for low voices) gains by itself; ``caption_specific_gain`` is the gain beyond it.
+    """
     from paraspeechclap.rerank.curve import best_of_n_curve
 
     curves = np.array([best_of_n_curve(s, q) for s, q in zip(scores, quality)])  # [P, N]
@@ -145,6 +151,21 @@ def summarise(scores: np.ndarray, quality: np.ndarray, seed: int = 0, boot: int 
     # null: a scorer that ranks candidates at random (uniform pick per prompt), same prompts
     null_picks = rng.random((boot, *quality.shape)).argmax(axis=2)
     null_gain = (np.take_along_axis(quality[None], null_picks[..., None], axis=2)[..., 0] - random_pick).mean(axis=1)
+    control = {}
+    if control_scores is not None:
+        control_curves = np.array([
+            np.mean([best_of_n_curve(c, q) for c in cs], axis=0) for cs, q in zip(control_scores, quality)
+        ])
+        control_gain = control_curves[:, -1] - random_pick
+        specific = gain - control_gain
+        boot_specific = specific[idx].mean(axis=1)
+        control = {
+            "control_curve": control_curves.mean(axis=0).tolist(),
+            "control_gain": float(control_gain.mean()),
+            "caption_specific_gain": float(specific.mean()),
+            "caption_specific_gain_ci95": [float(np.percentile(boot_specific, 2.5)),
+                                           float(np.percentile(boot_specific, 97.5))],
+        }
     return {
         "prompts": int(len(gain)),
         "n": int(scores.shape[1]),
@@ -160,6 +181,7 @@ def summarise(scores: np.ndarray, quality: np.ndarray, seed: int = 0, boot: int 
         "prompts_pick_beats_random": int((gain > 0).sum()),
         "p_value_vs_random_scorer": float((1 + (null_gain >= gain.mean() - 1e-12).sum()) / (1 + boot)),
         "gain_per_prompt": gain.tolist(),
+        **control,
     }
 
 
@@ -204,6 +226,9 @@ def plot_curve(summary: dict, path: Path, title: str) -> None:
     if summary["curve_se"] is not None:
         se = np.array(summary["curve_se"])
         ax.fill_between(n, curve - se, curve + se, alpha=0.2, label="+-1 s.e. over prompts")
+    if "control_curve" in summary:
+        ax.plot(n, summary["control_curve"], "^-.", color="tab:orange", alpha=0.8,
+                label="same model, another prompt's caption")
     ax.plot(n, summary["oracle_curve"], "s--", color="grey", label="oracle (best match of n)")
     ax.axhline(summary["random"], color="k", lw=0.8, ls=":", label="random pick")
     ax.set_xlabel("n (candidates drawn)")
@@ -254,6 +279,7 @@ def run_demo(args: argparse.Namespace, model=None) -> dict:
     from paraspeechclap.rerank import read_layout, rerank_input, write_outputs
 
     started = time.time()
+    command = " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]) if model is None else None
     out = Path(args.out)
     captions = CAPTIONS[: args.captions]
     prompts = [(c, SENTENCES[r % len(SENTENCES)]) for r in range(args.repeats) for c, _ in captions]
@@ -274,6 +300,17 @@ def run_demo(args: argparse.Namespace, model=None) -> dict:
     write_outputs(rerank_dir, data, results, meta={"tool": "scripts/rerank_demo.py", "model": args.model})
     scores = np.array([[float(s) for s in r.scores] for r in results])  # [P, N]
     chosen = np.array([r.selection.chosen for r in results])
+    # every candidate against every caption, for the caption-blind control
+    audio_emb = np.asarray(model.embed_audio(
+        [str(layout / f"iter_{k + 1}" / "audios" / f"{p}.wav") for p in range(len(prompts)) for k in range(args.n)],
+        batch_size=args.batch_size))
+    caption_list = [c for c, _ in captions]
+    all_scores = (audio_emb @ np.asarray(model.embed_text(caption_list)).T).reshape(len(prompts), args.n, -1)
+    own = np.array([caption_list.index(c) for c, _ in prompts])
+    consistency = float(np.max(np.abs(all_scores[np.arange(len(prompts)), :, own] - scores)))
+    control_scores = np.stack([
+        all_scores[p][:, [c for c in range(len(caption_list)) if c != own[p]]].T for p in range(len(prompts))
+    ])  # [P, C-1, N]
 
     P, N = len(prompts), args.n
     feats = np.full((P, N, len(FEATURES)), np.nan)
@@ -286,9 +323,10 @@ def run_demo(args: argparse.Namespace, model=None) -> dict:
             f0_hz[p, k] = m["f0_hz"]
     z = standardise(feats.reshape(P * N, -1))
     quality = match_scores(z, targets, np.repeat(np.arange(P), N)).reshape(P, N)
-    summary = summarise(scores, quality, seed=args.seed)
+    summary = summarise(scores, quality, seed=args.seed, control_scores=control_scores)
+    summary["rerank_vs_direct_max_abs_diff"] = consistency
     doc = {
-        "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]) if model is None else None,
+        "command": command,
         "model": args.model,
         "seed": args.seed,
         "n": N,
@@ -364,6 +402,13 @@ def markdown(doc: dict) -> str:
         + (f"{100 * s['fraction_of_oracle_gain']:.0f}% of the oracle's gain; " if s["fraction_of_oracle_gain"] is not None else "")
         + f"the pick beats the random-pick average in {s['prompts_pick_beats_random']}/{s['prompts']} prompts; "
         f"a scorer ranking at random does as well with p = {s['p_value_vs_random_scorer']:.3f}.",
+        *([
+            "",
+            f"Control: the same model ranking each prompt's candidates by *another* prompt's caption gains "
+            f"{s['control_gain']:+.3f} z (a caption-blind preference); **the caption-specific gain is "
+            f"{s['caption_specific_gain']:+.3f} z** (95% CI {s['caption_specific_gain_ci95'][0]:+.3f} .. "
+            f"{s['caption_specific_gain_ci95'][1]:+.3f}).",
+        ] if "control_gain" in s else []),
         "",
         "Best-of-n curve (expected style match of the model's pick among n random candidates, exact over subsets): "
         + ", ".join(f"n={i + 1}: {v:+.3f}" for i, v in enumerate(s["curve"])),

@@ -47,6 +47,21 @@ def test_gain_summary_on_a_constructed_case(demo):
     assert mixed["curve"][1] == pytest.approx((np.mean([0, 0, 0, 1, 1, 2]) + np.mean([3, 3, 3, 2, 2, 1]) + 1) / 3)
 
 
+def test_caption_blind_control_is_subtracted(demo):
+    quality = np.array([[0.0, 1.0, 2.0, 3.0], [3.0, 2.0, 1.0, 0.0]])
+    scores = quality.copy()  # the model picks the best candidate of both prompts: gain 1.5
+    same = np.stack([scores[:, None, :]] * 2, axis=1)[:, :, 0, :]  # other captions rank the same way
+    blind = demo.summarise(scores, quality, control_scores=same)
+    assert blind["gain"] == pytest.approx(1.5) and blind["control_gain"] == pytest.approx(1.5)
+    assert blind["caption_specific_gain"] == pytest.approx(0.0)
+    reversed_ = -same  # other captions pick the worst: control gain -1.5, specific +3.0
+    specific = demo.summarise(scores, quality, control_scores=reversed_)
+    assert specific["control_gain"] == pytest.approx(-1.5)
+    assert specific["caption_specific_gain"] == pytest.approx(3.0)
+    assert specific["caption_specific_gain_ci95"] == pytest.approx([3.0, 3.0])
+    assert specific["control_curve"][0] == pytest.approx(specific["random"])
+
+
 def test_match_scores_sign_and_undefined_values(demo):
     # features: f0, rate, range, voicing (z-scores); NaN (no F0 in a whisper) counts 0
     z = np.array([[-1.0, -2.0, 0.5, 0.0], [1.0, 1.0, np.nan, -3.0], [np.nan, 0.0, np.nan, -2.0]])
@@ -106,6 +121,7 @@ def mini_model():
                     "the demonstration's gain needs it")
 
 
+@pytest.mark.slow
 @needs_espeak
 def test_demonstration_gain_over_random_is_positive(demo, mini_model, tmp_path):
     args = demo.parse_args(["--out", str(tmp_path), "--repeats", "1", "--n", "8", "--seed", "0"])
@@ -114,5 +130,7 @@ def test_demonstration_gain_over_random_is_positive(demo, mini_model, tmp_path):
     assert summary["prompts"] == len(demo.CAPTIONS) and len(summary["curve"]) == 8
     assert summary["gain"] > 0, demo.markdown(doc)
     assert summary["picked"] > summary["random"]
+    assert summary["caption_specific_gain"] > 0, demo.markdown(doc)  # not a caption-blind preference
+    assert summary["rerank_vs_direct_max_abs_diff"] < 1e-4
     assert (tmp_path / "curve.png").stat().st_size > 0 and (tmp_path / "demo.json").is_file()
     assert len(list((tmp_path / "rerank" / "audios").iterdir())) == len(demo.CAPTIONS)
