@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from reference_fixture import FIXTURE
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/, also in trainer subprocesses
+from reference_fixture import FIXTURE  # noqa: E402
 
 
 def tiny_model(mcfg=None):
