@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import html
-import json
 import time
 from dataclasses import dataclass
 from pathlib import Path

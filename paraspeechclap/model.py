@@ -7,7 +7,6 @@ Module names and parameter shapes follow the authors' release, so that their ``.
 from __future__ import annotations
 
 import contextlib
-import importlib
 import hashlib
 import json
 import math
