@@ -1007,6 +1007,7 @@ def write_atomic(path: Path, text: str) -> None:
     handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     with os.fdopen(handle, "w") as out:
         out.write(text)
+    os.chmod(temp, 0o644)  # mkstemp makes it private
     os.replace(temp, path)
 
 
