@@ -8,7 +8,9 @@ Input is a raw 16 kHz waveform ``[B, L]`` (right-padded, with a sample-level att
 Inside: STFT (zero-padded, not reflected, so padding never leaks into real frames) -> log-mel, plus
 (``pitch_bins`` > 0) a cepstral pitch map: the real cepstrum of each frame's log power spectrum read at
 log-spaced quefrencies for F0 in [pitch_f_min, pitch_f_max], where a voiced frame shows one peak at its
-period (F0 and its movement become a position to track; whisper shows no peak) ->
+period (F0 and its movement become a position to track; whisper shows no peak), plus (``modulation_hz``)
+the local modulation energy of the loudness envelope at syllable-rate frequencies (Gabor filters over
+``modulation_window_s``: speaking rate becomes which band is strongest) ->
 per-utterance normalisation (one scalar mean and std over the real frames and all bins: removes level,
 keeps spectral shape) -> optional SpecAugment (train mode only) -> conv stack (stride to 40 ms) ->
 masked depthwise positional conv -> pre-LN transformer layers with a key padding mask -> LayerNorm.
@@ -53,6 +55,8 @@ class MelEncoderConfig(PretrainedConfig):
         pitch_bins: int = 0,
         pitch_f_min: float = 60.0,
         pitch_f_max: float = 500.0,
+        modulation_hz: tuple[float, ...] | list[float] = (),
+        modulation_window_s: float = 0.8,
         conv_channels: int = 256,
         conv_kernel: int = 5,
         conv_strides: tuple[int, ...] | list[int] = (2, 2),
@@ -84,6 +88,8 @@ class MelEncoderConfig(PretrainedConfig):
         self.pitch_bins = int(pitch_bins)
         self.pitch_f_min = float(pitch_f_min)
         self.pitch_f_max = float(pitch_f_max)
+        self.modulation_hz = [float(f) for f in modulation_hz]
+        self.modulation_window_s = float(modulation_window_s)
         self.conv_channels = int(conv_channels)
         self.conv_kernel = int(conv_kernel)
         self.conv_strides = [int(s) for s in conv_strides]
@@ -114,6 +120,9 @@ class MelEncoderConfig(PretrainedConfig):
             problems.append(f"need 0 < pitch_f_min < pitch_f_max, got {self.pitch_f_min}, {self.pitch_f_max}")
         if self.pitch_bins and self.sampling_rate / self.pitch_f_min >= self.n_fft // 2:
             problems.append(f"pitch_f_min ({self.pitch_f_min} Hz) needs a period shorter than n_fft/2 samples")
+        frame_rate = self.sampling_rate / self.hop_length
+        if any(not 0 < f < frame_rate / 2 for f in self.modulation_hz):
+            problems.append(f"modulation_hz must lie in (0, {frame_rate / 2}) Hz, got {self.modulation_hz}")
         if self.conv_kernel % 2 != 1 or self.position_conv_kernel % 2 != 1:
             problems.append("conv_kernel and position_conv_kernel must be odd")
         if not self.conv_strides or any(s < 1 for s in self.conv_strides):
@@ -128,7 +137,7 @@ class MelEncoderConfig(PretrainedConfig):
     @property
     def feature_size(self) -> int:
         """Channels the front end hands to the conv stack (log-mel bins + cepstral pitch bins)."""
-        return self.n_mels + self.pitch_bins
+        return self.n_mels + self.pitch_bins + len(self.modulation_hz)
 
     @property
     def frame_duration_s(self) -> float:
@@ -196,6 +205,23 @@ class LogMelFrontEnd(nn.Module):
             self._cache[key] = (q_lo, torch.tensor(bank, dtype=torch.float32, device=device))
         return self._cache[key]
 
+    def _modulation_filters(self, device: torch.device) -> torch.Tensor:
+        """Cosine and sine Gabor kernels ``[2 * len(modulation_hz), 1, width]`` at the frame rate."""
+        key = ("modulation", device.type, device.index)
+        if key not in self._cache:
+            c = self.config
+            frame_rate = c.sampling_rate / c.hop_length
+            half = int(round(c.modulation_window_s * frame_rate / 2))
+            t = np.arange(-half, half + 1) / frame_rate
+            taper = np.hanning(2 * half + 3)[1:-1]
+            kernels = []
+            for f in c.modulation_hz:
+                for phase in (np.cos, np.sin):
+                    k = taper * phase(2 * np.pi * f * t)
+                    kernels.append(k / np.abs(k).sum())
+            self._cache[key] = torch.tensor(np.stack(kernels)[:, None, :], dtype=torch.float32, device=device)
+        return self._cache[key]
+
     @staticmethod
     def _normalise(feats: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """One scalar mean and std per utterance over its real frames and all bins."""
@@ -205,7 +231,7 @@ class LogMelFrontEnd(nn.Module):
         return (feats - mean) / torch.sqrt(var + 1e-5)
 
     def forward(self, waveform: torch.Tensor, sample_lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Return (features [B, n_mels + pitch_bins, frames], frame_lengths [B]); padded frames are zero."""
+        """Return (features [B, feature_size, frames], frame_lengths [B]); padded frames are zero."""
         c = self.config
         window, filters = self._window_and_filters(waveform.device)
         # No trainable weights here: no graph, and float32 whatever the surrounding autocast says.
@@ -232,6 +258,14 @@ class LogMelFrontEnd(nn.Module):
                 if c.utterance_normalization:
                     pitch_map = self._normalise(pitch_map, mask)
                 logmel = torch.cat([logmel, pitch_map], dim=1)
+            if c.modulation_hz:
+                kernels = self._modulation_filters(waveform.device)
+                envelope = (logmel[:, : c.n_mels] * mask).mean(dim=1, keepdim=True)  # [B, 1, frames], zero in padding
+                response = F.conv1d(envelope, kernels, padding=kernels.shape[-1] // 2)  # [B, 2 * bands, frames]
+                energy = torch.log(response[:, 0::2].square() + response[:, 1::2].square() + 1e-4)
+                if c.utterance_normalization:
+                    energy = self._normalise(energy, mask)
+                logmel = torch.cat([logmel, energy], dim=1)
             return logmel * mask, frame_lengths
 
 

@@ -10,7 +10,7 @@ import torch
 from paraspeechclap.encoders import MelEncoderConfig, MelEncoderModel, output_lengths
 
 SMALL = dict(hidden_size=32, conv_channels=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
-             n_mels=40, pitch_bins=16)
+             n_mels=40, pitch_bins=16, modulation_hz=[3.0, 6.0])
 
 
 @pytest.fixture(scope="module")
