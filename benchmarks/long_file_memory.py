@@ -2,8 +2,8 @@
 
 A companion of ``inference_speed.py`` (same model, same fresh-process measurement) for the issue-6 target
 "a 30-minute file under 4 GB peak memory": each setting runs in its own process on the shortest file whose
-windows fill the largest batch ``embed_audio`` builds (``--minutes auto``, the activation peak of any longer
-file) and adds the measured decode/normalise buffers of a real 30-minute file; or on files of the given lengths.
+windows fill the largest batch ``embed_audio`` builds three times (``--minutes auto``; the peak of any longer
+file, the allocator settles after about three batches) and adds the measured decode/normalise buffers of a real 30-minute file; or on files of the given lengths.
 
     python benchmarks/long_file_memory.py --precision auto,int8 --max-batch-seconds 240,60,30
     python benchmarks/long_file_memory.py --minutes 30                  # the real thing (slow on CPU)
@@ -27,8 +27,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--minutes", default="auto", help="'auto' or comma-separated file lengths in minutes")
     ap.add_argument("--precision", default="auto", help="comma-separated: auto, fp32, int8")
-    ap.add_argument("--max-batch-seconds", default="240,60", help="comma-separated embed_audio settings")
+    ap.add_argument("--max-batch-seconds", default="240,30", help="comma-separated embed_audio settings")
     ap.add_argument("--batch-size", type=int, default=8)
+    ap.add_argument("--fill-batches", type=int, default=3,
+                    help="with --minutes auto: the file fills the largest batch this many times (the peak settles)")
     ap.add_argument("--tiny", action="store_true", help="the reference-tiny fixture (1-s windows), for tests")
     ap.add_argument("--inline", action="store_true", help="in this process (tests; no per-setting peak)")
     ap.add_argument("--threads", type=int, default=None)
@@ -51,7 +53,8 @@ def run(args: argparse.Namespace) -> dict:
         for precision in [p.strip() for p in args.precision.split(",") if p.strip()]:
             for batch_seconds in [float(s) for s in args.max_batch_seconds.split(",") if s.strip()]:
                 if args.minutes == "auto":
-                    lengths = [bench.saturating_seconds(args.batch_size, batch_seconds, *(window or (30.0, 5.0)))[0]]
+                    lengths = [bench.saturating_seconds(args.batch_size, batch_seconds, *(window or (30.0, 5.0)),
+                                                        fill=args.fill_batches)[0]]
                 else:
                     lengths = [float(m) * 60 for m in args.minutes.split(",") if m.strip()]
                 for seconds in lengths:

@@ -5,7 +5,9 @@ Tolerances (centred = after subtracting the fp32 reference's mean embedding, see
 * fp32 with SDPA attention, batched with masks, vs the stock attention one clip at a time: centred cosine
   >= 0.9999 (same maths; float rounding only);
 * int8 dynamic quantization vs fp32: centred cosine >= 0.99 (the issue-6 bar) and every clip's nearest fp32
-  neighbour is itself.
+  neighbour is itself, on a paper-shaped but shallow random tower (WavLM-Large conv stack, 4 x 256 layers).
+  The full 24 x 1024 random tower does not meet 0.99 under int8 (0.88, see BENCHMARKS.md): these tests guard the
+  int8 path against regressions, they do not claim the paper-size model meets the bar.
 """
 from __future__ import annotations
 
@@ -130,9 +132,9 @@ def test_benchmark_script_quick_tiny_writes_its_table(bench, tmp_path):
     assert result["matmul_peaks"]["fp32_gflops_2048"] > 0 and result["matmul_peaks"]["bf16_gflops_256"] > 0
     assert result["text"]["fp32"]["captions_per_s"] > 0 and result["text"]["int8"]["captions_per_s"] > 0
     assert result["classify"]["candidates"] == 21
-    # the tiny model's long file uses 1-s windows (0.25 s overlap): 6.25 s fill a batch of 8 windows
+    # the tiny model's long file uses 1-s windows (0.25 s overlap): 18.25 s fill a batch of 8 windows 3 times
     assert [(row["max_batch_seconds"], row["windows"], row["largest_batch"]) for row in result["long_file"]] == \
-        [(240.0, 8, 8), (60.0, 8, 8)]
+        [(240.0, 24, 8), (30.0, 24, 8)]
     assert all(row["finite"] and row["precision"] == "fp32" for row in result["long_file"])
     assert all(row["buffer_file_seconds"] == 1800 and row["buffer_mb"] > 0 for row in result["long_file"])
     assert all(row["peak_mb_at_30min_estimate"] > row["process_peak_rss_mb"] for row in result["long_file"])
@@ -162,8 +164,8 @@ def test_long_file_memory_script_covers_precisions_and_batch_limits(bench, tmp_p
             "--name", "lf"]
     assert long_file_memory.main(argv) == 0
     rows = json.loads((tmp_path / "lf.json").read_text())["rows"]
-    # 1-s windows with 0.25 s overlap: 6.25 s fill a batch of 8 windows, 1.75 s a batch of 2 (2 s of padding)
+    # 1-s windows with 0.25 s overlap: 18.25 s fill a batch of 8 windows 3 times, 4.75 s a batch of 2 (2 s)
     assert [(r["precision"], r["max_batch_seconds"], r["windows"], r["largest_batch"]) for r in rows] == [
-        ("fp32", 240.0, 8, 8), ("fp32", 2.0, 2, 2), ("int8", 240.0, 8, 8), ("int8", 2.0, 2, 2)]
+        ("fp32", 240.0, 24, 8), ("fp32", 2.0, 6, 2), ("int8", 240.0, 24, 8), ("int8", 2.0, 6, 2)]
     assert all(r["finite"] and r["peak_mb_at_30min_estimate"] > r["process_peak_rss_mb"] for r in rows)
-    assert "| int8 | 1.75 s | 2 (2) | 2 |" in (tmp_path / "lf.md").read_text()
+    assert "| int8 | 4.75 s | 6 (2) | 2 |" in (tmp_path / "lf.md").read_text()
