@@ -57,6 +57,8 @@ class MelEncoderConfig(PretrainedConfig):
         pitch_f_max: float = 500.0,
         modulation_hz: tuple[float, ...] | list[float] = (),
         modulation_window_s: float = 0.8,
+        spectral_lags: tuple[int, ...] | list[int] = (),
+        activity_range: float = 5.0,
         conv_channels: int = 256,
         conv_kernel: int = 5,
         conv_strides: tuple[int, ...] | list[int] = (2, 2),
@@ -90,6 +92,8 @@ class MelEncoderConfig(PretrainedConfig):
         self.pitch_f_max = float(pitch_f_max)
         self.modulation_hz = [float(f) for f in modulation_hz]
         self.modulation_window_s = float(modulation_window_s)
+        self.spectral_lags = [int(lag) for lag in spectral_lags]
+        self.activity_range = float(activity_range)
         self.conv_channels = int(conv_channels)
         self.conv_kernel = int(conv_kernel)
         self.conv_strides = [int(s) for s in conv_strides]
@@ -123,6 +127,8 @@ class MelEncoderConfig(PretrainedConfig):
         frame_rate = self.sampling_rate / self.hop_length
         if any(not 0 < f < frame_rate / 2 for f in self.modulation_hz):
             problems.append(f"modulation_hz must lie in (0, {frame_rate / 2}) Hz, got {self.modulation_hz}")
+        if any(lag < 1 for lag in self.spectral_lags):
+            problems.append(f"spectral_lags must be positive frame counts, got {self.spectral_lags}")
         if self.conv_kernel % 2 != 1 or self.position_conv_kernel % 2 != 1:
             problems.append("conv_kernel and position_conv_kernel must be odd")
         if not self.conv_strides or any(s < 1 for s in self.conv_strides):
@@ -136,8 +142,8 @@ class MelEncoderConfig(PretrainedConfig):
 
     @property
     def feature_size(self) -> int:
-        """Channels the front end hands to the conv stack (log-mel bins + cepstral pitch bins)."""
-        return self.n_mels + self.pitch_bins + len(self.modulation_hz)
+        """Channels the front end hands to the conv stack (log-mel, cepstral pitch, modulation, spectral lags)."""
+        return self.n_mels + self.pitch_bins + len(self.modulation_hz) + len(self.spectral_lags)
 
     @property
     def frame_duration_s(self) -> float:
@@ -223,6 +229,31 @@ class LogMelFrontEnd(nn.Module):
         return self._cache[key]
 
     @staticmethod
+    def _spectral_stationarity(raw_logmel: torch.Tensor, mask: torch.Tensor, lags: list[int],
+                               activity_range: float) -> torch.Tensor:
+        """Per-utterance spectral correlation at each frame lag over active speech, Fisher-z ``[B, lags]``.
+
+        How fast the spectrum changes tracks the speaking rate (phones per second) far better than the loudness
+        envelope does, and does not depend on level, pitch or voice. Only frames within ``activity_range`` (natural
+        log units of mean mel energy) of the loudest real frame count, so pauses do not dilute it; spectra are
+        centred per mel bin over those frames. Padding never counts: a clip alone and padded in a batch agree.
+        """
+        real = mask[:, 0] > 0  # [B, frames]
+        energy = raw_logmel.mean(dim=1).masked_fill(~real, float("-inf"))
+        active = (energy > energy.max(dim=1, keepdim=True).values - activity_range) & real
+        weight = active[:, None, :].float()
+        count = weight.sum(dim=2, keepdim=True).clamp_min(1.0)
+        centred = (raw_logmel - (raw_logmel * weight).sum(dim=2, keepdim=True) / count) * weight
+        stats = []
+        for lag in lags:
+            a, b = centred[:, :, :-lag], centred[:, :, lag:]
+            pair = (active[:, :-lag] & active[:, lag:])[:, None, :].float()
+            a, b = a * pair, b * pair
+            r = (a * b).sum(dim=(1, 2)) / (a.norm(dim=(1, 2)) * b.norm(dim=(1, 2))).clamp_min(1e-6)
+            stats.append(torch.atanh(r.clamp(-0.999, 0.999)))
+        return torch.stack(stats, dim=1)
+
+    @staticmethod
     def _normalise(feats: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """One scalar mean and std per utterance over its real frames and all bins."""
         count = mask.sum(dim=(1, 2), keepdim=True) * feats.shape[1]
@@ -247,6 +278,7 @@ class LogMelFrontEnd(nn.Module):
             power = spec.real.square() + spec.imag.square()  # [B, F, frames]
             mel = torch.matmul(filters, power)  # [B, n_mels, frames]
             logmel = torch.log(mel + c.log_floor)
+            raw_logmel = logmel
             frame_lengths = sample_lengths // c.hop_length + 1
             mask = _lengths_to_mask(frame_lengths, logmel.shape[-1])[:, None, :].float()  # [B, 1, frames]
             if c.utterance_normalization:
@@ -266,6 +298,11 @@ class LogMelFrontEnd(nn.Module):
                 if c.utterance_normalization:
                     energy = self._normalise(energy, mask)
                 logmel = torch.cat([logmel, energy], dim=1)
+            if c.spectral_lags:
+                # Utterance-level statistics broadcast over frames, like the normalisation; never normalised
+                # themselves (mean removal would erase the cue).
+                stationarity = self._spectral_stationarity(raw_logmel, mask, c.spectral_lags, c.activity_range)
+                logmel = torch.cat([logmel, stationarity[:, :, None].expand(-1, -1, logmel.shape[-1])], dim=1)
             return logmel * mask, frame_lengths
 
 

@@ -10,7 +10,7 @@ import torch
 from paraspeechclap.encoders import MelEncoderConfig, MelEncoderModel, output_lengths
 
 SMALL = dict(hidden_size=32, conv_channels=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
-             n_mels=40, pitch_bins=16, modulation_hz=[3.0, 6.0])
+             n_mels=40, pitch_bins=16, modulation_hz=[3.0, 6.0], spectral_lags=[2, 6])
 
 
 @pytest.fixture(scope="module")
@@ -74,6 +74,41 @@ def test_cepstral_pitch_map_peaks_at_the_period():
     assert 16000 / centres[peaks[1]] == pytest.approx(200, rel=0.06)
 
 
+def _phones(seconds_per_phone: float, n_phones: int, pause_s: float = 0.0, seed: int = 0) -> np.ndarray:
+    """Equal-level noise bursts, each with its own random spectral envelope (a crude phone train), optional pauses."""
+    rng = np.random.default_rng(seed)
+    pieces = []
+    for _ in range(n_phones):
+        n = int(seconds_per_phone * 16000)
+        spectrum = np.fft.rfft(rng.standard_normal(n))
+        envelope_db = np.interp(np.linspace(0, 1, len(spectrum)), np.linspace(0, 1, 8), rng.uniform(-30, 0, 8))
+        burst = np.fft.irfft(spectrum * 10 ** (envelope_db / 20), n)
+        pieces += [0.1 * burst / burst.std(), np.zeros(int(pause_s * 16000))]
+    return np.concatenate(pieces).astype(np.float32)
+
+
+def test_spectral_stationarity_tracks_phone_rate_not_pauses_or_level():
+    from paraspeechclap.encoders.mel import LogMelFrontEnd
+
+    config = MelEncoderConfig(spectral_lags=[2, 4, 8])
+    front = LogMelFrontEnd(config)
+
+    def stationarity(wave: np.ndarray) -> np.ndarray:
+        feats, lengths = front(torch.from_numpy(wave)[None], torch.tensor([len(wave)]))
+        channels = feats[0, -len(config.spectral_lags):, : int(lengths[0])]
+        assert torch.equal(channels, channels[:, :1].expand_as(channels))  # one value per utterance
+        return channels[:, 0].numpy()
+
+    slow, fast = stationarity(_phones(0.20, 15)), stationarity(_phones(0.07, 43))
+    assert (slow > fast + 0.3).all(), (slow, fast)
+    # silence does not count: long leading/trailing silence changes nothing, pauses keep the ordering
+    silence = np.zeros(48000, dtype=np.float32)
+    np.testing.assert_allclose(stationarity(np.concatenate([silence, _phones(0.20, 15), silence])), slow, atol=0.02)
+    slow_paused, fast_paused = stationarity(_phones(0.20, 15, 0.3)), stationarity(_phones(0.07, 43, 0.15))
+    assert (slow_paused > fast_paused + 0.2).all() and (slow_paused > fast + 0.2).all(), (slow_paused, fast_paused)
+    np.testing.assert_allclose(stationarity(0.05 * _phones(0.20, 15)), slow, atol=1e-3)
+
+
 def test_level_invariant(encoder):
     wave = torch.randn(1, 16000)
     with torch.no_grad():
@@ -104,6 +139,8 @@ def test_gradients_reach_every_parameter():
 def test_bad_config_and_input_are_named():
     with pytest.raises(ValueError, match="win_length"):
         MelEncoderConfig(n_fft=256, win_length=512)
+    with pytest.raises(ValueError, match="spectral_lags"):
+        MelEncoderConfig(spectral_lags=[0, 2])
     with pytest.raises(ValueError, match="divisible"):
         MelEncoderConfig(hidden_size=30, num_attention_heads=4)
     with pytest.raises(ValueError, match="batch, samples"):
