@@ -153,11 +153,11 @@ def build_model(model_kind: str, precision: str, seed: int, speech_overrides: di
 
 
 def use_stock_attention(model) -> int:
-    """Undo this project's SDPA patch: WavLM's own ``torch_multi_head_self_attention`` (class method) again."""
+    """Undo this project's SDPA patch: WavLM's own attention ``forward`` (class method) again."""
     restored = 0
     for module in model.modules():
-        if type(module).__name__ == "WavLMAttention" and "torch_multi_head_self_attention" in vars(module):
-            del module.torch_multi_head_self_attention
+        if type(module).__name__ == "WavLMAttention" and "forward" in vars(module):
+            del module.forward
             restored += 1
     return restored
 

@@ -109,16 +109,16 @@ def test_sdpa_attention_matches_stock_wavlm_attention(tiny_model_factory):
 
     import torch
 
-    from paraspeechclap.fast import _wavlm_sdpa_attention
+    from paraspeechclap.fast import _wavlm_sdpa_attention_forward
 
     model = tiny_model_factory()
     attention = [m for m in model.modules() if type(m).__name__ == "WavLMAttention"]
-    assert attention and all(isinstance(m.torch_multi_head_self_attention, types.MethodType)
-                             and m.torch_multi_head_self_attention.__func__ is _wavlm_sdpa_attention for m in attention)
+    assert attention and all(isinstance(m.forward, types.MethodType)
+                             and m.forward.__func__ is _wavlm_sdpa_attention_forward for m in attention)
     clips = random_clips([16000, 5000, 30000])
     fast = model.embed_audio(clips, batch_size=3)
     for module in attention:  # back to the stock implementation
-        del module.torch_multi_head_self_attention
+        del module.forward
     np.testing.assert_allclose(model.embed_audio(clips, batch_size=3), fast, atol=1e-5)
 
 
