@@ -271,6 +271,15 @@ class ParaSpeechCLAP(nn.Module):
         return 8
 
     @property
+    def default_max_batch_seconds(self) -> float:
+        """Padded audio per forward pass when none is given: one window on CPU, 240 s on accelerators.
+
+        On CPU a batch is no faster per second of audio than one window at a time (BENCHMARKS.md), while memory
+        grows with every extra window (WavLM-Large: BENCHMARKS.md, Long files); so long files stream one window at a
+        time there, and short clips still share a batch up to the same length."""
+        return float(self.config.window_seconds) if self.device.type == "cpu" else 240.0
+
+    @property
     def sampling_rate(self) -> int:
         return int(self.config.sampling_rate)
 
@@ -346,12 +355,12 @@ class ParaSpeechCLAP(nn.Module):
 
     @torch.inference_mode()
     def embed_audio(self, audio: AudioInput | Sequence[AudioInput], batch_size: int | None = None,
-                    max_batch_seconds: float = 240.0, progress: bool = False) -> np.ndarray:
+                    max_batch_seconds: float | None = None, progress: bool = False) -> np.ndarray:
         """L2-normalised audio embeddings ``[N, D]``.
 
         ``audio`` is a path, bytes, an ``(array, sample_rate)`` pair, or a list of these. Clips are batched by
         length (at most ``batch_size`` clips, default :attr:`default_batch_size`, and ``max_batch_seconds`` of padded
-        audio per batch). Clips longer
+        audio per batch, default :attr:`default_max_batch_seconds`). Clips longer
         than ``config.window_seconds`` are cut into overlapping windows whose pooled frames are averaged.
         """
         waves = self.load_waveforms(audio)
@@ -359,8 +368,8 @@ class ParaSpeechCLAP(nn.Module):
                                     progress=progress)
 
     @torch.inference_mode()
-    def embed_waveforms(self, waves: Sequence[np.ndarray], batch_size: int | None = None, max_batch_seconds: float = 240.0,
-                        progress: bool = False) -> np.ndarray:
+    def embed_waveforms(self, waves: Sequence[np.ndarray], batch_size: int | None = None,
+                        max_batch_seconds: float | None = None, progress: bool = False) -> np.ndarray:
         """Embeddings of already decoded 16 kHz mono waveforms (see :meth:`embed_audio`)."""
         if len(waves) == 0:
             return np.zeros((0, self.config.embedding_dim), dtype=np.float32)
@@ -368,6 +377,8 @@ class ParaSpeechCLAP(nn.Module):
             raise RuntimeError("embed_* runs in eval mode; call model.eval() first")
         if batch_size is None:
             batch_size = self.default_batch_size
+        if max_batch_seconds is None:
+            max_batch_seconds = self.default_max_batch_seconds
         window = int(round(self.config.window_seconds * self.sampling_rate))
         overlap = int(round(self.config.window_overlap_seconds * self.sampling_rate))
         segments: list[tuple[int, np.ndarray]] = []
