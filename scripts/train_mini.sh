@@ -5,7 +5,7 @@
 #
 # Environment: CORPUS (default data/synth-v1; synthesized first when it has no train.jsonl),
 # RUN_DIR (default runs/mini), PYTHON (default .venv/bin/python), INSTALL=0 to only train
-# (leave paraspeechclap/models/mini untouched). About 35 minutes on 2 CPU cores, plus ~30 minutes
+# (leave paraspeechclap/models/mini untouched). About 25 minutes on 2 CPU cores, plus ~30 minutes
 # to synthesize the corpus when it is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."

