@@ -401,7 +401,7 @@ def markdown(doc: dict) -> str:
         f"{s['gain_ci95'][1]:+.3f}), "
         + (f"{100 * s['fraction_of_oracle_gain']:.0f}% of the oracle's gain; " if s["fraction_of_oracle_gain"] is not None else "")
         + f"the pick beats the random-pick average in {s['prompts_pick_beats_random']}/{s['prompts']} prompts; "
-        f"a scorer ranking at random does as well with p = {s['p_value_vs_random_scorer']:.3f}.",
+        f"a scorer ranking at random does as well with p = {s['p_value_vs_random_scorer']:.4f}.",
         *([
             "",
             f"Control: the same model ranking each prompt's candidates by *another* prompt's caption gains "
