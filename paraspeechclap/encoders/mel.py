@@ -10,10 +10,13 @@ Inside: STFT (zero-padded, not reflected, so padding never leaks into real frame
 log-spaced quefrencies for F0 in [pitch_f_min, pitch_f_max], where a voiced frame shows one peak at its
 period (F0 and its movement become a position to track; whisper shows no peak), plus (``modulation_hz``)
 the local modulation energy of the loudness envelope at syllable-rate frequencies (Gabor filters over
-``modulation_window_s``: speaking rate becomes which band is strongest) ->
-per-utterance normalisation (one scalar mean and std over the real frames and all bins: removes level,
-keeps spectral shape) -> optional SpecAugment (train mode only) -> conv stack (stride to 40 ms) ->
-masked depthwise positional conv -> pre-LN transformer layers with a key padding mask -> LayerNorm.
+``modulation_window_s``: speaking rate becomes which band is strongest), plus (``spectral_lags``) the
+utterance's spectral correlation at those frame lags over its active frames (within ``activity_range`` of
+the loudest), broadcast over frames: slow speech keeps its spectrum longer, so this tracks the speaking
+rate without counting pauses -> per-utterance normalisation of all but the stationarity channels (one
+scalar mean and std over the real frames and all bins: removes level, keeps spectral shape) -> optional
+SpecAugment (train mode only) -> conv stack (stride to 40 ms) -> masked depthwise positional conv ->
+pre-LN transformer layers with a key padding mask -> LayerNorm.
 Padded positions are zeroed after every step, so a clip padded inside a batch gives the same real
 frames as the clip alone (up to float rounding).
 
