@@ -20,6 +20,20 @@ def test_batched_equals_one_at_a_time(tiny_model):
     np.testing.assert_allclose(tiny_model.embed_audio(clips, batch_size=3, max_batch_seconds=2.0), single, atol=1e-5)
 
 
+def test_cpu_default_batches_at_most_one_window(tiny_model_factory, monkeypatch):
+    model = tiny_model_factory()
+    model.config.window_seconds, model.config.window_overlap_seconds = 1.0, 0.25
+    assert model.default_max_batch_seconds == 1.0  # on CPU: one window's worth of padded audio per forward
+    widths = []
+    pool = model.audio_branch.pool
+    monkeypatch.setattr(model.audio_branch, "pool", lambda values, mask=None: widths.append(values.shape) or pool(values, mask))
+    clips = random_clips([16000 * 3, 4000, 4000, 4000, 3000])
+    default = model.embed_audio(clips, batch_size=8)
+    assert max(rows * length for rows, length in widths) <= 16000, widths  # long clip: one window per pass
+    assert any(rows > 1 for rows, _ in widths)  # short clips still share a batch
+    np.testing.assert_allclose(default, model.embed_audio(clips, batch_size=8, max_batch_seconds=240), atol=1e-5)
+
+
 def test_similarity_is_cosine(tiny_model):
     clips = random_clips([8000, 9000])
     texts = ["a deep voice", "a high voice", "a whisper"]
