@@ -116,3 +116,46 @@ def test_mini_hears_slow_versus_fast(mini):
     fast_minus_slow = margin(mini, slow + fast, "fast", "slow")
     assert (fast_minus_slow[:2] < 0).all(), fast_minus_slow
     assert (fast_minus_slow[2:] > 0).all(), fast_minus_slow
+
+
+@pytest.fixture(scope="module")
+def robustness_script():
+    import importlib.util
+    import sys
+
+    path = MINI_DIR.parents[2] / "scripts" / "robustness_mini.py"
+    spec = importlib.util.spec_from_file_location("robustness_mini", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["robustness_mini"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_robustness_pair_order_accuracy(robustness_script):
+    assert robustness_script.pair_order_accuracy([0, 1, 2], [0.1, 0.2, 0.3]) == 1.0
+    assert robustness_script.pair_order_accuracy([0, 1, 2], [0.3, 0.2, 0.1]) == 0.0
+    assert robustness_script.pair_order_accuracy([0, 1, 2], [0.1, 0.3, 0.2]) == pytest.approx(2 / 3)
+
+
+@needs_espeak
+@pytest.mark.skipif(shutil.which("sox") is None, reason="sox is not installed")
+def test_robustness_script_on_given_recordings(robustness_script, tmp_path, monkeypatch):
+    """--recordings is the only source here (no Piper, no Klatt): tempo shifts of a held-out voice are ordered."""
+    import json
+
+    import soundfile as sf
+
+    monkeypatch.setattr(robustness_script, "piper_clips", lambda tmp: {})
+    monkeypatch.setattr(robustness_script, "espeak_clips", lambda tmp: {})
+    folder = tmp_path / "recordings"
+    folder.mkdir()
+    for i, sentence in enumerate(SENTENCES):
+        sf.write(folder / f"clip{i}.wav", espeak("en-us+f4", sentence), 16000)
+    out = tmp_path / "out"
+    assert robustness_script.main(["--model", "mini", "--out", str(out), "--recordings", str(folder)]) == 0
+    result = json.loads((out / "robustness.json").read_text())
+    (source,) = result["sources"].values()
+    assert source["tempo"]["pair_order_accuracy"] >= 0.9, source
+    assert "recorded: --recordings" in (out / "robustness.md").read_text()
+    with pytest.raises(SystemExit, match="no such file"):
+        robustness_script.recorded_clips([str(tmp_path / "missing")])
