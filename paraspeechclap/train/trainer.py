@@ -467,6 +467,17 @@ class Trainer:
         def done() -> bool:
             return bool((max_steps and step >= max_steps) or (max_epochs and epoch >= max_epochs))
 
+        def finish_step(micro_batches: int) -> None:
+            """One optimizer step over the accumulated micro-batches, then log, validate and checkpoint when due."""
+            nonlocal step, last_saved
+            step = self._optimizer_step(step, micro_batches, accum)
+            self._after_step(step, epoch, position, win, bar, log_every, total)
+            if val_every and step % val_every == 0:
+                self.validate(step)
+            if ck_every and step % ck_every == 0:
+                self.save(step, epoch, position, counters)
+                last_saved = step
+
         bar = None
         if dist.is_main and cfg.logging.tqdm:
             try:
@@ -512,26 +523,14 @@ class Trainer:
                 counters["audio_seconds"] += secs
                 if micro < accum:
                     continue
-                step = self._optimizer_step(step, micro, accum)
+                finish_step(micro)
                 micro = 0
-                self._after_step(step, epoch, position, win, bar, log_every, total)
-                if val_every and step % val_every == 0:
-                    self.validate(step)
-                if ck_every and step % ck_every == 0:
-                    self.save(step, epoch, position, counters)
-                    last_saved = step
                 if max_steps and step >= max_steps:
                     break
             else:
                 if micro:  # leftover micro-batches at the end of the epoch: one (rescaled) step
-                    step = self._optimizer_step(step, micro, accum)
+                    finish_step(micro)
                     micro = 0
-                    self._after_step(step, epoch, position, win, bar, log_every, total)
-                    if val_every and step % val_every == 0:
-                        self.validate(step)
-                    if ck_every and step % ck_every == 0:
-                        self.save(step, epoch, position, counters)
-                        last_saved = step
                 epoch += 1
                 position = 0
                 if got == 0 and started_at == 0:
