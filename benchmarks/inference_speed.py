@@ -547,6 +547,13 @@ def long_file(model_kind: str, seed: int, seconds: float, batch_size: int, max_b
             "max_batch_seconds": max_batch_seconds, "windows": windows, "largest_batch": largest, **reply}
 
 
+def long_file_cells(row: dict) -> str:
+    """The shared Markdown cells of a measured long-file row: windows (largest batch), max_batch_seconds,
+    seconds, process and inference peak RSS in GB."""
+    return (f"{row['windows']} ({row['largest_batch']}) | {row['max_batch_seconds']:g} | {row['seconds']:.0f} | "
+            f"{row['process_peak_rss_mb'] / 1024:.2f} | {row['inference_peak_rss_mb'] / 1024:.2f}")
+
+
 def thirty_minute_estimate(row: dict) -> float | None:
     """Peak RSS (MB) of a 30-minute file: the measured peak of a file that fills the largest batch, plus the
     measured decode/normalise buffers of a real 30-minute file, less the share already in the measured peak."""
@@ -990,10 +997,7 @@ def render_markdown(result: dict) -> str:
                 lines.append(f"| {name} | {r['windows']} | {r['max_batch_seconds']:g} | failed: {r['error']} | | | |")
                 continue
             estimate = r.get("peak_mb_at_30min_estimate")
-            lines.append(f"| {name} | {r['windows']} ({r['largest_batch']}) | {r['max_batch_seconds']:g} | "
-                         f"{r['seconds']:.0f} | {r['process_peak_rss_mb'] / 1024:.2f} | "
-                         f"{r['inference_peak_rss_mb'] / 1024:.2f} | "
-                         + (f"{estimate / 1024:.2f} |" if estimate else "- |"))
+            lines.append(f"| {name} | {long_file_cells(r)} | " + (f"{estimate / 1024:.2f} |" if estimate else "- |"))
         buffers = [r for r in result["long_file"] if "buffer_mb" in r]
         if buffers:
             lines += ["", "The long file is the shortest one whose windows fill the largest batch `embed_audio` builds "

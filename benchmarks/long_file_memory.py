@@ -83,8 +83,7 @@ def render(result: dict) -> str:
             continue
         at_30 = r["process_peak_rss_mb"] if r["minutes"] >= 30 else r.get("peak_mb_at_30min_estimate")
         label = "measured" if r["minutes"] >= 30 else "estimated"
-        lines.append(f"| {r['precision']} | {name} | {r['windows']} ({r['largest_batch']}) | {r['max_batch_seconds']:g} | "
-                     f"{r['seconds']:.0f} | {r['process_peak_rss_mb'] / 1024:.2f} | {r['inference_peak_rss_mb'] / 1024:.2f} | "
+        lines.append(f"| {r['precision']} | {name} | {bench.long_file_cells(r)} | "
                      + (f"{at_30 / 1024:.2f} ({label}) |" if at_30 else "- |"))
     return "\n".join(lines) + "\n"
 
