@@ -17,9 +17,9 @@ def _wavlm_sdpa_attention_forward(self, hidden_states: torch.Tensor, attention_m
     Same maths as the stock module: q/k/v projections, the per-head relative position bias scaled by the
     gru-style gate of each query frame, key padding mask. The stock version repeats the position bias for every
     batch row, copies it again to mask padding, and calls ``F.multi_head_attention_forward(need_weights=True)``,
-    which materialises and averages the attention weights: about 0.65 GB per 30 s WavLM-Large window. Here the
-    bias is computed once per forward (``[1, heads, T, T]``, shared by all rows and layers), gated into a single
-    ``[B, heads, T, T]`` tensor that is masked in place, and handed to SDPA.
+    which materialises and averages the attention weights. Here the bias is computed once per forward
+    (``[1, heads, T, T]``, shared by all rows and layers), gated into a single ``[B, heads, T, T]`` tensor that is
+    masked in place, and handed to SDPA.
     """
     batch, length, _ = hidden_states.shape
     heads, head_dim = self.num_heads, self.head_dim
@@ -33,7 +33,9 @@ def _wavlm_sdpa_attention_forward(self, hidden_states: torch.Tensor, attention_m
     projected = self.gru_rel_pos_linear(split(hidden_states)).view(batch, heads, length, 2, 4).sum(-1)
     gate_a, gate_b = torch.sigmoid(projected).chunk(2, dim=-1)
     gate = gate_a * (gate_b * self.gru_rel_pos_const - 1.0) + 2.0  # [B, heads, T, 1]
-    query, key, value = split(self.q_proj(hidden_states)), split(self.k_proj(hidden_states)), split(self.v_proj(hidden_states))
+    query = split(self.q_proj(hidden_states))
+    key = split(self.k_proj(hidden_states))
+    value = split(self.v_proj(hidden_states))
     bias = (gate * position_bias).to(query.dtype)  # [B, heads, T, T], the only full-size copy
     if attention_mask is not None:
         bias.masked_fill_(attention_mask.ne(1)[:, None, None, :], float("-inf"))
