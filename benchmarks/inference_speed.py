@@ -44,9 +44,10 @@ from typing import Any
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
-FIXTURE = Path(os.environ.get("PARASPEECHCLAP_SHARED", REPO.parent / "shared")) / "fixtures" / "reference-tiny"
+for _path in (REPO, REPO / "tests"):
+    if str(_path) not in sys.path:
+        sys.path.insert(0, str(_path))
+from reference_fixture import FIXTURE, load_tiny  # noqa: E402  (the one place that knows where ../shared is)
 SR = 16000
 
 # The released model's towers, as configs (random weights; no download).
@@ -126,9 +127,7 @@ def build_model(model_kind: str, precision: str, seed: int, speech_overrides: di
     from paraspeechclap.model import ParaSpeechCLAP, ParaSpeechCLAPConfig
 
     if model_kind == "tiny":
-        return ParaSpeechCLAP.from_pretrained(FIXTURE / "checkpoint.pth.tar", speech_model=FIXTURE / "speech",
-                                              text_model=FIXTURE / "text", embedding_dim=24, device="cpu",
-                                              precision=precision)
+        return load_tiny(FIXTURE, precision=precision)
     speech, text, tokenizer = dict(WAVLM_LARGE), dict(XLMR_BASE), None
     if model_kind == "small":
         speech.update(hidden_size=256, num_hidden_layers=4, num_attention_heads=4, intermediate_size=1024,

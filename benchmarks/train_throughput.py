@@ -35,9 +35,8 @@ import torch
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-FIXTURE = REPO.parent / "shared" / "fixtures" / "reference-tiny"
-if not FIXTURE.exists():
-    FIXTURE = Path("/work/shared/fixtures/reference-tiny")
+sys.path.insert(0, str(REPO / "tests"))
+from reference_fixture import FIXTURE  # noqa: E402  (the one place that knows where ../shared is)
 
 
 def _batch(n: int, seconds: float, seed: int = 0) -> dict:
