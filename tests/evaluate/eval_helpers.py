@@ -8,7 +8,6 @@ from typing import Dict, List
 import numpy as np
 
 SR = 16000
-REFERENCE_TINY = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures" / "reference-tiny"
 
 # style word -> tone frequency (Hz); the stand-in model "hears" the nearest one
 TONES: Dict[str, float] = {"deep": 150.0, "nasal": 450.0, "shrill": 1500.0, "calm": 700.0, "angry": 2500.0}

@@ -1,13 +1,11 @@
 """Metric definitions: parity with the reference fixture and hand-computed cases."""
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
+from reference_fixture import FIXTURE
 
 from paraspeechclap.evaluate import metrics as M
-
-FIXTURE = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures" / "reference-tiny"
 
 
 @pytest.fixture(scope="module")
