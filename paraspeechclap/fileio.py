@@ -1,34 +1,145 @@
-"""Atomic file writes: write to a temporary file in the same folder, then rename over the target."""
+"""The one atomic writer: every file and folder the project writes goes through here.
+
+A write goes to a temporary name in the target's own folder (so the final rename never crosses a file system),
+is flushed and, where durability matters (``durable=True``: checkpoints, training state, shards), fsynced; it is
+then renamed over the target and the folder entry is fsynced too. Temporary files and folders are created with
+``O_EXCL`` and the ordinary modes (0666 / 0777), so permissions follow the umask like any other file (``mkstemp``
+would make them private). Errors propagate: a failed fsync or a full disk raises, and the temporary is removed.
+
+Outputs that belong together are committed together with :func:`atomic_dir` (a folder renamed into place).
+"""
 from __future__ import annotations
 
 import contextlib
 import json
 import os
-import tempfile
+import shutil
+import uuid
 from pathlib import Path
-from typing import Any, Iterator
+from typing import IO, Any, Callable, Iterator
+
+__all__ = ["atomic_path", "atomic_open", "atomic_write", "atomic_write_bytes", "atomic_write_text",
+           "atomic_write_json", "atomic_dir", "fsync_file", "fsync_dir", "temporary_name"]
+
+
+def temporary_name(target: Path) -> Path:
+    """A fresh hidden name beside ``target`` (``.NAME.<random>.tmp``)."""
+    return target.parent / f".{target.name}.{uuid.uuid4().hex[:12]}.tmp"
+
+
+def fsync_file(path: str | os.PathLike) -> None:
+    """fsync one file; errors (EIO, ENOSPC, ...) propagate."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def fsync_dir(path: str | os.PathLike) -> None:
+    """fsync a folder so a rename inside it is durable. File systems that cannot fsync folders are tolerated."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError as err:  # EINVAL: this file system does not support fsync on folders
+        if err.errno not in (22, 95):
+            raise
+    finally:
+        os.close(fd)
+
+
+def _create_exclusive(path: Path) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # mode & ~umask, as for any new file
+    os.close(fd)
 
 
 @contextlib.contextmanager
-def atomic_path(target: str | os.PathLike) -> Iterator[str]:
-    """Yield a temporary path next to ``target``; on success it replaces ``target``, on error it is removed."""
+def atomic_path(target: str | os.PathLike, durable: bool = False) -> Iterator[str]:
+    """Yield a temporary path beside ``target`` (parent folders created); write it, and on success it replaces
+    ``target`` (fsynced first when ``durable``). On error the temporary is removed and ``target`` is untouched."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(handle)
+    tmp = temporary_name(target)
+    _create_exclusive(tmp)
     try:
-        yield tmp
+        yield str(tmp)
+        if durable:
+            fsync_file(tmp)
         os.replace(tmp, target)
+        if durable:
+            fsync_dir(target.parent)
     finally:
-        if os.path.exists(tmp):
+        if os.path.lexists(tmp):
             os.unlink(tmp)
 
 
-def atomic_write_text(target: str | os.PathLike, text: str) -> Path:
-    with atomic_path(target) as tmp:
-        Path(tmp).write_text(text, encoding="utf-8")
+@contextlib.contextmanager
+def atomic_open(target: str | os.PathLike, mode: str = "w", durable: bool = False, **kwargs: Any) -> Iterator[IO]:
+    """``open()`` on a temporary beside ``target``; the file replaces ``target`` when the block ends cleanly."""
+    if "b" not in mode:
+        kwargs.setdefault("encoding", "utf-8")
+    with atomic_path(target, durable=durable) as tmp:
+        with open(tmp, mode, **kwargs) as handle:
+            yield handle
+            handle.flush()
+
+
+def atomic_write(target: str | os.PathLike, write: Callable[[IO], None], binary: bool = False,
+                 durable: bool = False, **kwargs: Any) -> Path:
+    """Call ``write(handle)`` on a temporary file beside ``target``, then move it into place."""
+    if not binary:
+        kwargs.setdefault("newline", "")
+    with atomic_open(target, "wb" if binary else "w", durable=durable, **kwargs) as handle:
+        write(handle)
     return Path(target)
 
 
-def atomic_write_json(target: str | os.PathLike, data: Any) -> Path:
-    return atomic_write_text(target, json.dumps(data, indent=2, default=str) + "\n")
+def atomic_write_bytes(target: str | os.PathLike, data: bytes, durable: bool = False) -> Path:
+    return atomic_write(target, lambda handle: handle.write(data), binary=True, durable=durable)
+
+
+def atomic_write_text(target: str | os.PathLike, text: str, durable: bool = False) -> Path:
+    return atomic_write(target, lambda handle: handle.write(text), durable=durable)
+
+
+def atomic_write_json(target: str | os.PathLike, data: Any, durable: bool = False) -> Path:
+    return atomic_write_text(target, json.dumps(data, indent=2, default=str, ensure_ascii=False) + "\n",
+                             durable=durable)
+
+
+@contextlib.contextmanager
+def atomic_dir(target: str | os.PathLike, durable: bool = False, replace: bool = False) -> Iterator[Path]:
+    """Yield a temporary folder beside ``target``; fill it, and on success it is renamed to ``target``.
+
+    ``target`` must not exist unless ``replace`` is true; the caller decides that the old folder is its own
+    (never pass ``replace=True`` for a folder this project did not write). With ``replace`` the old folder is
+    moved aside first and deleted only after the new one is in place. On error the temporary folder is removed.
+    """
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if target.exists() and not replace:
+        raise FileExistsError(f"{target} exists; refusing to replace it")
+    tmp = temporary_name(target)
+    os.mkdir(tmp, 0o777)  # mode & ~umask
+    try:
+        yield tmp
+        if durable:
+            for path in sorted(tmp.rglob("*")):
+                if path.is_file():
+                    fsync_file(path)
+            fsync_dir(tmp)
+        if target.exists():
+            old = temporary_name(target)
+            os.replace(target, old)
+            os.replace(tmp, target)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, target)
+        if durable:
+            fsync_dir(target.parent)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
