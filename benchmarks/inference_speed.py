@@ -47,7 +47,7 @@ REPO = Path(__file__).resolve().parents[1]
 for _path in (REPO, REPO / "tests"):
     if str(_path) not in sys.path:
         sys.path.insert(0, str(_path))
-from reference_fixture import FIXTURE, load_tiny  # noqa: E402  (the one place that knows where ../shared is)
+from reference_fixture import FIXTURE, load_tiny  # noqa: E402  (the one place that knows where the fixture is)
 SR = 16000
 
 # The released model's towers, as configs (random weights; no download).

@@ -36,7 +36,7 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tests"))
-from reference_fixture import FIXTURE  # noqa: E402  (the one place that knows where ../shared is)
+from reference_fixture import FIXTURE  # noqa: E402  (the one place that knows where the fixture is)
 
 
 def _batch(n: int, seconds: float, seed: int = 0) -> dict:

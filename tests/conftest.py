@@ -1,4 +1,4 @@
-"""Shared fixtures: the reference-tiny parity fixture (../shared/fixtures/reference-tiny) and its model."""
+"""Shared fixtures: the reference-tiny parity fixture (tests/fixtures/reference-tiny) and its model."""
 from __future__ import annotations
 
 import json
@@ -13,7 +13,7 @@ from reference_fixture import FIXTURE, load_tiny
 @pytest.fixture(scope="session")
 def fixture_dir() -> Path:
     if not (FIXTURE / "checkpoint.pth.tar").is_file():
-        pytest.fail(f"parity fixture missing at {FIXTURE} (set PARASPEECHCLAP_SHARED to the shared/ folder)")
+        pytest.fail(f"parity fixture missing at {FIXTURE} (it is part of the repository: tests/fixtures/reference-tiny)")
     return FIXTURE
 
 
