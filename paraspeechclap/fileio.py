@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import IO, Any, Callable, Iterator
 
 __all__ = ["atomic_path", "atomic_open", "atomic_write", "atomic_write_bytes", "atomic_write_text",
-           "atomic_write_json", "atomic_dir", "fsync_file", "fsync_dir", "temporary_name"]
+           "atomic_write_json", "atomic_dir", "fsync_file", "fsync_dir", "temporary_name",
+           "file_digest", "owns", "foreign_files", "remove_owned"]
 
 
 def temporary_name(target: Path) -> Path:
@@ -143,3 +144,60 @@ def atomic_dir(target: str | os.PathLike, durable: bool = False, replace: bool =
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# Ownership records: a command may replace or delete only files it wrote itself.
+#
+# A command keeps, in a record of its own (e.g. rerank's selection.json), {relative path: digest} for every file it
+# wrote. Before writing into a folder that already exists it asks :func:`foreign_files` which of its planned paths
+# are taken by files it does not own, and refuses if there are any; it deletes only with :func:`remove_owned`.
+# A digest of None reserves a name the command checked was free and is about to write (an interrupted run).
+# ------------------------------------------------------------------------------------------------------------------
+
+def file_digest(path: str | os.PathLike) -> str:
+    """``sha256:<hex>`` of a file's bytes, or ``link:<target>`` for a symbolic link (not followed)."""
+    import hashlib
+
+    if os.path.islink(path):
+        return "link:" + os.readlink(path)
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return "sha256:" + digest.hexdigest()
+
+
+def _record_key(rel: str) -> str | None:
+    """``rel`` as a normalised relative POSIX path inside the folder, or None when it points outside."""
+    parts = Path(rel).parts
+    if not parts or Path(rel).is_absolute() or any(p in ("", ".", "..") for p in parts):
+        return None
+    return "/".join(parts)
+
+
+def owns(folder: str | os.PathLike, rel: str, record: dict | None) -> bool:
+    """Whether ``folder/rel`` is a file that ``record`` lists and that is still what was written there."""
+    key = _record_key(rel)
+    if not record or key is None or key not in record:
+        return False
+    path = Path(folder) / key
+    if not os.path.lexists(path) or (path.is_dir() and not path.is_symlink()):
+        return False
+    expected = record[key]
+    return expected is None or file_digest(path) == expected
+
+
+def foreign_files(folder: str | os.PathLike, planned: Any, record: dict | None) -> list[str]:
+    """The planned relative paths that already exist in ``folder`` and that ``record`` does not own."""
+    return [rel for rel in planned if os.path.lexists(Path(folder) / rel) and not owns(folder, rel, record)]
+
+
+def remove_owned(folder: str | os.PathLike, rels: Any, record: dict | None) -> list[str]:
+    """Delete those of ``rels`` that ``record`` owns (see :func:`owns`); others are left alone. Returns the removed."""
+    removed = []
+    for rel in rels:
+        if owns(folder, rel, record):
+            os.unlink(Path(folder) / rel)
+            removed.append(rel)
+    return removed
