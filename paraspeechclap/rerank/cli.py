@@ -28,7 +28,13 @@ Writes OUTPUT/audios/<index>.wav (copy, or symlink with --link), OUTPUT/selectio
 OUTPUT/selection.csv (every candidate's score, rank, eligibility; margin and flags per prompt);
 for a layout also selection_summary.json (the reference script's format), the chosen
 wer_per_example.txt / output_transcriptions.txt lines and the optional common files.
-Exit code: 0 all prompts chosen, 1 some prompt failed, 2 bad input or arguments.
+OUTPUT may not contain any input. Files in OUTPUT that an earlier rerank did not write (as
+listed in its selection.json) are never replaced or removed; --overwrite replaces only an
+earlier rerank's own files and removes those of them this run does not rewrite.
+Bad manifest rows (invalid JSON or UTF-8, not an object, no candidates) are reported with
+their line number and skipped.
+Exit code: 0 all prompts chosen, 1 some prompt failed or some manifest row was invalid,
+2 bad arguments, unreadable input, a refused output folder, or a model that does not load.
 """
 
 
@@ -39,7 +45,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("input", type=Path, help="layout folder (with iter_*/) or manifest .jsonl")
     parser.add_argument("--output", "-o", type=Path, required=True, help="output folder")
     parser.add_argument("--link", action="store_true", help="symlink the chosen files instead of copying")
-    parser.add_argument("--overwrite", action="store_true", help="replace an earlier run's outputs in OUTPUT")
+    parser.add_argument(
+        "--overwrite", action="store_true", help="replace an earlier rerank's own outputs in OUTPUT (never other files)"
+    )
     parser.add_argument(
         "--gate", action="append", default=[], metavar="COL<=X",
         help="only candidates passing this test on a per-candidate column (repeatable), e.g. wer<=0.2",
@@ -111,11 +119,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     try:
         data = read_input(args.input)
-        if data.kind == "layout":
-            inputs = {(data.source / f"iter_{k}").resolve() for k in data.iterations}
-            if args.output.resolve() in inputs:
-                raise InputError(f"{args.output}: is an input folder; choose another --output")
-        check_output_dir(args.output, overwrite=args.overwrite)
+        check_output_dir(args.output, overwrite=args.overwrite, data=data)
     except (InputError, OutputExistsError) as exc:
         print(f"error: {exc}", file=err)
         return 2
@@ -148,7 +152,14 @@ def run(args: argparse.Namespace) -> int:
         "score": "cosine(text_emb(caption), audio_emb(candidate))",
         "tie_break": "highest key (score, or score + weights), then lowest candidate index",
     }
-    doc = write_outputs(args.output, data, results, link=args.link, meta=meta)
+    try:
+        doc = write_outputs(args.output, data, results, link=args.link, meta=meta, overwrite=args.overwrite)
+    except OutputExistsError as exc:  # the folder changed while the model ran
+        print(f"error: {exc}", file=err)
+        return 2
+    except OSError as exc:
+        print(f"error: could not write the outputs to {args.output}: {exc}", file=err)
+        return 2
     if args.json:
         json.dump(doc, sys.stdout, indent=2, ensure_ascii=False)
         print()

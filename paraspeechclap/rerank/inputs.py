@@ -85,9 +85,31 @@ class RerankInput:
     per_prompt_files: dict[str, str] = field(default_factory=dict)  # column -> file name to write
 
 
-def _read_lines(path: Path) -> list[str]:
-    """Lines of a text file without line endings (a trailing newline adds no empty line)."""
-    return path.read_text(encoding="utf-8").splitlines()
+def _decode(raw: bytes, first: bool) -> str:
+    """One line as text: UTF-8, without its line ending (and without a byte-order mark on the first line)."""
+    text = raw.rstrip(b"\r\n").decode("utf-8")
+    return text[1:] if first and text.startswith("\ufeff") else text
+
+
+def _bad_utf8(exc: UnicodeDecodeError) -> str:
+    return f"not valid UTF-8 (byte 0x{exc.object[exc.start]:02x} at column {exc.start + 1})"
+
+
+def _read_lines(path: Path, issues: list[str]) -> list[str | None]:
+    """Lines of a text file without line endings (a trailing newline adds no empty line).
+
+    A line that is not valid UTF-8 is reported in ``issues`` with its line number and read as None, so the
+    lines after it keep their numbers.
+    """
+    lines: list[str | None] = []
+    with open(path, "rb") as handle:
+        for lineno, raw in enumerate(handle, start=1):
+            try:
+                lines.append(_decode(raw, lineno == 1))
+            except UnicodeDecodeError as exc:
+                issues.append(f"{path}:{lineno}: {_bad_utf8(exc)}; line ignored")
+                lines.append(None)
+    return lines
 
 
 def _parse_float(text: Any) -> float | None:
@@ -134,13 +156,13 @@ def read_layout(base: str | Path) -> RerankInput:
     if gaps:
         issues.append(f"{base}: iteration folders missing: {', '.join(f'iter_{k}' for k in gaps)}")
 
-    lines = _read_lines(prompts_path)
-    per_iter_wer: dict[int, list[str] | None] = {}
-    per_iter_text: dict[int, list[str] | None] = {}
+    lines = _read_lines(prompts_path, issues)
+    per_iter_wer: dict[int, list[str | None] | None] = {}
+    per_iter_text: dict[int, list[str | None] | None] = {}
     for k, folder in iters.items():
         for name, store in ((WER_FILE, per_iter_wer), (TRANSCRIPTIONS_FILE, per_iter_text)):
             path = folder / name
-            store[k] = _read_lines(path) if path.is_file() else None
+            store[k] = _read_lines(path, issues) if path.is_file() else None
             if store[k] is not None and len(store[k]) < len(lines):
                 issues.append(
                     f"{path}: {len(store[k])} lines for {len(lines)} prompts; "
@@ -151,6 +173,8 @@ def read_layout(base: str | Path) -> RerankInput:
 
     prompts: list[Prompt] = []
     for idx, raw in enumerate(lines):
+        if raw is None:
+            continue  # not UTF-8: reported by _read_lines; the index stays the line number
         caption = raw.strip()
         if not caption:
             issues.append(f"{prompts_path}:{idx + 1}: blank prompt line, prompt {idx} skipped")
@@ -165,12 +189,13 @@ def read_layout(base: str | Path) -> RerankInput:
             columns: dict[str, Any] = {}
             wer_lines = per_iter_wer[k]
             if wer_lines is not None:
-                text = wer_lines[idx].strip() if idx < len(wer_lines) else None
+                text = wer_lines[idx].strip() if idx < len(wer_lines) and wer_lines[idx] is not None else None
                 columns["wer_text"] = text
                 columns["wer"] = _parse_float(text)
             text_lines = per_iter_text[k]
             if text_lines is not None:
-                columns["transcription"] = text_lines[idx].strip() if idx < len(text_lines) else None
+                line = text_lines[idx] if idx < len(text_lines) else None
+                columns["transcription"] = line.strip() if line is not None else None
             prompt.candidates.append(Candidate(index=k - 1, label=k, path=wav, columns=columns))
         if not prompt.candidates:
             issues.append(f"prompt {idx}: no candidate audio found in any iteration")
@@ -184,7 +209,7 @@ def read_layout(base: str | Path) -> RerankInput:
         orphans = sorted(
             p.name
             for p in audios.glob("*.wav")
-            if not (p.stem.isdigit() and int(p.stem) < len(lines) and lines[int(p.stem)].strip())
+            if not (p.stem.isdigit() and int(p.stem) < len(lines) and (lines[int(p.stem)] or "").strip())
         )
         if orphans:
             issues.append(
@@ -209,7 +234,67 @@ def read_layout(base: str | Path) -> RerankInput:
     )
 
 
-_SAFE_ID = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._\-]*$")
+_SAFE_ID = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._\-]*")  # used with fullmatch: no trailing newline slips in
+
+
+def _manifest_row(entry: Any, where: str, row: int, seen_ids: dict[str, str], base: Path,
+                  issues: list[str]) -> Prompt | None:
+    """The prompt of one parsed manifest row, or None (reported in ``issues``) when the row is unusable."""
+    if not isinstance(entry, dict):
+        issues.append(f"{where}: expected a JSON object, got {type(entry).__name__}; row skipped")
+        return None
+    caption = entry.get("caption")
+    if not isinstance(caption, str) or not caption.strip():
+        issues.append(f"{where}: 'caption' missing or blank; row skipped")
+        return None
+    if "candidates" not in entry:
+        issues.append(f"{where}: 'candidates' (the list of audio paths) missing; row skipped")
+        return None
+    cands = entry["candidates"]
+    if not isinstance(cands, list) or not all(isinstance(c, str) and c for c in cands):
+        issues.append(f"{where}: 'candidates' must be a list of paths; row skipped")
+        return None
+    raw_id = entry.get("id", row)
+    pid = raw_id if isinstance(raw_id, str) else str(raw_id) if isinstance(raw_id, int) else None
+    if pid is None or not _SAFE_ID.fullmatch(pid):
+        issues.append(f"{where}: id {raw_id!r} is not a plain file name; row skipped")
+        return None
+    folded = pid.casefold()  # output files named X.wav and x.wav are one file on many file systems
+    if folded in seen_ids:
+        same = "" if seen_ids[folded] == pid else f" (as {seen_ids[folded]!r}, ids differing only in case clash)"
+        issues.append(f"{where}: duplicate id {pid!r}{same}; row skipped")
+        return None
+    seen_ids[folded] = pid
+    columns: dict[str, list] = {}
+    for key, value in entry.items():
+        if key in ("id", "caption", "candidates"):
+            continue
+        if isinstance(value, list) and key in RESERVED_COLUMNS:
+            issues.append(f"{where}: column {key!r} clashes with an output field; column ignored")
+            continue
+        if isinstance(value, list):
+            if len(value) != len(cands):
+                issues.append(
+                    f"{where}: column {key!r} has {len(value)} values for {len(cands)} "
+                    "candidates; column ignored"
+                )
+                continue
+            numeric = all(_parse_float(v) is not None or v is None for v in value) and any(
+                v is not None for v in value
+            )
+            columns[key] = [_parse_float(v) for v in value] if numeric else list(value)
+    prompt = Prompt(index=row, id=pid, caption=caption.strip(), output_stem=pid)
+    for j, cand in enumerate(cands):
+        cand_path = Path(cand) if Path(cand).is_absolute() else base / cand
+        if not cand_path.is_file():
+            issues.append(f"{where}: candidate {j} {cand_path}: file missing, skipped")
+            continue
+        prompt.candidates.append(
+            Candidate(index=j, label=j, path=cand_path, columns={k: v[j] for k, v in columns.items()})
+        )
+    if not prompt.candidates:
+        issues.append(f"{where}: prompt {pid!r} has no candidate audio")
+    return prompt
 
 
 def read_manifest(path: str | Path) -> RerankInput:
@@ -218,80 +303,44 @@ def read_manifest(path: str | Path) -> RerankInput:
     Relative candidate paths are resolved against the manifest's folder. Any other key whose value
     is a list as long as ``candidates`` is a per-candidate column (e.g. ``"wer": [0.1, 0.3]``);
     numeric columns are carried as floats (None where a value is not a number). ``id`` is optional
-    (default: the row number); it names the output file, so it must be a plain file name.
-    Malformed rows, duplicate ids and missing files are reported and skipped.
+    (default: the row number); it names the output file, so it must be a plain file name, and ids that
+    differ only in case count as duplicates.
+
+    The file is read line by line. A bad row never stops the read: a line that is not UTF-8, not valid JSON
+    or not an object, a row without ``caption`` or ``candidates``, a bad or duplicate id, and missing files are
+    reported in ``issues`` with the line number and skipped (blank lines are ignored, and are not rows).
     """
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: manifest not found")
     issues: list[str] = []
     prompts: list[Prompt] = []
-    seen_ids: set[str] = set()
+    seen_ids: dict[str, str] = {}
     row = -1
-    for lineno, raw in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not raw.strip():
-            continue
-        row += 1
-        where = f"{path}:{lineno}"
-        try:
-            entry = json.loads(raw)
-        except json.JSONDecodeError as exc:
-            issues.append(f"{where}: not valid JSON ({exc.msg}); row skipped")
-            continue
-        if not isinstance(entry, dict):
-            issues.append(f"{where}: expected a JSON object; row skipped")
-            continue
-        caption = entry.get("caption")
-        if not isinstance(caption, str) or not caption.strip():
-            issues.append(f"{where}: 'caption' missing or blank; row skipped")
-            continue
-        cands = entry.get("candidates")
-        if not isinstance(cands, list) or not all(isinstance(c, str) for c in cands):
-            issues.append(f"{where}: 'candidates' must be a list of paths; row skipped")
-            continue
-        pid = str(entry.get("id", row))
-        if not _SAFE_ID.match(pid):
-            issues.append(f"{where}: id {pid!r} is not a plain file name; row skipped")
-            continue
-        if pid in seen_ids:
-            issues.append(f"{where}: duplicate id {pid!r}; row skipped")
-            continue
-        seen_ids.add(pid)
-        columns: dict[str, list] = {}
-        for key, value in entry.items():
-            if key in ("id", "caption", "candidates"):
+    try:
+        handle = open(path, "rb")
+    except OSError as exc:
+        raise InputError(f"{path}: cannot be read ({exc.strerror or exc})") from exc
+    with handle:
+        for lineno, raw_bytes in enumerate(handle, start=1):
+            where = f"{path}:{lineno}"
+            try:
+                raw = _decode(raw_bytes, lineno == 1)
+            except UnicodeDecodeError as exc:
+                row += 1
+                issues.append(f"{where}: {_bad_utf8(exc)}; row skipped")
                 continue
-            if isinstance(value, list) and key in RESERVED_COLUMNS:
-                issues.append(f"{where}: column {key!r} clashes with an output field; column ignored")
+            if not raw.strip():
                 continue
-            if isinstance(value, list):
-                if len(value) != len(cands):
-                    issues.append(
-                        f"{where}: column {key!r} has {len(value)} values for {len(cands)} "
-                        "candidates; column ignored"
-                    )
-                    continue
-                numeric = all(_parse_float(v) is not None or v is None for v in value) and any(
-                    v is not None for v in value
-                )
-                columns[key] = [_parse_float(v) for v in value] if numeric else list(value)
-        prompt = Prompt(index=row, id=pid, caption=caption.strip(), output_stem=pid)
-        for j, cand in enumerate(cands):
-            cand_path = Path(cand) if Path(cand).is_absolute() else path.parent / cand
-            if not cand_path.is_file():
-                issues.append(f"{where}: candidate {j} {cand_path}: file missing, skipped")
+            row += 1
+            try:
+                entry = json.loads(raw)
+            except json.JSONDecodeError as exc:
+                issues.append(f"{where}: not valid JSON ({exc.msg} at column {exc.colno}); row skipped")
                 continue
-            prompt.candidates.append(
-                Candidate(
-                    index=j,
-                    label=j,
-                    path=cand_path,
-                    columns={k: v[j] for k, v in columns.items()},
-                )
-            )
-        if not prompt.candidates:
-            issues.append(f"{where}: prompt {pid!r} has no candidate audio")
-        prompts.append(prompt)
+            prompt = _manifest_row(entry, where, row, seen_ids, path.parent, issues)
+            if prompt is not None:
+                prompts.append(prompt)
     if row < 0:
         raise InputError(f"{path}: manifest has no rows")
     return RerankInput(kind="manifest", source=path, prompts=prompts, issues=issues, num_lines=row + 1)

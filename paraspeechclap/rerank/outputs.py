@@ -1,9 +1,18 @@
 """Writing a rerank's results: chosen audio, selection.json / selection.csv, layout extras.
 
-Every file is written atomically (a temporary file in the same folder, then ``os.replace``).
-A previous run's outputs are never mixed with a new one's: :func:`check_output_dir` refuses a
-folder holding them unless ``overwrite`` is set, and :func:`write_outputs` then removes the files
-of ours that this run does not rewrite (stale ``audios/*`` and summary files).
+Every file goes through :mod:`paraspeechclap.fileio`. The rules that keep a user's files safe:
+
+- **Inputs are never inside the output.** :func:`check_output_dir` refuses an output folder that contains any input
+  (the manifest, the layout folders, any candidate file, any copied common file), comparing resolved paths and
+  following links, so that nothing this command writes can land on something it reads.
+- **Only our own files are replaced or removed.** ``selection.json`` records, under ``outputs``, every file the run
+  wrote with its digest (:func:`paraspeechclap.fileio.file_digest`). A file at a name this run wants to write that
+  is not listed there (or no longer matches its digest) is someone else's: the run is refused, with or without
+  ``--overwrite``. With ``overwrite`` the files of the previous record that this run does not rewrite are removed;
+  nothing else in the folder is touched.
+- **Outputs are committed together.** A new output folder is built beside its final name and renamed into place
+  (:func:`paraspeechclap.fileio.atomic_dir`). Into an existing folder, everything is first written to a staging
+  folder inside it, then moved into place, ``selection.json`` (the record) last.
 """
 
 from __future__ import annotations
@@ -14,92 +23,146 @@ import json
 import math
 import os
 import shutil
-import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from ..fileio import (atomic_dir, atomic_open, atomic_path, atomic_write_text, file_digest, foreign_files,
+                      remove_owned, temporary_name)
 from .engine import PromptResult
 from .inputs import COMMON_FILES, RerankInput
 
 __all__ = [
     "OutputExistsError",
     "check_output_dir",
+    "input_paths",
+    "inputs_inside",
+    "previous_record",
     "write_outputs",
     "selection_records",
     "SELECTION_JSON",
     "SELECTION_CSV",
     "REFERENCE_SUMMARY",
+    "WRITER",
 ]
 
 SELECTION_JSON = "selection.json"
 SELECTION_CSV = "selection.csv"
 REFERENCE_SUMMARY = "selection_summary.json"  # the reference script's summary, for drop-in use
-_OWNED_FILES = (
-    SELECTION_JSON,
-    SELECTION_CSV,
-    REFERENCE_SUMMARY,
-    "wer_per_example.txt",
-    "output_transcriptions.txt",
-    *COMMON_FILES,
-)
+WRITER = "paraspeechclap.rerank"  # selection.json's "written_by": marks a record this module wrote
+AUDIOS = "audios"
 
 
 class OutputExistsError(FileExistsError):
-    """The output folder holds a previous run's results and overwriting was not asked for."""
+    """The output folder cannot take this run's outputs (inputs inside it, foreign files, an earlier run)."""
 
 
-def _previous_outputs(out: Path) -> list[Path]:
-    found = [out / name for name in _OWNED_FILES if (out / name).exists() or (out / name).is_symlink()]
-    audios = out / "audios"
-    if audios.is_dir():
-        found += sorted(p for p in audios.iterdir() if p.is_file() or p.is_symlink())
+def previous_record(out: str | Path) -> dict[str, str | None] | None:
+    """{relative path: digest} of the files an earlier rerank wrote into ``out``, from its ``selection.json``.
+
+    None when there is no ``selection.json`` written by this module (a foreign or unreadable one included).
+    """
+    path = Path(out) / SELECTION_JSON
+    if path.is_symlink() or not path.is_file():
+        return None
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(doc, dict) or doc.get("written_by") != WRITER or not isinstance(doc.get("outputs"), dict):
+        return None
+    record: dict[str, str | None] = {
+        k: v for k, v in doc["outputs"].items() if isinstance(k, str) and isinstance(v, str) and k != SELECTION_JSON
+    }
+    record[SELECTION_JSON] = None  # the record itself: ours as long as it is a record of ours
+    return record
+
+
+def input_paths(data: RerankInput) -> list[Path]:
+    """Everything a run reads: the manifest or the layout folders, candidate files, copied common files."""
+    paths = [data.source]
+    if data.kind == "layout":
+        paths += [data.source / f"iter_{k}" for k in data.iterations]
+    paths += [c.path for p in data.prompts for c in p.candidates]
+    paths += list(data.common_files)
+    return paths
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    return path == folder or folder in path.parents
+
+
+def inputs_inside(out: str | Path, data: RerankInput) -> list[Path]:
+    """The inputs of ``data`` that lie in ``out`` (or in its ``audios`` folder), as the link or as its target."""
+    out = Path(out)
+    roots = [out.resolve()]
+    if (out / AUDIOS).exists():
+        roots.append((out / AUDIOS).resolve())
+    found = []
+    for path in input_paths(data):
+        absolute = Path(os.path.abspath(path))
+        forms = {path.resolve(), absolute.parent.resolve() / absolute.name}  # the target, and the link itself
+        if any(_inside(form, root) for form in forms for root in roots):
+            found.append(path)
     return found
 
 
-def check_output_dir(out: str | Path, overwrite: bool = False) -> None:
-    """Raise :class:`OutputExistsError` if ``out`` holds earlier results and ``overwrite`` is off."""
-    out = Path(out)
-    if out.exists() and not out.is_dir():
+def _fixed_names(data: RerankInput, per_prompt_files: Iterable[str] = ()) -> list[str]:
+    names = [SELECTION_CSV]
+    if data.kind == "layout":
+        names += [REFERENCE_SUMMARY, *per_prompt_files, *(src.name for src in data.common_files)]
+    return names
+
+
+def _possible_names(data: RerankInput) -> list[str]:
+    """Every file a run on ``data`` could write (a chosen file for every candidate's suffix)."""
+    audio = {f"{AUDIOS}/{p.output_stem}{c.path.suffix or '.wav'}" for p in data.prompts for c in p.candidates}
+    return [*sorted(audio), *_fixed_names(data, data.per_prompt_files.values()), SELECTION_JSON]
+
+
+def _check(out: Path, planned: Sequence[str], overwrite: bool, data: RerankInput | None) -> dict | None:
+    """Raise :class:`OutputExistsError` unless ``planned`` may be written into ``out``; return the old record."""
+    if os.path.lexists(out) and not out.is_dir():
         raise OutputExistsError(f"{out}: exists and is not a folder")
-    if not overwrite and out.is_dir():
-        previous = _previous_outputs(out)
-        if previous:
+    if data is not None:
+        inside = inputs_inside(out, data)
+        if inside:
             raise OutputExistsError(
-                f"{out}: holds results of an earlier run ({len(previous)} file(s), e.g. "
-                f"{previous[0].relative_to(out)}); pass --overwrite to replace them"
+                f"{out}: holds input(s) of this run ({len(inside)}, e.g. {inside[0]}); writing there could "
+                "replace what is being read. Choose an output folder that contains no input"
             )
+    if not out.is_dir():
+        return None
+    audios = out / AUDIOS
+    if audios.is_symlink() or (audios.exists() and not audios.is_dir()):
+        raise OutputExistsError(f"{audios}: is a link or not a folder; refusing to write through it")
+    record = previous_record(out)
+    foreign = foreign_files(out, planned, record)
+    if foreign:
+        raise OutputExistsError(
+            f"{out}: {len(foreign)} file(s) this run would write already exist and were not written by an "
+            f"earlier rerank (not in its {SELECTION_JSON}, or changed since), e.g. {foreign[0]}. They are never "
+            "replaced, with or without --overwrite: move them away or choose another output folder"
+        )
+    if record is not None and not overwrite:
+        ours = [rel for rel in record if os.path.lexists(out / rel)]
+        raise OutputExistsError(
+            f"{out}: holds the results of an earlier rerank ({len(ours)} file(s) listed in its {SELECTION_JSON}); "
+            "pass --overwrite to replace them (only those files are replaced or removed)"
+        )
+    return record
 
 
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+def check_output_dir(out: str | Path, overwrite: bool = False, data: RerankInput | None = None) -> None:
+    """Raise :class:`OutputExistsError` if a run on ``data`` may not write into ``out``.
 
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    _atomic_write_bytes(path, text.encode("utf-8"))
-
-
-def _atomic_copy(src: Path, dest: Path, link: bool) -> None:
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        if link:
-            os.unlink(tmp)
-            os.symlink(os.path.abspath(src), tmp)
-        else:
-            shutil.copy2(src, tmp)
-        os.replace(tmp, dest)
-    except BaseException:
-        if os.path.lexists(tmp):
-            os.unlink(tmp)
-        raise
+    Refused: ``out`` is not a folder; it contains an input of ``data``; a file the run could write exists and is
+    not listed in an earlier rerank's ``selection.json``; an earlier rerank's results are there and ``overwrite``
+    is off. Without ``data`` only the last two are checked, for the fixed file names.
+    """
+    out = Path(out)
+    planned = _possible_names(data) if data is not None else [SELECTION_CSV, REFERENCE_SUMMARY, SELECTION_JSON]
+    _check(out, planned, overwrite, data)
 
 
 def _num(value: Any) -> float | None:
@@ -217,6 +280,29 @@ def _reference_summary(records: Sequence[dict]) -> list[dict]:
     ]
 
 
+def _copy_into(src: Path, dest: Path, link: bool) -> None:
+    """Copy ``src`` to ``dest`` (or make ``dest`` an absolute symbolic link to it), atomically."""
+    if link:
+        with atomic_path(dest) as tmp:
+            os.unlink(tmp)
+            os.symlink(os.path.abspath(src), tmp)
+    else:
+        with open(src, "rb") as source, atomic_open(dest, "wb") as handle:
+            shutil.copyfileobj(source, handle, 1 << 20)
+
+
+def _per_prompt_text(data: RerankInput, results: Sequence[PromptResult], column: str) -> str:
+    by_index = {res.prompt.index: res for res in results}
+    lines = []
+    for idx in range(data.num_lines):
+        res = by_index.get(idx)
+        value = None
+        if res is not None and res.selection.chosen is not None:
+            value = res.prompt.candidates[res.selection.chosen].columns.get(column)
+        lines.append("" if value is None else str(value))
+    return "".join(line + "\n" for line in lines)
+
+
 def write_outputs(
     out: str | Path,
     data: RerankInput,
@@ -224,53 +310,74 @@ def write_outputs(
     link: bool = False,
     meta: dict | None = None,
     progress: Callable[[int], None] | None = None,
+    overwrite: bool = False,
 ) -> dict:
     """Write the chosen audio and the summaries into ``out``; return the selection.json document.
 
-    Call :func:`check_output_dir` first: this function replaces whatever is there.
+    Refuses (:class:`OutputExistsError`, nothing written) what :func:`check_output_dir` refuses, for the exact
+    files of this run. With ``overwrite``, the files of an earlier rerank that this run does not rewrite are
+    removed afterwards; files this module did not write are never replaced or removed.
     """
     out = Path(out)
-    audios = out / "audios"
-    audios.mkdir(parents=True, exist_ok=True)
+    layout = data.kind == "layout"
     records = selection_records(data, results, out)
-    written: set[Path] = set()
+    # relative path -> writer(destination); selection.json comes last, it records the others
+    plan: dict[str, Callable[[Path], None]] = {}
     for res, rec in zip(results, records, strict=True):
         if rec["chosen"] is not None:
-            dest = Path(rec["chosen"]["output"])
-            _atomic_copy(res.prompt.candidates[res.selection.chosen].path, dest, link)
-            written.add(dest)
-        if progress is not None:
-            progress(1)
-    for old in list(audios.iterdir()):
-        if (old.is_file() or old.is_symlink()) and old not in written:
-            old.unlink()
-
-    layout = data.kind == "layout"
-    doc = {**(meta or {}), "counts": count_results(data, results), "issues": data.issues, "prompts": records}
-    _atomic_write_text(out / SELECTION_JSON, json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
-    _atomic_write_text(out / SELECTION_CSV, _csv_text(records, layout))
-    owned = {SELECTION_JSON, SELECTION_CSV}
+            src = res.prompt.candidates[res.selection.chosen].path
+            rel = f"{AUDIOS}/{Path(rec['chosen']['output']).name}"
+            if rel in plan:  # the readers keep ids unique; never let two prompts share a file
+                raise OutputExistsError(f"{out / rel}: two prompts would write the same file")
+            plan[rel] = lambda dest, src=src: _copy_into(src, dest, link)
+    texts = {SELECTION_CSV: _csv_text(records, layout)}
     if layout:
-        _atomic_write_text(out / REFERENCE_SUMMARY, json.dumps(_reference_summary(records), indent=2) + "\n")
-        owned.add(REFERENCE_SUMMARY)
-        by_index = {res.prompt.index: res for res in results}
+        texts[REFERENCE_SUMMARY] = json.dumps(_reference_summary(records), indent=2) + "\n"
         for column, filename in data.per_prompt_files.items():
-            lines = []
-            for idx in range(data.num_lines):
-                res = by_index.get(idx)
-                value = None
-                if res is not None and res.selection.chosen is not None:
-                    value = res.prompt.candidates[res.selection.chosen].columns.get(column)
-                lines.append("" if value is None else str(value))
-            _atomic_write_text(out / filename, "".join(line + "\n" for line in lines))
-            owned.add(filename)
+            texts[filename] = _per_prompt_text(data, results, column)
+    for name, text in texts.items():
+        plan[name] = lambda dest, text=text: atomic_write_text(dest, text)
+    if layout:
         for src in data.common_files:
-            _atomic_copy(src, out / src.name, link=False)
-            owned.add(src.name)
-    for name in _OWNED_FILES:
-        stale = out / name
-        if name not in owned and (stale.is_file() or stale.is_symlink()):
-            stale.unlink()
+            plan[src.name] = lambda dest, src=src: _copy_into(src, dest, link=False)
+    lowered: dict[str, str] = {}
+    for rel in plan:  # a case-insensitive file system would merge these
+        if lowered.setdefault(rel.casefold(), rel) != rel:
+            raise OutputExistsError(f"{out}: {lowered[rel.casefold()]} and {rel} differ only in case")
+
+    previous = _check(out, [*plan, SELECTION_JSON], overwrite, data)
+    doc = {**(meta or {}), "counts": count_results(data, results), "issues": data.issues, "prompts": records}
+
+    def fill(stage: Path) -> None:
+        digests = {}
+        for rel, write in plan.items():
+            write(stage / rel)
+            digests[rel] = file_digest(stage / rel)
+            if progress is not None and rel.startswith(AUDIOS + "/"):
+                progress(1)
+        doc["written_by"] = WRITER
+        doc["outputs"] = digests
+        atomic_write_text(stage / SELECTION_JSON, json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
+
+    if not os.path.lexists(out):
+        with atomic_dir(out) as stage:  # a new folder appears whole or not at all
+            (stage / AUDIOS).mkdir()
+            fill(stage)
+        return doc
+    stage = temporary_name(out / ".rerank")
+    os.mkdir(stage, 0o777)
+    try:
+        (stage / AUDIOS).mkdir()
+        fill(stage)
+        (out / AUDIOS).mkdir(exist_ok=True)
+        for rel in plan:
+            os.replace(stage / rel, out / rel)
+        os.replace(stage / SELECTION_JSON, out / SELECTION_JSON)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+    if overwrite and previous:
+        stale = [rel for rel in previous if rel not in plan and rel != SELECTION_JSON]
+        remove_owned(out, stale, previous)
     return doc
 
 

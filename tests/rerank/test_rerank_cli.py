@@ -82,9 +82,10 @@ def test_existing_output_is_refused_then_stale_files_cleared(layout, stub_model,
     (layout / "iter_1" / "input_descriptions.txt").write_text("A deep male voice.\n")
     for k in (1, 2):
         (layout / f"iter_{k}" / "wer_per_example.txt").unlink()
-    (out / "audios" / "stray.wav").write_bytes(b"x")
+    (out / "audios" / "stray.wav").write_bytes(b"x")  # not ours: must survive --overwrite
     assert _run([layout, "-o", out, "--overwrite", "--link", "--no-progress"], stub_model, monkeypatch) == 0
-    assert sorted(p.name for p in (out / "audios").iterdir()) == ["0.wav"]
+    assert sorted(p.name for p in (out / "audios").iterdir()) == ["0.wav", "stray.wav"]
+    assert (out / "audios" / "stray.wav").read_bytes() == b"x"
     assert (out / "audios" / "0.wav").is_symlink()
     assert os.path.realpath(out / "audios" / "0.wav") == str((layout / "iter_2" / "audios" / "0.wav").resolve())
     assert not (out / "wer_per_example.txt").exists()
@@ -129,7 +130,9 @@ def test_failed_prompt_gives_nonzero_exit_and_bad_arguments_give_2(tmp_path, stu
     assert _run([base, "-o", tmp_path / "o2", "--gate", "wer~1"], stub_model, monkeypatch) == 2
     assert _run([tmp_path / "nope", "-o", tmp_path / "o3"], stub_model, monkeypatch) == 2
     assert _run([base, "-o", base / "iter_1"], stub_model, monkeypatch) == 2
-    assert "is an input folder" in capsys.readouterr().err
+    assert "holds input(s) of this run" in capsys.readouterr().err
+    assert _run([base, "-o", base], stub_model, monkeypatch) == 2  # the layout itself
+    assert _run([base, "-o", tmp_path], stub_model, monkeypatch) == 2  # a folder above it
 
 
 def test_manifest_run_names_outputs_by_id(tmp_path, stub_model, monkeypatch, write_wav):
