@@ -1,34 +1,29 @@
-"""Atomic report writes on top of :func:`paraspeechclap.fileio.atomic_path` (temp file, then ``os.replace``)."""
+"""Report writes for evaluate/, all through :mod:`paraspeechclap.fileio` (the one atomic writer)."""
 from __future__ import annotations
 
 import json
 import os
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-from ..fileio import atomic_path
+from ..fileio import atomic_write, atomic_write_text
 
-
-def atomic_write(path: os.PathLike, write: Callable[[Any], None], binary: bool = False) -> Path:
-    """Call ``write(handle)`` on a temp file beside ``path`` (folders created), then move it into place."""
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb" if binary else "w", **({} if binary else {"encoding": "utf-8", "newline": ""})) as handle:
-            write(handle)
-    return Path(path)
+__all__ = ["atomic_write", "write_text", "write_json", "write_yaml", "write_dataframe_csv", "save_figure"]
 
 
 def write_text(path: os.PathLike, text: str) -> Path:
-    return atomic_write(path, lambda handle: handle.write(text))
+    return atomic_write_text(path, text)
 
 
 def write_json(path: os.PathLike, data: Any) -> Path:
-    return write_text(path, json.dumps(data, indent=2, ensure_ascii=False, allow_nan=False) + "\n")
+    """Strict JSON (NaN/inf raise), unlike :func:`paraspeechclap.fileio.atomic_write_json`."""
+    return atomic_write_text(path, json.dumps(data, indent=2, ensure_ascii=False, allow_nan=False) + "\n")
 
 
 def write_yaml(path: os.PathLike, data: dict) -> Path:
     import yaml
 
-    return write_text(path, yaml.safe_dump(data, sort_keys=False, allow_unicode=True))
+    return atomic_write_text(path, yaml.safe_dump(data, sort_keys=False, allow_unicode=True))
 
 
 def write_dataframe_csv(path: os.PathLike, frame, **kwargs) -> Path:
