@@ -14,7 +14,7 @@ __all__ = ["ParaSpeechCLAP", "load_audio", "AudioError", "__version__"]
 
 def __getattr__(name: str):
     if name == "ParaSpeechCLAP":
-        from .model import ParaSpeechCLAP
+        from .api import ParaSpeechCLAP
 
         return ParaSpeechCLAP
     if name in ("load_audio", "AudioError"):

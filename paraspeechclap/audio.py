@@ -37,24 +37,30 @@ def describe(source: object) -> str:
     return f"<{type(source).__name__}>"
 
 
-def _decode(source: AudioInput, name: str) -> tuple[np.ndarray, int]:
+BLOCK_SECONDS = 20.0  # a file is read this much at a time (at its own rate), mixed and resampled as a stream
+
+
+def _array_input(source: tuple, name: str) -> tuple[np.ndarray, int]:
+    if len(source) != 2:
+        raise AudioError(name, "expected an (array, sample_rate) pair")
+    array, rate = source
+    try:
+        array = np.asarray(array, dtype=np.float32)
+    except (TypeError, ValueError) as err:
+        raise AudioError(name, f"array is not numeric ({err})") from None
+    if not isinstance(rate, (int, np.integer)) or int(rate) <= 0:
+        raise AudioError(name, f"sample rate must be a positive integer, got {rate!r}")
+    if array.ndim == 2 and array.shape[0] <= 8 < array.shape[1]:
+        array = array.T  # (channels, samples) -> (samples, channels)
+    if array.ndim not in (1, 2):
+        raise AudioError(name, f"array must be 1-D (samples) or 2-D (samples, channels), got shape {array.shape}")
+    return array, int(rate)
+
+
+def _open(source: AudioInput, name: str):
+    """A soundfile.SoundFile over a path or bytes; raises AudioError for what cannot be opened."""
     import soundfile as sf
 
-    if isinstance(source, tuple):
-        if len(source) != 2:
-            raise AudioError(name, "expected an (array, sample_rate) pair")
-        array, rate = source
-        try:
-            array = np.asarray(array, dtype=np.float32)
-        except (TypeError, ValueError) as err:
-            raise AudioError(name, f"array is not numeric ({err})") from None
-        if not isinstance(rate, (int, np.integer)) or int(rate) <= 0:
-            raise AudioError(name, f"sample rate must be a positive integer, got {rate!r}")
-        if array.ndim == 2 and array.shape[0] <= 8 < array.shape[1]:
-            array = array.T  # (channels, samples) -> (samples, channels)
-        if array.ndim not in (1, 2):
-            raise AudioError(name, f"array must be 1-D (samples) or 2-D (samples, channels), got shape {array.shape}")
-        return array, int(rate)
     if isinstance(source, (bytes, bytearray)):
         handle: object = io.BytesIO(bytes(source))
     elif isinstance(source, (str, os.PathLike)):
@@ -67,26 +73,64 @@ def _decode(source: AudioInput, name: str) -> tuple[np.ndarray, int]:
     else:
         raise AudioError(name, "unsupported audio input type; give a path, bytes or an (array, sample_rate) pair")
     try:
-        array, rate = sf.read(handle, dtype="float32", always_2d=False)
+        return sf.SoundFile(handle)
     except Exception as err:  # soundfile raises LibsndfileError / RuntimeError / TypeError
         raise AudioError(name, f"unreadable or corrupt audio ({err})") from None
-    return np.asarray(array, dtype=np.float32), int(rate)
 
 
-def load_audio(source: AudioInput, sampling_rate: int = TARGET_SAMPLE_RATE, name: str | None = None) -> np.ndarray:
+def _mono(block: np.ndarray) -> np.ndarray:
+    return block.mean(axis=1, dtype=np.float32) if block.ndim == 2 else block
+
+
+def _check_finite(block: np.ndarray, name: str) -> None:
+    if not np.all(np.isfinite(block)):
+        raise AudioError(name, "contains NaN or Inf samples")
+
+
+def _stream_file(source: AudioInput, sampling_rate: int, name: str, block_seconds: float) -> np.ndarray:
+    """Read a file block by block, mix each block to mono and resample it with soxr's streaming resampler: the
+    file is never held whole at its original rate or channel count."""
+    with _open(source, name) as handle:
+        rate = int(handle.samplerate)
+        stream = None
+        if rate != sampling_rate:
+            import soxr
+
+            stream = soxr.ResampleStream(rate, sampling_rate, 1, dtype="float32", quality="HQ")
+        pieces: list[np.ndarray] = []
+        blocksize = max(1, int(block_seconds * rate))
+        try:
+            for block in handle.blocks(blocksize=blocksize, dtype="float32", always_2d=True):
+                mono = _mono(block)
+                _check_finite(mono, name)
+                pieces.append(stream.resample_chunk(mono) if stream is not None else mono.copy())
+        except AudioError:
+            raise
+        except Exception as err:
+            raise AudioError(name, f"unreadable or corrupt audio ({err})") from None
+        if stream is not None:
+            pieces.append(stream.resample_chunk(np.zeros(0, np.float32), last=True))
+    if not pieces or sum(len(p) for p in pieces) == 0:
+        raise AudioError(name, "zero-length audio")
+    return np.concatenate(pieces).astype(np.float32, copy=False)
+
+
+def load_audio(source: AudioInput, sampling_rate: int = TARGET_SAMPLE_RATE, name: str | None = None,
+               block_seconds: float = BLOCK_SECONDS) -> np.ndarray:
     """Decode ``source`` (path, bytes or ``(array, rate)``) to mono float32 at ``sampling_rate``.
 
-    Channels are averaged; resampling uses soxr. Raises :class:`AudioError` for unreadable, empty or
-    non-finite audio. Silence is valid.
+    Channels are averaged; resampling uses soxr (HQ). Files are streamed in blocks of ``block_seconds`` at their
+    own rate, so memory holds the 16 kHz mono result, not the whole file at 48 kHz stereo. Raises
+    :class:`AudioError` for unreadable, empty or non-finite audio. Silence is valid.
     """
     name = name or describe(source)
-    array, rate = _decode(source, name)
-    if array.ndim == 2:
-        array = array.mean(axis=1, dtype=np.float32)
+    if not isinstance(source, tuple):
+        return np.ascontiguousarray(_stream_file(source, sampling_rate, name, block_seconds))
+    array, rate = _array_input(source, name)
+    array = _mono(array)
     if array.size == 0:
         raise AudioError(name, "zero-length audio")
-    if not np.all(np.isfinite(array)):
-        raise AudioError(name, "contains NaN or Inf samples")
+    _check_finite(array, name)
     if rate != sampling_rate:
         import soxr
 
@@ -116,20 +160,3 @@ def pad_batch(waves: Sequence[np.ndarray], padding_value: float = 0.0) -> tuple[
         values[row, : len(wave)] = wave
         mask[row, : len(wave)] = 1
     return values, mask
-
-
-def window_spans(num_samples: int, window: int, overlap: int) -> list[tuple[int, int]]:
-    """Deterministic windows ``[start, end)`` covering ``num_samples``.
-
-    A signal no longer than ``window`` is one span. Otherwise windows of ``window`` samples advance by
-    ``window - overlap``; the last window is aligned to the end so that no window is short.
-    """
-    if window <= 0 or num_samples <= window:
-        return [(0, num_samples)]
-    if not 0 <= overlap < window:
-        raise ValueError(f"overlap must be in [0, window), got {overlap} for window {window}")
-    hop = window - overlap
-    starts = list(range(0, num_samples - window + 1, hop))
-    if starts[-1] + window < num_samples:
-        starts.append(num_samples - window)
-    return [(s, s + window) for s in starts]

@@ -14,7 +14,7 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 # command -> module (each exposes HELP, add_arguments, run)
 ROOM_COMMANDS = {
@@ -38,57 +38,81 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--text-model", help="text encoder (hub id or folder) for a raw .pth.tar checkpoint")
     group.add_argument("--embedding-dim", type=int, help="embedding size of a raw .pth.tar checkpoint")
     group.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda when available)")
+    group.add_argument("--revision", help="hub revision (branch, tag or commit) of a released checkpoint or hub repo")
     group.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "int8"],
-                       help="numeric precision for inference (auto: bf16 where the hardware has it, else fp32)")
+                       help="numeric precision (auto: bf16 where the hardware multiplies bf16 natively, else fp32; "
+                            "the precision used is recorded in --json and embed outputs)")
     group.add_argument("--batch-size", type=int, default=None,
                        help="clips per batch, sorted by length (default 8)")
 
 
 def load_model_from_args(args: argparse.Namespace):
-    from .model import ParaSpeechCLAP
+    from .api import ParaSpeechCLAP
 
     return ParaSpeechCLAP.from_pretrained(args.model, speech_model=args.speech_model, text_model=args.text_model,
                                           embedding_dim=args.embedding_dim, device=args.device,
-                                          precision=args.precision)
+                                          precision=args.precision, revision=getattr(args, "revision", None))
 
 
-def _manifest_paths(path: Path) -> list[str]:
-    """Audio paths listed in a CSV/JSONL manifest: a ``path``/``audio``/``audio_path`` column, or
-    ``relative_audio_path`` (+ ``source``) resolved against ``audio_root`` when present."""
-    rows: list[dict]
+def _manifest_rows(path: Path) -> Iterator[tuple[int, object]]:
+    """``(line number, row)`` of a JSONL/CSV/TSV manifest, streamed; a row that cannot be parsed comes as an
+    exception in place of the row."""
     if path.suffix == ".jsonl":
-        rows = []
-        for number, line in enumerate(path.read_text().splitlines(), 1):
-            if line.strip():
+        with open(path, "rb") as handle:
+            for number, raw in enumerate(handle, 1):
                 try:
-                    rows.append(json.loads(line))
-                except json.JSONDecodeError as err:
-                    raise ValueError(f"{path}:{number}: invalid JSON ({err})") from None
-    else:
-        rows = list(csv.DictReader(io.StringIO(path.read_text())))
+                    line = raw.decode("utf-8")
+                except UnicodeDecodeError as err:
+                    yield number, ValueError(f"not UTF-8 ({err.reason} at byte {err.start})")
+                    continue
+                if line.strip():
+                    try:
+                        yield number, json.loads(line)
+                    except json.JSONDecodeError as err:
+                        yield number, ValueError(f"invalid JSON ({err.msg}, column {err.colno})")
+        return
+    with open(path, newline="", encoding="utf-8", errors="replace") as handle:
+        reader = csv.DictReader(handle, delimiter="\t" if path.suffix == ".tsv" else ",")
+        for row in reader:
+            yield reader.line_num, row
+
+
+def _row_path(row: object, manifest: Path) -> str:
+    if not isinstance(row, dict):
+        raise ValueError(f"a row must be an object with a 'path' column, got {type(row).__name__}")
+    for key in ("path", "audio", "audio_path", "file"):
+        if isinstance(row.get(key), str) and row[key]:
+            return row[key]
+    if isinstance(row.get("relative_audio_path"), str) and row["relative_audio_path"]:
+        root = Path(row.get("audio_root") or manifest.parent)
+        return str(root / (row.get("source") or "") / row["relative_audio_path"])
+    raise ValueError("no 'path' (or 'audio', 'audio_path', 'file', 'relative_audio_path') column")
+
+
+def manifest_paths(path: Path, problems: dict[str, str]) -> list[str]:
+    """Audio paths listed in a CSV/TSV/JSONL manifest. A bad row is reported as ``FILE:LINE`` in ``problems`` (and on
+    stderr) and skipped; the other rows are kept."""
     paths = []
-    for number, row in enumerate(rows, 1):
-        for key in ("path", "audio", "audio_path", "file"):
-            if row.get(key):
-                paths.append(str(row[key]))
-                break
-        else:
-            if row.get("relative_audio_path"):
-                root = Path(row.get("audio_root") or path.parent)
-                paths.append(str(root / (row.get("source") or "") / row["relative_audio_path"]))
-            else:
-                raise ValueError(f"{path}: row {number} has no 'path' (or 'audio', 'audio_path', "
-                                 f"'relative_audio_path') column")
+    for number, row in _manifest_rows(path):
+        try:
+            if isinstance(row, Exception):
+                raise row
+            paths.append(_row_path(row, path))
+        except ValueError as err:
+            problems[f"{path}:{number}"] = str(err)
+            print(f"error: {path}:{number}: {err} (row skipped)", file=sys.stderr)
     return paths
 
 
-def expand_inputs(items: Sequence[str]) -> list[str]:
-    """Files, globs, folders (audio files inside, recursively) and CSV/JSONL manifests -> list of paths."""
+def expand_inputs(items: Sequence[str], problems: dict[str, str] | None = None) -> list[str]:
+    """Files, globs, folders (audio files inside, recursively) and CSV/TSV/JSONL manifests -> list of paths.
+    Bad manifest rows go to ``problems``."""
+    problems = {} if problems is None else problems
     paths: list[str] = []
     for item in items:
         path = Path(item)
-        if path.suffix in (".csv", ".jsonl") and path.is_file():
-            paths.extend(_manifest_paths(path))
+        if path.suffix in (".csv", ".tsv", ".jsonl") and path.is_file():
+            paths.extend(manifest_paths(path, problems))
         elif path.is_dir():
             paths.extend(sorted(str(p) for p in path.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES))
         elif any(ch in item for ch in "*?["):
@@ -101,22 +125,38 @@ def expand_inputs(items: Sequence[str]) -> list[str]:
     return paths
 
 
-def load_inputs(model, paths: Sequence[str]):
-    """Decode every path; return (good paths, their waveforms, {bad path: reason})."""
-    from .audio import AudioError, load_audio
+def embed_inputs(model, args: argparse.Namespace):
+    """The one bulk loop for classify/score/embed: (good paths, embeddings [N, D], {bad input: reason}, total).
 
-    good, waves, failed = [], [], {}
-    for path in paths:
-        try:
-            wave = load_audio(path, model.sampling_rate)
-            model.check_length(wave, path)
-        except AudioError as err:
-            failed[path] = err.problem
-            print(f"error: {err}", file=sys.stderr)
-            continue
-        good.append(path)
-        waves.append(wave)
-    return good, waves, failed
+    Inputs are decoded a few ahead of the encoder and embedded as they come; a bad manifest row, an unreadable file or
+    an item the encoder cannot take is reported and skipped."""
+    import numpy as np
+
+    failed: dict[str, str] = {}
+    paths = expand_inputs(args.inputs, failed)
+    good, rows = [], []
+    for result in model.engine.embed_many(paths, batch_size=args.batch_size, progress=len(paths) > 16,
+                                          total=len(paths)):
+        if result.ok:
+            good.append(paths[result.index])
+            rows.append(result.embedding)
+        else:
+            failed[paths[result.index]] = result.error
+            print(f"error: {result.name}: {result.error}", file=sys.stderr)
+    emb = np.stack(rows) if rows else np.zeros((0, model.config.embedding_dim), np.float32)
+    return good, emb, failed, len(paths) + sum(1 for key in failed if key not in paths)
+
+
+def check_output(out: str | None, inputs: Sequence[str], overwrite: bool) -> None:
+    """Refuse an output path that is one of the inputs, or (without ``--overwrite``) an existing file."""
+    if out is None:
+        return
+    target = Path(out).resolve()
+    for item in inputs:
+        if Path(item).resolve() == target:
+            raise ValueError(f"--out {out} is one of the inputs; refusing to overwrite it")
+    if Path(out).exists() and not overwrite:
+        raise ValueError(f"--out {out} exists; pass --overwrite to replace it")
 
 
 def write_output(text: str, out: str | None) -> None:
@@ -130,24 +170,28 @@ def write_output(text: str, out: str | None) -> None:
 
 def _finish(failed: dict, total: int) -> int:
     if failed:
-        print(f"{len(failed)} of {total} file(s) failed and were skipped", file=sys.stderr)
+        print(f"{len(failed)} of {total} input(s) failed and were skipped", file=sys.stderr)
         return 1
     return 0
 
 
 # ---------------------------------------------------------------------------------------------- commands
-def run_classify(args: argparse.Namespace) -> int:
+def _start(args: argparse.Namespace):
+    check_output(getattr(args, "out", None), args.inputs, getattr(args, "overwrite", False))
     model = load_model_from_args(args)
-    paths = expand_inputs(args.inputs)
-    good, waves, failed = load_inputs(model, paths)
+    good, emb, failed, total = embed_inputs(model, args)
     if not good:
         print("error: no readable audio", file=sys.stderr)
-        return 1
+    return model, good, emb, failed, total
+
+
+def run_classify(args: argparse.Namespace) -> int:
     import numpy as np
 
-    audio_emb = model.embed_waveforms(waves, batch_size=args.batch_size, progress=len(good) > 16)
-    prompts = model.embed_prompts(args.candidates, args.template)
-    sims = audio_emb @ prompts.T
+    model, good, audio_emb, failed, total = _start(args)
+    if not good:
+        return 1
+    sims = audio_emb @ model.embed_prompts(args.candidates, args.template).T
     probs = model.classify_embeddings(audio_emb, args.candidates, args.template)
     records = []
     for path, sim_row, prob in zip(good, sims, probs):
@@ -156,7 +200,8 @@ def run_classify(args: argparse.Namespace) -> int:
                     "probability": prob[args.candidates[i]]} for i in order]
         records.append({"path": path, "prediction": ranking[0]["style"], "ranking": ranking})
     if args.json:
-        text = json.dumps({"model": args.model, "template": args.template or model.config.prompt_template,
+        text = json.dumps({"model": args.model, "provenance": model.provenance(),
+                           "template": args.template or model.config.prompt_template,
                            "results": records, "failed": failed}, indent=2) + "\n"
     elif args.csv:
         buffer = io.StringIO()
@@ -174,21 +219,18 @@ def run_classify(args: argparse.Namespace) -> int:
             lines.append(f"Predicted style: {rec['prediction']}")
         text = "\n".join(lines).lstrip("\n") + "\n"
     write_output(text, args.out)
-    return _finish(failed, len(paths))
+    return _finish(failed, total)
 
 
 def run_score(args: argparse.Namespace) -> int:
-    model = load_model_from_args(args)
-    paths = expand_inputs(args.inputs)
-    good, waves, failed = load_inputs(model, paths)
+    model, good, audio_emb, failed, total = _start(args)
     if not good:
-        print("error: no readable audio", file=sys.stderr)
         return 1
-    sims = model.embed_waveforms(waves, batch_size=args.batch_size, progress=len(good) > 16) @ model.embed_text(args.text).T
+    sims = audio_emb @ model.embed_text(args.text).T
     if args.json:
-        text = json.dumps({"model": args.model, "texts": args.text, "failed": failed,
-                           "results": [{"path": p, "scores": dict(zip(args.text, map(float, row)))}
-                                       for p, row in zip(good, sims)]}, indent=2) + "\n"
+        text = json.dumps({"model": args.model, "provenance": model.provenance(), "texts": args.text,
+                           "failed": failed, "results": [{"path": p, "scores": dict(zip(args.text, map(float, row)))}
+                                                         for p, row in zip(good, sims)]}, indent=2) + "\n"
     elif args.csv:
         buffer = io.StringIO()
         writer = csv.writer(buffer)
@@ -198,52 +240,61 @@ def run_score(args: argparse.Namespace) -> int:
         text = buffer.getvalue()
     else:
         width = max(len(p) for p in good)
-        lines = []
-        for number, t in enumerate(args.text, 1):
-            lines.append(f"[{number}] {t}")
+        lines = [f"[{number}] {t}" for number, t in enumerate(args.text, 1)]
         lines.append(f"{'audio':<{width}}" + "".join(f"{'[' + str(n) + ']':>10}" for n in range(1, len(args.text) + 1)))
         lines += [f"{p:<{width}}" + "".join(f"{s:>10.4f}" for s in row) for p, row in zip(good, sims)]
         text = "\n".join(lines) + "\n"
     write_output(text, args.out)
-    return _finish(failed, len(paths))
+    return _finish(failed, total)
 
 
-def run_embed(args: argparse.Namespace) -> int:
+def write_embeddings(out: Path, paths: list[str], emb, provenance: dict) -> None:
+    """Embeddings, their paths and the provenance committed together: one Parquet or ``.npz`` container, or for
+    ``.npy`` the array and its ``.txt`` file list, both fully written before either is renamed into place."""
     import numpy as np
 
-    model = load_model_from_args(args)
-    paths = expand_inputs(args.inputs)
-    good, waves, failed = load_inputs(model, paths)
-    if not good:
-        print("error: no readable audio", file=sys.stderr)
-        return 1
-    emb = model.embed_waveforms(waves, batch_size=args.batch_size, progress=len(good) > 16)
-    out = Path(args.out)
     from .fileio import atomic_path
 
     if out.suffix == ".parquet":
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        table = pa.table({"path": good, "embedding": [row.tolist() for row in emb]})
+        table = pa.table({"path": paths, "embedding": [row.tolist() for row in emb]})
+        table = table.replace_schema_metadata({b"paraspeechclap": json.dumps(provenance).encode()})
         with atomic_path(out) as tmp:
             pq.write_table(table, tmp)
-    elif out.suffix == ".npy":
+    elif out.suffix == ".npz":
         with atomic_path(out) as tmp:
             with open(tmp, "wb") as handle:
-                np.save(handle, emb)
-        with atomic_path(out.with_suffix(".txt")) as tmp:
-            Path(tmp).write_text("\n".join(good) + "\n")
+                np.savez(handle, embeddings=emb, paths=np.array(paths, dtype=str),
+                         provenance=np.array(json.dumps(provenance)))
     else:
-        print(f"error: --out must end in .npy or .parquet, got {out}", file=sys.stderr)
+        with atomic_path(out.with_suffix(".txt")) as txt, atomic_path(out) as npy:
+            with open(npy, "wb") as handle:
+                np.save(handle, emb)
+            Path(txt).write_text("\n".join(paths) + "\n", encoding="utf-8")
+
+
+def run_embed(args: argparse.Namespace) -> int:
+    out = Path(args.out)
+    if out.suffix not in (".npy", ".npz", ".parquet"):
+        print(f"error: --out must end in .npy, .npz or .parquet, got {out}", file=sys.stderr)
         return 2
+    if out.suffix == ".npy":
+        check_output(str(out.with_suffix(".txt")), args.inputs, args.overwrite)
+    model, good, emb, failed, total = _start(args)
+    if not good:
+        return 1
+    write_embeddings(out, good, emb, model.provenance())
     print(f"wrote {len(good)} embeddings of dimension {emb.shape[1]} to {out}"
-          + (f" (file list: {out.with_suffix('.txt')})" if out.suffix == ".npy" else ""))
-    return _finish(failed, len(paths))
+          + (f" (file list: {out.with_suffix('.txt')})" if out.suffix == ".npy" else "")
+          + f"; {model.precision} on {model.engine.device}")
+    return _finish(failed, total)
 
 
 def _add_inputs(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("inputs", nargs="+", help="audio files, globs, folders, or CSV/JSONL manifests")
+    parser.add_argument("inputs", nargs="+", help="audio files, globs, folders, or CSV/TSV/JSONL manifests")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
 
 
 def _add_output_format(parser: argparse.ArgumentParser) -> None:
@@ -278,7 +329,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     embed = sub.add_parser("embed", help="audio embeddings to .npy (+ file list) or Parquet")
     _add_inputs(embed)
-    embed.add_argument("--out", required=True, help="output .npy or .parquet file")
+    embed.add_argument("--out", required=True,
+                       help="output .parquet or .npz (one file with paths and provenance) or .npy (+ .txt file list)")
     add_model_arguments(embed)
     embed.set_defaults(func=run_embed)
 

@@ -1,4 +1,8 @@
-"""The ParaSpeechCLAP dual encoder and its inference API.
+"""The ParaSpeechCLAP dual encoder: tensors in, tensors out.
+
+Towers, masked mean / first-token pooling, projection heads and the learnable logit scale, with ``encode_audio``,
+``encode_text`` and ``forward``. No files, no caches, no precision policy: those live in :mod:`paraspeechclap.inference`;
+loading lives in :mod:`paraspeechclap.loading`; the public class with both is :class:`paraspeechclap.ParaSpeechCLAP`.
 
 Module names and parameter shapes follow the authors' release, so that their ``.pth.tar`` state dicts
 (``log_logit_scale``, ``audio_branch.base.*``, ``text_branch.base.*``, ``audio_projection.*``,
@@ -6,33 +10,18 @@ Module names and parameter shapes follow the authors' release, so that their ``.
 """
 from __future__ import annotations
 
-import contextlib
-import hashlib
-import json
 import math
-from collections import OrderedDict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .audio import (
-    TARGET_SAMPLE_RATE,
-    AudioError,
-    AudioInput,
-    describe,
-    load_audio,
-    normalize_waveform,
-    pad_batch,
-    window_spans,
-)
+from .audio import TARGET_SAMPLE_RATE, normalize_waveform, pad_batch
 from .prompts import DEFAULT_TEMPLATE
-
-PRECISIONS = ("auto", "fp32", "bf16", "int8")
 
 
 @dataclass
@@ -156,39 +145,11 @@ class TextEncoder(nn.Module):
         return (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)
 
 
-def _bf16_supported(device: torch.device) -> bool:
-    if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
-    if device.type == "cpu":
-        try:
-            return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-        except (AttributeError, RuntimeError):
-            return False
-    return False
+class ParaSpeechCLAPModel(nn.Module):
+    """Speech tower + text tower + projection heads + learnable logit scale (tensors in, tensors out).
 
-
-def resolve_precision(precision: str, device: torch.device) -> str:
-    """``auto`` -> bf16 where the hardware multiplies bf16 natively, else fp32."""
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
-    if precision == "auto":
-        return "bf16" if _bf16_supported(device) else "fp32"
-    if precision == "int8" and device.type != "cpu":
-        raise ValueError("int8 dynamic quantization runs on CPU only")
-    return precision
-
-
-def resolve_device(device: str | torch.device | None) -> torch.device:
-    if device is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
-
-
-class ParaSpeechCLAP(nn.Module):
-    """Speech tower + text tower + projection heads + learnable logit scale.
-
-    Build with :meth:`from_pretrained` (released checkpoints, ``mini``, saved folders) or
-    :meth:`from_encoders` (fresh heads on any Hugging Face encoders, for training).
+    Users meet the subclass :class:`paraspeechclap.ParaSpeechCLAP`, which adds loading (``from_pretrained``,
+    ``from_encoders``, ``save_pretrained``) and the numpy API served by the inference engine.
     """
 
     def __init__(self, config: ParaSpeechCLAPConfig, speech_base: nn.Module | None = None,
@@ -206,54 +167,6 @@ class ParaSpeechCLAP(nn.Module):
         self.text_projection = Projection(self.text_branch.hidden_size, config.embedding_dim, config.projection_dropout)
         self.log_logit_scale = nn.Parameter(torch.tensor(math.log(1 / 0.07)))
         self.tokenizer = tokenizer
-        self.precision = "fp32"
-        self._text_cache: "OrderedDict[str, np.ndarray]" = OrderedDict()
-        self._text_cache_size = 10000
-        self._identity: str | None = None
-        self._min_samples: int | None = None
-
-    # ------------------------------------------------------------------ construction
-    @classmethod
-    def from_pretrained(cls, source: str | Path, speech_model: str | Path | None = None,
-                        text_model: str | Path | None = None, embedding_dim: int | None = None,
-                        device: str | torch.device | None = None, precision: str = "auto",
-                        strict: bool = True) -> "ParaSpeechCLAP":
-        """Load ``mini``, a released alias (``intrinsic``/``situational``/``combined``), a ``.pth.tar`` file,
-        a :meth:`save_pretrained` folder or a hub repo holding one. See :mod:`paraspeechclap.checkpoints`."""
-        from .checkpoints import load_model
-
-        model = load_model(cls, source, speech_model=speech_model, text_model=text_model,
-                           embedding_dim=embedding_dim, strict=strict)
-        return model.prepare_for_inference(device=device, precision=precision)
-
-    @classmethod
-    def from_encoders(cls, speech_model: str | Path, text_model: str | Path, embedding_dim: int = 768,
-                      pretrained_encoders: bool = True, projection_dropout: float = 0.5,
-                      text_pooling: str = "first", **config_overrides: Any) -> "ParaSpeechCLAP":
-        """Fresh projection heads on two Hugging Face encoders (pretrained weights or random init)."""
-        from .checkpoints import build_from_encoders
-
-        return build_from_encoders(cls, speech_model, text_model, embedding_dim=embedding_dim,
-                                   pretrained_encoders=pretrained_encoders, projection_dropout=projection_dropout,
-                                   text_pooling=text_pooling, **config_overrides)
-
-    def save_pretrained(self, folder: str | Path) -> Path:
-        """Write a self-describing folder (config JSON, safetensors weights, tokenizer), atomically."""
-        from .checkpoints import save_pretrained
-
-        return save_pretrained(self, folder)
-
-    def prepare_for_inference(self, device: str | torch.device | None = None, precision: str = "auto") -> "ParaSpeechCLAP":
-        """Move to ``device``, switch to eval mode and pick the numeric precision of the inference API."""
-        target = resolve_device(device)
-        self.to(target)
-        self.eval()
-        self.precision = resolve_precision(precision, target)
-        if self.precision == "int8":
-            from .fast import quantize_int8
-
-            quantize_int8(self)
-        return self
 
     # ------------------------------------------------------------------ torch API
     @property
@@ -265,40 +178,8 @@ class ParaSpeechCLAP(nn.Module):
         return float(self.log_logit_scale.detach().exp())
 
     @property
-    def default_batch_size(self) -> int:
-        """Clips per batch when none is given. On CPU, WavLM-Large measured ~13 % faster one clip at a time
-        (BENCHMARKS.md), but small encoders such as mini's are ~4x slower that way, so 8 everywhere."""
-        return 8
-
-    @property
-    def default_max_batch_seconds(self) -> float:
-        """Padded audio per forward pass when none is given: one window on CPU, 240 s on accelerators.
-
-        On CPU a batch is no faster per second of audio than one window at a time (BENCHMARKS.md), while memory
-        grows with every extra window (WavLM-Large: BENCHMARKS.md, Long files); so long files stream one window at a
-        time there, and short clips still share a batch up to the same length."""
-        return float(self.config.window_seconds) if self.device.type == "cpu" else 240.0
-
-    @property
     def sampling_rate(self) -> int:
         return int(self.config.sampling_rate)
-
-    @property
-    def min_audio_samples(self) -> int:
-        """Shortest input (samples at 16 kHz) that yields at least one encoder frame."""
-        if self._min_samples is None:
-            base = self.audio_branch.base
-            lengths = torch.arange(1, 16001)
-            frames = base._get_feat_extract_output_lengths(lengths)
-            valid = torch.nonzero(frames >= 1)
-            self._min_samples = int(lengths[valid[0, 0]]) if len(valid) else 16000
-        return self._min_samples
-
-    def train(self, mode: bool = True) -> "ParaSpeechCLAP":
-        if mode:
-            self._text_cache.clear()
-            self._identity = None
-        return super().train(mode)
 
     def tokenize(self, texts: Sequence[str], max_length: int | None = None) -> dict[str, torch.Tensor]:
         if self.tokenizer is None:
@@ -331,178 +212,3 @@ class ParaSpeechCLAP(nn.Module):
         text_emb = self.encode_text(text_tokens, normalize=False)
         speech_emb = self.encode_audio(input_values, audio_attention_mask, normalize=False)
         return text_emb, speech_emb, self.log_logit_scale.exp()
-
-    # ------------------------------------------------------------------ numpy API
-    def _autocast(self):
-        if self.precision == "bf16":
-            return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
-        return contextlib.nullcontext()
-
-    def load_waveforms(self, audio: AudioInput | Sequence[AudioInput]) -> list[np.ndarray]:
-        """Decode every input to 16 kHz mono and check it is long enough; raises :class:`AudioError`."""
-        items = as_audio_list(audio)
-        waves = []
-        for item in items:
-            wave = load_audio(item, self.sampling_rate)
-            self.check_length(wave, describe(item))
-            waves.append(wave)
-        return waves
-
-    def check_length(self, wave: np.ndarray, name: str) -> None:
-        if len(wave) < self.min_audio_samples:
-            raise AudioError(name, f"too short: {len(wave)} samples at {self.sampling_rate} Hz, the speech encoder "
-                                   f"needs at least {self.min_audio_samples} (its receptive field)")
-
-    @torch.inference_mode()
-    def embed_audio(self, audio: AudioInput | Sequence[AudioInput], batch_size: int | None = None,
-                    max_batch_seconds: float | None = None, progress: bool = False) -> np.ndarray:
-        """L2-normalised audio embeddings ``[N, D]``.
-
-        ``audio`` is a path, bytes, an ``(array, sample_rate)`` pair, or a list of these. Clips are batched by
-        length (at most ``batch_size`` clips, default :attr:`default_batch_size`, and ``max_batch_seconds`` of padded
-        audio per batch, default :attr:`default_max_batch_seconds`). Clips longer
-        than ``config.window_seconds`` are cut into overlapping windows whose pooled frames are averaged.
-        """
-        waves = self.load_waveforms(audio)
-        return self.embed_waveforms(waves, batch_size=batch_size, max_batch_seconds=max_batch_seconds,
-                                    progress=progress)
-
-    @torch.inference_mode()
-    def embed_waveforms(self, waves: Sequence[np.ndarray], batch_size: int | None = None,
-                        max_batch_seconds: float | None = None, progress: bool = False) -> np.ndarray:
-        """Embeddings of already decoded 16 kHz mono waveforms (see :meth:`embed_audio`)."""
-        if len(waves) == 0:
-            return np.zeros((0, self.config.embedding_dim), dtype=np.float32)
-        if self.training:
-            raise RuntimeError("embed_* runs in eval mode; call model.eval() first")
-        if batch_size is None:
-            batch_size = self.default_batch_size
-        if max_batch_seconds is None:
-            max_batch_seconds = self.default_max_batch_seconds
-        window = int(round(self.config.window_seconds * self.sampling_rate))
-        overlap = int(round(self.config.window_overlap_seconds * self.sampling_rate))
-        segments: list[tuple[int, np.ndarray]] = []
-        for index, wave in enumerate(waves):
-            if self.config.do_normalize:
-                wave = normalize_waveform(wave)  # the whole clip, as the reference does
-            for start, end in window_spans(len(wave), window, overlap):
-                segments.append((index, wave[start:end]))
-        order = sorted(range(len(segments)), key=lambda i: -len(segments[i][1]))
-        max_samples = int(max_batch_seconds * self.sampling_rate)
-        batches: list[list[int]] = []
-        for i in order:
-            longest = len(segments[batches[-1][0]][1]) if batches else 0
-            if batches and len(batches[-1]) < batch_size and longest * (len(batches[-1]) + 1) <= max_samples:
-                batches[-1].append(i)
-            else:
-                batches.append([i])
-        hidden = self.audio_branch.hidden_size
-        sums = torch.zeros(len(waves), hidden, dtype=torch.float64)
-        counts = torch.zeros(len(waves), dtype=torch.float64)
-        iterator: Iterable = batches
-        if progress:
-            from tqdm.auto import tqdm
-
-            iterator = tqdm(batches, desc="embedding audio", unit="batch")
-        for batch in iterator:
-            values, mask = pad_batch([segments[i][1] for i in batch])
-            values_t = torch.from_numpy(values).to(self.device)
-            mask_t = torch.from_numpy(mask).to(self.device)
-            with self._autocast():
-                pooled, frames = self.audio_branch.pool(values_t, mask_t)
-            pooled, frames = pooled.double().cpu(), frames.double().cpu()
-            for row, i in enumerate(batch):
-                owner = segments[i][0]
-                sums[owner] += pooled[row] * frames[row]
-                counts[owner] += frames[row]
-        pooled_all = (sums / counts.clamp(min=1.0).unsqueeze(-1)).float().to(self.device)
-        with self._autocast():
-            embedding = self.audio_projection(pooled_all)
-        return F.normalize(embedding.float(), dim=-1).cpu().numpy()
-
-    @torch.inference_mode()
-    def embed_text(self, texts: str | Sequence[str], batch_size: int = 64) -> np.ndarray:
-        """L2-normalised text embeddings ``[N, D]``; each distinct string is embedded once and cached."""
-        if isinstance(texts, str):
-            texts = [texts]
-        texts = list(texts)
-        for position, text in enumerate(texts):
-            if not isinstance(text, str) or not text.strip():
-                raise ValueError(f"text {position} is empty or not a string: {text!r}")
-        if self.training:
-            raise RuntimeError("embed_* runs in eval mode; call model.eval() first")
-        missing = sorted({t for t in texts if t not in self._text_cache}, key=len)
-        for start in range(0, len(missing), batch_size):
-            chunk = missing[start:start + batch_size]
-            with self._autocast():
-                embedding = self.encode_text(self.tokenize(chunk), normalize=True)
-            for text, row in zip(chunk, embedding.float().cpu().numpy()):
-                self._text_cache[text] = row
-        result = np.stack([self._text_cache[t] for t in texts]) if texts else np.zeros((0, self.config.embedding_dim), np.float32)
-        for text in texts:
-            self._text_cache.move_to_end(text)
-        while len(self._text_cache) > self._text_cache_size:
-            self._text_cache.popitem(last=False)
-        return result.astype(np.float32)
-
-    def embed_prompts(self, candidates: Sequence[str], template: str | Sequence[str] | None = None) -> np.ndarray:
-        """One embedding per candidate class: the template(s) filled in, averaged over templates, renormalised."""
-        templates = [template or self.config.prompt_template] if isinstance(template, (str, type(None))) else list(template)
-        if not templates:
-            raise ValueError("at least one template is needed")
-        for t in templates:
-            if "{}" not in t:
-                raise ValueError(f"template must contain '{{}}' where the class goes: {t!r}")
-        stacked = np.stack([self.embed_text([t.format(c) for c in candidates]) for t in templates])
-        mean = stacked.mean(axis=0)
-        return (mean / np.linalg.norm(mean, axis=1, keepdims=True)).astype(np.float32)
-
-    def similarity(self, audio: AudioInput | Sequence[AudioInput], texts: str | Sequence[str],
-                   batch_size: int | None = None) -> np.ndarray:
-        """Cosine similarities ``[N_audio, N_text]``."""
-        return self.embed_audio(audio, batch_size=batch_size) @ self.embed_text(texts).T
-
-    def classify(self, audio: AudioInput | Sequence[AudioInput], candidates: Sequence[str],
-                 template: str | Sequence[str] | None = None, batch_size: int | None = None) -> list[dict[str, float]]:
-        """Per clip, a dict candidate -> probability = softmax over candidates of ``logit_scale * cosine``."""
-        audio_emb = self.embed_audio(audio, batch_size=batch_size)
-        return self.classify_embeddings(audio_emb, candidates, template)
-
-    def classify_embeddings(self, audio_emb: np.ndarray, candidates: Sequence[str],
-                            template: str | Sequence[str] | None = None) -> list[dict[str, float]]:
-        candidates = list(candidates)
-        if not candidates:
-            raise ValueError("classify needs at least one candidate")
-        if len(set(candidates)) != len(candidates):
-            raise ValueError(f"duplicate candidates: {candidates}")
-        logits = self.logit_scale * (audio_emb @ self.embed_prompts(candidates, template).T)
-        logits = logits - logits.max(axis=1, keepdims=True)
-        probs = np.exp(logits)
-        probs /= probs.sum(axis=1, keepdims=True)
-        return [dict(zip(candidates, map(float, row))) for row in probs]
-
-    def identity(self) -> str:
-        """A content hash of config and weights; keys on-disk caches of embeddings."""
-        if self._identity is None:
-            digest = hashlib.sha256(json.dumps(self.config.to_dict(), sort_keys=True, default=str).encode())
-            for name, tensor in sorted(self.state_dict().items()):
-                digest.update(name.encode())
-                data = tensor.detach().cpu().contiguous()
-                if data.is_quantized:
-                    data = data.dequantize()
-                digest.update(data.float().numpy().tobytes() if data.dtype == torch.bfloat16 else data.numpy().tobytes())
-            digest.update(self.precision.encode())
-            self._identity = digest.hexdigest()[:16]
-        return self._identity
-
-
-def as_audio_list(audio: AudioInput | Sequence[AudioInput]) -> list[AudioInput]:
-    """Normalise the ``audio`` argument of the API to a list of single inputs."""
-    if isinstance(audio, (str, Path, bytes, bytearray)):
-        return [audio]
-    if isinstance(audio, tuple) and len(audio) == 2 and isinstance(audio[1], (int, np.integer)) \
-            and not isinstance(audio[0], (str, Path)):
-        return [audio]
-    if isinstance(audio, np.ndarray):
-        raise TypeError("give a raw array as (array, sample_rate) so that its rate is known")
-    return list(audio)

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from paraspeechclap.audio import AudioError, load_audio, normalize_waveform, pad_batch, window_spans
+from paraspeechclap.audio import AudioError, load_audio, normalize_waveform, pad_batch
+from paraspeechclap.inference.plan import window_spans
 
 
 def tone(seconds=0.5, rate=16000, freq=220.0):

@@ -380,6 +380,10 @@ class MelEncoderPreTrainedModel(PreTrainedModel):
 class MelEncoderModel(MelEncoderPreTrainedModel):
     """Log-mel conv-transformer speech encoder; ``forward`` returns ``BaseModelOutput(last_hidden_state=...)``."""
 
+    # The inference engine keeps this tower's weights in fp32: its STFT/cepstrum front end needs fp32, and the tower
+    # is too small for bf16 to pay. ``precision="auto"`` therefore resolves to fp32 for models built on it.
+    bf16_weights = False
+
     def __init__(self, config: MelEncoderConfig) -> None:
         super().__init__(config)
         self.front_end = LogMelFrontEnd(config)
