@@ -144,8 +144,8 @@ def build_mini_model(model_config: Mapping[str, Any]):
     """
     from transformers import AutoModel
 
-    from ..checkpoints import fetch_encoder_files
-    from ..model import ParaSpeechCLAP
+    from ..hub import fetch_encoder_files
+    from ..api import ParaSpeechCLAP
 
     speech_dir = mel_encoder_folder(model_config.get("speech_model") or "mel-mini")
     text_model = str(model_config.get("text_model") or MINI_TEXT_MODEL)
