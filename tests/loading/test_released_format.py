@@ -1,4 +1,4 @@
-"""Checkpoint compatibility: the released format loads strictly and reproduces the authors' outputs."""
+"""Released-format files: they load strictly and reproduce the authors' outputs; only harmless variants pass."""
 from __future__ import annotations
 
 import json
@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from reference_fixture import load_tiny
-from paraspeechclap.checkpoints import CheckpointError, read_state_dict
+from paraspeechclap.loading import CheckpointError, read_state_dict, save_released_format
 
 
 @pytest.mark.parametrize("checkpoint", ["checkpoint.pth.tar", "checkpoint-legacy-weightnorm.pth.tar"])
@@ -89,25 +89,6 @@ def test_pickled_objects_are_refused(fixture_dir, tmp_path):
         _load_raw(fixture_dir, path)
 
 
-def test_save_pretrained_round_trip_offline(tiny_model, golden, golden_waveforms, tmp_path, monkeypatch):
-    folder = tiny_model.save_pretrained(tmp_path / "saved")
-    config = json.loads((folder / "config.json").read_text())
-    assert config["model_type"] == "paraspeechclap" and config["embedding_dim"] == 24
-    assert config["speech_config"]["model_type"] == "wavlm" and config["text_pooling"] == "first"
-    assert (folder / "model.safetensors").is_file() and (folder / "tokenizer" / "tokenizer.json").is_file()
-    assert (folder / "feature_extractor" / "preprocessor_config.json").is_file()
-    assert not any(p.name.startswith(".") for p in tmp_path.iterdir()), "temporary folders left behind"
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    from paraspeechclap import ParaSpeechCLAP
-
-    loaded = ParaSpeechCLAP.from_pretrained(folder, device="cpu", precision="fp32")
-    np.testing.assert_allclose(loaded.embed_audio([(w, 16000) for w in golden_waveforms]),
-                               golden["audio_emb_batch"], atol=1e-5)
-    np.testing.assert_allclose(loaded.embed_text(golden["json"]["texts"]), golden["text_emb"], atol=1e-5)
-    tiny_model.save_pretrained(folder)  # overwriting an existing folder works and leaves no debris
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["saved"]
-
-
 def _fake_hub_cache(cache: Path, repo_id: str, files: dict[str, Path]) -> None:
     """Lay out files as huggingface_hub's cache does (refs/main -> snapshots/<commit>/...)."""
     repo_dir = cache / ("models--" + repo_id.replace("/", "--"))
@@ -121,6 +102,7 @@ def _fake_hub_cache(cache: Path, repo_id: str, files: dict[str, Path]) -> None:
 
 
 def test_alias_loads_from_filled_cache_offline(fixture_dir, golden, tmp_path, monkeypatch):
+    """A cache laid out by hand, holding the release README's (old) file name: found offline without listing."""
     cache = tmp_path / "hub"
     _fake_hub_cache(cache, "ajd12342/paraspeechclap-situational",
                     {"paraspeechclap-situational.pth.tar": fixture_dir / "checkpoint.pth.tar"})
@@ -141,25 +123,21 @@ def test_alias_loads_from_filled_cache_offline(fixture_dir, golden, tmp_path, mo
     np.testing.assert_allclose(model.embed_text(golden["json"]["texts"]), golden["text_emb"], atol=1e-5)
 
 
-def test_alias_without_network_or_cache_says_what_to_download(tmp_path, monkeypatch):
-    import huggingface_hub.constants as constants
-
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "empty"))
-    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
-    from paraspeechclap import ParaSpeechCLAP
-
-    with pytest.raises(RuntimeError) as info:
-        ParaSpeechCLAP.from_pretrained("intrinsic")
-    message = str(info.value)
-    assert "ajd12342/paraspeechclap-intrinsic" in message and "huggingface-cli download" in message
-
-
 def test_unknown_source_is_a_clear_error():
     from paraspeechclap import ParaSpeechCLAP
 
     with pytest.raises(FileNotFoundError, match="model source not found"):
         ParaSpeechCLAP.from_pretrained("no/such/file.pth.tar")
+
+
+def test_revision_is_refused_for_local_sources(fixture_dir):
+    from paraspeechclap import ParaSpeechCLAP
+
+    with pytest.raises(ValueError, match="hub sources only"):
+        ParaSpeechCLAP.from_pretrained(fixture_dir / "checkpoint.pth.tar", speech_model=fixture_dir / "speech",
+                                       text_model=fixture_dir / "text", embedding_dim=24, revision="main")
+    with pytest.raises(ValueError, match="hub sources only"):
+        ParaSpeechCLAP.from_pretrained("mini", revision="main")
 
 
 def test_released_alias_fetches_encoder_metadata_never_encoder_weights(fixture_dir, monkeypatch):
@@ -168,7 +146,8 @@ def test_released_alias_fetches_encoder_metadata_never_encoder_weights(fixture_d
 
     import huggingface_hub
 
-    from paraspeechclap import checkpoints
+    from paraspeechclap.loading import PAPER_SPEECH_MODEL, PAPER_TEXT_MODEL, loaders
+    from paraspeechclap.loading.resolve import ResolvedCheckpoint
 
     requested = []
 
@@ -177,12 +156,22 @@ def test_released_alias_fetches_encoder_metadata_never_encoder_weights(fixture_d
         return str(fixture_dir / ("speech" if "wavlm" in repo_id else "text"))
 
     monkeypatch.setattr(huggingface_hub, "snapshot_download", fake_snapshot_download)
-    monkeypatch.setattr(checkpoints, "fetch_file", lambda repo, name: fixture_dir / "checkpoint.pth.tar")
+    monkeypatch.setattr(loaders, "resolve_checkpoint", lambda bundle, revision=None: ResolvedCheckpoint(
+        fixture_dir / "checkpoint.pth.tar", bundle.repo_id, bundle.filenames[0], revision, None, None))
     from paraspeechclap import ParaSpeechCLAP
 
     ParaSpeechCLAP.from_pretrained("combined", embedding_dim=24, device="cpu", precision="fp32")
-    assert {repo for repo, _ in requested} == {checkpoints.PAPER_SPEECH_MODEL, checkpoints.PAPER_TEXT_MODEL}
+    assert {repo for repo, _ in requested} == {PAPER_SPEECH_MODEL, PAPER_TEXT_MODEL}
     for _, patterns in requested:
         for weights in ("model.safetensors", "pytorch_model.bin", "model-00001-of-00002.safetensors", "tf_model.h5"):
             assert not any(fnmatch.fnmatch(weights, p) for p in patterns)
         assert any(fnmatch.fnmatch("config.json", p) for p in patterns)
+
+
+def test_save_released_format_round_trip(tiny_model, fixture_dir, golden, tmp_path):
+    path = save_released_format(tiny_model, tmp_path / "out" / "model.pth.tar")
+    assert sorted(p.name for p in path.parent.iterdir()) == ["model.pth.tar"]  # no temporary left
+    state = read_state_dict(path)  # weights-only: a plain tensor dict
+    assert set(state) == set(tiny_model.state_dict())
+    model = _load_raw(fixture_dir, path)
+    np.testing.assert_allclose(model.embed_text(golden["json"]["texts"]), golden["text_emb"], atol=1e-5)
