@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import html
+import io
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,10 +65,103 @@ CLIPS = [
 BEST_OF_N_PROMPT = "A man with a very low voice speaks very slowly."
 
 
+WRITER = "paraspeechclap.demo"  # demo.json's "written_by": marks a report (and its "outputs" record) of ours
+REPORT = "demo.json"
+
+
+class OutputExistsError(FileExistsError):
+    """The report folder holds a file, at a name the demo writes, that the demo did not write."""
+
+
+def planned_files(candidates_n: int) -> list[str]:
+    """Every file the demo writes, relative to its folder (demo.json, the record, last)."""
+    audio = [f"audio/{clip.name}.wav" for clip in CLIPS] + [f"audio/candidate-{i}.wav" for i in range(candidates_n)]
+    return [*audio, "similarity.png", "confusion.png", "index.html", REPORT]
+
+
+def previous_record(out: Path) -> dict | None:
+    """{relative path: digest} of what an earlier demo wrote into ``out`` (from its demo.json), else None."""
+    import json
+
+    path = out / REPORT
+    if path.is_symlink() or not path.is_file():
+        return None
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(doc, dict) or doc.get("written_by") != WRITER or not isinstance(doc.get("outputs"), dict):
+        return None
+    record = {k: v for k, v in doc["outputs"].items() if isinstance(k, str) and isinstance(v, str) and k != REPORT}
+    record[REPORT] = None
+    return record
+
+
+def check_output(out: Path, planned: list[str]) -> dict | None:
+    """Raise :class:`OutputExistsError` if a planned file exists and is not the demo's own; return the record."""
+    import os
+
+    from .fileio import foreign_files
+
+    if os.path.lexists(out) and not out.is_dir():
+        raise OutputExistsError(f"{out}: exists and is not a folder")
+    if not out.is_dir():
+        return None
+    if (out / "audio").is_symlink() or ((out / "audio").exists() and not (out / "audio").is_dir()):
+        raise OutputExistsError(f"{out / 'audio'}: is a link or not a folder; refusing to write through it")
+    record = previous_record(out)
+    foreign = foreign_files(out, planned, record)
+    if foreign:
+        raise OutputExistsError(
+            f"{out}: {len(foreign)} file(s) the demo writes exist and were not written by an earlier demo (not in "
+            f"its {REPORT}, or changed since), e.g. {foreign[0]}; they are never replaced: move them away or "
+            "choose another --out"
+        )
+    return record
+
+
+def commit_outputs(out: Path, files: dict[str, bytes], report: dict) -> None:
+    """Write ``files`` and ``report`` (demo.json, with the record of the files) into ``out`` together.
+
+    A new folder is built beside its name and renamed into place. Into an existing one the files are staged
+    inside it and moved into place, demo.json last; files of an earlier demo that this one does not rewrite are
+    then removed, and nothing else is touched.
+    """
+    import hashlib
+    import json
+    import os
+    import shutil
+
+    from .fileio import atomic_dir, atomic_write_bytes, remove_owned, temporary_name
+
+    previous = check_output(out, [*files, REPORT])  # again: the folder may have changed while the model ran
+    report = {**report, "written_by": WRITER,
+              "outputs": {rel: "sha256:" + hashlib.sha256(data).hexdigest() for rel, data in files.items()}}
+    everything = {**files, REPORT: (json.dumps(report, indent=2, default=str, ensure_ascii=False) + "\n").encode()}
+    if not os.path.lexists(out):
+        with atomic_dir(out) as stage:
+            for rel, data in everything.items():
+                atomic_write_bytes(stage / rel, data)
+        return
+    stage = temporary_name(out / ".demo")
+    os.mkdir(stage, 0o777)
+    try:
+        for rel, data in everything.items():
+            atomic_write_bytes(stage / rel, data)
+        for rel in everything:  # demo.json, the record, is the last key
+            (out / rel).parent.mkdir(parents=True, exist_ok=True)
+            os.replace(stage / rel, out / rel)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+    if previous:
+        remove_owned(out, [rel for rel in previous if rel not in everything], previous)
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from .cli import add_model_arguments
 
-    parser.add_argument("--out", default="demo-output", help="report folder (default: demo-output)")
+    parser.add_argument("--out", default="demo-output",
+                        help="report folder (default: demo-output); files the demo did not write are never replaced")
     parser.add_argument("--candidates-n", type=int, default=6, help="N for the best-of-N pick")
     parser.add_argument("--seed", type=int, default=0)
     add_model_arguments(parser)
@@ -102,16 +196,34 @@ def run(args: argparse.Namespace) -> int:
     import soundfile as sf
 
     from .cli import load_model_from_args
-    from .fileio import atomic_write_json, atomic_write_text
     from .synth.engines import espeak_available, prepare_espeak_data
     from .synth.measure import measure_clip
 
     if not espeak_available():
         print("error: espeak-ng is not installed (run scripts/install_synth_deps.sh or `make demo`)")
         return 1
+    if args.candidates_n < 1:
+        print(f"error: --candidates-n must be at least 1, got {args.candidates_n}")
+        return 2
     started = time.time()
     out = Path(args.out)
-    (out / "audio").mkdir(parents=True, exist_ok=True)
+    try:
+        check_output(out, planned_files(args.candidates_n))
+    except OutputExistsError as exc:
+        print(f"error: {exc}")
+        return 2
+    files: dict[str, bytes] = {}  # relative path -> content, all committed together at the end
+
+    def wav_bytes(wave) -> bytes:
+        buffer = io.BytesIO()
+        sf.write(buffer, wave, 16000, format="WAV")
+        return buffer.getvalue()
+
+    def png_bytes(figure) -> bytes:
+        buffer = io.BytesIO()
+        figure.savefig(buffer, format="png", dpi=110)
+        return buffer.getvalue()
+
     model = load_model_from_args(args)
     print(f"model: {args.model} (precision {model.precision}, device {model.device})")
 
@@ -127,7 +239,7 @@ def run(args: argparse.Namespace) -> int:
                                  str(rng.choice(["20%", "100%", "200%"])), SENTENCES[i % len(SENTENCES)])
             candidates.append((candidate, _synthesize(candidate, data_path)))
     for clip, wave in zip(CLIPS, waves):
-        sf.write(out / "audio" / f"{clip.name}.wav", wave, 16000)
+        files[f"audio/{clip.name}.wav"] = wav_bytes(wave)
     report: dict = {"model": args.model, "clips": [], "attributes": ATTRIBUTES}
 
     # 1. zero-shot classification per attribute
@@ -184,7 +296,7 @@ def run(args: argparse.Namespace) -> int:
         rate = words / m["active_s"] if m["active_s"] else float("nan")
         bon_rows.append([rank, clip.name, f"{scores[i]:.3f}", f"{m['f0_median_hz'] or float('nan'):.0f} Hz",
                          f"{rate:.1f} words/s", clip.pitch, clip.wpm])
-        sf.write(out / "audio" / f"{clip.name}.wav", wave, 16000)
+        files[f"audio/{clip.name}.wav"] = wav_bytes(wave)
     print(_table(["rank", "candidate", "score", "F0 median", "rate", "espeak -p", "espeak -s"], bon_rows))
     report["best_of_n"] = {"prompt": BEST_OF_N_PROMPT, "ranking": bon_rows}
 
@@ -201,7 +313,7 @@ def run(args: argparse.Namespace) -> int:
     ax.set_title("cosine similarity: clips x captions (diagonal = intended)")
     fig.colorbar(im)
     fig.tight_layout()
-    fig.savefig(out / "similarity.png", dpi=110)
+    files["similarity.png"] = png_bytes(fig)
     plt.close(fig)
     fig, axes = plt.subplots(1, len(ATTRIBUTES), figsize=(4 * len(ATTRIBUTES), 3.6))
     for ax, (attribute, classes) in zip(axes, ATTRIBUTES.items()):
@@ -214,9 +326,8 @@ def run(args: argparse.Namespace) -> int:
         ax.set_xlabel("predicted")
         ax.set_ylabel("expected")
     fig.tight_layout()
-    fig.savefig(out / "confusion.png", dpi=110)
+    files["confusion.png"] = png_bytes(fig)
     plt.close(fig)
-    atomic_write_json(out / "demo.json", report)
     page = (f"<html><head><meta charset='utf-8'><title>ParaSpeechCLAP demo</title>"
             f"<style>body{{font-family:sans-serif;margin:2em}}td,th{{padding:2px 8px;border-bottom:1px solid #ddd}}"
             f"</style></head><body><h1>ParaSpeechCLAP demo ({html.escape(args.model)})</h1>"
@@ -228,6 +339,11 @@ def run(args: argparse.Namespace) -> int:
             f"<h2>Best-of-{len(candidates)}: {html.escape(BEST_OF_N_PROMPT)}</h2>"
             f"{_html_table(['rank', 'candidate', 'score', 'F0 median', 'rate', 'espeak -p', 'espeak -s'], bon_rows)}"
             f"<p>Audio: <code>audio/</code>. Data: <code>demo.json</code>.</p></body></html>")
-    atomic_write_text(out / "index.html", page)
+    files["index.html"] = page.encode("utf-8")
+    try:
+        commit_outputs(out, files, report)
+    except OutputExistsError as exc:
+        print(f"error: {exc}")
+        return 2
     print(f"\nreport: {out / 'index.html'} ({time.time() - started:.0f} s)")
     return 0

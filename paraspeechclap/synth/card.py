@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import os
 from collections import Counter
 from pathlib import Path
 
+from ..fileio import atomic_write_text
 from . import styles as S
 from .augment import PROFILES
 
@@ -147,9 +147,7 @@ def write_card(out: Path, summary: dict, suites: dict, kept: dict) -> None:
               "'Lee'; such clips are counted as render errors, listed in `dropped.jsonl` and skipped."]
     genders = Counter(r["gender"] for rs in kept.values() for r in rs)
     lines += ["", f"Kept clips per gender: {dict(genders)}."]
-    tmp = Path(out) / "CORPUS_CARD.md.tmp"
-    tmp.write_text("\n".join(lines) + "\n")
-    os.replace(tmp, Path(out) / "CORPUS_CARD.md")
+    atomic_write_text(Path(out) / "CORPUS_CARD.md", "\n".join(lines) + "\n")
 
 
 def _r(d: dict) -> dict:

@@ -20,7 +20,8 @@ def _splits(text: str) -> tuple[float, float, float]:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--out", required=True, help="output folder (manifests, audio/, card)")
+    parser.add_argument("--out", required=True,
+                        help="output folder (manifests, audio/, card); files synth did not write are never replaced")
     parser.add_argument("--num-clips", type=int, default=10000, help="clips to generate (default 10000)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     parser.add_argument("--workers", type=int, default=2, help="worker processes (default 2)")
@@ -37,7 +38,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Exit code: 0 done, 1 the engine or the corpus failed, 2 bad arguments or a refused output folder."""
     from .engines import EngineError
+    from .record import OutputExistsError
 
     if args.num_clips < 3 and not args.verify_only:
         print("synth: --num-clips must be at least 3 (one per split)", file=sys.stderr)
@@ -56,6 +59,9 @@ def run(args: argparse.Namespace) -> int:
                             splits=tuple(args.splits), augment_audio=not args.no_augment,
                             use_mbrola=False if args.no_mbrola else None, progress=not args.quiet,
                             voice_names=args.voices.split(",") if args.voices else None)
+    except OutputExistsError as exc:
+        print(f"synth: {exc}", file=sys.stderr)
+        return 2
     except (EngineError, FileNotFoundError, ValueError) as exc:
         print(f"synth: {exc}", file=sys.stderr)
         return 1

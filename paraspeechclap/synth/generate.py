@@ -8,6 +8,8 @@ measurements, drops mismatches and writes the manifests, classification suites a
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import math
 import os
@@ -24,7 +26,9 @@ from .augment import augment, resample_jitter
 from .captions import full_caption, make_sentence, make_spoken, partial_caption
 from .engines import (EngineError, build_ssml, espeak_available, mbrola_available, prepare_espeak_data,
                       synthesize, variant_name)
+from ..fileio import atomic_write_bytes, atomic_write_text
 from .measure import measure_clip
+from .record import claim, finish
 
 SPLITS = ("train", "validation", "test")
 CALIBRATION_TEXT = "The old farmer painted the red door near the station before dinner."
@@ -210,11 +214,11 @@ def render_clip(job: dict, audio_dir: str) -> dict:
     rng = np.random.default_rng(job["aug_seed"])
     audio, aug = augment(clean, rng, job["aug_profile"])
     rel = f"{job['split']}/{job['index']:06d}.wav"
-    path = Path(audio_dir) / rel
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp.wav")
-    sf.write(tmp, audio, SR, subtype="PCM_16")
-    os.replace(tmp, path)
+    buffer = io.BytesIO()
+    sf.write(buffer, audio, SR, subtype="PCM_16", format="WAV")
+    data = buffer.getvalue()
+    atomic_write_bytes(Path(audio_dir) / rel, data)
+    row["_digest"] = "sha256:" + hashlib.sha256(data).hexdigest()  # for the ownership record; not a column
     a = job["attrs"]
     whisper = a["quality"] == "whispered"
     row.update({
@@ -268,18 +272,22 @@ def _cached_calibration(out: Path, voices: list[S.Voice]) -> dict | None:
     return doc.get("voices") if doc.get("key") == _calibration_key(voices) else None
 
 
-def _atomic_json(path: Path, obj) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=1))
-    os.replace(tmp, path)
+def audio_rel(split: str, index: int) -> str:
+    """Where clip ``index`` of ``split`` is stored, relative to the output folder."""
+    return f"audio/{S.SOURCE}/{split}/{index:06d}.wav"
 
 
-def _write_jsonl(path: Path, rows: list[dict]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w") as f:
-        for r in rows:
-            f.write(json.dumps(r) + "\n")
-    os.replace(tmp, path)
+def planned_files(num_clips: int, splits: tuple[float, ...]) -> list[str]:
+    """Every file a generation of ``num_clips`` clips writes (calibration.json aside), relative to its folder."""
+    from .verify import OUTPUT_FILES
+
+    counts = split_counts(num_clips, splits)
+    audio, index = [], 0
+    for split in SPLITS:
+        for _ in range(counts[split]):
+            audio.append(audio_rel(split, index))
+            index += 1
+    return [*OUTPUT_FILES, *audio]
 
 
 def generate_corpus(out: str | os.PathLike, num_clips: int = 10000, seed: int = 0, workers: int = 2,
@@ -287,6 +295,10 @@ def generate_corpus(out: str | os.PathLike, num_clips: int = 10000, seed: int = 
                     use_mbrola: bool | None = None, progress: bool = True,
                     voice_names: list[str] | None = None) -> dict:
     """Generate, verify and write the corpus under `out`; returns the verification summary.
+
+    Files in `out` that synth did not write (see `paraspeechclap.synth.record`) are never replaced: if one sits
+    at a name this run would write, :class:`~paraspeechclap.synth.record.OutputExistsError` is raised before
+    anything is written. A `calibration.json` already there is reused when it matches, never replaced unless ours.
 
     voice_names restricts the voices (names as in styles: "espeak+m4", "mb-us1", ...); each split
     must keep a voice of each gender.
@@ -314,16 +326,22 @@ def generate_corpus(out: str | os.PathLike, num_clips: int = 10000, seed: int = 
             for g in S.GENDERS:
                 if not any(v.held_out == held and v.gender == g for v in voices):
                     raise ValueError(f"voice_names needs a {'held-out' if held else 'training'} {g} voice")
+    # Never replace a file synth did not write: check every planned name, reserve them, then write.
+    planned = planned_files(num_clips, splits)
+    calib = _cached_calibration(out, voices)  # reading someone's calibration.json is fine; replacing it is not
+    if calib is None:
+        planned.append("calibration.json")
+    record = claim(out, planned)
     t0 = time.time()
     scratch = Path(tempfile.mkdtemp(prefix="psc-espeak-"))
     try:
         data_path = str(prepare_espeak_data(scratch, [v.timbre for v in voices if v.engine == "espeak"]))
         ctx = get_context("fork")
         with ctx.Pool(max(1, workers), initializer=_init_worker, initargs=(data_path,)) as pool:
-            calib = _cached_calibration(out, voices)
             if calib is None:
                 calib = calibrate_voices(voices, pool, progress)
-                _atomic_json(out / "calibration.json", {"key": _calibration_key(voices), "voices": calib})
+                atomic_write_text(out / "calibration.json",
+                                  json.dumps({"key": _calibration_key(voices), "voices": calib}, indent=1))
             jobs = plan_clips(num_clips, seed, splits, voices, calib, augment_audio)
             rows = []
             args = [(j, str(audio_dir)) for j in jobs]
@@ -336,4 +354,7 @@ def generate_corpus(out: str | os.PathLike, num_clips: int = 10000, seed: int = 
     settings = {"num_clips": num_clips, "seed": seed, "workers": workers, "splits": list(splits),
                 "augment": augment_audio, "mbrola": use_mbrola, "generation_seconds": round(gen_s, 1),
                 "voices": [asdict(v) | {"name": v.name} for v in voices]}
-    return finalize_corpus(out, rows, calib, settings)
+    digests = {audio_rel(r["split"], r["index"]): r.pop("_digest") for r in rows if "_digest" in r}
+    summary = finalize_corpus(out, rows, calib, settings, audio_digests=digests)
+    finish(out, record, known=digests)
+    return summary

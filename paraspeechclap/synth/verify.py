@@ -18,7 +18,11 @@ import os
 from collections import Counter, defaultdict
 from pathlib import Path
 
+from ..fileio import atomic_write, atomic_write_text, file_digest, owns, remove_owned
 from . import styles as S
+from .record import RECORD, OutputExistsError, read_record, write_record
+
+STORED = "verification_stored.json"
 
 RANGE_MONO_MAX_ST = 2.0
 RANGE_SINGSONG_MIN_ST = 3.5
@@ -128,8 +132,18 @@ def classification_suites(rows: list[dict]) -> dict:
     return suites
 
 
-def finalize_corpus(out: Path, rows: list[dict], calib: dict, settings: dict) -> dict:
-    """Verify rendered rows, drop mismatches, write manifests, suites, verification.json and the card."""
+#: the files a generation writes besides the audio and calibration.json (relative to the output folder)
+OUTPUT_FILES = ("train.jsonl", "validation.jsonl", "test.jsonl", "dropped.jsonl",
+                *(f"test_{attr}.jsonl" for attr in S.SUITES), "suites.json", "verification.json", "CORPUS_CARD.md")
+
+
+def finalize_corpus(out: Path, rows: list[dict], calib: dict, settings: dict,
+                    audio_digests: dict[str, str] | None = None) -> dict:
+    """Verify rendered rows, drop mismatches, write manifests, suites, verification.json and the card.
+
+    The audio of a dropped clip is deleted only while it is still the file this run wrote (its digest in
+    ``audio_digests``, keyed by the path relative to ``out``).
+    """
     from .card import write_card
 
     out = Path(out)
@@ -143,9 +157,8 @@ def finalize_corpus(out: Path, rows: list[dict], calib: dict, settings: dict) ->
         fails = {k: v[1] for k, v in chk.items() if v[0] is False}
         if fails:
             dropped.append(dict(r, drop_reasons=fails))
-            p = out / "audio" / S.SOURCE / r["relative_audio_path"]
-            if p.exists():
-                p.unlink()
+            rel = f"audio/{S.SOURCE}/{r['relative_audio_path']}"
+            remove_owned(out, [rel], {rel: (audio_digests or {}).get(rel)})
         else:
             kept[r["split"]].append(r)
     for split, rs in kept.items():
@@ -162,7 +175,7 @@ def finalize_corpus(out: Path, rows: list[dict], calib: dict, settings: dict) ->
         suites_meta[attr] = {"candidates": spec["candidates"], "manifest": fname,
                              "counts": dict(Counter(r["classification_tag"] for r in srows))}
     suites_doc = {"template": S.TAG_TEMPLATE, "audio_root": "audio", "suites": suites_meta}
-    _atomic_text(out / "suites.json", json.dumps(suites_doc, indent=2))
+    atomic_write_text(out / "suites.json", json.dumps(suites_doc, indent=2))
     summary = {
         "generated": len(rows), "render_errors": len(errors), "kept": sum(len(v) for v in kept.values()),
         "dropped": len(dropped), "kept_per_split": {k: len(v) for k, v in kept.items()},
@@ -171,7 +184,7 @@ def finalize_corpus(out: Path, rows: list[dict], calib: dict, settings: dict) ->
         "agreement": summarize(good, checks),
         "thresholds": thresholds(), "settings": settings,
     }
-    _atomic_text(out / "verification.json", json.dumps(summary, indent=2))
+    atomic_write_text(out / "verification.json", json.dumps(summary, indent=2))
     write_card(out, summary, suites_doc, kept)
     return summary
 
@@ -187,7 +200,8 @@ def thresholds() -> dict:
 def verify_corpus(out: str | os.PathLike, workers: int = 2, progress: bool = True) -> dict:
     """Re-measure the stored (augmented) audio of an existing corpus and re-check every tag.
 
-    Does not modify the manifests; writes `verification_stored.json` and returns its content.
+    Does not modify the manifests; writes `verification_stored.json` (refused, before any work, when a file of
+    that name is there that synth did not write) and returns its content.
     Stored audio carries noise/reverb, so agreement can be a little lower than on the clean signal.
     """
     from multiprocessing import get_context
@@ -195,6 +209,13 @@ def verify_corpus(out: str | os.PathLike, workers: int = 2, progress: bool = Tru
     from tqdm import tqdm
 
     out = Path(out)
+    record = read_record(out)
+    if os.path.lexists(out / STORED) and not owns(out, STORED, record):
+        raise OutputExistsError(f"{out / STORED}: exists and was not written by synth (not in {RECORD}, or "
+                                "changed since); it is never replaced: move it away first")
+    if os.path.lexists(out / RECORD) and record is None:
+        raise OutputExistsError(f"{out / RECORD}: exists and is not synth's record; it is never replaced")
+    record = {k: v for k, v in (record or {}).items() if k != RECORD}
     rows = []
     for split in ("train", "validation", "test"):
         p = out / f"{split}.jsonl"
@@ -218,7 +239,9 @@ def verify_corpus(out: str | os.PathLike, workers: int = 2, progress: bool = Tru
     summary = {"clips": len(rows), "unreadable": missing, "agreement": summarize(ok_rows, checks),
                "all_tags_agree": int(sum(all(v[0] is not False for v in c.values()) for c in checks)),
                "thresholds": thresholds()}
-    _atomic_text(out / "verification_stored.json", json.dumps(summary, indent=2))
+    atomic_write_text(out / STORED, json.dumps(summary, indent=2))
+    record[STORED] = file_digest(out / STORED)
+    write_record(out, record, complete=True)
     return summary
 
 
@@ -240,17 +263,7 @@ def _measure_path(path: str, syllables):
 
 
 def _write_jsonl(path: Path, rows: list[dict]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w") as f:
-        for r in rows:
-            f.write(json.dumps(r) + "\n")
-    os.replace(tmp, path)
-
-
-def _atomic_text(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    atomic_write(path, lambda handle: handle.writelines(json.dumps(r) + "\n" for r in rows))
 
 
 __all__ = ["check_row", "summarize", "finalize_corpus", "verify_corpus", "classification_suites",

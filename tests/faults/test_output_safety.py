@@ -197,3 +197,119 @@ def test_exit_codes(beside, tmp_path, model_args):
     assert _rerank(beside / "m.jsonl", "-o", tmp_path / "b", "--gate", "wer~1", model_args=model_args) == 2
     assert _rerank(tmp_path / "missing.jsonl", "-o", tmp_path / "c", model_args=model_args) == 2
     assert not (tmp_path / "b").exists() and not (tmp_path / "c").exists()
+
+
+# ------------------------------------------------------------------------------------------------ demo
+
+needs_espeak = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng is not installed")
+
+
+def _demo(out: Path, n: int) -> int:
+    return main(["demo", "--out", str(out), "--device", "cpu", "--candidates-n", str(n)])
+
+
+@needs_espeak
+def test_demo_refuses_foreign_files_at_its_names_before_any_work(tmp_path, capsys):
+    out = tmp_path / "demo"
+    (out / "audio").mkdir(parents=True)
+    (out / "audio" / "whisper.wav").write_bytes(b"my recording")
+    (out / "index.html").write_text("<html>my page</html>")
+    before = _tree(out)
+    assert _demo(out, 2) == 2
+    assert _tree(out) == before
+    printed = capsys.readouterr().out
+    assert "never replaced" in printed and "model:" not in printed  # refused before loading anything
+
+    (out / "audio" / "whisper.wav").unlink()
+    (out / "index.html").unlink()
+    (out / "demo.json").write_text('{"my": "report"}\n')  # a demo.json of someone else's is not a record
+    assert _demo(out, 2) == 2 and (out / "demo.json").read_text() == '{"my": "report"}\n'
+
+
+@needs_espeak
+def test_demo_reruns_replace_only_its_own_files(tmp_path):
+    out = tmp_path / "demo"
+    (out / "audio").mkdir(parents=True)
+    (out / "notes.txt").write_text("mine")
+    (out / "audio" / "mine.wav").write_bytes(b"mine too")
+    foreign = _tree(out)
+    assert _demo(out, 2) == 0
+    record = json.loads((out / "demo.json").read_text())["outputs"]
+    assert "audio/candidate-1.wav" in record and len(record) == 6 + 2 + 3
+    after = _tree(out)
+    assert {k: after[k] for k in foreign} == foreign
+    for rel, digest in record.items():
+        assert digest == "sha256:" + after[rel]
+
+    assert _demo(out, 1) == 0  # fewer candidates: the demo's own stale candidate goes, nothing else
+    after = _tree(out)
+    assert "audio/candidate-1.wav" not in after and "audio/candidate-0.wav" in after
+    assert {k: after[k] for k in foreign} == foreign
+    assert not [p for p in out.rglob(".*")]
+
+    (out / "index.html").write_text("edited by hand")  # ours once; changed since, so no longer ours
+    before = _tree(out)
+    assert _demo(out, 1) == 2 and _tree(out) == before
+
+
+# ------------------------------------------------------------------------------------------------ synth
+
+SYNTH_VOICES = ["espeak+m4", "espeak+f3", "espeak+m3", "espeak+f4"]
+
+
+def _synth(out: Path, n: int = 4) -> int:
+    return main(["synth", "--out", str(out), "--num-clips", str(n), "--seed", "1", "--workers", "2",
+                 "--splits", "0.5,0.15,0.35", "--no-mbrola", "--voices", ",".join(SYNTH_VOICES), "--quiet"])
+
+
+@needs_espeak
+@pytest.mark.parametrize("name", ["train.jsonl", "CORPUS_CARD.md", "audio/synth/train/000000.wav",
+                                  "calibration.json", "synth_outputs.json"])
+def test_synth_refuses_foreign_files_at_its_names(tmp_path, capsys, name):
+    out = tmp_path / "corpus"
+    (out / name).parent.mkdir(parents=True, exist_ok=True)
+    (out / name).write_bytes(b'{"not": "synth\'s"}\n')
+    before = _tree(out)
+    assert _synth(out) == 2
+    assert _tree(out) == before  # refused before anything was written, the record included
+    assert "never replaced" in capsys.readouterr().err
+
+
+@needs_espeak
+def test_synth_keeps_foreign_files_and_records_its_own(tmp_path):
+    pytest.importorskip("parselmouth")
+    out = tmp_path / "corpus"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    assert _synth(out) == 0
+    assert (out / "notes.txt").read_text() == "mine"
+    doc = json.loads((out / "synth_outputs.json").read_text())
+    assert doc["complete"] is True
+    tree = _tree(out)
+    assert "notes.txt" not in doc["files"]
+    assert set(doc["files"]) == set(tree) - {"notes.txt", "synth_outputs.json"}  # every file it wrote, only those
+    for rel, digest in doc["files"].items():
+        assert digest == "sha256:" + tree[rel], rel
+
+    assert _synth(out) == 0  # its own files: a rerun replaces them (calibration reused)
+    assert (out / "notes.txt").read_text() == "mine"
+    from paraspeechclap.synth.verify import verify_corpus
+
+    assert verify_corpus(out, workers=1, progress=False)["clips"] >= 0
+    assert "verification_stored.json" in json.loads((out / "synth_outputs.json").read_text())["files"]
+
+    (out / "train.jsonl").write_text("edited by hand\n")  # changed since synth wrote it: not replaced
+    before = _tree(out)
+    assert _synth(out) == 2 and _tree(out) == before
+
+
+@needs_espeak
+def test_synth_verify_only_never_replaces_a_foreign_report(tmp_path):
+    from paraspeechclap.synth.record import OutputExistsError
+    from paraspeechclap.synth.verify import verify_corpus
+
+    (tmp_path / "train.jsonl").write_text("")
+    (tmp_path / "verification_stored.json").write_text("mine\n")
+    with pytest.raises(OutputExistsError, match="never replaced"):
+        verify_corpus(tmp_path, workers=1, progress=False)
+    assert (tmp_path / "verification_stored.json").read_text() == "mine\n"
