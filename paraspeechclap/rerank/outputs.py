@@ -30,7 +30,7 @@ from typing import Any
 from ..fileio import (atomic_dir, atomic_open, atomic_path, atomic_write_text, file_digest, foreign_files,
                       remove_owned, temporary_name)
 from .engine import PromptResult
-from .inputs import COMMON_FILES, RerankInput
+from .inputs import RerankInput
 
 __all__ = [
     "OutputExistsError",

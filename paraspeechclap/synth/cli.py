@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 
 HELP = "generate the offline labelled speaking-style corpus (espeak-ng/mbrola) and verify its labels"
