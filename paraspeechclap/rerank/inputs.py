@@ -102,13 +102,12 @@ def _read_lines(path: Path, issues: list[str]) -> list[str | None]:
     lines after it keep their numbers.
     """
     lines: list[str | None] = []
-    with open(path, "rb") as handle:
-        for lineno, raw in enumerate(handle, start=1):
-            try:
-                lines.append(_decode(raw, lineno == 1))
-            except UnicodeDecodeError as exc:
-                issues.append(f"{path}:{lineno}: {_bad_utf8(exc)}; line ignored")
-                lines.append(None)
+    for lineno, raw in enumerate(path.read_bytes().splitlines(), start=1):  # \n, \r\n or \r
+        try:
+            lines.append(_decode(raw, lineno == 1))
+        except UnicodeDecodeError as exc:
+            issues.append(f"{path}:{lineno}: {_bad_utf8(exc)}; line ignored")
+            lines.append(None)
     return lines
 
 
@@ -251,11 +250,12 @@ def _manifest_row(entry: Any, where: str, row: int, seen_ids: dict[str, str], ba
         issues.append(f"{where}: 'candidates' (the list of audio paths) missing; row skipped")
         return None
     cands = entry["candidates"]
-    if not isinstance(cands, list) or not all(isinstance(c, str) and c for c in cands):
+    if not isinstance(cands, list) or not all(isinstance(c, str) for c in cands):
         issues.append(f"{where}: 'candidates' must be a list of paths; row skipped")
         return None
     raw_id = entry.get("id", row)
-    pid = raw_id if isinstance(raw_id, str) else str(raw_id) if isinstance(raw_id, int) else None
+    integer = isinstance(raw_id, int) and not isinstance(raw_id, bool)
+    pid = raw_id if isinstance(raw_id, str) else str(raw_id) if integer else None
     if pid is None or not _SAFE_ID.fullmatch(pid):
         issues.append(f"{where}: id {raw_id!r} is not a plain file name; row skipped")
         return None

@@ -117,3 +117,39 @@ def test_manifest_errors(tmp_path):
     empty.write_text("\n")
     with pytest.raises(InputError, match="no rows"):
         read_manifest(empty)
+
+
+def test_layout_line_that_is_not_utf8_is_reported_and_keeps_indices(tmp_path, write_wav):
+    for i in range(3):
+        write_wav(tmp_path / "iter_1" / "audios" / f"{i}.wav", 0.5)
+    (tmp_path / "iter_1" / "input_descriptions.txt").write_bytes(
+        b"\xef\xbb\xbfA deep voice.\r\nA caf\xe9 voice.\r\nA whispered voice.\r\n"
+    )
+    (tmp_path / "iter_1" / "wer_per_example.txt").write_bytes(b"0.1\n\xff\n0.3\n")
+    data = read_layout(tmp_path)
+    assert [(p.index, p.caption) for p in data.prompts] == [(0, "A deep voice."), (2, "A whispered voice.")]
+    assert [p.candidates[0].columns["wer"] for p in data.prompts] == [0.1, 0.3]
+    issues = "\n".join(data.issues)
+    assert "input_descriptions.txt:2: not valid UTF-8 (byte 0xe9 at column 6)" in issues
+    assert "wer_per_example.txt:2: not valid UTF-8 (byte 0xff" in issues
+    assert "1.wav" in issues and "match no prompt line" in issues  # the skipped line's audio is reported
+
+
+def test_manifest_is_streamed_and_ids_match_whole_and_case_insensitively(tmp_path, write_wav):
+    write_wav(tmp_path / "a.wav", 0.1)
+    rows = [{"id": "x", "caption": "c", "candidates": ["a.wav"]},
+            {"id": "x\n", "caption": "c", "candidates": ["a.wav"]},
+            {"id": "X", "caption": "c", "candidates": ["a.wav"]},
+            {"id": 7, "caption": "c", "candidates": ["a.wav"]},
+            {"id": True, "caption": "c", "candidates": ["a.wav"]},
+            {"caption": "c"}]
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_bytes(b"\xef\xbb\xbf" + "".join(json.dumps(r) + "\r\n" for r in rows).encode())
+    data = read_manifest(manifest)
+    assert [p.id for p in data.prompts] == ["x", "7"]
+    issues = "\n".join(data.issues)
+    assert "m.jsonl:2: id 'x\\n' is not a plain file name" in issues
+    assert "m.jsonl:3: duplicate id 'X' (as 'x', ids differing only in case clash)" in issues
+    assert "m.jsonl:5: id True is not a plain file name" in issues
+    assert "m.jsonl:6: 'candidates' (the list of audio paths) missing" in issues
+    assert data.num_lines == 6
