@@ -1,14 +1,20 @@
-"""Audio embeddings cached on disk, keyed by model identity and audio content.
+"""Audio embeddings cached on disk; a cache entry is right for its key or the cache is not used at all.
 
 Re-running an evaluation with other candidates, templates or suites re-uses every clip already embedded by
-the same model. The cache is one SQLite file (``embeddings.sqlite``) in the cache folder:
+the same model with the same preprocessing. The cache is one SQLite file (``embeddings.sqlite``, WAL mode, busy
+timeout) in the cache folder, with one table ``embeddings(model, digest, dim, vector)``: float32 vectors keyed by
 
-* ``embeddings(model, digest, dim, vector)``: float32 vectors keyed by the model key and the BLAKE2b digest of
-  the audio file's bytes (so renamed or copied files hit, edited files miss);
-* ``files(path, size, mtime_ns, digest)``: a memo of file digests, so unchanged files are not re-hashed.
+* the **model key** (:func:`model_identity`): ``model.identity()`` (config, weights and precision), a fingerprint
+  of in-place weight updates (``load_state_dict`` after ``identity()`` was first computed), the device type and
+  precision, and the preprocessing settings (:func:`preprocessing_settings`: :data:`PREPROCESSING_VERSION`, the
+  package version, decoder and resampler versions, sample rate, normalisation, window and overlap seconds);
+* the BLAKE2b digest of the **bytes actually decoded**: each file is read once, its bytes are hashed, and on a miss
+  they are decoded from those same bytes, so a file rewritten during a run is stored under its new content, never
+  under the old digest. Renamed or copied files hit; edited files miss. No digest is memoised by path or mtime.
 
-The model key hashes ``model.identity()`` when the model provides it, otherwise the model's class and its
-``state_dict`` (names, dtypes, shapes and bytes), together with the device type and precision it runs at.
+A cache file that cannot be used (not a database, read-only, locked past the busy timeout, a full disk) produces
+one warning and the run continues without the on-disk layer: embeddings are computed and the results are the same.
+The file is never deleted.
 """
 from __future__ import annotations
 
@@ -16,12 +22,23 @@ import hashlib
 import os
 import sqlite3
 import threading
+import warnings
 from pathlib import Path
-from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-CACHE_FORMAT = "paraspeechclap-eval-cache-v1"
+CACHE_FORMAT = "paraspeechclap-eval-cache-v2"
+
+# Bump whenever decoding, resampling, normalisation, windowing or the way clips reach the model changes in a
+# way that can change an embedding. Part of every cache key.
+PREPROCESSING_VERSION = 2
+
+DEFAULT_BUSY_TIMEOUT_S = 10.0
+
+
+class CacheWarning(RuntimeWarning):
+    """The on-disk embedding cache could not be used; the run continues without it."""
 
 
 def default_cache_dir() -> Path:
@@ -32,8 +49,13 @@ def default_cache_dir() -> Path:
     return base / "paraspeechclap" / "embeddings"
 
 
+def bytes_digest(data: bytes) -> str:
+    """BLAKE2b-128 hex digest of ``data``."""
+    return hashlib.blake2b(data, digest_size=16).hexdigest()
+
+
 def file_digest(path: str, chunk: int = 1 << 20) -> str:
-    """BLAKE2b-128 hex digest of a file's bytes."""
+    """BLAKE2b-128 hex digest of a file's bytes (equal to :func:`bytes_digest` of its content)."""
     hasher = hashlib.blake2b(digest_size=16)
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(chunk), b""):
@@ -58,12 +80,89 @@ def _state_dict_digest(model) -> str:
     return hasher.hexdigest()
 
 
-def model_identity(model) -> str:
-    """A string that changes whenever the model's audio embeddings could change.
+def _weights_fingerprint(model) -> str:
+    """Names, shapes and in-place version counters of the model's tensors (cheap: no data is read).
 
-    Uses ``model.identity()`` when available (the core model hashes its config and weights); otherwise hashes
-    the class and ``state_dict``. Device type and precision are part of the key (GPU bf16 and CPU fp32
-    embeddings differ slightly).
+    ``load_state_dict`` and in-place edits bump every changed tensor's version counter. The core model's
+    ``identity()`` follows them itself; including the counters here keeps any model whose ``identity()`` memoises
+    its hash from getting a wrong hit after its weights changed. The counters are the same for the same loading
+    code path, so repeated runs still hit.
+    """
+    state_dict = getattr(model, "state_dict", None)
+    if not callable(state_dict):
+        return "-"
+    try:
+        state = state_dict()
+    except Exception:  # not a torch module after all
+        return "-"
+    hasher = hashlib.blake2b(digest_size=16)
+    for name in sorted(state):
+        tensor = state[name]
+        try:
+            version = tensor._version
+        except Exception:  # inference tensors and non-tensors have no version counter
+            version = None
+        shape = tuple(getattr(tensor, "shape", ()))
+        hasher.update(f"{name}|{shape}|{getattr(tensor, 'dtype', type(tensor).__name__)}|{version};".encode())
+    return hasher.hexdigest()
+
+
+def _library_versions() -> Dict[str, str]:
+    versions = {}
+    try:
+        import soundfile
+
+        versions["libsndfile"] = str(soundfile.__libsndfile_version__)
+    except Exception:
+        versions["libsndfile"] = "unknown"
+    try:
+        from importlib.metadata import version
+
+        versions["soxr"] = version("soxr")
+    except Exception:
+        versions["soxr"] = "unknown"
+    return versions
+
+
+def preprocessing_settings(model) -> Dict[str, Any]:
+    """Everything besides the weights that decides how a file becomes the model's input; part of the key.
+
+    :data:`PREPROCESSING_VERSION`, the package version, the decoder and resampler versions and block size, the
+    sample rate clips are decoded at, and the model's front-end settings (``config``: sample rate, normalisation,
+    window and overlap seconds; and, when the model has an inference engine, the window and overlap in samples it
+    actually uses).
+    """
+    import paraspeechclap
+    from .. import audio
+
+    config = getattr(model, "config", None)
+    engine = getattr(model, "engine", None)
+    effective = {}
+    for name in ("window", "overlap"):
+        try:
+            effective[f"engine_{name}_samples"] = int(getattr(engine, name))
+        except Exception:  # no engine, or a stand-in model
+            effective[f"engine_{name}_samples"] = None
+    return {
+        "preprocessing_version": PREPROCESSING_VERSION,
+        "package_version": getattr(paraspeechclap, "__version__", "unknown"),
+        "decode_sample_rate": audio.TARGET_SAMPLE_RATE,
+        "decode_block_seconds": getattr(audio, "BLOCK_SECONDS", None),
+        "model_sample_rate": getattr(config, "sampling_rate", None),
+        "do_normalize": getattr(config, "do_normalize", None),
+        "window_seconds": getattr(config, "window_seconds", None),
+        "window_overlap_seconds": getattr(config, "window_overlap_seconds", None),
+        **effective,
+        **_library_versions(),
+    }
+
+
+def model_identity(model) -> str:
+    """The cache key of ``model``'s audio embeddings: changes whenever they could change.
+
+    Combines ``model.identity()`` when available (the core model hashes its config, weights and precision;
+    otherwise the class and a hash of the ``state_dict``), the weights' in-place version fingerprint, the device
+    type and precision, :data:`CACHE_FORMAT` and :func:`preprocessing_settings`.
     """
     if callable(getattr(model, "identity", None)):
         identity = str(model.identity())
@@ -75,72 +174,97 @@ def model_identity(model) -> str:
     device = getattr(model, "device", None)
     device_type = getattr(device, "type", device)
     precision = getattr(model, "precision", None)
-    raw = f"{CACHE_FORMAT}|{identity}|device={device_type}|precision={precision}"
+    settings = ",".join(f"{k}={v}" for k, v in sorted(preprocessing_settings(model).items()))
+    raw = (f"{CACHE_FORMAT}|{identity}|weights={_weights_fingerprint(model)}|device={device_type}"
+           f"|precision={precision}|{settings}")
     return hashlib.blake2b(raw.encode(), digest_size=16).hexdigest()
 
 
 class EmbeddingCache:
-    """Audio-embedding store for one model key; an in-memory layer always, a SQLite file when ``folder`` is set."""
+    """Audio-embedding store for one model key: an in-memory layer always, a SQLite file when ``folder`` is set.
 
-    def __init__(self, folder: Optional[os.PathLike], model_key: str):
+    Any SQLite or OS error on the file (corrupt, read-only, locked longer than ``busy_timeout`` seconds, disk full)
+    warns once (:class:`CacheWarning`) and turns the on-disk layer off for the rest of the run; :attr:`disabled`
+    says why. Vectors already computed stay in memory, so results do not depend on the cache.
+    """
+
+    FILENAME = "embeddings.sqlite"
+
+    def __init__(self, folder: Optional[os.PathLike], model_key: str,
+                 busy_timeout: float = DEFAULT_BUSY_TIMEOUT_S):
         self.model_key = model_key
         self.folder = Path(folder).expanduser() if folder else None
+        self.busy_timeout = float(busy_timeout)
         self._memory: Dict[str, np.ndarray] = {}
-        self._digests: Dict[tuple, str] = {}
         self._lock = threading.Lock()
         self._db: Optional[sqlite3.Connection] = None
+        self.disabled: Optional[str] = None
+        self.journal_mode: Optional[str] = None
         self.hits = 0
         self.misses = 0
         if self.folder is not None:
-            self.folder.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(str(self.folder / "embeddings.sqlite"), timeout=60, check_same_thread=False)
-            with self._db:
-                self._db.execute("CREATE TABLE IF NOT EXISTS embeddings (model TEXT, digest TEXT, dim INTEGER, "
-                                 "vector BLOB, PRIMARY KEY (model, digest))")
-                self._db.execute("CREATE TABLE IF NOT EXISTS files (path TEXT PRIMARY KEY, size INTEGER, "
-                                 "mtime_ns INTEGER, digest TEXT)")
+            self._open()
 
-    # -- file digests
-    def digest(self, path: str) -> str:
-        """Content digest of ``path`` (memoised by path, size and modification time). Raises OSError."""
-        stat = os.stat(path)
-        resolved = str(Path(path).resolve())
-        memo_key = (resolved, stat.st_size, stat.st_mtime_ns)
-        if memo_key in self._digests:
-            return self._digests[memo_key]
+    @property
+    def path(self) -> Optional[Path]:
+        return self.folder / self.FILENAME if self.folder is not None else None
+
+    def _open(self) -> None:
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            db = sqlite3.connect(str(self.path), timeout=self.busy_timeout, check_same_thread=False)
+        except (sqlite3.Error, OSError) as err:
+            self._disable(err)
+            return
+        self._db = db
+        try:
+            db.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
+            self.journal_mode = str(db.execute("PRAGMA journal_mode = WAL").fetchone()[0]).lower()
+            with db:
+                db.execute("CREATE TABLE IF NOT EXISTS embeddings (model TEXT, digest TEXT, dim INTEGER, "
+                           "vector BLOB, PRIMARY KEY (model, digest))")
+            db.execute("SELECT 1 FROM embeddings LIMIT 1").fetchall()
+        except (sqlite3.Error, OSError) as err:
+            self._disable(err)
+
+    def _disable(self, err: BaseException) -> None:
+        """Stop using the file for the rest of the run; warn the first time only. The file is left as it is."""
         if self._db is not None:
-            row = self._db.execute("SELECT size, mtime_ns, digest FROM files WHERE path = ?", (resolved,)).fetchone()
-            if row is not None and row[0] == stat.st_size and row[1] == stat.st_mtime_ns:
-                self._digests[memo_key] = row[2]
-                return row[2]
-        digest = self._digests[memo_key] = file_digest(path)
-        if self._db is not None:
-            with self._lock, self._db:
-                self._db.execute("INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?)",
-                                 (resolved, stat.st_size, stat.st_mtime_ns, digest))
-        return digest
+            try:
+                self._db.close()
+            except sqlite3.Error:
+                pass
+            self._db = None
+        if self.disabled is None:
+            self.disabled = f"{type(err).__name__}: {err}"
+            warnings.warn(f"embedding cache {self.path} cannot be used ({self.disabled}); continuing without it "
+                          "(embeddings are computed, results are unaffected). If the file is corrupt, delete it "
+                          "or pass another --cache-dir.", CacheWarning, stacklevel=3)
 
     # -- vectors
-    def get_many(self, digests: Iterable[str]) -> Dict[str, np.ndarray]:
-        """The cached vectors among ``digests`` (counts hits and misses)."""
-        wanted = list(dict.fromkeys(digests))
-        found = {d: self._memory[d] for d in wanted if d in self._memory}
-        rest = [d for d in wanted if d not in found]
-        if self._db is not None and rest:
-            for start in range(0, len(rest), 500):
-                part = rest[start:start + 500]
-                marks = ",".join("?" * len(part))
-                query = f"SELECT digest, dim, vector FROM embeddings WHERE model = ? AND digest IN ({marks})"
-                for digest, dim, blob in self._db.execute(query, [self.model_key, *part]):
-                    vector = np.frombuffer(blob, dtype=np.float32)
-                    if vector.size == dim:
-                        found[digest] = self._memory[digest] = vector
-        self.hits += len(found)
-        self.misses += len(wanted) - len(found)
-        return found
+    def get(self, digest: str) -> Optional[np.ndarray]:
+        """The vector stored for ``digest`` (memory, then file), counting a hit or a miss."""
+        vector = self._memory.get(digest)
+        if vector is None and self._db is not None:
+            try:
+                with self._lock:
+                    row = self._db.execute("SELECT dim, vector FROM embeddings WHERE model = ? AND digest = ?",
+                                           (self.model_key, digest)).fetchone()
+            except (sqlite3.Error, OSError) as err:
+                self._disable(err)
+                row = None
+            if row is not None:
+                found = np.frombuffer(row[1], dtype=np.float32)
+                if found.size == row[0] and found.size and np.all(np.isfinite(found)):
+                    vector = self._memory[digest] = found
+        if vector is None:
+            self.misses += 1
+        else:
+            self.hits += 1
+        return vector
 
     def lookup(self, digest: str) -> Optional[np.ndarray]:
-        """A vector already fetched or stored in this session (no hit counting)."""
+        """A vector already fetched or stored in this session (no hit counting, no file access)."""
         return self._memory.get(digest)
 
     def put_many(self, vectors: Dict[str, np.ndarray]) -> None:
@@ -150,12 +274,18 @@ class EmbeddingCache:
             self._memory[digest] = vector
             rows.append((self.model_key, digest, int(vector.size), vector.tobytes()))
         if self._db is not None and rows:
-            with self._lock, self._db:
-                self._db.executemany("INSERT OR REPLACE INTO embeddings VALUES (?, ?, ?, ?)", rows)
+            try:
+                with self._lock, self._db:
+                    self._db.executemany("INSERT OR REPLACE INTO embeddings VALUES (?, ?, ?, ?)", rows)
+            except (sqlite3.Error, OSError) as err:
+                self._disable(err)
 
     def close(self) -> None:
         if self._db is not None:
-            self._db.close()
+            try:
+                self._db.close()
+            except sqlite3.Error:
+                pass
             self._db = None
 
     def __enter__(self) -> "EmbeddingCache":
@@ -165,14 +295,18 @@ class EmbeddingCache:
         self.close()
 
 
-class AudioEmbedder:
-    """Embeds audio files through ``model.embed_audio`` with the cache; bad files are reported, not fatal.
+def _read_bytes(path: str) -> bytes:
+    with open(path, "rb") as handle:
+        return handle.read()
 
-    Files not in the cache are decoded with :func:`paraspeechclap.audio.load_audio` one by one (so a broken
-    or too-short file names itself), sorted by size (a proxy for duration, longest first) and passed in chunks
-    to ``model.embed_waveforms(waves, batch_size=...)`` (or, for models with only the core contract,
-    ``model.embed_audio([(wave, 16000), ...], batch_size=...)``), which batch them by length. If a chunk
-    fails, its items are retried one at a time so only the bad ones are dropped.
+
+class AudioEmbedder:
+    """Embeds audio files through the model with the cache; bad files are reported, not fatal.
+
+    Each file is read once: its bytes are hashed (the cache key) and, on a miss, decoded from those same bytes
+    with :func:`paraspeechclap.audio.load_audio` (so a broken or too-short file names itself). Decoded clips are
+    gathered in chunks, sorted by length (longest first) and passed to :meth:`_call`, the one place that runs the
+    model. If a chunk fails, its items are retried one at a time so only the bad ones are dropped.
     """
 
     def __init__(self, model, cache: EmbeddingCache, batch_size: int = 8, chunk_items: int = 256,
@@ -187,9 +321,19 @@ class AudioEmbedder:
 
     def embed(self, paths: Sequence[str], desc: str = "audio") -> Tuple[Dict[str, np.ndarray], Dict[str, str]]:
         """Embed ``paths``; returns ``(vectors by path, reasons by path for the files that failed)``."""
+        from tqdm.auto import tqdm
+
+        from ..audio import TARGET_SAMPLE_RATE, load_audio
+
         failures: Dict[str, str] = {}
         digest_of: Dict[str, str] = {}
-        for path in dict.fromkeys(paths):
+        pending: Dict[str, str] = {}  # digest -> the path decoded for it (a copy of the same bytes waits for it)
+        chunk: List[Tuple[str, str, np.ndarray]] = []
+        samples = 0
+        unique = list(dict.fromkeys(paths))
+        bar = tqdm(total=len(unique), desc=f"embedding {desc}", unit="clip", disable=not self.progress)
+        for path in unique:
+            bar.update(1)
             if not os.path.exists(path):
                 failures[path] = "file not found"
                 continue
@@ -197,72 +341,61 @@ class AudioEmbedder:
                 failures[path] = "is a directory, not an audio file"
                 continue
             try:
-                digest_of[path] = self.cache.digest(path)
+                data = _read_bytes(path)
             except OSError as err:
                 failures[path] = f"unreadable ({err.strerror or err})"
-        cached = self.cache.get_many(digest_of.values())
-        todo: Dict[str, str] = {}
-        for path, digest in digest_of.items():
-            if digest not in cached and digest not in todo.values():
-                todo[path] = digest
-        if todo:
-            self._embed_missing(todo, failures, desc)
+                continue
+            digest = digest_of[path] = bytes_digest(data)
+            if digest in pending or self.cache.get(digest) is not None:
+                continue
+            try:
+                wave = load_audio(data, TARGET_SAMPLE_RATE, name=path)  # the very bytes that were hashed
+                if callable(getattr(self.model, "check_length", None)):
+                    self.model.check_length(wave, path)  # too short for the encoder: report, do not embed
+            except Exception as err:  # AudioError and anything a decoder may raise
+                failures[path] = str(getattr(err, "problem", None) or err)
+                pending[digest] = path
+                continue
+            pending[digest] = path
+            chunk.append((path, digest, wave))
+            samples += wave.size
+            if len(chunk) >= self.chunk_items or samples >= self.chunk_samples:
+                self._flush(chunk, failures)
+                chunk, samples = [], 0
+        if chunk:
+            self._flush(chunk, failures)
+        bar.close()
+
         vectors: Dict[str, np.ndarray] = {}
         for path, digest in digest_of.items():
             vector = self.cache.lookup(digest)
             if vector is not None:
                 vectors[path] = vector
-            elif path not in failures:  # the same content failed under another path
-                twin = next((p for p, d in todo.items() if d == digest and p in failures), None)
-                failures[path] = failures[twin] if twin else "could not be embedded"
+            elif path not in failures:  # the same bytes failed under another path
+                twin = pending.get(digest)
+                failures[path] = failures.get(twin, "could not be embedded")
         return vectors, failures
 
-    def _embed_missing(self, todo: Dict[str, str], failures: Dict[str, str], desc: str) -> None:
-        from tqdm.auto import tqdm
-
-        from ..audio import TARGET_SAMPLE_RATE, load_audio
-
-        order = sorted(todo, key=lambda p: os.path.getsize(p), reverse=True)
-        bar = tqdm(total=len(order), desc=f"embedding {desc}", unit="clip", disable=not self.progress)
-        chunk: List[Tuple[str, np.ndarray]] = []
-        samples = 0
-        for path in order:
-            try:
-                wave = load_audio(path, TARGET_SAMPLE_RATE)
-                if callable(getattr(self.model, "check_length", None)):
-                    self.model.check_length(wave, path)  # too short for the encoder: report, do not embed
-            except Exception as err:  # AudioError and anything a decoder may raise
-                failures[path] = str(getattr(err, "problem", None) or err)
-                bar.update(1)
-                continue
-            chunk.append((path, wave))
-            samples += wave.size
-            if len(chunk) >= self.chunk_items or samples >= self.chunk_samples:
-                self._flush(chunk, todo, failures, bar)
-                chunk, samples = [], 0
-        if chunk:
-            self._flush(chunk, todo, failures, bar)
-        bar.close()
-
-    def _flush(self, chunk: List[Tuple[str, np.ndarray]], todo: Dict[str, str], failures: Dict[str, str], bar) -> None:
+    def _flush(self, chunk: List[Tuple[str, str, np.ndarray]], failures: Dict[str, str]) -> None:
+        chunk = sorted(chunk, key=lambda item: item[2].size, reverse=True)
         try:
-            embeddings = self._call([wave for _, wave in chunk])
-            self.cache.put_many({todo[path]: embeddings[i] for i, (path, _) in enumerate(chunk)})
+            embeddings = self._call([wave for _, _, wave in chunk])
+            self.cache.put_many({digest: embeddings[i] for i, (_, digest, _) in enumerate(chunk)})
             self.n_embedded += len(chunk)
         except Exception as chunk_error:
-            for path, wave in chunk:  # isolate the bad item(s)
+            for path, digest, wave in chunk:  # isolate the bad item(s)
                 try:
                     embedding = self._call([wave]) if len(chunk) > 1 else None
                     if embedding is None:
                         raise chunk_error
-                    self.cache.put_many({todo[path]: embedding[0]})
+                    self.cache.put_many({digest: embedding[0]})
                     self.n_embedded += 1
                 except Exception as err:
                     problem = getattr(err, "problem", None) or err
                     failures[path] = f"embedding failed ({type(err).__name__}: {problem})"
-        bar.update(len(chunk))
 
     def _call(self, waves: List[np.ndarray]) -> np.ndarray:
+        """The one call into the model: decoded 16 kHz mono clips in, ``[len(waves), D]`` float32 out."""
         from ..audio import TARGET_SAMPLE_RATE
 
         if callable(getattr(self.model, "embed_waveforms", None)):  # decoded already: skip a second decode

@@ -15,7 +15,8 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 
-from .cache import AudioEmbedder, EmbeddingCache, model_identity
+from .cache import DEFAULT_BUSY_TIMEOUT_S, AudioEmbedder, EmbeddingCache, model_identity
+from .cache import preprocessing_settings
 from .classification import DEFAULT_TEMPLATE, ClassificationResult, candidate_embeddings, check_templates
 from .classification import evaluate_classification
 from .metrics import check_labels
@@ -117,18 +118,22 @@ class _TextEmbedder:
 def run_suite(model, prepared: Sequence[PreparedTask], suite_name: str, *,
               templates: Optional[Sequence[str]] = None, batch_size: int = 8,
               cache_dir: Optional[str] = None, progress: bool = True,
+              cache_busy_timeout: float = DEFAULT_BUSY_TIMEOUT_S,
               settings: Optional[Dict[str, Any]] = None, model_info: Optional[Dict[str, Any]] = None) -> SuiteOutcome:
     """Embed and score every prepared task with ``model`` (the core API: ``embed_audio``/``embed_text``).
 
     ``templates`` default to the model's own prompt template (``model.config.prompt_template``; for the released
     checkpoints the reference's ``"A person is speaking in a {} style."``), else that reference template.
+
+    ``cache_dir`` holds the on-disk embedding cache (None: memory only, for this run). A cache file that cannot be
+    used (corrupt, read-only, locked longer than ``cache_busy_timeout`` seconds) warns once and is ignored.
     """
     if not templates:
         templates = [getattr(getattr(model, "config", None), "prompt_template", None) or DEFAULT_TEMPLATE]
     templates = check_templates(templates)
     started = time.perf_counter()
     key = model_identity(model)
-    cache = EmbeddingCache(cache_dir, key)
+    cache = EmbeddingCache(cache_dir, key, busy_timeout=cache_busy_timeout)
     embedder = AudioEmbedder(model, cache, batch_size=batch_size, progress=progress)
     embed_text = _TextEmbedder(model)
     outcomes: List[TaskOutcome] = []
@@ -137,14 +142,17 @@ def run_suite(model, prepared: Sequence[PreparedTask], suite_name: str, *,
             outcomes.append(_run_task(item, embedder, embed_text, templates))
     finally:
         cache.close()
-    info = {"identity": key, **(model_info or {})}
+    info = {"identity": key, **(model_info or {})}  # identity: the cache key (weights, precision, preprocessing)
+    if callable(getattr(model, "identity", None)):
+        info.setdefault("weights_identity", str(model.identity()))
     return SuiteOutcome(
         suite=suite_name,
         tasks=outcomes,
         settings={"templates": list(templates), "batch_size": batch_size, **(settings or {})},
         model=info,
         cache={"folder": str(cache.folder) if cache.folder else None, "hits": cache.hits, "misses": cache.misses,
-               "embedded": embedder.n_embedded},
+               "embedded": embedder.n_embedded, "disabled": cache.disabled, "journal_mode": cache.journal_mode,
+               "preprocessing": preprocessing_settings(model)},
         elapsed_s=time.perf_counter() - started,
     )
 
