@@ -14,7 +14,8 @@ def _pct(x) -> str:
     return "n/a" if x is None else f"{100 * x:.1f} %"
 
 
-def write_card(out: Path, summary: dict, suites: dict, kept: dict) -> None:
+def write_card(out: Path, summary: dict, suites: dict, kept: dict, dest: Path | None = None) -> None:
+    """Write CORPUS_CARD.md for the corpus in ``out`` into ``dest`` (default ``out``)."""
     st = summary["settings"]
     lines = [
         "# Synthetic speaking-style corpus (`paraspeechclap synth`)", "",
@@ -147,7 +148,7 @@ def write_card(out: Path, summary: dict, suites: dict, kept: dict) -> None:
               "'Lee'; such clips are counted as render errors, listed in `dropped.jsonl` and skipped."]
     genders = Counter(r["gender"] for rs in kept.values() for r in rs)
     lines += ["", f"Kept clips per gender: {dict(genders)}."]
-    atomic_write_text(Path(out) / "CORPUS_CARD.md", "\n".join(lines) + "\n")
+    atomic_write_text(Path(dest if dest is not None else out) / "CORPUS_CARD.md", "\n".join(lines) + "\n")
 
 
 def _r(d: dict) -> dict:

@@ -15,10 +15,11 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 from collections import Counter, defaultdict
 from pathlib import Path
 
-from ..fileio import atomic_write, atomic_write_text, file_digest, owns, remove_owned
+from ..fileio import atomic_write, atomic_write_text, file_digest, owns, remove_owned, temporary_name
 from . import styles as S
 from .record import RECORD, OutputExistsError, read_record, write_record
 
@@ -142,7 +143,8 @@ def finalize_corpus(out: Path, rows: list[dict], calib: dict, settings: dict,
     """Verify rendered rows, drop mismatches, write manifests, suites, verification.json and the card.
 
     The audio of a dropped clip is deleted only while it is still the file this run wrote (its digest in
-    ``audio_digests``, keyed by the path relative to ``out``).
+    ``audio_digests``, keyed by the path relative to ``out``). The other files replace those in ``out``: call this
+    through :func:`~paraspeechclap.synth.generate.generate_corpus`, which first checks that they are synth's own.
     """
     from .card import write_card
 
@@ -161,31 +163,39 @@ def finalize_corpus(out: Path, rows: list[dict], calib: dict, settings: dict,
             remove_owned(out, [rel], {rel: (audio_digests or {}).get(rel)})
         else:
             kept[r["split"]].append(r)
-    for split, rs in kept.items():
-        for r in rs:
-            r.pop("index", None)
-            r.pop("split", None)
-        _write_jsonl(out / f"{split}.jsonl", rs)
-    _write_jsonl(out / "dropped.jsonl", dropped + [dict(e) for e in errors])
-    suites_meta = {}
-    for attr, srows in classification_suites(kept["test"]).items():
-        fname = f"test_{attr}.jsonl"
-        _write_jsonl(out / fname, srows)
-        spec = S.SUITES[attr]
-        suites_meta[attr] = {"candidates": spec["candidates"], "manifest": fname,
-                             "counts": dict(Counter(r["classification_tag"] for r in srows))}
-    suites_doc = {"template": S.TAG_TEMPLATE, "audio_root": "audio", "suites": suites_meta}
-    atomic_write_text(out / "suites.json", json.dumps(suites_doc, indent=2))
-    summary = {
-        "generated": len(rows), "render_errors": len(errors), "kept": sum(len(v) for v in kept.values()),
-        "dropped": len(dropped), "kept_per_split": {k: len(v) for k, v in kept.items()},
-        "generated_per_split": generated_per_split,
-        "drop_reasons": dict(Counter(k for d in dropped for k in d["drop_reasons"])),
-        "agreement": summarize(good, checks),
-        "thresholds": thresholds(), "settings": settings,
-    }
-    atomic_write_text(out / "verification.json", json.dumps(summary, indent=2))
-    write_card(out, summary, suites_doc, kept)
+    # the manifests, suites, verification and card belong together: staged, then moved into place at once
+    stage = temporary_name(out / ".synth")
+    os.mkdir(stage, 0o777)
+    try:
+        for split, rs in kept.items():
+            for r in rs:
+                r.pop("index", None)
+                r.pop("split", None)
+            _write_jsonl(stage / f"{split}.jsonl", rs)
+        _write_jsonl(stage / "dropped.jsonl", dropped + [dict(e) for e in errors])
+        suites_meta = {}
+        for attr, srows in classification_suites(kept["test"]).items():
+            fname = f"test_{attr}.jsonl"
+            _write_jsonl(stage / fname, srows)
+            spec = S.SUITES[attr]
+            suites_meta[attr] = {"candidates": spec["candidates"], "manifest": fname,
+                                 "counts": dict(Counter(r["classification_tag"] for r in srows))}
+        suites_doc = {"template": S.TAG_TEMPLATE, "audio_root": "audio", "suites": suites_meta}
+        atomic_write_text(stage / "suites.json", json.dumps(suites_doc, indent=2))
+        summary = {
+            "generated": len(rows), "render_errors": len(errors), "kept": sum(len(v) for v in kept.values()),
+            "dropped": len(dropped), "kept_per_split": {k: len(v) for k, v in kept.items()},
+            "generated_per_split": generated_per_split,
+            "drop_reasons": dict(Counter(k for d in dropped for k in d["drop_reasons"])),
+            "agreement": summarize(good, checks),
+            "thresholds": thresholds(), "settings": settings,
+        }
+        atomic_write_text(stage / "verification.json", json.dumps(summary, indent=2))
+        write_card(out, summary, suites_doc, kept, dest=stage)
+        for name in OUTPUT_FILES:
+            os.replace(stage / name, out / name)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
     return summary
 
 
