@@ -71,7 +71,7 @@ def _print_table(doc: dict, layout: bool, stream=None) -> None:
     stream = stream or sys.stdout
     rows = []
     for rec in doc["prompts"]:
-        chosen = rec["chosen"]
+        chosen = rec["chosen"] if rec["status"] == "chosen" else None
         which = "-" if chosen is None else (f"iter_{chosen['iteration']}" if layout else str(chosen["candidate"]))
         caption = rec["caption"] if len(rec["caption"]) <= 48 else rec["caption"][:45] + "..."
         rows.append(
@@ -160,6 +160,8 @@ def run(args: argparse.Namespace) -> int:
     except OSError as exc:
         print(f"error: could not write the outputs to {args.output}: {exc}", file=err)
         return 2
+    for issue in doc["issues"][len(data.issues):]:  # problems met while writing (a chosen file gone, ...)
+        print(f"error: {issue}", file=err)
     if args.json:
         json.dump(doc, sys.stdout, indent=2, ensure_ascii=False)
         print()

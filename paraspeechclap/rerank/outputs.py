@@ -254,7 +254,7 @@ def _csv_text(records: Sequence[dict], layout: bool) -> str:
         }
         if not rec["candidates"]:
             writer.writerow(common)
-        chosen = rec["chosen"]["candidate"] if rec["chosen"] else None
+        chosen = rec["chosen"]["candidate"] if rec["status"] == "chosen" else None
         for cand in rec["candidates"]:
             row = {**common, **cand, "reasons": ";".join(cand["reasons"])}
             row["chosen"] = int(cand["candidate"] == chosen)
@@ -276,7 +276,7 @@ def _reference_summary(records: Sequence[dict]) -> list[dict]:
             "all_scores": {str(c["iteration"]): c["score"] for c in rec["candidates"]},
         }
         for rec in records
-        if rec["chosen"] is not None
+        if rec["status"] == "chosen"
     ]
 
 
@@ -291,13 +291,16 @@ def _copy_into(src: Path, dest: Path, link: bool) -> None:
             shutil.copyfileobj(source, handle, 1 << 20)
 
 
-def _per_prompt_text(data: RerankInput, results: Sequence[PromptResult], column: str) -> str:
+def _per_prompt_text(data: RerankInput, results: Sequence[PromptResult], column: str,
+                     skip: Iterable[int] = ()) -> str:
+    """One line per prompt line: the chosen candidate's ``column`` value, blank for prompts with no choice."""
     by_index = {res.prompt.index: res for res in results}
+    skip = set(skip)
     lines = []
     for idx in range(data.num_lines):
         res = by_index.get(idx)
         value = None
-        if res is not None and res.selection.chosen is not None:
+        if res is not None and res.selection.chosen is not None and idx not in skip:
             value = res.prompt.candidates[res.selection.chosen].columns.get(column)
         lines.append("" if value is None else str(value))
     return "".join(line + "\n" for line in lines)
@@ -321,8 +324,13 @@ def write_outputs(
     out = Path(out)
     layout = data.kind == "layout"
     records = selection_records(data, results, out)
-    # relative path -> writer(destination); selection.json comes last, it records the others
+    doc = {**(meta or {}), "counts": count_results(data, results), "issues": list(data.issues), "prompts": records}
+    copy_failed: set[int] = set()  # prompt indices whose chosen file could not be copied
+
+    # relative path -> writer(destination), in order: the chosen audio, then the summaries (computed after the
+    # audio, so that a copy that failed shows as a failed prompt), then selection.json, which records the others
     plan: dict[str, Callable[[Path], None]] = {}
+    audio_records: dict[str, dict] = {}
     for res, rec in zip(results, records, strict=True):
         if rec["chosen"] is not None:
             src = res.prompt.candidates[res.selection.chosen].path
@@ -330,14 +338,16 @@ def write_outputs(
             if rel in plan:  # the readers keep ids unique; never let two prompts share a file
                 raise OutputExistsError(f"{out / rel}: two prompts would write the same file")
             plan[rel] = lambda dest, src=src: _copy_into(src, dest, link)
-    texts = {SELECTION_CSV: _csv_text(records, layout)}
+            audio_records[rel] = rec
+    plan[SELECTION_CSV] = lambda dest: atomic_write_text(dest, _csv_text(records, layout))
     if layout:
-        texts[REFERENCE_SUMMARY] = json.dumps(_reference_summary(records), indent=2) + "\n"
+        plan[REFERENCE_SUMMARY] = lambda dest: atomic_write_text(
+            dest, json.dumps(_reference_summary(records), indent=2) + "\n"
+        )
         for column, filename in data.per_prompt_files.items():
-            texts[filename] = _per_prompt_text(data, results, column)
-    for name, text in texts.items():
-        plan[name] = lambda dest, text=text: atomic_write_text(dest, text)
-    if layout:
+            plan[filename] = lambda dest, column=column: atomic_write_text(
+                dest, _per_prompt_text(data, results, column, skip=copy_failed)
+            )
         for src in data.common_files:
             plan[src.name] = lambda dest, src=src: _copy_into(src, dest, link=False)
     lowered: dict[str, str] = {}
@@ -346,18 +356,36 @@ def write_outputs(
             raise OutputExistsError(f"{out}: {lowered[rel.casefold()]} and {rel} differ only in case")
 
     previous = _check(out, [*plan, SELECTION_JSON], overwrite, data)
-    doc = {**(meta or {}), "counts": count_results(data, results), "issues": data.issues, "prompts": records}
 
-    def fill(stage: Path) -> None:
+    def fail_copy(rel: str, exc: OSError) -> None:
+        """One chosen file that cannot be copied fails its prompt, not the run."""
+        rec = audio_records[rel]
+        message = f"{rec['chosen']['path']}: could not be copied ({exc.strerror or exc}); prompt {rec['id']} failed"
+        doc["issues"].append(message)
+        doc["counts"]["issues"] += 1
+        doc["counts"]["chosen"] -= 1
+        doc["counts"]["failed"] += 1
+        rec["status"] = "failed"
+        rec["chosen"]["error"] = message
+        copy_failed.add(rec["index"])
+
+    def fill(stage: Path) -> dict[str, str]:
         digests = {}
         for rel, write in plan.items():
-            write(stage / rel)
+            try:
+                write(stage / rel)
+            except OSError as exc:
+                if rel not in audio_records:
+                    raise
+                fail_copy(rel, exc)
+                continue
             digests[rel] = file_digest(stage / rel)
-            if progress is not None and rel.startswith(AUDIOS + "/"):
+            if progress is not None and rel in audio_records:
                 progress(1)
         doc["written_by"] = WRITER
         doc["outputs"] = digests
         atomic_write_text(stage / SELECTION_JSON, json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
+        return digests
 
     if not os.path.lexists(out):
         with atomic_dir(out) as stage:  # a new folder appears whole or not at all
@@ -368,15 +396,15 @@ def write_outputs(
     os.mkdir(stage, 0o777)
     try:
         (stage / AUDIOS).mkdir()
-        fill(stage)
+        written = fill(stage)
         (out / AUDIOS).mkdir(exist_ok=True)
-        for rel in plan:
+        for rel in written:
             os.replace(stage / rel, out / rel)
         os.replace(stage / SELECTION_JSON, out / SELECTION_JSON)
     finally:
         shutil.rmtree(stage, ignore_errors=True)
     if overwrite and previous:
-        stale = [rel for rel in previous if rel not in plan and rel != SELECTION_JSON]
+        stale = [rel for rel in previous if rel not in written and rel != SELECTION_JSON]
         remove_owned(out, stale, previous)
     return doc
 

@@ -313,3 +313,21 @@ def test_synth_verify_only_never_replaces_a_foreign_report(tmp_path):
     with pytest.raises(OutputExistsError, match="never replaced"):
         verify_corpus(tmp_path, workers=1, progress=False)
     assert (tmp_path / "verification_stored.json").read_text() == "mine\n"
+
+
+def test_a_chosen_file_that_vanishes_before_the_copy_fails_only_its_prompt(beside, tmp_path, tiny_model):
+    from paraspeechclap.rerank import read_manifest, rerank_input, write_outputs
+
+    rows = [{"id": f"p{i}", "caption": "A voice.", "candidates": [f"audios/c{i}.wav"]} for i in range(3)]
+    (beside / "three.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    data = read_manifest(beside / "three.jsonl")
+    results = rerank_input(tiny_model, data, show_progress=False)
+    (beside / "audios" / "c1.wav").unlink()  # gone between scoring and writing
+    out = tmp_path / "best"
+    doc = write_outputs(out, data, results)
+    assert sorted(p.name for p in (out / "audios").iterdir()) == ["p0.wav", "p2.wav"]
+    assert [r["status"] for r in doc["prompts"]] == ["chosen", "failed", "chosen"]
+    assert doc["counts"]["failed"] == 1 and doc["counts"]["chosen"] == 2
+    assert any("c1.wav: could not be copied" in issue for issue in doc["issues"])
+    assert set(doc["outputs"]) == {"audios/p0.wav", "audios/p2.wav", "selection.csv"}
+    assert json.loads((out / "selection.json").read_text()) == json.loads(json.dumps(doc))
