@@ -44,9 +44,9 @@ def unreachable_message(what: str, err: BaseException | None = None, command: st
            else "the Hugging Face hub could not be reached and the files are not in the local cache")
     reason = f" ({type(err).__name__}: {first_line(err)})" if err is not None else ""
     command = command or f"hf download {what}"
+    once = ", or load once without HF_HUB_OFFLINE," if offline() else ""
     return (f"cannot get {what}: {how}{reason}. On a machine with network, run `{command}` (`huggingface-cli "
-            f"download` with older huggingface_hub), or load once without HF_HUB_OFFLINE, to fill the cache; "
-            f"or pass local folders/files instead.")
+            f"download` with older huggingface_hub){once} to fill the cache; or pass local folders/files instead.")
 
 
 def first_line(err: BaseException, limit: int = 300) -> str:

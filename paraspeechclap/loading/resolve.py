@@ -3,7 +3,7 @@
 1. List the repo's files at the revision and take the first file-name candidate it holds (the release README and
    the repos disagree on the names: ``paraspeechclap-{name}.pth.tar`` vs ``slap-{name}.pth.tar``).
 2. If listing fails (offline, no network, a mirror without the tree API, ...), take the first candidate found in the
-   local hub cache; failing that, and unless offline, ask the hub for each candidate in turn.
+   local hub cache; failing that, if the hub did answer (with an error), ask it for each candidate in turn.
 3. Download through the hub cache and, when the registry knows the SHA-256 of that file at the commit it came
    from, hash it (streamed) and refuse it on a mismatch.
 """
@@ -63,7 +63,9 @@ def resolve_checkpoint(bundle: Bundle, revision: str | None = None) -> ResolvedC
             if path is not None:
                 chosen = name
                 break
-        if path is None and not hub.offline():
+        # asking for each name only helps when the hub answered the listing with an error (a mirror without the
+        # listing API, say); when it could not be reached at all, each request would only wait out its retries
+        if path is None and not hub.offline() and not hub.is_network_error(list_error):
             for name in bundle.filenames:
                 try:
                     path = hub.download_file(bundle.repo_id, name, revision=revision)

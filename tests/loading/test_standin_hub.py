@@ -180,3 +180,24 @@ def test_sha256_is_streamed_and_exact(tmp_path):
     data = os.urandom(3 * 1024 + 7)
     path.write_bytes(data)
     assert hub_module.sha256_file(path, chunk_size=1000) == hashlib.sha256(data).hexdigest()
+
+
+def test_network_errors_are_told_apart_from_answers(standin_hub, fixture_dir):
+    from huggingface_hub import errors
+
+    standin_hub.add_repo(REPO, {NEW: fixture_dir / "checkpoint.pth.tar"})
+    with pytest.raises(errors.HfHubHTTPError) as answer:  # the hub answered: no such file
+        hub_module.download_file(REPO, OLD)
+    assert hub_module.is_missing_entry(answer.value) and not hub_module.is_network_error(answer.value)
+    with pytest.raises(errors.HfHubHTTPError) as answer:
+        hub_module.list_repo_files(REPO, revision="nope")
+    assert not hub_module.is_missing_entry(answer.value) and not hub_module.is_network_error(answer.value)
+    try:  # nobody listens on the discard port: connection refused, as huggingface_hub's HTTP client reports it
+        from huggingface_hub.utils import get_session
+
+        get_session().get("http://127.0.0.1:9/")
+    except Exception as err:
+        refused = err
+    assert hub_module.is_network_error(refused) and not hub_module.is_missing_entry(refused)
+    assert hub_module.is_network_error(errors.OfflineModeIsEnabled("offline"))
+    assert hub_module.is_network_error(errors.LocalEntryNotFoundError("not cached"))
