@@ -2,7 +2,8 @@
 
     paraspeechclap train --config intrinsic data.audio_root=/data/psc [key=value ...]
     paraspeechclap train --config my_recipe.yaml optim.lr=3e-5 freeze=[text_branch.base]
-    paraspeechclap train --resume runs/paraspeechclap_intrinsic        # newest complete checkpoint
+    paraspeechclap train --resume runs/paraspeechclap_intrinsic        # newest checkpoint that loads
+    paraspeechclap train --resume runs/x/checkpoints/step_00001500 --fork   # branch off an older one (new folder)
     torchrun --nproc_per_node=4 -m paraspeechclap train --config intrinsic data.audio_root=/data/psc
 """
 
@@ -20,7 +21,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="recipe name (intrinsic, situational, combined) or a YAML path; "
                              "default: intrinsic, or the saved config with --resume")
     parser.add_argument("--resume", default=None, metavar="DIR",
-                        help="continue exactly from a checkpoint folder or a run folder (its newest complete checkpoint)")
+                        help="continue exactly from a run folder (its newest checkpoint that loads) or a checkpoint "
+                             "folder; resuming an older checkpoint into its own run folder needs --fork")
+    parser.add_argument("--fork", action="store_true",
+                        help="with --resume: continue in a new run folder (RUN-fork-step_N unless run.output_dir is "
+                             "given), leaving the original run and its newer checkpoints untouched")
     parser.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
     parser.add_argument("overrides", nargs="*", metavar="key=value",
                         help="config overrides, dotted (optim.lr=3e-5) or a unique leaf name (lr=3e-5)")
@@ -33,9 +38,15 @@ def run(args: argparse.Namespace) -> int:
         if args.print_config:
             print(dump(load_config(args.config or "intrinsic", args.overrides)), end="")
             return 0
+        if args.fork and not args.resume:
+            raise ConfigError("--fork needs --resume")
         from .trainer import train
 
-        train(args.config if (args.config or not args.resume) else None, args.overrides, resume=args.resume)
+        result = train(args.config if (args.config or not args.resume) else None, args.overrides,
+                       resume=args.resume, fork=args.fork)
+        if result.get("stopped"):
+            print(f"paraspeechclap train: stopped by {result['stopped']} at step {result['step']}; "
+                  f"resume with: {result['resume_command']}", file=sys.stderr)
     except ConfigError as e:
         print(f"paraspeechclap train: config error: {e}", file=sys.stderr)
         return 2
@@ -43,14 +54,16 @@ def run(args: argparse.Namespace) -> int:
         print(f"paraspeechclap train: {e}", file=sys.stderr)
         return 2
     except Exception as e:  # noqa: BLE001
-        from .trainer import DataError
+        from .checkpointing import CheckpointError
+        from .trainer import DataError, NonFiniteError
 
-        if isinstance(e, DataError):
+        if isinstance(e, (DataError, NonFiniteError, CheckpointError)):
             print(f"paraspeechclap train: {e}", file=sys.stderr)
             return 1
         raise
-    except KeyboardInterrupt:
-        logging.getLogger("paraspeechclap.train").warning("interrupted; resume from the last checkpoint with --resume")
+    except KeyboardInterrupt:  # a second Ctrl-C: no checkpoint of this step
+        logging.getLogger("paraspeechclap.train").warning(
+            "interrupted at once; resume from the last checkpoint with --resume RUN_FOLDER")
         return 130
     return 0
 

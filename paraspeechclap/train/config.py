@@ -191,6 +191,8 @@ def validate(cfg: dict) -> None:
             raise ConfigError(f"{name} must be one of {', '.join(allowed)}, not {v!r}")
     if int(o["batch_size"]) < 1 or int(o["grad_accum"]) < 1:
         raise ConfigError("optim.batch_size and optim.grad_accum must be >= 1")
+    if int(o.get("max_nonfinite_steps", 1)) < 1:
+        raise ConfigError("optim.max_nonfinite_steps must be >= 1")
     if cfg["model"]["init"] == "pretrained" and not cfg["model"].get("source"):
         raise ConfigError("model.init=pretrained needs model.source")
     if s.get("balanced") and not (s.get("tag_column") or l.get("tag_columns")):

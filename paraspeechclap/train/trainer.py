@@ -13,35 +13,44 @@ each deliberate:
 * the sampler plan, crops and caption choices depend only on (seed, epoch, position), checkpoints
   carry every RNG state, so ``--resume`` continues exactly (bit-identical weights on CPU);
 * unreadable audio is counted, logged with its path (``bad_audio.tsv`` in the run folder) and
-  skipped, or stops the run (``data.on_bad_audio=error``).
+  skipped, or stops the run (``data.on_bad_audio=error``);
+* SIGTERM / SIGINT save a checkpoint at the next step boundary and return (every rank agrees through
+  one small all-reduce per step); a non-finite loss or gradient skips the optimizer step, and
+  ``optim.max_nonfinite_steps`` such steps in a row stop the run without checkpointing;
+* checkpoints carry a save sequence number; resuming from an older checkpoint into its own run folder is
+  refused (``--fork`` branches into a new folder), and resuming a run folder falls back to the newest
+  checkpoint that loads.
 """
 
 from __future__ import annotations
 
 import contextlib
-import csv
 import importlib
 import json
 import logging
 import math
 import os
 import random
-import time
+import shlex
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 import torch
 
+from .. import fileio
 from .. import losses as L
 from ..data import schema
 from ..data.collate import Collator
 from ..data.dataset import ParaSpeechCapsDataset, StreamingParaSpeechCapsDataset
 from ..data.samplers import BalancedBatchSampler, ShuffleBatchSampler
 from ..data.sources import Table, load_sources
+from ..evaluate import metrics as M
 from . import checkpointing as C
 from . import distributed as D
-from .config import Config, apply_overrides, dump, validate, _wrap
+from .config import Config, ConfigError, apply_overrides, dump, validate, _wrap
+from .logs import LOG_FILES, RunLogger, copy_log_rows
+from .state import StopSignals, TrainState, agree, worker_ignore_signals
 
 logger = logging.getLogger("paraspeechclap.train")
 
@@ -52,6 +61,10 @@ SR = 16000
 
 class DataError(RuntimeError):
     """The run stopped because of its data (unreadable audio with data.on_bad_audio=error, too many bad items)."""
+
+
+class NonFiniteError(RuntimeError):
+    """optim.max_nonfinite_steps optimizer steps in a row had a non-finite loss or gradient."""
 
 
 # ============================================================================================ helpers
@@ -114,8 +127,26 @@ def _freeze(model: torch.nn.Module, prefixes: Sequence[str]) -> int:
     return n
 
 
+#: modules that ``model.factory`` (in a config, or in the config a checkpoint carries) may name
+IMPORT_ALLOW_LIST = ("paraspeechclap",)
+IMPORT_ALLOW_ENV = "PARASPEECHCLAP_ALLOW_IMPORTS"
+
+
+def allowed_modules() -> tuple[str, ...]:
+    """The import allow-list: ``paraspeechclap`` and its submodules, plus the comma-separated module names in
+    ``$PARASPEECHCLAP_ALLOW_IMPORTS`` (each with its submodules)."""
+    extra = [m.strip() for m in os.environ.get(IMPORT_ALLOW_ENV, "").split(",") if m.strip()]
+    return IMPORT_ALLOW_LIST + tuple(extra)
+
+
 def _import(path: str):
-    mod, _, attr = path.replace(":", ".").rpartition(".")
+    """``pkg.module.attr`` (or ``pkg.module:attr``), from an allowed module only: a config or checkpoint must not
+    be able to run arbitrary code by naming a module."""
+    mod, _, attr = str(path).replace(":", ".").rpartition(".")
+    allowed = allowed_modules()
+    if not mod or not any(mod == a or mod.startswith(a + ".") for a in allowed):
+        raise ConfigError(f"{path!r}: module {mod or path!r} is not on the import allow-list ({', '.join(allowed)}); "
+                          f"add a trusted module with {IMPORT_ALLOW_ENV}=module[,module...]")
     return getattr(importlib.import_module(mod), attr)
 
 
@@ -123,7 +154,7 @@ def build_model(mcfg: dict) -> torch.nn.Module:
     """``model.factory`` (dotted path to a callable taking the model config) or ParaSpeechCLAP."""
     if mcfg.get("factory"):
         return _import(mcfg["factory"])(mcfg)
-    from ..model import ParaSpeechCLAP
+    from .. import ParaSpeechCLAP
 
     if mcfg["init"] == "pretrained":
         src = str(mcfg["source"])
@@ -240,17 +271,159 @@ def training_loss(model, inner, batch: dict, *, device, heads: Sequence[HeadSpec
 
 # ============================================================================================ trainer
 class Trainer:
-    def __init__(self, cfg: Config, *, resume: str | os.PathLike | None = None, model: torch.nn.Module | None = None):
+    """One training run: :meth:`run` sets up (run folder, model, data, optimizer, resume), then loops.
+
+    The pieces: :class:`~.state.TrainState` (where the run is), :class:`~.checkpointing.Checkpointer` (saves,
+    prunes), :class:`~.logs.RunLogger` (CSV/TensorBoard/W&B), :class:`~.state.StopSignals` (SIGTERM/SIGINT)."""
+
+    def __init__(self, cfg: Config, *, resume: str | os.PathLike | None = None, model: torch.nn.Module | None = None,
+                 fork: bool = False, preloaded: tuple | None = None):
         self.cfg = cfg
         self.resume_from = resume
+        self.fork = bool(fork)
+        self._preloaded = preloaded
         self._model_override = model
+        self.log: RunLogger | None = None
+        self.history: list[dict] = []
+
+    # ------------------------------------------------------------------ run
+    def run(self) -> dict:
+        cfg = self.cfg
+        self.dist = dist = D.setup(cfg.run.device, cfg.distributed.backend, cfg.distributed.timeout_minutes)
+        setup_logging(cfg.run.log_level, dist.rank)
+        self.stop = StopSignals().install()
+        try:
+            return self._run()
+        finally:
+            self.stop.restore()
+            if self.log is not None:
+                self.log.close()
+            D.cleanup(dist)
+
+    def _run(self) -> dict:
+        cfg, dist = self.cfg, self.dist
+        if cfg.run.deterministic:
+            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+            torch.use_deterministic_algorithms(True, warn_only=True)
+            torch.backends.cudnn.deterministic = True
+            torch.backends.cudnn.benchmark = False
+        seed_everything(int(cfg.run.seed) + dist.rank)
+        base, saved, weights, broken = self._load_resume()
+        self.run_dir = self._prepare_run_dir(base, broken)
+        self._build_model()
+        self._build_data(self.model)
+        self._build_optimizer()
+        st = self._restore(base, saved, weights)
+        self.ckpt = C.Checkpointer(self.run_dir, dist, keep_last=cfg.checkpoint.keep_last,
+                                   save_pretrained=bool(cfg.checkpoint.save_pretrained), base=base, broken=broken)
+        self.log = RunLogger(cfg, dist, self.run_dir, resumed_step=st.step if base is not None else None,
+                             total=self.total, initial_step=st.step)
+        self.history = self.log.history
+        if saved is not None:
+            rs = saved["rng"]
+            C.set_rng_state(rs[dist.rank] if len(rs) > dist.rank else rs[0])
+        stopped = self._loop(st)
+        return self._finish(st, stopped)
 
     # ------------------------------------------------------------------ set-up
-    def _setup_run_dir(self) -> Path:
-        r = self.cfg.run
-        run_dir = Path(r.output_dir) if r.get("output_dir") else Path(r.output_root) / r.name
+    def _load_resume(self):
+        """(checkpoint, training state, weights, newer checkpoints that did not load); Nones for a fresh run.
+        Rank 0 picks the checkpoint (the newest that loads) and every rank uses that one."""
+        if not self.resume_from:
+            return None, None, None, []
+        cands = C.resume_candidates(self.resume_from)
+        if self._preloaded is not None and self._preloaded[0] in cands:
+            ck, saved, weights = self._preloaded
+        else:
+            ck, saved, weights = C.load_first_good(cands)
+        self._preloaded = None
+        if self.dist.distributed:
+            chosen = Path(D.broadcast_object(str(ck)))
+            if chosen != ck:
+                ck, saved, weights = C.load_first_good([chosen])
+        broken = cands[:cands.index(ck)] if ck in cands else []
+        return ck, saved, weights, broken
+
+    def _prepare_run_dir(self, base: Path | None, broken: Sequence[Path]) -> Path:
+        """The folder this run writes to; refuses to clobber checkpoints (see :func:`plan_run_dir`)."""
+        cfg, dist = self.cfg, self.dist
+        configured = Path(cfg.run.output_dir) if cfg.run.get("output_dir") else Path(cfg.run.output_root) / cfg.run.name
+        plan: tuple = (None, None, None)
+        if dist.is_main:
+            try:
+                plan = (str(plan_run_dir(configured, base, broken, fork=self.fork,
+                                         overwrite=bool(cfg.run.get("overwrite")))), None, None)
+            except FileExistsError as e:  # every rank raises it, none waits for the others
+                plan = (None, type(e).__name__, str(e))
+        where, err, msg = D.broadcast_object(plan)
+        if err is not None:
+            raise (ResumeConflict if err == "ResumeConflict" else FileExistsError)(msg)
+        run_dir = Path(where)
+        cfg.run.output_dir = str(run_dir)
+        if dist.is_main:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            fileio.atomic_write_text(run_dir / "config.yaml", dump(cfg))
+            if base is not None and C.run_dir_of(base) is not None and C.run_dir_of(base).resolve() != run_dir.resolve():
+                step = int(C.read_marker(base).get("step", 0))
+                for name in LOG_FILES:  # a fork starts with its parent's history
+                    copy_log_rows(C.run_dir_of(base) / name, run_dir / name, step)
+                logger.info("forked from %s into %s", base, run_dir)
+        D.barrier()
         return run_dir
 
+    def _build_model(self) -> None:
+        cfg = self.cfg
+        model = self._model_override if self._model_override is not None else build_model(cfg.model)
+        frozen = _freeze(model, list(cfg.model.freeze or []))
+        if cfg.model.gradient_checkpointing:
+            enable_gradient_checkpointing(model)
+        model.to(self.dist.device)
+        n_train = sum(p.numel() for p in model.parameters() if p.requires_grad)
+        logger.info("model: %.1fM trainable parameters, %.1fM frozen", n_train / 1e6, frozen / 1e6)
+        if not hasattr(model, "log_logit_scale"):
+            raise AttributeError("the model has no log_logit_scale parameter")
+        self.model = model
+        self.params = [p for p in model.parameters() if p.requires_grad]
+        self.max_log_scale = math.log(float(cfg.model.max_logit_scale))
+
+    def _build_optimizer(self) -> None:
+        o, device = self.cfg.optim, self.dist.device
+        opt_cls = torch.optim.AdamW if o.optimizer == "adamw" else torch.optim.Adam
+        self.optimizer = opt_cls(self.params, lr=float(o.lr), betas=tuple(float(b) for b in o.betas),
+                                 eps=float(o.eps), weight_decay=float(o.weight_decay))
+        self.total = self._total_steps()
+        if o.schedule != "constant" and not self.total:
+            raise ValueError("optim.schedule needs a known number of steps: set optim.max_steps")
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lr_lambda(o.schedule, int(o.warmup_steps), self.total, float(o.min_lr_ratio)))
+        amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(o.precision)
+        self.scaler = torch.amp.GradScaler(device.type, enabled=o.precision == "fp16")
+        self.autocast = (lambda: torch.autocast(device.type, dtype=amp_dtype)) if amp_dtype else contextlib.nullcontext
+
+    def _restore(self, base: Path | None, saved: dict | None, weights: dict | None) -> TrainState:
+        """Load weights, optimizer, scheduler and scaler from the checkpoint; wrap the model in DDP."""
+        cfg, dist = self.cfg, self.dist
+        st = TrainState()
+        if base is not None:
+            self.model.load_state_dict(weights)
+            self.optimizer.load_state_dict(saved["optimizer"])
+            self.scheduler.load_state_dict(saved["scheduler"])
+            if saved.get("scaler"):
+                self.scaler.load_state_dict(saved["scaler"])
+            st = TrainState.from_dict(saved)
+            if int(saved.get("world_size", 1)) != dist.world_size:
+                logger.warning("resuming a %d-process run on %d processes: the data order changes",
+                               saved.get("world_size", 1), dist.world_size)
+            logger.info("resumed from %s: step %d, epoch %d, batch %d", base, st.step, st.epoch + 1, st.position)
+        self.ddp = self.model
+        if dist.distributed:
+            self.ddp = torch.nn.parallel.DistributedDataParallel(
+                self.model, device_ids=[dist.device.index] if dist.device.type == "cuda" else None,
+                # eval-mode towers leave e.g. WavLM's masked_spec_embed unused
+                find_unused_parameters=bool(cfg.distributed.find_unused_parameters or cfg.model.disable_dropout))
+        return st
+
+    # ------------------------------------------------------------------ data
     def _build_data(self, model):
         cfg, dist = self.cfg, self.dist
         d = cfg.data
@@ -319,7 +492,7 @@ class Trainer:
     def _loader(self, epoch: int, position: int):
         d = self.cfg.data
         nw = int(d.num_workers)
-        kw: dict[str, Any] = dict(num_workers=nw, collate_fn=self.collator,
+        kw: dict[str, Any] = dict(num_workers=nw, collate_fn=self.collator, worker_init_fn=worker_ignore_signals,
                                   pin_memory=self.dist.device.type == "cuda",
                                   generator=torch.Generator().manual_seed(int(self.cfg.run.seed) + epoch))
         if nw > 0:
@@ -348,229 +521,181 @@ class Trainer:
         return min(cands) if cands else None
 
     # ------------------------------------------------------------------ run
-    def run(self) -> dict:
-        cfg = self.cfg
-        ckpt_path = None
-        state = None
-        if self.resume_from:
-            ckpt_path = C.resolve_resume(self.resume_from)
-            state = C.load_training_state(ckpt_path)
-            if not cfg.run.get("output_dir"):
-                cfg.run.output_dir = str(ckpt_path.parent.parent)
-        self.dist = dist = D.setup(cfg.run.device, cfg.distributed.backend, cfg.distributed.timeout_minutes)
-        setup_logging(cfg.run.log_level, dist.rank)
-        try:
-            return self._run(ckpt_path, state)
-        finally:
-            if getattr(self, "_tb", None) is not None:
-                self._tb.close()
-            if getattr(self, "_wandb", None) is not None:
-                self._wandb.finish()
-            D.cleanup(dist)
 
-    def _run(self, ckpt_path, state) -> dict:
-        cfg, dist = self.cfg, self.dist
-        seed = int(cfg.run.seed)
-        if cfg.run.deterministic:
-            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-            torch.use_deterministic_algorithms(True, warn_only=True)
-            torch.backends.cudnn.deterministic = True
-            torch.backends.cudnn.benchmark = False
-        seed_everything(seed + dist.rank)
-        self.run_dir = run_dir = self._setup_run_dir()
-        if ckpt_path is None and C.list_checkpoints(run_dir):
-            if not cfg.run.get("overwrite"):
-                raise FileExistsError(f"{run_dir} already holds checkpoints: continue it with --resume {run_dir}, "
-                                      f"or start afresh elsewhere (run.output_dir=...) or with run.overwrite=true")
-            D.barrier()
-            if dist.is_main:
-                import shutil
+    # ------------------------------------------------------------------ the loop
+    def _done(self, st: TrainState) -> bool:
+        o = self.cfg.optim
+        return bool((o.max_steps and st.step >= int(o.max_steps)) or (o.epochs and st.epoch >= int(o.epochs)))
 
-                shutil.rmtree(C.checkpoint_root(run_dir), ignore_errors=True)
-                for f in ("train_log.csv", "val_log.csv", "bad_audio.tsv"):
-                    (run_dir / f).unlink(missing_ok=True)
-        if dist.is_main:
-            run_dir.mkdir(parents=True, exist_ok=True)
-            (run_dir / "config.yaml").write_text(dump(cfg))
-        D.barrier()
-        device = dist.device
+    def _loop(self, st: TrainState) -> str | None:
+        """Train until max_steps / epochs; returns the name of the signal that stopped the run early, if any."""
+        while not self._done(st):
+            self.model.train(not bool(self.cfg.model.disable_dropout))
+            stopped = self._epoch(st)
+            if stopped:
+                return stopped
+        return None
 
-        # model
-        model = self._model_override if self._model_override is not None else build_model(cfg.model)
-        frozen = _freeze(model, list(cfg.model.freeze or []))
-        if cfg.model.gradient_checkpointing:
-            enable_gradient_checkpointing(model)
-        model.to(device)
-        n_train = sum(p.numel() for p in model.parameters() if p.requires_grad)
-        logger.info("model: %.1fM trainable parameters, %.1fM frozen", n_train / 1e6, frozen / 1e6)
-        self.model = model
-        if not hasattr(model, "log_logit_scale"):
-            raise AttributeError("the model has no log_logit_scale parameter")
-        self.max_log_scale = math.log(float(cfg.model.max_logit_scale))
-
-        self._build_data(model)
-
-        # optimisation
-        o = cfg.optim
-        params = [p for p in model.parameters() if p.requires_grad]
-        opt_cls = torch.optim.AdamW if o.optimizer == "adamw" else torch.optim.Adam
-        self.optimizer = opt = opt_cls(params, lr=float(o.lr), betas=tuple(float(b) for b in o.betas), eps=float(o.eps),
-                                       weight_decay=float(o.weight_decay))
-        total = self._total_steps()
-        if o.schedule != "constant" and not total:
-            raise ValueError("optim.schedule needs a known number of steps: set optim.max_steps")
-        self.scheduler = sched = torch.optim.lr_scheduler.LambdaLR(
-            opt, lr_lambda(o.schedule, int(o.warmup_steps), total, float(o.min_lr_ratio)))
-        amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(o.precision)
-        self.scaler = scaler = torch.amp.GradScaler(device.type, enabled=o.precision == "fp16")
-        autocast = (lambda: torch.autocast(device.type, dtype=amp_dtype)) if amp_dtype else contextlib.nullcontext
-
-        step, epoch, position = 0, 0, 0
-        counters = {"bad_items": 0, "items_read": 0, "samples": 0, "audio_seconds": 0.0}
-        self._counters = counters
-        if state is not None:
-            model.load_state_dict(C.load_model_state(ckpt_path, map_location=device))
-            opt.load_state_dict(state["optimizer"])
-            sched.load_state_dict(state["scheduler"])
-            if state.get("scaler"):
-                scaler.load_state_dict(state["scaler"])
-            step, epoch, position = int(state["step"]), int(state["epoch"]), int(state["position"])
-            counters.update(state.get("counters", {}))
-            if int(state.get("world_size", 1)) != dist.world_size:
-                logger.warning("resuming a %d-process run on %d processes: the data order changes",
-                               state.get("world_size", 1), dist.world_size)
-            logger.info("resumed from %s: step %d, epoch %d, batch %d", ckpt_path, step, epoch + 1, position)
-
-        ddp = model
-        if dist.distributed:
-            ddp = torch.nn.parallel.DistributedDataParallel(
-                model, device_ids=[device.index] if device.type == "cuda" else None,
-                # eval-mode towers leave e.g. WavLM's masked_spec_embed unused
-                find_unused_parameters=bool(cfg.distributed.find_unused_parameters or cfg.model.disable_dropout))
-        self._init_loggers(resumed_step=step if state is not None else None)
-
-        if state is not None:
-            rs = state["rng"][dist.rank] if isinstance(state["rng"], list) and len(state["rng"]) > dist.rank else state["rng"]
-            if isinstance(rs, list):
-                rs = rs[0]
-            C.set_rng_state(rs)
-
-        max_steps = int(o.max_steps) if o.max_steps else None
-        max_epochs = int(o.epochs) if o.epochs else None
-        accum = int(o.grad_accum)
-        train_mode = not bool(cfg.model.disable_dropout)
-        log_every = max(1, int(cfg.logging.every_n_steps))
-        ck_every = int(cfg.checkpoint.every_n_steps or 0)
-        val_every = int(cfg.validation.every_n_steps or 0)
-        last_saved = step if state is not None else -1
-
-        def done() -> bool:
-            return bool((max_steps and step >= max_steps) or (max_epochs and epoch >= max_epochs))
-
-        def finish_step(micro_batches: int) -> None:
-            """One optimizer step over the accumulated micro-batches, then log, validate and checkpoint when due."""
-            nonlocal step, last_saved
-            step = self._optimizer_step(step, micro_batches, accum)
-            self._after_step(step, epoch, position, win, bar, log_every, total)
-            if val_every and step % val_every == 0:
-                self.validate(step)
-            if ck_every and step % ck_every == 0:
-                self.save(step, epoch, position, counters)
-                last_saved = step
-
-        bar = None
-        if dist.is_main and cfg.logging.tqdm:
-            try:
-                from tqdm.auto import tqdm
-
-                bar = tqdm(total=total, initial=step, desc="train", dynamic_ncols=True, unit="step")
-            except ImportError:
-                bar = None
-
-        win = {"t": time.perf_counter(), "samples": 0, "audio": 0.0, "loss": torch.zeros(3, dtype=torch.float64),
-               "n": 0, "valid": 0}
-        self.history: list[dict] = []
-        while not done():
-            model.train(train_mode)
-            loader = self._loader(epoch, position)
-            started_at = position
-            micro, got = 0, 0
-            for batch in loader:
-                position += 1
-                self._account_errors(batch, counters)
-                n_local = batch["size"]
-                if D.all_reduce_min(n_local, device) == 0:
-                    logger.warning("skipping a batch: a rank has no readable item")
-                    continue
-                sync = (micro + 1 == accum)
-                ctx = ddp.no_sync() if (dist.distributed and not sync) else contextlib.nullcontext()
-                with ctx:
-                    out = training_loss(ddp, model, batch, device=device, heads=self.heads, step=step, seed=seed,
-                                        classification_weight=float(cfg.loss.classification_weight), autocast=autocast)
-                    loss = out["total_loss"] / accum
-                    scaler.scale(loss).backward()
-                micro += 1
-                got += 1
-                # accumulated on the device: no host sync until a log step
-                win["loss"] = win["loss"].to(device) + torch.stack([
-                    out["total_loss"].detach(), out["contrastive_loss"].detach(),
-                    out["classification_loss"].detach()]).double()
-                win["n"] += 1
-                win["samples"] += n_local
-                secs = float(batch["audio_lengths"].sum()) / SR
-                win["audio"] += secs
-                counters["samples"] += n_local
-                counters["audio_seconds"] += secs
-                if micro < accum:
-                    continue
-                finish_step(micro)
-                micro = 0
-                if max_steps and step >= max_steps:
-                    break
-            else:
-                if micro:  # leftover micro-batches at the end of the epoch: one (rescaled) step
-                    finish_step(micro)
-                    micro = 0
-                epoch += 1
-                position = 0
-                if got == 0 and started_at == 0:
-                    raise RuntimeError("an epoch produced no usable batch (all audio unreadable?)")
+    def _epoch(self, st: TrainState) -> str | None:
+        """The rest of the current epoch (or up to max_steps)."""
+        accum, max_steps = int(self.cfg.optim.grad_accum), self.cfg.optim.max_steps
+        started_at, got = st.position, 0
+        acc = self._new_accumulator()
+        for batch in self._loader(st.epoch, st.position):
+            st.position += 1
+            self._account_errors(batch, st.counters)
+            if D.all_reduce_min(batch["size"], self.dist.device) == 0:
+                logger.warning("skipping a batch: a rank has no readable item")
                 continue
-            break  # max_steps reached inside the epoch
+            self._forward_backward(batch, st, acc, sync=acc["micro"] + 1 == accum)
+            got += 1
+            if acc["micro"] < accum:
+                continue
+            stopped = self._finish_step(st, acc)
+            acc = self._new_accumulator()
+            if stopped:
+                return stopped
+            if max_steps and st.step >= int(max_steps):
+                return None
+        if acc["micro"]:  # leftover micro-batches at the end of the epoch: one (rescaled) step
+            stopped = self._finish_step(st, acc)
+            if stopped:
+                return stopped
+        if got == 0 and started_at == 0:
+            raise RuntimeError("an epoch produced no usable batch (all audio unreadable?)")
+        st.epoch += 1
+        st.position = 0
+        return None
 
-        if bar is not None:
-            bar.close()
-        final_val = None
-        if cfg.validation.data and (not val_every or step % val_every):
-            final_val = self.validate(step)
-        if last_saved != step:
-            self.save(step, epoch, position, counters)
-        if dist.is_main:
-            logger.info("done: %d steps, %d samples, %.2f h of audio, %d unreadable items skipped; checkpoints in %s",
-                        step, counters["samples"], counters["audio_seconds"] / 3600, counters["bad_items"],
-                        C.checkpoint_root(run_dir))
-        return {"step": step, "epoch": epoch, "counters": counters, "run_dir": str(run_dir),
-                "checkpoint": str(C.latest_checkpoint(run_dir)) if dist.is_main else None, "validation": final_val}
+    def _new_accumulator(self) -> dict:
+        return {"micro": 0, "loss": torch.zeros(3, dtype=torch.float64, device=self.dist.device), "samples": 0,
+                "audio": 0.0}
 
-    # ------------------------------------------------------------------ step pieces
-    def _optimizer_step(self, step: int, micro: int, accum: int) -> int:
+    def _forward_backward(self, batch: dict, st: TrainState, acc: dict, *, sync: bool) -> None:
+        cfg = self.cfg
+        ctx = self.ddp.no_sync() if (self.dist.distributed and not sync) else contextlib.nullcontext()
+        with ctx:
+            out = training_loss(self.ddp, self.model, batch, device=self.dist.device, heads=self.heads, step=st.step,
+                                seed=int(cfg.run.seed), classification_weight=float(cfg.loss.classification_weight),
+                                autocast=self.autocast)
+            self.scaler.scale(out["total_loss"] / int(cfg.optim.grad_accum)).backward()
+        acc["micro"] += 1
+        # accumulated on the device: the only host sync is the finiteness check at the step
+        acc["loss"] += torch.stack([out["total_loss"].detach(), out["contrastive_loss"].detach(),
+                                    out["classification_loss"].detach()]).double()
+        n, secs = batch["size"], float(batch["audio_lengths"].sum()) / SR
+        acc["samples"] += n
+        acc["audio"] += secs
+        st.counters["samples"] += n
+        st.counters["audio_seconds"] += secs
+
+    def _finish_step(self, st: TrainState, acc: dict) -> str | None:
+        """The optimizer step (or its skip), then logging, validation and checkpoint when due; at a stop request
+        a checkpoint, and the signal's name is returned. Every rank takes the same decisions."""
+        cfg = self.cfg
+        applied, stop = self._optimizer_step(acc)
+        if applied:
+            st.step += 1
+            st.nonfinite_streak = 0
+            self.log.add_step(acc["loss"], acc["micro"], acc["samples"], acc["audio"])
+            self.log.after_step(st, self.model, self.scheduler, len(self.sampler) if self.sampler else None)
+            val_every, ck_every = int(cfg.validation.every_n_steps or 0), int(cfg.checkpoint.every_n_steps or 0)
+            if val_every and st.step % val_every == 0:
+                self.validate(st.step)
+            if ck_every and st.step % ck_every == 0:
+                self.save(st)
+        else:
+            self._skipped(st)
+        if not stop:
+            return None
+        if st.last_saved != st.step:
+            self.save(st)
+        return self.stop.name or "a stop request on another rank"
+
+    def _optimizer_step(self, acc: dict) -> tuple[bool, bool]:
+        """(applied, stop): skip the step when the loss or the gradient is not finite on any rank; with fp16 the
+        grad scaler handles non-finite gradients itself (it skips and lowers the scale), so only the loss counts."""
         cfg, opt, scaler = self.cfg, self.optimizer, self.scaler
+        accum, micro = int(cfg.optim.grad_accum), acc["micro"]
+        grads = [p.grad for p in self.params if p.grad is not None]
         if micro != accum:
-            for p in self.model.parameters():
-                if p.grad is not None:
-                    p.grad.mul_(accum / micro)
+            for g in grads:
+                g.mul_(accum / micro)
+        finite = torch.isfinite(acc["loss"]).all()
+        if not scaler.is_enabled() and grads:
+            finite = finite & torch.isfinite(torch.linalg.vector_norm(
+                torch.stack([torch.linalg.vector_norm(g.detach(), 2.0) for g in grads]), 2.0)).to(finite.device)
+        bad, stop = agree([int(not bool(finite)), int(self.stop.received is not None)], self.dist)
+        if bad:
+            opt.zero_grad(set_to_none=True)
+            return False, bool(stop)
         if cfg.optim.grad_clip:
             scaler.unscale_(opt)
-            torch.nn.utils.clip_grad_norm_([p for p in self.model.parameters() if p.requires_grad],
-                                           float(cfg.optim.grad_clip))
+            torch.nn.utils.clip_grad_norm_(self.params, float(cfg.optim.grad_clip))
         scaler.step(opt)
         scaler.update()
         opt.zero_grad(set_to_none=True)
         self.scheduler.step()
         with torch.no_grad():
             self.model.log_logit_scale.clamp_(0.0, self.max_log_scale)
-        return step + 1
+        return True, bool(stop)
 
+    def _skipped(self, st: TrainState) -> None:
+        limit = int(self.cfg.optim.max_nonfinite_steps)
+        st.nonfinite_streak += 1
+        st.counters["nonfinite_steps"] = st.counters.get("nonfinite_steps", 0) + 1
+        logger.warning("non-finite loss or gradient after step %d: optimizer step skipped (%d in a row; the run "
+                       "stops at optim.max_nonfinite_steps=%d)", st.step, st.nonfinite_streak, limit)
+        if st.nonfinite_streak >= limit:
+            last = f"the last checkpoint is step {st.last_saved}" if st.last_saved >= 0 else "no checkpoint was written"
+            raise NonFiniteError(
+                f"{st.nonfinite_streak} optimizer steps in a row had a non-finite loss or gradient "
+                f"(optim.max_nonfinite_steps={limit}); stopped at step {st.step} without saving ({last}). "
+                f"Lower optim.lr, set optim.grad_clip, or check the data")
+
+    def _finish(self, st: TrainState, stopped: str | None) -> dict:
+        cfg, dist = self.cfg, self.dist
+        self.log.close()
+        result = {"step": st.step, "epoch": st.epoch, "counters": st.counters, "run_dir": str(self.run_dir),
+                  "validation": None, "stopped": stopped}
+        if stopped:
+            result["resume_command"] = resume_command(self.run_dir, dist)
+            if dist.is_main:
+                logger.warning("stopped by %s at step %d; checkpoint saved. Resume with: %s", stopped, st.step,
+                               result["resume_command"])
+        else:
+            val_every = int(cfg.validation.every_n_steps or 0)
+            if cfg.validation.data and (not val_every or st.step % val_every):
+                result["validation"] = self.validate(st.step)
+            if st.last_saved != st.step:
+                self.save(st)
+            if dist.is_main:
+                logger.info("done: %d steps, %d samples, %.2f h of audio, %d unreadable items skipped, %d non-finite "
+                            "steps skipped; checkpoints in %s", st.step, st.counters["samples"],
+                            st.counters["audio_seconds"] / 3600, st.counters["bad_items"],
+                            st.counters.get("nonfinite_steps", 0), C.checkpoint_root(self.run_dir))
+        result["checkpoint"] = str(C.latest_checkpoint(self.run_dir)) if dist.is_main else None
+        return result
+
+    # ------------------------------------------------------------------ checkpoints
+    def save(self, st: TrainState) -> None:
+        """Collective: every rank's RNG state is gathered; rank 0 writes; a failure on rank 0 fails every rank."""
+        dist = self.dist
+        rng = C.rng_state()
+        rngs = L.gather_objects(rng) if dist.distributed else [rng]
+        state = None
+        if dist.is_main:
+            state = dict(st.to_dict(), world_size=dist.world_size, rng=rngs, config=self.cfg.to_dict(),
+                         optimizer=self.optimizer.state_dict(), scheduler=self.scheduler.state_dict(),
+                         scaler=self.scaler.state_dict() if self.scaler.is_enabled() else None,
+                         sampler=self.sampler.state_dict() if self.sampler else {"epoch": st.epoch,
+                                                                                 "position": st.position})
+        path = self.ckpt.save(st.step, self.model, state)
+        st.last_saved = st.step
+        if path is not None:
+            logger.info("checkpoint: %s", path)
+
+    # ------------------------------------------------------------------ bad items
     def _account_errors(self, batch: dict, counters: dict) -> None:
         errs = batch.get("errors") or []
         counters["items_read"] += batch["size"] + len(errs)
@@ -606,112 +731,6 @@ class Trainer:
         except OSError:
             pass
 
-    def _after_step(self, step, epoch, position, win, bar, log_every, total) -> None:
-        if bar is not None:
-            bar.update(1)
-        if step % log_every and not (total and step >= total):
-            return
-        dist = self.dist
-        now = time.perf_counter()
-        elapsed = max(now - win["t"], 1e-9)
-        g = D.all_reduce_sum([win["samples"], win["audio"], *win["loss"].tolist(), win["n"]], dist.device)
-        samples, audio_s, l_tot, l_con, l_cls, n = g[0], g[1], g[2], g[3], g[4], max(g[5], 1)
-        row = {
-            "step": step, "epoch": round(epoch + position / max(len(self.sampler), 1), 4) if self.sampler else epoch,
-            "loss": l_tot / n, "contrastive_loss": l_con / n, "classification_loss": l_cls / n,
-            "logit_scale": float(self.model.log_logit_scale.detach().exp()), "lr": self.scheduler.get_last_lr()[0],
-            "samples_per_s": samples / elapsed, "audio_hours_per_hour": audio_s / elapsed,
-            "skipped_items": self._counters.get("bad_items", 0), "time": time.time(),
-        }
-        win.update(t=now, samples=0, audio=0.0, loss=torch.zeros(3, dtype=torch.float64), n=0, valid=0)
-        if not dist.is_main:
-            return
-        self.history.append(row)
-        self._log_row(row)
-        if bar is not None:
-            bar.set_postfix(loss=f"{row['loss']:.4f}", sps=f"{row['samples_per_s']:.1f}",
-                            ah_h=f"{row['audio_hours_per_hour']:.1f}", scale=f"{row['logit_scale']:.1f}", refresh=False)
-        else:
-            logger.info("step %d: loss %.4f (contrastive %.4f, classification %.4f), scale %.2f, lr %.3g, "
-                        "%.1f samples/s, %.1f audio-h/h", step, row["loss"], row["contrastive_loss"],
-                        row["classification_loss"], row["logit_scale"], row["lr"], row["samples_per_s"],
-                        row["audio_hours_per_hour"])
-
-    # ------------------------------------------------------------------ logging
-    CSV_FIELDS = ["step", "epoch", "loss", "contrastive_loss", "classification_loss", "logit_scale", "lr",
-                  "samples_per_s", "audio_hours_per_hour", "skipped_items", "time"]
-
-    def _init_loggers(self, resumed_step: int | None) -> None:
-        self._tb = None
-        self._wandb = None
-        if not self.dist.is_main:
-            return
-        self.csv_path = self.run_dir / "train_log.csv"
-        self.val_csv_path = self.run_dir / "val_log.csv"
-        if resumed_step is not None:  # drop rows logged after the checkpoint we resume from
-            for p in (self.csv_path, self.val_csv_path):
-                if p.exists():
-                    with open(p) as f:
-                        rows = list(csv.DictReader(f))
-                    keep = [r for r in rows if r.get("step") and int(float(r["step"])) <= resumed_step]
-                    if rows:
-                        with open(p, "w", newline="") as f:
-                            w = csv.DictWriter(f, fieldnames=list(rows[0].keys()))
-                            w.writeheader()
-                            w.writerows(keep)
-        lc = self.cfg.logging
-        if lc.tensorboard:
-            try:
-                from torch.utils.tensorboard import SummaryWriter
-
-                self._tb = SummaryWriter(str(self.run_dir / "tensorboard"), purge_step=resumed_step)
-            except Exception as e:  # noqa: BLE001 - tensorboard is optional
-                logger.info("TensorBoard logging off (%s)", e)
-        if lc.wandb:
-            try:
-                import wandb
-            except ImportError:
-                logger.warning("logging.wandb=true but wandb is not installed; not logging to Weights & Biases")
-            else:
-                self._wandb = wandb.init(project=lc.wandb_project, entity=lc.wandb_entity, name=self.cfg.run.name,
-                                         dir=str(self.run_dir), config=self.cfg.to_dict(), resume="allow")
-
-    def _log_row(self, row: dict, *, kind: str = "train") -> None:
-        path = self.csv_path if kind == "train" else self.val_csv_path
-        fields = self.CSV_FIELDS if kind == "train" else list(row.keys())
-        new = not path.exists() or path.stat().st_size == 0
-        with open(path, "a", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
-            if new:
-                w.writeheader()
-            w.writerow(row)
-        step = int(row["step"])
-        scalars = {f"{kind}/{k}": v for k, v in row.items() if k not in ("step", "time") and isinstance(v, (int, float))}
-        if self._tb is not None:
-            for k, v in scalars.items():
-                self._tb.add_scalar(k, v, step)
-            self._tb.flush()
-        if self._wandb is not None:
-            self._wandb.log(scalars, step=step)
-
-    # ------------------------------------------------------------------ checkpoints
-    def save(self, step: int, epoch: int, position: int, counters: dict) -> None:
-        dist = self.dist
-        rng = C.rng_state()
-        rngs = L.gather_objects(rng) if dist.distributed else [rng]
-        if dist.is_main:
-            state = {
-                "step": step, "epoch": epoch, "position": position, "world_size": dist.world_size,
-                "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
-                "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else None,
-                "sampler": self.sampler.state_dict() if self.sampler else {"epoch": epoch, "position": position},
-                "rng": rngs, "counters": dict(counters), "config": self.cfg.to_dict(),
-            }
-            path = C.save_checkpoint(self.run_dir, step, self.model, state,
-                                     save_pretrained=bool(self.cfg.checkpoint.save_pretrained),
-                                     keep_last=self.cfg.checkpoint.keep_last)
-            logger.info("checkpoint: %s", path)
-        D.barrier()
 
     # ------------------------------------------------------------------ validation
     @torch.no_grad()
@@ -738,6 +757,7 @@ class Trainer:
         was_training = model.training
         model.eval()
         loader = torch.utils.data.DataLoader(ds, batch_sampler=sampler, num_workers=min(2, int(cfg.data.num_workers)),
+                                             worker_init_fn=worker_ignore_signals,
                                              collate_fn=Collator(mask_padding=True),
                                              generator=torch.Generator().manual_seed(0))
         idx, aud, txt, caps = [], [], [], []
@@ -779,40 +799,122 @@ class Trainer:
             return None
         res = retrieval_r1(torch.stack(A), torch.stack(T), CAP)
         row = {"step": step, "val_loss": ls / max(ln, 1), **res, "items": len(A), "skipped_items": nbad}
-        self._log_row(row, kind="val")
+        self.log.log_row(row, kind="val")
         logger.info("validation at step %d: loss %.4f, R@1 a2t %.2f, t2a %.2f (%d items)", step, row["val_loss"],
                     row["R@1_A2T"], row["R@1_T2A"], len(A))
         return row
 
 
+
+
 def retrieval_r1(audio: torch.Tensor, text: torch.Tensor, captions: Sequence[str]) -> dict:
-    """R@1 (percent) both ways over unique captions (exact strings); audio and text rows L2-normalised."""
-    uniq: dict[str, int] = {}
-    first = []
-    for i, c in enumerate(captions):
-        if c not in uniq:
-            uniq[c] = len(uniq)
-            first.append(i)
-    gt = torch.tensor([uniq[c] for c in captions])
-    tu = text[first]
-    sim = audio @ tu.t()
-    a2t = (sim.argmax(1) == gt).float().mean().item() * 100
-    top_audio = sim.argmax(0)
-    t2a = (gt[top_audio] == torch.arange(len(first))).float().mean().item() * 100
-    return {"R@1_A2T": a2t, "R@1_T2A": t2a}
+    """R@1 (percent) both ways over exact-unique captions, with ``evaluate``'s metric functions (so validation and
+    ``paraspeechclap evaluate`` agree, ties included: a tie counts against the correct item). Rows L2-normalised."""
+    unique, targets = M.deduplicate_captions(list(captions))
+    first = [int(np.flatnonzero(targets == j)[0]) for j in range(len(unique))]
+    sim = (audio.double() @ text[first].double().t()).numpy()
+    a2t = M.audio_to_text_ranks(sim, targets)
+    t2a = M.text_to_audio_ranks(sim, targets)
+    return {"R@1_A2T": float(100.0 * np.mean(a2t <= 1)), "R@1_T2A": float(100.0 * np.mean(t2a <= 1))}
 
 
+# ============================================================================================ run folders
+class ResumeConflict(FileExistsError):
+    """Resuming would write into a run folder that holds newer checkpoints (use --fork)."""
+
+
+def fork_dir(src: Path, base: Path) -> Path:
+    """A new folder beside ``src`` for a branch off checkpoint ``base``: ``{src}-fork-{base}`` (``-2``, ``-3`` ...
+    when taken)."""
+    cand = src.parent / f"{src.name}-fork-{base.name}"
+    n = 2
+    while cand.exists():
+        cand = src.parent / f"{src.name}-fork-{base.name}-{n}"
+        n += 1
+    return cand
+
+
+def _same_dir(a: Path | None, b: Path | None) -> bool:
+    return a is not None and b is not None and Path(a).resolve() == Path(b).resolve()
+
+
+def plan_run_dir(configured: Path, base: Path | None, broken: Sequence[Path] = (), *, fork: bool = False,
+                 overwrite: bool = False) -> Path:
+    """Where a run writes, or an error when that would clobber checkpoints.
+
+    * fresh run: ``configured``; one that already holds checkpoints is refused (``run.overwrite=true`` deletes
+      them);
+    * resume from the head of its own run folder (the checkpoint written last, or the newest one that loads):
+      that folder;
+    * resume from an older checkpoint of ``configured``: refused (its newer checkpoints would be abandoned and
+      pruned) unless ``fork``; a fork writes to a new folder (:func:`fork_dir`) and leaves the old one untouched;
+    * resume into another folder (``run.output_dir=...``): that folder, which must hold no checkpoints."""
+    configured = Path(configured)
+    src = C.run_dir_of(base) if base is not None else None
+    if base is not None and fork and (src is None or _same_dir(configured, src)):
+        return fork_dir(configured, base)
+    if base is not None and not fork and _same_dir(configured, src):
+        cks = C.list_checkpoints(src)
+        names = [p.name for p in cks]
+        bad = {Path(p).name for p in broken}
+        newer = [p.name for p in cks[names.index(base.name) + 1:] if p.name not in bad] if base.name in names else []
+        if newer:
+            raise ResumeConflict(
+                f"{base} is older than the newest checkpoint of {src} ({newer[-1]}); resuming into the same folder "
+                f"would abandon {', '.join(newer)}. Continue the newest with --resume {src}, or branch off this "
+                f"checkpoint with --resume {base} --fork (writes to a new run folder)")
+        return configured
+    if C.list_checkpoints(configured):
+        if base is None and overwrite:
+            _clear_run(configured)
+            return configured
+        hint = (f"continue it with --resume {configured}, or start afresh elsewhere (run.output_dir=...) or with "
+                f"run.overwrite=true") if base is None else "choose another run.output_dir, or use --fork"
+        raise FileExistsError(f"{configured} already holds checkpoints: {hint}")
+    return configured
+
+
+def _clear_run(run_dir: Path) -> None:
+    """run.overwrite=true: delete this project's checkpoints and logs in ``run_dir`` (nothing else)."""
+    for p in C.list_checkpoints(run_dir):
+        C.remove_checkpoint(p)
+    C.clean_temporaries(C.checkpoint_root(run_dir))
+    (C.checkpoint_root(run_dir) / C.LATEST).unlink(missing_ok=True)
+    for f in (*LOG_FILES, "bad_audio.tsv"):
+        (run_dir / f).unlink(missing_ok=True)
+
+
+def resume_command(run_dir: Path, dist) -> str:
+    """The command that continues this run (the saved config holds every override)."""
+    where = shlex.quote(str(run_dir))
+    if dist.distributed:
+        return f"torchrun --nproc_per_node={dist.world_size} -m paraspeechclap train --resume {where}"
+    return f"paraspeechclap train --resume {where}"
+
+
+# ============================================================================================ entry point
 def train(recipe: str | os.PathLike | None = "intrinsic", overrides: Sequence[str] = (), *,
-          resume: str | os.PathLike | None = None, model: torch.nn.Module | None = None) -> dict:
-    """Python entry point: ``train("intrinsic", ["data.audio_root=/data"])``."""
-    from .config import load_config
+          resume: str | os.PathLike | None = None, model: torch.nn.Module | None = None, fork: bool = False) -> dict:
+    """Python entry point: ``train("intrinsic", ["data.audio_root=/data"])``; ``resume=`` a run folder (its newest
+    checkpoint that loads) or a checkpoint folder; ``fork=True`` continues from it in a new run folder.
 
+    Returns a summary; ``result["stopped"]`` names the signal when SIGTERM/SIGINT stopped the run early (a
+    checkpoint was saved; ``result["resume_command"]`` continues it)."""
+    from .config import CONFIG_DIR, _read, deep_merge, load_config
+
+    preloaded = None
+    if resume:
+        preloaded = C.load_first_good(C.resume_candidates(resume))
     if resume and recipe is None:
-        ck = C.resolve_resume(resume)
-        saved = C.load_training_state(ck)["config"]
-        cfg = apply_overrides(saved, list(overrides))
+        ck, saved, _ = preloaded
+        cfg = deep_merge(_read(CONFIG_DIR / "base.yaml"), saved["config"])  # keys added since it was saved
+        if C.run_dir_of(ck) is not None:  # the folder the checkpoint is in now (run folders may move)
+            cfg["run"]["output_dir"] = str(C.run_dir_of(ck))
+        cfg = apply_overrides(cfg, list(overrides))
         validate(cfg)
         cfg = _wrap(cfg)
     else:
         cfg = load_config(recipe or "intrinsic", overrides)
-    return Trainer(cfg, resume=resume, model=model).run()
+        if resume and not cfg.run.get("output_dir") and C.run_dir_of(preloaded[0]) is not None:
+            cfg.run.output_dir = str(C.run_dir_of(preloaded[0]))
+    return Trainer(cfg, resume=resume, model=model, fork=fork, preloaded=preloaded).run()

@@ -18,11 +18,21 @@ from reference_fixture import FIXTURE  # noqa: E402
 
 
 def tiny_model(mcfg=None):
-    from paraspeechclap.model import ParaSpeechCLAP
+    from paraspeechclap import ParaSpeechCLAP
 
     torch.manual_seed(0)
     return ParaSpeechCLAP.from_encoders(str(FIXTURE / "speech"), str(FIXTURE / "text"), embedding_dim=24,
                                         pretrained_encoders=False)
+
+
+def slow_tiny_model(mcfg=None):
+    """tiny_model whose forward first sleeps $PSC_TEST_STEP_DELAY seconds (so a test can signal a run mid-way)."""
+    import time
+
+    model = tiny_model(mcfg)
+    delay = float(os.environ.get("PSC_TEST_STEP_DELAY", "0"))
+    model.register_forward_pre_hook(lambda module, args: time.sleep(delay))
+    return model
 
 
 TAGS = ["deep", "calm", "fast", "husky", "shrill", "whispered"]
@@ -127,4 +137,48 @@ def ddp_worker(rank: int, world: int, port: int, out_dir: str, splits: list) -> 
         grads, loss = grads_of(model, local, ddp)
         torch.save({"grads": grads, "loss": loss}, Path(out_dir) / f"rank{rank}.pt")
     finally:
+        D.cleanup(info)
+
+
+def fault_worker(rank: int, world: int, port: int, out_dir: str) -> None:
+    """Two gloo ranks: (1) a signal on rank 1 alone becomes a stop on both (the per-step flag all-reduce);
+    (2) a checkpoint save that fails on rank 0 (a full disk) raises on both ranks at once, not after the
+    process-group timeout. Each rank writes what it saw to rank{r}.json."""
+    import errno
+    import signal
+    import time
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
+                      LOCAL_RANK=str(rank))
+    torch.set_num_threads(1)
+    from paraspeechclap.train import checkpointing as C
+    from paraspeechclap.train import distributed as D
+    from paraspeechclap.train.state import StopSignals, agree
+
+    info = D.setup("cpu", "gloo", 2)  # a 2-minute timeout: a bare barrier would hang that long
+    seen: dict = {}
+    try:
+        stop = StopSignals().install()
+        if rank == 1:
+            os.kill(os.getpid(), signal.SIGTERM)
+        seen["flags"] = agree([0, int(stop.received is not None)], info)
+        seen["signal_here"] = stop.name
+        stop.restore()
+        real_save = torch.save
+
+        def full_disk(obj, f, *a, **k):
+            raise OSError(errno.ENOSPC, "No space left on device", str(f))
+
+        torch.save = full_disk if rank == 0 else real_save
+        ck = C.Checkpointer(Path(out_dir) / "run", info, keep_last=2, save_pretrained=False)
+        t0 = time.time()
+        try:
+            ck.save(2, torch.nn.Linear(2, 2), {"step": 2} if rank == 0 else None)
+            seen["save"] = "ok"
+        except Exception as e:  # noqa: BLE001
+            seen["save"] = f"{type(e).__name__}: {e}"
+        seen["save_seconds"] = time.time() - t0
+        torch.save = real_save
+    finally:
+        (Path(out_dir) / f"rank{rank}.json").write_text(json.dumps(seen))
         D.cleanup(info)

@@ -1,0 +1,126 @@
+"""Checkpoint bookkeeping without training: save sequence, `latest`, pruning that spares other branches,
+weights-only training state, the import allow-list, validation R@1 = evaluate's R@1."""
+import json
+import random
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+
+from paraspeechclap.evaluate import metrics as M
+from paraspeechclap.train import checkpointing as C
+from paraspeechclap.train import trainer as T
+from paraspeechclap.train.config import ConfigError
+
+ALONE = SimpleNamespace(is_main=True, distributed=False, rank=0, world_size=1)
+
+
+def _names(run):
+    return [p.name for p in C.list_checkpoints(run)]
+
+
+def test_newest_means_written_last_not_highest_step(tmp_path):
+    run = tmp_path / "run"
+    m = torch.nn.Linear(2, 2)
+    for step in (2, 4, 6):
+        C.save_checkpoint(run, step, m, {"step": step}, save_pretrained=False, keep_last=0)
+    assert [C.save_seq(p) for p in C.list_checkpoints(run)] == [1, 2, 3]
+    base = C.checkpoint_root(run) / "step_00000002"
+    ck = C.Checkpointer(run, ALONE, keep_last=1, save_pretrained=False, base=base)
+    ck.save(3, m, {"step": 3})  # a branch off step 2 (as a fork would do, but in place)
+    assert _names(run)[-1] == "step_00000003" and C.save_seq(C.checkpoint_root(run) / "step_00000003") == 4
+    assert C.resolve_resume(run).name == "step_00000003" and C.read_latest(run) == "step_00000003"
+    # keep_last=1 pruned the base (an ancestor) but never the other branch's newer checkpoints
+    assert _names(run) == ["step_00000004", "step_00000006", "step_00000003"]
+    with pytest.raises(FileExistsError, match="not a checkpoint of this run's branch"):
+        ck.save(4, m, {"step": 4})  # would replace the other branch's step 4
+    assert C.load_training_state(C.checkpoint_root(run) / "step_00000004")["step"] == 4
+
+
+def test_latest_decides_between_legacy_checkpoints(tmp_path):
+    """Checkpoints written before save sequences existed: `latest` names the head, not the highest step."""
+    run = tmp_path / "run"
+    m = torch.nn.Linear(2, 2)
+    for step in (2, 6, 4):
+        C.save_checkpoint(run, step, m, {"step": step}, save_pretrained=False, keep_last=0)
+    for p in C.list_checkpoints(run):  # strip the sequence numbers, as an older version wrote them
+        info = json.loads((p / C.MARKER).read_text())
+        del info["seq"]
+        (p / C.MARKER).write_text(json.dumps(info))
+    assert C.read_latest(run) == "step_00000004"
+    assert C.resolve_resume(run).name == "step_00000004"
+    assert [p.name for p in C.resume_candidates(run)] == ["step_00000004", "step_00000006", "step_00000002"]
+
+
+def test_incomplete_or_foreign_folders_are_left_alone(tmp_path):
+    run = tmp_path / "run"
+    m = torch.nn.Linear(2, 2)
+    C.save_checkpoint(run, 2, m, {"step": 2}, save_pretrained=False, keep_last=1)
+    mine = C.checkpoint_root(run) / "step_00000004"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("someone else's")
+    with pytest.raises(FileExistsError):
+        C.save_checkpoint(run, 4, m, {"step": 4}, save_pretrained=False, keep_last=1)
+    assert (mine / "notes.txt").read_text() == "someone else's"
+    (C.checkpoint_root(run) / ".step_00000006.0123456789ab.tmp").mkdir()  # a crash mid-save (ours)
+    (C.checkpoint_root(run) / ".hidden-by-user").mkdir()
+    C.save_checkpoint(run, 8, m, {"step": 8}, save_pretrained=False, keep_last=1)
+    assert _names(run) == ["step_00000008"]
+    assert not (C.checkpoint_root(run) / ".step_00000006.0123456789ab.tmp").exists()
+    assert (C.checkpoint_root(run) / ".hidden-by-user").is_dir() and mine.is_dir()
+
+
+def test_training_state_is_weights_only_and_rng_round_trips(tmp_path):
+    random.seed(1)
+    np.random.seed(2)
+    torch.manual_seed(3)
+    np.random.standard_normal()  # a cached gaussian in the numpy state
+    state = C.rng_state()
+    expect = (random.random(), np.random.standard_normal(), torch.rand(2))
+    run = tmp_path / "run"
+    C.save_checkpoint(run, 1, torch.nn.Linear(2, 2), {"step": 1, "rng": [state]}, save_pretrained=False)
+    loaded = C.load_training_state(C.resolve_resume(run))  # weights_only=True inside
+    random.seed(9)
+    np.random.seed(9)
+    torch.manual_seed(9)
+    C.set_rng_state(loaded["rng"][0])
+    got = (random.random(), np.random.standard_normal(), torch.rand(2))
+    assert got[0] == expect[0] and got[1] == expect[1] and torch.equal(got[2], expect[2])
+
+
+def test_import_allow_list(monkeypatch):
+    monkeypatch.delenv(T.IMPORT_ALLOW_ENV, raising=False)
+    assert T._import("paraspeechclap.train.trainer.lr_lambda") is T.lr_lambda
+    for bad in ("os.system", "subprocess:run", "paraspeechclapx.evil.f", "builtins.eval"):
+        with pytest.raises(ConfigError, match="allow-list"):
+            T._import(bad)
+    monkeypatch.setenv(T.IMPORT_ALLOW_ENV, "json, tiny")
+    assert T._import("json.dumps") is json.dumps
+    with pytest.raises(ConfigError, match="allow-list"):
+        T.build_model({"factory": "os.system"})
+
+
+def test_validation_r1_is_evaluate_r1_with_ties():
+    """Validation R@1 and `evaluate` agree, including ties (a tie counts against the correct item)."""
+    g = torch.Generator().manual_seed(0)
+    audio = torch.nn.functional.normalize(torch.randn(8, 6, generator=g), dim=-1)
+    text = torch.nn.functional.normalize(torch.randn(8, 6, generator=g), dim=-1)
+    caps = [f"c{i % 5}" for i in range(8)]  # repeated captions
+    audio[1] = audio[0]  # identical clips: ties in text-to-audio
+    text[2] = text[3] = text[4]  # identical captions embeddings for distinct strings: ties in audio-to-text
+    got = T.retrieval_r1(audio, text, caps)
+    unique, targets = M.deduplicate_captions(caps)
+    first = [caps.index(u) for u in unique]
+    sim = (audio.double() @ text[first].double().t()).numpy()
+    want = M.retrieval_metrics(sim, targets)
+    assert got == {"R@1_A2T": want["R@1_A2T"], "R@1_T2A": want["R@1_T2A"]}
+    # one clip per caption, all equal: every query is a tie, and a tie is a miss
+    same = torch.ones(3, 4) / 2
+    assert T.retrieval_r1(same, same, ["a", "b", "c"]) == {"R@1_A2T": 0.0, "R@1_T2A": 0.0}
+
+
+def test_resume_command():
+    assert T.resume_command("runs/my run", ALONE) == "paraspeechclap train --resume 'runs/my run'"
+    two = SimpleNamespace(distributed=True, world_size=4)
+    assert T.resume_command("runs/x", two) == "torchrun --nproc_per_node=4 -m paraspeechclap train --resume runs/x"
