@@ -16,6 +16,8 @@ from xml.sax.saxutils import escape
 
 import numpy as np
 
+from ..fileio import atomic_write_text
+
 ESPEAK = "espeak-ng"
 WHISPER_LINES = ["voicing 17", "breath 75 75 50 40 15 10", "breathw 150 150 200 200 400 400"]
 CREAKY_LINES = ["flutter 50", "roughness 10"]
@@ -69,8 +71,13 @@ def prepare_espeak_data(root: Path, timbres: list[str]) -> Path:
     if src is None:
         raise EngineError("espeak-ng data folder not found; install espeak-ng (scripts/install_synth_deps.sh)")
     dst = Path(root) / "espeak-ng-data"
-    if not (dst / "phontab").exists():
-        shutil.copytree(src, dst, dirs_exist_ok=True)
+    marker = dst / ".paraspeechclap-copy"  # files are pruned below: only ever in a copy made here
+    if not os.path.lexists(dst):
+        shutil.copytree(src, dst)
+        atomic_write_text(marker, "a copy of espeak-ng-data made by paraspeechclap.synth.engines.prepare_espeak_data\n")
+    elif not marker.is_file():
+        raise EngineError(f"{dst}: exists and is not a copy made by prepare_espeak_data; it is never modified: "
+                          "pass a fresh folder")
     vdir = dst / "voices" / "!v"
     # espeak-ng lists at most 349 voices (N_VOICES_LIST) and crashes beyond: drop the unused variants
     # so that the derived ones fit.
@@ -89,7 +96,7 @@ def prepare_espeak_data(root: Path, timbres: list[str]) -> Path:
                                      ("creaky", _DROP_FOR_CREAKY, CREAKY_LINES)):
             lines = [ln for ln in base if not ln.strip().lower().startswith(drop)]
             name = variant_name(timbre, quality)
-            (vdir / name).write_text("\n".join(lines + [f"name {name}"] + extra) + "\n")
+            atomic_write_text(vdir / name, "\n".join(lines + [f"name {name}"] + extra) + "\n")
     return Path(root)
 
 

@@ -202,3 +202,19 @@ def test_verify_only_remeasures_stored_audio(corpus):
     for attr in ("pitch", "voice_quality"):
         a = res["agreement"][attr]
         assert a["checked"] == 0 or a["agreement"] >= 0.7, (attr, a)
+
+
+@needs_espeak
+def test_prepare_espeak_data_never_prunes_a_folder_it_did_not_copy(tmp_path):
+    from paraspeechclap.synth.engines import EngineError, prepare_espeak_data
+
+    mine = tmp_path / "espeak-ng-data" / "voices" / "!v"
+    mine.mkdir(parents=True)
+    (mine / "my-voice").write_text("name mine\n")
+    with pytest.raises(EngineError, match="never modified"):
+        prepare_espeak_data(tmp_path, ["m4"])
+    assert (mine / "my-voice").read_text() == "name mine\n"
+    fresh = tmp_path / "fresh"
+    assert prepare_espeak_data(fresh, ["m4"]) == fresh
+    assert prepare_espeak_data(fresh, ["m4"]) == fresh  # its own copy may be prepared again
+    assert (fresh / "espeak-ng-data" / "voices" / "!v" / "psc_w_m4").is_file()
