@@ -68,7 +68,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     how.add_argument("--allow-missing", action="store_true", help="exit 0 even if some audio was missing or unreadable")
     how.add_argument("--quiet", action="store_true", help="no progress bars")
 
-    parser.add_argument("--out", help="report folder (default: reports/<suite>-<model>)")
+    parser.add_argument("--out", help="report folder (default: reports/<suite>-<model>); an earlier report there is "
+                                      "replaced as a whole, a folder holding other files is refused (exit 2)")
 
 
 def _model_name(source: str) -> str:
@@ -92,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     from .cache import default_cache_dir
     from .classification import check_templates
-    from .report import summary_text, write_report
+    from .report import ReportFolderError, check_report_folder, summary_text, write_report
     from .runner import prepare_suite, run_suite
     from .suites import SuiteError, resolve_suite
 
@@ -120,6 +121,10 @@ def run(args: argparse.Namespace) -> int:
     model_name = _model_name(args.model)
     out_dir = Path(args.out or Path("reports") / f"{Path(suite.name).name}-{model_name}")
     cache_dir = None if args.no_cache else (args.cache_dir or str(default_cache_dir()))
+    try:  # before the model is loaded: a folder we may not replace fails in seconds, not after the run
+        check_report_folder(out_dir)
+    except ReportFolderError as err:
+        return fail(str(err), EXIT_USAGE)
     try:
         model = _load_model(args)
     except Exception as err:  # from_pretrained raises clear errors of several types; all are fatal here
@@ -136,8 +141,8 @@ def run(args: argparse.Namespace) -> int:
                         cache_dir=cache_dir, progress=not args.quiet, settings=settings,
                         model_info={"source": args.model, "name": model_name, "class": type(model).__name__})
     try:
-        files = write_report(outcome, out_dir, model_name=model_name, top_k=args.top_k,
-                             save_similarity=args.save_similarity, plots=not args.no_plots)
+        write_report(outcome, out_dir, model_name=model_name, top_k=args.top_k,
+                     save_similarity=args.save_similarity, plots=not args.no_plots)
     except OSError as err:
         return fail(f"cannot write the report to {out_dir}: {err}")
 

@@ -2,6 +2,7 @@
 
 ```
 REPORT_DIR/
+  report_manifest.json    the files of this report (an existing folder is replaced only if it is ours, unchanged)
   metrics.json            every number, coverage, skipped items, settings, model identity
   report.md               the paper-style main table, then per-task tables
   index.html              the same tables with the plots
@@ -18,7 +19,9 @@ when the suite did not run that group or one of its tasks failed.
 from __future__ import annotations
 
 import html
+import json
 import math
+import os
 import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
@@ -282,7 +285,8 @@ def _sections(outcome, top: Dict[str, Optional[float]], model_name: str) -> List
     blocks.append(("h2", "Settings"))
     settings = {**outcome.settings, "model identity": outcome.model.get("identity"),
                 "cache": f"{outcome.cache.get('folder')} (reused {outcome.cache.get('hits')}, "
-                         f"embedded {outcome.cache.get('embedded')})",
+                         f"embedded {outcome.cache.get('embedded')})"
+                         + (f"; NOT USED: {outcome.cache['disabled']}" if outcome.cache.get("disabled") else ""),
                 "elapsed": f"{outcome.elapsed_s:.1f} s"}
     blocks.append(("table", (["Setting", "Value"], [[k, v if isinstance(v, (int, float, str)) or v is None else
                                                      ", ".join(map(str, v)) if isinstance(v, (list, tuple)) else str(v)]
@@ -359,14 +363,116 @@ def summary_text(outcome, model_name: str = "model") -> str:
 
 
 # ----------------------------------------------------------------------------------------------- writing
+REPORT_MANIFEST = "report_manifest.json"
+MANIFEST_FORMAT = "paraspeechclap-report-v1"
+
+
+class ReportFolderError(FileExistsError):
+    """The output folder holds files this project did not write there; nothing is replaced."""
+
+
+def _entries(folder: Path) -> Tuple[Dict[str, Optional[int]], List[str]]:
+    """Every file (relative POSIX path -> size; None for a link or something not a plain file) and every
+    sub-folder under ``folder``, without following links."""
+    files: Dict[str, Optional[int]] = {}
+    folders: List[str] = []
+    for root, dirs, names in os.walk(folder, followlinks=False):
+        base = Path(root).relative_to(folder)
+        for name in dirs:
+            path = Path(root) / name
+            if path.is_symlink():
+                files[(base / name).as_posix()] = None
+            else:
+                folders.append((base / name).as_posix())
+        for name in names:
+            path = Path(root) / name
+            regular = path.is_file() and not path.is_symlink()
+            files[(base / name).as_posix()] = path.stat().st_size if regular else None
+    return files, sorted(folders)
+
+
+def _read_manifest(folder: Path) -> Optional[Dict[str, Any]]:
+    path = folder / REPORT_MANIFEST
+    if not path.is_file() or path.is_symlink():
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict) or data.get("format") != MANIFEST_FORMAT or not isinstance(data.get("files"), dict):
+        return None
+    return data
+
+
+def foreign_entries(out_dir: os.PathLike) -> List[str]:
+    """What in ``out_dir`` was not written there by an earlier report of ours (empty: safe to replace).
+
+    Ours means listed in that report's ``report_manifest.json`` with the size recorded there; anything else (a
+    file the user added or changed, a link, a folder the manifest does not list) is foreign.
+    """
+    out_dir = Path(out_dir)
+    files, folders = _entries(out_dir)
+    manifest = _read_manifest(out_dir)
+    if manifest is None:
+        return sorted(files) + folders
+    ours = manifest["files"]
+    our_folders = set(manifest.get("folders") or [])
+    foreign = [name for name, size in files.items()
+               if name != REPORT_MANIFEST and (size is None or name not in ours or ours[name] != size)]
+    return sorted(foreign) + [name for name in folders if name not in our_folders]
+
+
+def check_report_folder(out_dir: os.PathLike) -> bool:
+    """Whether writing a report to ``out_dir`` replaces an earlier one; raises :class:`ReportFolderError` if the
+    folder exists and is neither empty nor an earlier report of ours with nothing added (its files would be lost)."""
+    out_dir = Path(out_dir)
+    if not os.path.lexists(out_dir):
+        return False
+    if not out_dir.is_dir():
+        raise ReportFolderError(f"{out_dir} exists and is not a folder; pass another --out")
+    foreign = foreign_entries(out_dir)
+    if foreign:
+        shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
+        what = ("is not a report folder of ours" if _read_manifest(out_dir) is None
+                else "holds files that are not part of the earlier report")
+        raise ReportFolderError(f"{out_dir} {what} ({shown}); refusing to replace it. Move those files away, "
+                                "or pass another --out")
+    return True
+
+
 def write_report(outcome, out_dir: Path, model_name: str = "model", top_k: int = 10,
                  save_similarity: bool = False, plots: bool = True) -> Dict[str, Path]:
-    """Write the whole report folder; returns the main files' paths."""
+    """Write the whole report folder; returns the main files' paths.
+
+    The report is written into a fresh temporary folder beside ``out_dir`` and renamed into place at the end
+    (:func:`paraspeechclap.fileio.atomic_dir`), so the folder holds exactly this run's files: nothing is left over
+    from an earlier report (for example of a task that failed this time), and an interrupted run leaves the old
+    report intact. An existing ``out_dir`` is replaced only when it is empty or an earlier report of ours with
+    nothing added (see :func:`check_report_folder`); otherwise :class:`ReportFolderError` is raised and nothing is
+    touched. ``report_manifest.json`` lists the files written.
+    """
+    from .. import __version__
+    from ..fileio import atomic_dir, atomic_write_json
+
+    out_dir = Path(out_dir)
+    if out_dir.is_symlink():  # replace the folder the link points to; the link stays valid
+        out_dir = out_dir.resolve()
+    replace = check_report_folder(out_dir)
+    with atomic_dir(out_dir, replace=replace) as tmp:
+        written = _write_report_files(outcome, Path(tmp), model_name, top_k, save_similarity, plots)
+        files, folders = _entries(Path(tmp))
+        atomic_write_json(Path(tmp) / REPORT_MANIFEST, {
+            "format": MANIFEST_FORMAT, "written_by": f"paraspeechclap {__version__}", "suite": outcome.suite,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "files": files, "folders": folders})
+        check_report_folder(out_dir)  # again, just before the swap: a file added meanwhile is not deleted
+    return {name: out_dir / path.relative_to(tmp) for name, path in written.items()}
+
+
+def _write_report_files(outcome, out_dir: Path, model_name: str, top_k: int, save_similarity: bool,
+                        plots: bool) -> Dict[str, Path]:
     from . import classification as classification_io
     from . import retrieval as retrieval_io
 
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     for t in outcome.tasks:
         slug = task_slug(t.task.name)
         folder = out_dir / "tasks" / slug

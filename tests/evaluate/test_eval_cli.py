@@ -54,13 +54,16 @@ def test_evaluate_manifest_end_to_end(tmp_path, tone_set, model_args, tiny_model
     assert classification["metrics"] == pytest.approx(M.classification_metrics(gold, predicted, candidates), abs=1e-6)
     assert classification["candidates"] == candidates
     assert report["cache"]["embedded"] == 5
+    assert report["cache"]["journal_mode"] == "wal" and report["cache"]["disabled"] is None
+    assert (out / "report_manifest.json").is_file()
 
-    # other candidates and templates: no audio is embedded again; --allow-missing turns exit 3 into 0
+    # other candidates and templates: no audio is embedded again; --allow-missing turns exit 3 into 0; the
+    # earlier report in the same folder is replaced as a whole
     argv2 = ["evaluate", "--suite", str(tone_set["manifest"]), "--candidates", "deep", "nasal", "shrill",
              "--templates", "{} voice", "a {} speaker", "--audio-root", str(tone_set["root"]),
-             "--out", str(tmp_path / "report2"), "--cache-dir", str(cache), "--allow-missing", *model_args]
+             "--out", str(out), "--cache-dir", str(cache), "--allow-missing", *model_args]
     assert main(argv2) == 0
-    second = json.loads((tmp_path / "report2" / "metrics.json").read_text())
+    second = json.loads((out / "metrics.json").read_text())
     assert second["cache"]["embedded"] == 0 and second["cache"]["hits"] >= 5
     assert second["settings"]["templates"] == ["{} voice", "a {} speaker"]
     assert second["tasks"]["set-retrieval"]["metrics"] == pytest.approx(retrieval["metrics"])
@@ -83,3 +86,15 @@ def test_evaluate_fails_loudly(tmp_path, tone_set, model_args, capsys):
                  "--model", str(tmp_path / "nope.pth.tar"), "--no-cache", "--quiet"]) == 1
     assert "cannot load model" in capsys.readouterr().err
     assert not (tmp_path / "r" / "metrics.json").exists()
+
+
+def test_evaluate_refuses_a_foreign_output_folder_before_loading_the_model(tmp_path, tone_set, capsys):
+    out = tmp_path / "results"
+    out.mkdir()
+    (out / "keep.csv").write_text("the user's file\n")
+    argv = ["evaluate", "--suite", str(tone_set["manifest"]), "--audio-root", str(tone_set["root"]),
+            "--model", str(tmp_path / "nope.pth.tar"), "--no-cache", "--quiet", "--out", str(out)]
+    assert main(argv) == 2  # a usage error, found before the (here unloadable) model is touched
+    err = capsys.readouterr().err
+    assert "keep.csv" in err and "refusing" in err and "cannot load model" not in err
+    assert sorted(p.name for p in out.iterdir()) == ["keep.csv"]

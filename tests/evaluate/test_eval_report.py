@@ -6,7 +6,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from paraspeechclap.evaluate.report import PAPER_COLUMNS, write_report
+from paraspeechclap.evaluate.report import PAPER_COLUMNS, REPORT_MANIFEST, ReportFolderError, foreign_entries
+from paraspeechclap.evaluate.report import write_report
 from paraspeechclap.evaluate.runner import prepare_suite, run_suite
 from paraspeechclap.evaluate.suites import builtin_suites
 
@@ -111,3 +112,98 @@ def test_failed_task_is_reported_and_leaves_headline_empty(tmp_path):
     assert data["status"] == "failed" and data["headline"]["Intrinsic UAR"] is None
     assert data["headline"]["Intrinsic R@1"] is not None
     assert "FAILED" in (tmp_path / "r" / "report.md").read_text()
+
+
+# ------------------------------------------------------------------------------------ the folder holds one run
+def _intrinsic_outcome(data):
+    prepared = prepare_suite(builtin_suites()["intrinsic"], audio_root=str(data["root"]),
+                             data_dir=str(data["data_dir"]))
+    return run_suite(ToneModel(), prepared, "intrinsic", progress=False)
+
+
+def _tree(folder):
+    return sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
+
+
+def test_rerun_with_a_failing_task_leaves_no_stale_files(tmp_path):
+    data = make_eval_datasets(tmp_path)
+    out = tmp_path / "report"
+    write_report(_intrinsic_outcome(data), out, plots=False)
+    assert (out / "tasks" / "intrinsic-pitch" / "predictions_classification.csv").is_file()
+    assert (out / "plots" / "confusion_intrinsic-pitch.csv").is_file()
+    for name in ("c4.wav", "c5.wav", "c6.wav"):  # every clip of classification_pitch: corrupt this time
+        (data["root"] / "vox" / name).write_bytes(b"not audio")
+    second = _intrinsic_outcome(data)
+    assert [t.task.name for t in second.tasks if t.status != "ok"] == ["intrinsic-pitch"]
+    write_report(second, out, plots=False)
+    files = _tree(out)
+    assert not any("intrinsic-pitch" in name for name in files), files  # nothing from the earlier run
+    assert "tasks/intrinsic-texture/predictions_classification.csv" in files
+    manifest = json.loads((out / REPORT_MANIFEST).read_text())
+    assert sorted(manifest["files"]) == [f for f in files if f != REPORT_MANIFEST]
+    assert json.loads((out / "metrics.json").read_text())["tasks"]["intrinsic-pitch"]["status"] == "failed"
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temporary folder left
+
+
+def test_a_folder_with_foreign_files_is_refused_and_they_survive(tmp_path):
+    data = make_eval_datasets(tmp_path)
+    outcome = _intrinsic_outcome(data)
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "notes.txt").write_text("the user's own notes")
+    with pytest.raises(ReportFolderError, match="notes.txt"):
+        write_report(outcome, out, plots=False)
+    assert _tree(out) == ["notes.txt"] and (out / "notes.txt").read_text() == "the user's own notes"
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    write_report(outcome, empty, plots=False)  # an empty folder is fine
+    assert (empty / "metrics.json").is_file()
+
+
+def test_a_file_added_to_an_earlier_report_is_refused_and_survives(tmp_path):
+    data = make_eval_datasets(tmp_path)
+    outcome = _intrinsic_outcome(data)
+    out = tmp_path / "report"
+    write_report(outcome, out, plots=False)
+    before = {name: (out / name).read_bytes() for name in _tree(out)}
+    (out / "tasks" / "my-analysis.ipynb").write_text("{}")
+    with pytest.raises(ReportFolderError, match="my-analysis.ipynb"):
+        write_report(outcome, out, plots=False)
+    assert (out / "tasks" / "my-analysis.ipynb").read_text() == "{}"
+    assert {name: (out / name).read_bytes() for name in before} == before  # the earlier report is untouched
+
+    (out / "tasks" / "my-analysis.ipynb").unlink()
+    with open(out / "report.md", "a") as handle:  # a report file the user edited is not ours to replace either
+        handle.write("\nmy comments\n")
+    assert foreign_entries(out) == ["report.md"]
+    with pytest.raises(ReportFolderError):
+        write_report(outcome, out, plots=False)
+    assert (out / "report.md").read_text().endswith("my comments\n")
+
+    folder = tmp_path / "not-a-folder"
+    folder.write_text("x")
+    with pytest.raises(ReportFolderError, match="not a folder"):
+        write_report(outcome, folder, plots=False)
+
+
+def test_a_file_added_while_the_report_is_written_survives(tmp_path, monkeypatch):
+    import paraspeechclap.evaluate.report as report_module
+
+    data = make_eval_datasets(tmp_path)
+    outcome = _intrinsic_outcome(data)
+    out = tmp_path / "report"
+    write_report(outcome, out, plots=False)
+    original = report_module._write_report_files
+
+    def slow_writer(*args, **kwargs):
+        written = original(*args, **kwargs)
+        (out / "arrived-meanwhile.txt").write_text("keep me")
+        return written
+
+    monkeypatch.setattr(report_module, "_write_report_files", slow_writer)
+    with pytest.raises(ReportFolderError, match="arrived-meanwhile.txt"):
+        write_report(outcome, out, plots=False)
+    assert (out / "arrived-meanwhile.txt").read_text() == "keep me"
+    assert (out / "metrics.json").is_file()
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []

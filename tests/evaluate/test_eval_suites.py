@@ -8,7 +8,7 @@ from paraspeechclap.evaluate.runner import prepare_suite
 from paraspeechclap.evaluate.suites import (INTRINSIC_ATTRIBUTES, SITUATIONAL_CLASSES, SuiteError, builtin_suites,
                                             load_rows, resolve_suite)
 
-from eval_helpers import make_eval_datasets, write_manifest, write_tone
+from eval_helpers import make_eval_datasets, write_manifest
 
 
 def test_paper_suite_has_the_papers_tasks_and_class_lists():
