@@ -262,3 +262,26 @@ def test_no_cache_dir_means_memory_only(tmp_path, tone_set):
     model = ToneModel()
     outcome = _run(model, tone_set, None)
     assert model.clips_embedded == 6 and outcome.cache["folder"] is None and outcome.cache["disabled"] is None
+
+
+def test_read_only_database_falls_back(tmp_path, tone_set, monkeypatch):
+    """As root (where chmod does not stop writes) the read-only case is simulated by SQLite's own read-only mode."""
+    folder = tmp_path / "cache"
+    _run(ToneModel(), tone_set, folder)  # a valid cache holding all six clips
+    write_tone(_clip(tone_set, 3), TONES["shrill"], seconds=0.45)  # one clip to embed and (try to) store
+    real_connect = sqlite3.connect
+
+    def read_only_connect(path, *args, **kwargs):
+        return real_connect(f"file:{path}?mode=ro", *args, uri=True, **kwargs)
+
+    monkeypatch.setattr(cache_module.sqlite3, "connect", read_only_connect)
+    model = ToneModel()
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        outcome = _run(model, tone_set, folder)
+    monkeypatch.setattr(cache_module.sqlite3, "connect", real_connect)
+    found = _cache_warnings(record)
+    assert len(found) == 1 and "readonly" in str(found[0].message).replace("-", "").replace(" ", "")
+    assert outcome.complete and _predictions(outcome)[3] == "shrill"
+    assert "readonly" in outcome.cache["disabled"]
+    assert model.clips_embedded == 1  # the five unchanged clips were still read from the file before the write failed
