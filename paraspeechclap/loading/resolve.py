@@ -31,6 +31,20 @@ class ReleaseNotFoundError(FileNotFoundError):
     """None of a bundle's file names exists in its repo at that revision (or in the cache, when offline)."""
 
 
+_HASHED: dict[tuple[str, int, int], str] = {}  # (real path, size, mtime) -> SHA-256, for this process
+
+
+def _sha256(path: Path) -> str:
+    """The file's SHA-256, streamed; remembered per (real path, size, mtime) so a process that loads the same
+    multi-GB checkpoint again does not hash it again."""
+    real = path.resolve()
+    stat = real.stat()
+    key = (str(real), stat.st_size, stat.st_mtime_ns)
+    if key not in _HASHED:
+        _HASHED[key] = hub.sha256_file(real)
+    return _HASHED[key]
+
+
 def _pick_from_listing(bundle: Bundle, revision: str | None) -> tuple[str | None, Exception | None, list[str]]:
     try:
         files = hub.list_repo_files(bundle.repo_id, revision=revision)
@@ -90,7 +104,7 @@ def resolve_checkpoint(bundle: Bundle, revision: str | None = None) -> ResolvedC
     commit = hub.snapshot_commit(path)
     expected = bundle.expected_sha256(chosen, commit, revision)
     if expected is not None:
-        actual = hub.sha256_file(path)
+        actual = _sha256(Path(path))
         if actual != expected:
             raise CheckpointError(
                 f"SHA-256 mismatch for {bundle.repo_id}/{chosen} at commit {commit or revision}: the registry "

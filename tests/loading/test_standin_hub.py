@@ -201,3 +201,40 @@ def test_network_errors_are_told_apart_from_answers(standin_hub, fixture_dir):
     assert hub_module.is_network_error(refused) and not hub_module.is_missing_entry(refused)
     assert hub_module.is_network_error(errors.OfflineModeIsEnabled("offline"))
     assert hub_module.is_network_error(errors.LocalEntryNotFoundError("not cached"))
+
+
+def test_a_save_pretrained_folder_published_on_the_hub_loads(standin_hub, tiny_model, golden, golden_waveforms,
+                                                             tmp_path, monkeypatch):
+    folder = tiny_model.save_pretrained(tmp_path / "published")
+    files = {p.relative_to(folder).as_posix(): p for p in folder.rglob("*") if p.is_file()}
+    assert "tokenizer/tokenizer.json" in files
+    commit = standin_hub.add_repo("someone/tiny-clap", files)
+    from paraspeechclap import ParaSpeechCLAP
+
+    for revision in (None, commit):
+        model = ParaSpeechCLAP.from_pretrained("someone/tiny-clap", revision=revision, device="cpu", precision="fp32")
+        _check_golden(model, golden, golden_waveforms)
+    standin_hub.stop()
+    set_offline(monkeypatch, True)
+    _check_golden(ParaSpeechCLAP.from_pretrained("someone/tiny-clap", device="cpu", precision="fp32"),
+                  golden, golden_waveforms)
+
+
+def test_a_verified_file_is_hashed_once_per_process(standin_hub, fixture_dir, monkeypatch):
+    from paraspeechclap.loading import resolve as resolve_module
+
+    data = (fixture_dir / "checkpoint.pth.tar").read_bytes()
+    commit = standin_hub.add_repo(REPO, {NEW: data})
+    bundle = replace(registry.get_bundle("intrinsic"),
+                     checksums=(registry.Checksum(commit, NEW, hashlib.sha256(data).hexdigest()),))
+    calls = []
+    real = hub_module.sha256_file
+    monkeypatch.setattr(hub_module, "sha256_file", lambda path, **kw: calls.append(path) or real(path, **kw))
+    monkeypatch.setattr(resolve_module, "_HASHED", {})
+    first = resolve_checkpoint(bundle)
+    second = resolve_checkpoint(bundle)
+    assert first.sha256 == second.sha256 and len(calls) == 1
+    bad = replace(bundle, checksums=(registry.Checksum(commit, NEW, "0" * 64),))
+    with pytest.raises(CheckpointError):  # the remembered hash is the file's, so a wrong expectation still fails
+        resolve_checkpoint(bad)
+    assert len(calls) == 1
