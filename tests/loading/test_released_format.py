@@ -1,8 +1,6 @@
 """Released-format files: they load strictly and reproduce the authors' outputs; only harmless variants pass."""
 from __future__ import annotations
 
-import json
-import os
 import shutil
 from pathlib import Path
 
