@@ -138,25 +138,26 @@ def test_signal_saves_at_step_boundary_and_resume_is_bit_identical(tmp_path, cor
 
 
 def test_sigterm_cli_exits_0_with_resume_line_then_resumes_bit_identical(tmp_path, corpus):
-    """A real SIGTERM from outside (as a cluster scheduler sends it) to `paraspeechclap train`."""
-    ov = base_overrides(tmp_path, corpus, steps=STEPS, batch=4, **dict(COMMON, **{"checkpoint.every_n_steps": 0}))
-    run = tmp_path / "run"
+    """A real SIGTERM from outside to the whole process group (as a cluster scheduler sends it: the DataLoader
+    worker gets it too) of `paraspeechclap train`: exit status 0, the resume line, and resuming ends with the
+    weights of an uninterrupted run."""
+    settings = dict(COMMON, **{"checkpoint.every_n_steps": 0, "data.num_workers": 1})
     cmd = [sys.executable, "-m", "paraspeechclap.train.cli"]
-    # slow the steps down a little so the signal lands mid-run: one step per ~0.3 s
-    env = _env()
-    env["PSC_TEST_STEP_DELAY"] = "0.3"
-    full = base_overrides(tmp_path / "full", corpus, steps=STEPS, batch=4,
-                          **dict(COMMON, **{"checkpoint.every_n_steps": 0}))
+    full = base_overrides(tmp_path / "full", corpus, steps=STEPS, batch=4, **settings)
     subprocess.run(cmd + ["--config", "intrinsic", *full], env=_env(), check=True, capture_output=True, timeout=300)
+    run = tmp_path / "run"
+    env = _env()
+    env["PSC_TEST_STEP_DELAY"] = "0.3"  # slow the steps down a little so the signal lands mid-run
+    ov = base_overrides(tmp_path, corpus, steps=STEPS, batch=4, **settings)
     proc = subprocess.Popen(cmd + ["--config", "intrinsic", *ov, "model.factory=tiny.slow_tiny_model"], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
     log = run / "train_log.csv"
     t0 = time.time()
     while not (log.exists() and len(log.read_text().splitlines()) >= 2):  # header + step 1
         assert proc.poll() is None, proc.communicate()[1][-3000:]
         assert time.time() - t0 < 240
         time.sleep(0.02)
-    proc.send_signal(signal.SIGTERM)
+    os.killpg(proc.pid, signal.SIGTERM)
     out, err = proc.communicate(timeout=240)
     assert proc.returncode == 0, err[-3000:]
     assert f"resume with: paraspeechclap train --resume {run}" in err
@@ -396,3 +397,21 @@ def test_two_ranks_agree_on_stop_and_fail_together_on_a_failed_save(tmp_path):
     assert seen[1]["save"].startswith("CheckpointError") and "failed on rank 0" in seen[1]["save"]
     assert all(s["save_seconds"] < 30 for s in seen), seen  # not the process-group timeout
     assert C.list_checkpoints(tmp_path / "run") == []
+
+
+@pytest.mark.skipif(not torch.distributed.is_available(), reason="torch.distributed unavailable")
+def test_two_rank_training_skips_and_stops_together(tmp_path, corpus):
+    """Rank 1 alone gets a NaN loss and, later, SIGTERM: both ranks skip the same step, stop after the same step,
+    and rank 0 saves that step's checkpoint."""
+    import torch.multiprocessing as mp
+
+    mp.spawn(tiny.train_faults_worker, args=(2, _free_port(), str(tmp_path), str(corpus)), nprocs=2, join=True,
+             start_method="spawn")
+    seen = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2)]
+    assert [s["step"] for s in seen] == [3, 3] and [s["calls"] for s in seen] == [4, 4]
+    assert seen[1]["stopped"] == "SIGTERM" and seen[0]["stopped"] == "a stop request on another rank"
+    assert [s["counters"]["nonfinite_steps"] for s in seen] == [1, 1]
+    run = tmp_path / "run"
+    assert [p.name for p in C.list_checkpoints(run)] == ["step_00000003"]
+    state = C.load_training_state(C.resolve_resume(run))
+    assert state["step"] == 3 and state["world_size"] == 2 and len(state["rng"]) == 2

@@ -182,3 +182,34 @@ def fault_worker(rank: int, world: int, port: int, out_dir: str) -> None:
     finally:
         (Path(out_dir) / f"rank{rank}.json").write_text(json.dumps(seen))
         D.cleanup(info)
+
+
+def train_faults_worker(rank: int, world: int, port: int, out_dir: str, manifest: str) -> None:
+    """A 2-rank training run in which rank 1 alone sees a NaN loss (2nd batch) and a SIGTERM (during the 4th):
+    both ranks must skip the same step and stop at the same step boundary. Writes rank{r}.json."""
+    import signal
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
+                      LOCAL_RANK=str(rank))
+    torch.set_num_threads(1)
+    from paraspeechclap.train import trainer as T
+
+    real = T.training_loss
+    calls = {"n": 0}
+
+    def faulty(*a, **k):
+        calls["n"] += 1
+        if rank == 1 and calls["n"] == 4:
+            os.kill(os.getpid(), signal.SIGTERM)
+        out = real(*a, **k)
+        if rank == 1 and calls["n"] == 2:
+            out["total_loss"] = out["total_loss"] * float("nan")
+        return out
+
+    T.training_loss = faulty
+    ov = base_overrides(Path(out_dir), Path(manifest), steps=6, batch=2, **{
+        "data.crop_seconds": 0.4, "distributed.backend": "gloo", "distributed.timeout_minutes": 2,
+        "distributed.find_unused_parameters": "true"})
+    res = T.train("situational", ov)
+    (Path(out_dir) / f"rank{rank}.json").write_text(json.dumps(
+        {k: res[k] for k in ("step", "stopped", "counters")} | {"calls": calls["n"]}))
