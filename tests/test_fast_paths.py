@@ -1,171 +1,138 @@
-"""Fast inference paths keep the answers of fp32 (correctness only, no timing asserts), and the inference
-benchmark script (benchmarks/inference_speed.py) runs end to end on the tiny fixture model.
+"""The fast inference paths keep the answers of the reference (correctness only, no timings). Every model here asks
+for its precision explicitly, so the tests mean the same on CPUs with and without native bf16.
 
-Tolerances (centred = after subtracting the fp32 reference's mean embedding, see ``agreement``):
-* fp32 with SDPA attention, batched with masks, vs the stock attention one clip at a time: centred cosine
-  >= 0.9999 (same maths; float rounding only);
-* int8 dynamic quantization vs fp32: centred cosine >= 0.99 (the issue-6 bar) and every clip's nearest fp32
-  neighbour is itself, on a paper-shaped but shallow random tower (WavLM-Large conv stack, 4 x 256 layers).
-  The full 24 x 1024 random tower does not meet 0.99 under int8 (0.88, see BENCHMARKS.md): these tests guard the
-  int8 path against regressions, they do not claim the paper-size model meets the bar.
+On a paper-shaped but shallow random speech tower (the WavLM-Large conv stack, 4 x 256 transformer layers; the
+reference-tiny fixture's text tower), against WavLM's stock attention in fp32, one clip at a time, no mask:
+* fp32, SDPA attention, batched with masks through ``embed_audio``: within 2e-5 (same maths, float rounding);
+* bf16 (weights converted once): centred cosine >= 0.99 and every clip's nearest reference neighbour kept;
+* int8 dynamic quantization: centred cosine >= 0.99, nearest neighbours kept, audio->text rankings kept.
+"Centred" = after subtracting the reference's mean embedding: with random weights all raw embeddings point nearly
+the same way (raw cosine ~0.99 between different clips), so only the centred part tells clips apart. The full
+24 x 1024 random tower does not meet 0.99 under int8 (BENCHMARKS.md): these tests guard the paths against
+regressions; they do not claim the paper-size model meets the bar.
 """
 from __future__ import annotations
 
-import importlib
 import json
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
-REPO = Path(__file__).resolve().parents[1]
+from reference_fixture import FIXTURE
 
-
-@pytest.fixture(scope="module")
-def bench():
-    # importable by name, so that the benchmark's spawned worker processes find their entry point too
-    if str(REPO / "benchmarks") not in sys.path:
-        sys.path.insert(0, str(REPO / "benchmarks"))
-    return importlib.import_module("inference_speed")
+SMALL_SPEECH = {
+    "model_type": "wavlm", "hidden_size": 256, "num_hidden_layers": 4, "num_attention_heads": 4,
+    "intermediate_size": 1024, "feat_extract_norm": "layer", "conv_bias": False, "do_stable_layer_norm": True,
+    "conv_dim": [512] * 7, "conv_kernel": [10, 3, 3, 3, 3, 2, 2], "conv_stride": [5, 2, 2, 2, 2, 2, 2],
+    "num_conv_pos_embeddings": 128, "num_conv_pos_embedding_groups": 16, "num_buckets": 320,
+    "max_bucket_distance": 800,
+}
+PROMPTS = [f"A person is speaking in a {tag} style." for tag in
+           ["angry", "happy", "sad", "calm", "whispered", "shouted", "fast", "slow", "deep", "high-pitched", "husky"]]
 
 
 @pytest.fixture(autouse=True)
 def one_thread():
-    import torch
-
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
 
 
-def test_agreement_metric_catches_swaps_and_ignores_the_shared_direction(bench):
-    rng = np.random.default_rng(0)
-    shared = rng.standard_normal(32) * 10  # every row points nearly the same way, as with random weights
-    reference = shared + rng.standard_normal((6, 32))
-    close = reference + 0.01 * rng.standard_normal((6, 32))
-    result = bench.agreement(reference, close)
-    assert result["centred_min_cos"] > 0.999 and result["nn_preserved"] and result["nn_kept"] == 6
-    swapped = close[[1, 0, 2, 3, 4, 5]]
-    bad = bench.agreement(reference, swapped)
-    assert not bad["nn_preserved"] and bad["nn_kept"] == 4
-    assert bad["raw_min_cos"] > 0.95 > bad["centred_min_cos"]  # the raw cosine alone would not notice the swap
-    ranks = bench.ranking_agreement(np.array([[0.1, 0.5, 0.2]]), np.array([[0.2, 0.4, 0.1]]))
-    assert ranks["top1_same"] == 1.0 and ranks["spearman_mean"] == pytest.approx(0.5)
+def small_model(precision: str):
+    """The small paper-shaped model, seed 0, prepared on CPU in ``precision`` (never ``auto``)."""
+    from transformers import PreTrainedTokenizerFast
+
+    from paraspeechclap import ParaSpeechCLAP
+    from paraspeechclap.model import ParaSpeechCLAPConfig
+
+    text = json.loads((FIXTURE / "text" / "config.json").read_text())
+    text = {k: text[k] for k in ("model_type", "vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads",
+                                 "intermediate_size", "max_position_embeddings", "type_vocab_size", "pad_token_id")}
+    tokenizer = PreTrainedTokenizerFast(tokenizer_file=str(FIXTURE / "text" / "tokenizer.json"), pad_token="<pad>",
+                                        unk_token="<unk>", bos_token="<s>", eos_token="</s>")
+    torch.manual_seed(0)
+    model = ParaSpeechCLAP(ParaSpeechCLAPConfig(speech_config=dict(SMALL_SPEECH), text_config=text, embedding_dim=64),
+                           tokenizer=tokenizer)
+    return model.prepare_for_inference(device="cpu", precision=precision)
+
+
+def use_stock_attention(model) -> int:
+    restored = 0
+    for module in model.modules():
+        if type(module).__name__ == "WavLMAttention" and "forward" in vars(module):
+            del module.forward
+            restored += 1
+    return restored
+
+
+def clips(count: int = 6, seed: int = 1) -> list[np.ndarray]:
+    """Harmonic, syllable-modulated clips of 0.5-2 s (speech-like enough to tell apart)."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for seconds in rng.uniform(0.5, 2.0, size=count):
+        t = np.arange(int(seconds * 16000)) / 16000
+        f0 = rng.uniform(90, 230) * (1 + 0.15 * np.sin(2 * np.pi * rng.uniform(0.2, 0.6) * t))
+        phase = 2 * np.pi * np.cumsum(f0) / 16000
+        wave = sum(np.sin(k * phase) / k for k in range(1, 12)) * np.clip(np.sin(2 * np.pi * rng.uniform(3, 6) * t), 0, None)
+        out.append((0.1 * wave / np.abs(wave).max() + 0.002 * rng.standard_normal(len(t))).astype(np.float32))
+    return out
+
+
+def centred(reference: np.ndarray, other: np.ndarray) -> tuple[float, bool]:
+    """Minimum centred cosine to the reference and whether every row's nearest centred reference row is its own."""
+    unit = lambda x: x / np.linalg.norm(x, axis=1, keepdims=True)  # noqa: E731
+    mean = reference.mean(axis=0, keepdims=True)
+    ref, oth = unit(reference - mean), unit(other - mean)
+    return float((ref * oth).sum(axis=1).min()), bool(((oth @ ref.T).argmax(axis=1) == np.arange(len(ref))).all())
 
 
 @pytest.fixture(scope="module")
-def small_models(bench):
-    """A paper-shaped speech tower (WavLM-Large conv stack, 4 x 256 transformer) with random weights:
-    fp32 with the stock attention, fp32 with this project's default path, and int8."""
-    stock = bench.build_model("small", "fp32", seed=0)
-    assert bench.use_stock_attention(stock) == 4
-    default = bench.build_model("small", "auto", seed=0)
-    int8 = bench.build_model("small", "int8", seed=0)
-    assert default.precision == "fp32" or default.precision == "bf16"
-    assert int8.precision == "int8"
-    assert bench.weights_fingerprint(stock) == bench.weights_fingerprint(default)
-    waves = bench.make_clips(6, 0.5, 2.0, seed=1)
-    return stock, default, int8, waves
-
-
-def reference_single(model, waves):
-    import torch
-
+def reference():
+    """fp32, WavLM's stock attention, one clip at a time, no mask (the authors' CLI), and its text scores."""
+    model = small_model("fp32")
+    assert use_stock_attention(model) == 4
+    waves = clips()
     with torch.no_grad():
-        return np.concatenate([model.encode_audio(model.prepare_audio([w])[0], None).numpy() for w in waves])
+        audio = np.concatenate([model.encode_audio(model.prepare_audio([w])[0], None).numpy() for w in waves])
+    return waves, audio, audio @ model.embed_text(PROMPTS).T
 
 
-def test_default_path_matches_stock_attention_one_clip_at_a_time(bench, small_models):
-    stock, default, _, waves = small_models
-    reference = reference_single(stock, waves)
-    fast = default.embed_audio([(w, 16000) for w in waves], batch_size=8)
-    result = bench.agreement(reference, fast)
-    assert result["centred_min_cos"] >= 0.9999, result
-    assert result["nn_preserved"]
-    if default.precision == "fp32":
-        np.testing.assert_allclose(fast, reference, atol=2e-5)
-
-
-def test_int8_keeps_centred_embeddings_and_rankings_on_a_paper_shaped_tower(bench, small_models):
-    stock, _, int8, waves = small_models
-    reference = reference_single(stock, waves)
+def test_fp32_sdpa_batched_with_masks_matches_stock_attention_one_clip_at_a_time(reference):
+    waves, expected, _ = reference
+    model = small_model("fp32")
+    assert model.precision == "fp32"
     for batch_size in (1, 8):
-        quantized = int8.embed_audio([(w, 16000) for w in waves], batch_size=batch_size)
-        result = bench.agreement(reference, quantized)
-        assert result["centred_min_cos"] >= 0.99, (batch_size, result)
-        assert result["nn_preserved"], (batch_size, result)
-    # audio -> text rankings over the 21 classify candidates survive quantization of both towers
-    prompts = [f"A person is speaking in a {tag} style." for tag in bench.STYLE_TAGS]
-    scores_fp32 = reference @ stock.embed_text(prompts).T
-    scores_int8 = quantized @ int8.embed_text(prompts).T
-    ranks = bench.ranking_agreement(scores_fp32, scores_int8)
-    assert ranks["top1_same"] == 1.0, ranks
-    assert ranks["spearman_min"] >= 0.9, ranks
+        got = model.embed_audio([(w, 16000) for w in waves], batch_size=batch_size, max_batch_seconds=60)
+        np.testing.assert_allclose(got, expected, atol=2e-5)
 
 
-def test_analytic_flops_equal_the_flop_counter(bench, small_models):
-    _, default, _, waves = small_models
-    wave = waves[0]
-    assert bench.counted_flops(default, wave) == bench.speech_tower_flops(len(wave), default.audio_branch.base.config)
+def test_bf16_keeps_centred_embeddings_and_neighbours(reference):
+    """bf16 weights and activations (8 mantissa bits): the stated tolerance is the issue's accuracy bar, centred
+    cosine >= 0.99 with every nearest neighbour kept; raw cosines stay above 0.999."""
+    waves, expected, _ = reference
+    model = small_model("bf16")
+    assert model.precision == "bf16"
+    assert next(model.audio_branch.base.parameters()).dtype == torch.bfloat16
+    assert model.audio_projection.linear1.weight.dtype == torch.float32  # the heads stay fp32
+    got = model.embed_audio([(w, 16000) for w in waves], max_batch_seconds=60)
+    assert got.dtype == np.float32 and np.isfinite(got).all()
+    cos, kept = centred(expected, got)
+    assert cos >= 0.99 and kept, cos
+    assert (got * expected).sum(axis=1).min() >= 0.999
 
 
-def test_benchmark_script_quick_tiny_writes_its_table(bench, tmp_path):
-    assert bench.main(["--quick", "--tiny", "--inline", "--out", str(tmp_path), "--name", "t"]) == 0
-    markdown = (tmp_path / "t.md").read_text()
-    result = json.loads((tmp_path / "t.json").read_text())
-    assert "| path | precision | audio-s/s |" in markdown and "| issue-6 target |" in markdown
-    keys = [row["key"] for row in result["paths"]]
-    assert keys == ["a", "b", "c", "c1", "d:bs1/240s", "d:bs8/240s"]
-    assert result["fastest_int8"] in keys and f"({result['fastest_int8']}) **(d)**" in markdown
-    rows = {row["key"]: row for row in result["paths"]}
-    assert rows["a"]["centred_min_cos"] == pytest.approx(1.0)
-    for key in ("b", "c", "c1"):  # same fp32 maths: masks and SDPA do not change the answers
-        assert rows[key]["centred_min_cos"] >= 0.9999 and rows[key]["nn_preserved"]
-    for key in keys[4:]:
-        assert rows[key]["precision"] == "int8"
-        assert rows[key]["centred_min_cos"] >= 0.99 and rows[key]["nn_preserved"]
-    for row in result["paths"]:
-        assert row["audio_seconds_per_s"] > 0 and row["peak_rss_mb"] > 0 and row["gflops"] > 0
-    assert result["flop_check"]["counted"] == result["flop_check"]["analytic"]
-    assert result["matmul_peaks"]["fp32_gflops_2048"] > 0 and result["matmul_peaks"]["bf16_gflops_256"] > 0
-    assert result["text"]["fp32"]["captions_per_s"] > 0 and result["text"]["int8"]["captions_per_s"] > 0
-    assert result["classify"]["candidates"] == 21
-    # the tiny model's long file uses 1-s windows (0.25 s overlap): 18.25 s fill a batch of 8 windows 3 times
-    assert [(row["max_batch_seconds"], row["windows"], row["largest_batch"]) for row in result["long_file"]] == \
-        [(240.0, 24, 8), (30.0, 24, 8)]
-    assert all(row["finite"] and row["precision"] == "fp32" for row in result["long_file"])
-    assert all(row["buffer_file_seconds"] == 1800 and row["buffer_mb"] > 0 for row in result["long_file"])
-    assert all(row["peak_mb_at_30min_estimate"] > row["process_peak_rss_mb"] for row in result["long_file"])
-    assert {t["target"] for t in result["targets"]} >= {"default path >= 3x the faster of (a) and (b)"}
+def test_int8_keeps_centred_embeddings_and_rankings(reference):
+    waves, expected, scores = reference
+    model = small_model("int8")
+    assert model.precision == "int8"
+    for batch_size in (1, 8):
+        got = model.embed_audio([(w, 16000) for w in waves], batch_size=batch_size, max_batch_seconds=60)
+        cos, kept = centred(expected, got)
+        assert cos >= 0.99 and kept, (batch_size, cos)
+    from scipy.stats import spearmanr
 
-
-def test_worker_process_holds_the_same_model(bench):
-    """The spawned worker (the benchmark's default mode) builds the same seeded model and answers commands."""
-    spec = bench.WorkerSpec("check", "tiny", "fp32", True, seed=0, threads=1, memory_limit_gb=4)
-    worker = bench.Worker(spec)
-    try:
-        waves = bench.make_clips(2, 0.3, 0.8, seed=2)
-        reply = worker.call("audio", waves=waves, mode="single", batch_size=8, max_batch_seconds=240)
-        local = bench.build_model("tiny", "fp32", seed=0)
-        bench.use_stock_attention(local)
-        np.testing.assert_allclose(reply["embeddings"], reference_single(local, waves), atol=1e-6)
-        assert worker.info["fingerprint"] == bench.weights_fingerprint(local)
-        assert reply["seconds"] > 0 and reply["peak_rss_mb"] > 0
-    finally:
-        closing = worker.close()
-    assert closing["process_peak_rss_mb"] > 0 and not worker.alive
-
-
-def test_long_file_memory_script_covers_precisions_and_batch_limits(bench, tmp_path):
-    long_file_memory = importlib.import_module("long_file_memory")
-    argv = ["--tiny", "--inline", "--precision", "auto,int8", "--max-batch-seconds", "240,2", "--out", str(tmp_path),
-            "--name", "lf"]
-    assert long_file_memory.main(argv) == 0
-    rows = json.loads((tmp_path / "lf.json").read_text())["rows"]
-    # 1-s windows with 0.25 s overlap: 18.25 s fill a batch of 8 windows 3 times, 4.75 s a batch of 2 (2 s)
-    assert [(r["precision"], r["max_batch_seconds"], r["windows"], r["largest_batch"]) for r in rows] == [
-        ("fp32", 240.0, 24, 8), ("fp32", 2.0, 6, 2), ("int8", 240.0, 24, 8), ("int8", 2.0, 6, 2)]
-    assert all(r["finite"] and r["peak_mb_at_30min_estimate"] > r["process_peak_rss_mb"] for r in rows)
-    assert "| int8 | 4.75 s | 6 (2) | 2 |" in (tmp_path / "lf.md").read_text()
+    quantized = got @ model.embed_text(PROMPTS).T  # the text tower stays fp32 under int8
+    assert (quantized.argmax(1) == scores.argmax(1)).all()
+    assert min(spearmanr(a, b).statistic for a, b in zip(scores, quantized)) >= 0.9
