@@ -27,3 +27,7 @@ def test_demo_writes_report(tmp_path, capsys):
     correct, checked = report["classification_correct"]
     assert checked == 10 and 0 <= correct <= checked
     assert len(list((out / "audio").glob("*.wav"))) == 9
+    # demo.json records every file the demo wrote (so a rerun replaces only those), and nothing is left over
+    written = {str(p.relative_to(out)) for p in out.rglob("*") if p.is_file()}
+    assert report["written_by"] == "paraspeechclap.demo"
+    assert set(report["outputs"]) == written - {"demo.json"}
