@@ -24,7 +24,7 @@ def _wavlm_sdpa_attention_forward(self, hidden_states: torch.Tensor, attention_m
     batch, length, _ = hidden_states.shape
     heads, head_dim = self.num_heads, self.head_dim
     if position_bias is None:
-        position_bias = self.compute_bias(length, length)[None]  # [1, heads, T, T]
+        position_bias = _relative_position_bias(self, length)  # [1, heads, T, T]
     position_bias = position_bias.view(-1, heads, length, length)  # also accepts the stock [B * heads, T, T]
 
     def split(x: torch.Tensor) -> torch.Tensor:
@@ -43,6 +43,23 @@ def _wavlm_sdpa_attention_forward(self, hidden_states: torch.Tensor, attention_m
                                             dropout_p=self.dropout if self.training else 0.0)
     output = output.transpose(1, 2).reshape(batch, length, heads * head_dim)
     return self.out_proj(output), None, position_bias
+
+
+def _relative_position_bias(module: nn.Module, length: int) -> torch.Tensor:
+    """``compute_bias(T, T)`` of the first layer, ``[1, heads, T, T]``. Without gradients it is cached per length
+    (windows of a long file, and clips of one length, share it): building it costs more than a small tower's
+    attention. The cache key includes the embedding weight's identity and in-place version, so new weights never
+    meet an old bias."""
+    weight = module.rel_attn_embed.weight
+    if torch.is_grad_enabled() and weight.requires_grad:
+        return module.compute_bias(length, length)[None]
+    key = (length, weight.data_ptr(), weight._version, weight.dtype, weight.device)
+    cached = getattr(module, "_bias_cache", None)
+    if cached is None or cached[0] != key:
+        with torch.inference_mode():
+            cached = (key, module.compute_bias(length, length)[None])
+        module._bias_cache = cached
+    return cached[1]
 
 
 def use_sdpa_attention(model: nn.Module) -> int:

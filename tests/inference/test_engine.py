@@ -1,0 +1,203 @@
+"""The one road: parity through the engine, batching, the text cache, the bulk loop, streamed decoding."""
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from paraspeechclap.audio import AudioError, load_audio
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_parity_through_arrays_files_and_bytes(tiny_model, golden, golden_waveforms, tmp_path):
+    arrays = [(w, 16000) for w in golden_waveforms]
+    files, blobs = [], []
+    for i, wave in enumerate(golden_waveforms):
+        path = tmp_path / f"{i}.wav"
+        sf.write(path, wave, 16000, subtype="FLOAT")
+        files.append(str(path))
+        blobs.append(path.read_bytes())
+    for inputs in (arrays, files, blobs):
+        np.testing.assert_allclose(tiny_model.embed_audio(inputs), golden["audio_emb_single"], atol=1e-5)
+
+
+def test_batched_equals_single_in_fp32(tiny_model, golden_waveforms):
+    arrays = [(w, 16000) for w in golden_waveforms]
+    single = np.concatenate([tiny_model.embed_audio(a, batch_size=1) for a in arrays])
+    for batch_size in (2, 4, 8):
+        np.testing.assert_allclose(tiny_model.embed_audio(arrays, batch_size=batch_size, max_batch_seconds=60),
+                                   single, atol=1e-5)
+
+
+def test_batched_equals_single_in_bf16_within_its_tolerance(tiny_model_factory, golden_waveforms):
+    model = tiny_model_factory(precision="bf16")
+    arrays = [(w, 16000) for w in golden_waveforms]
+    single = np.concatenate([model.embed_audio(a, batch_size=1) for a in arrays])
+    batched = model.embed_audio(arrays, batch_size=8, max_batch_seconds=60)
+    assert (single * batched).sum(1).min() >= 0.999  # padding changes bf16 rounding, not the answer
+
+
+def test_text_cache_follows_the_weights_after_load_state_dict(tiny_model_factory):
+    model = tiny_model_factory()
+    before = model.embed_text(["a calm voice"])
+    other = {k: v.clone() for k, v in model.state_dict().items()}
+    with torch.no_grad():
+        other["text_projection.linear1.weight"].mul_(-1.0)
+    model.load_state_dict(other)  # in eval mode: no train() call clears anything
+    after = model.embed_text(["a calm voice"])
+    assert not np.allclose(before, after)
+    with torch.no_grad():
+        expected = model.encode_text(model.tokenize(["a calm voice"])).numpy()
+    np.testing.assert_allclose(after, expected, atol=1e-6)
+
+
+def test_text_cache_is_thread_safe(tiny_model):
+    texts = [f"voice number {i}" for i in range(40)]
+    expected = tiny_model.embed_text(texts)
+    tiny_model.engine.text_cache.clear()
+    results, errors = {}, []
+
+    def work(k):
+        try:
+            results[k] = tiny_model.embed_text(texts[k % 5::3])
+        except Exception as err:  # pragma: no cover - surfaced below
+            errors.append(err)
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    for k, rows in results.items():
+        np.testing.assert_allclose(rows, expected[k % 5::3], atol=1e-6)
+
+
+def test_bulk_loop_reports_and_skips_bad_items(tiny_model, golden_waveforms, tmp_path):
+    good = tmp_path / "good.wav"
+    sf.write(good, golden_waveforms[0], 16000)
+    corrupt = tmp_path / "corrupt.wav"
+    corrupt.write_bytes(b"RIFF....WAVEfmt garbage")
+    short = (np.zeros(10, np.float32), 16000)
+    items = [str(good), str(corrupt), short, str(tmp_path / "missing.wav"), (golden_waveforms[1], 16000)]
+    results = list(tiny_model.engine.embed_many(items))
+    assert [r.index for r in results] == list(range(5))
+    assert [r.ok for r in results] == [True, False, False, False, True]
+    assert "corrupt" in results[1].error and "too short" in results[2].error and "not found" in results[3].error
+    np.testing.assert_allclose(results[4].embedding, tiny_model.embed_audio((golden_waveforms[1], 16000))[0],
+                               atol=1e-5)
+    with pytest.raises(AudioError, match="corrupt"):
+        tiny_model.embed_audio(items[:2])
+
+
+def test_a_failing_batch_is_retried_one_window_at_a_time(tiny_model_factory, golden_waveforms, monkeypatch):
+    """An encoder failure on one input (injected: any batch holding a 0.3 s window raises) fails only that input."""
+    model = tiny_model_factory()
+    expected = model.embed_audio([(w, 16000) for w in golden_waveforms], batch_size=1)
+    pool = model.audio_branch.pool
+
+    def flaky(values, mask=None):
+        if mask is not None and int(mask.sum(-1).min()) == 4800 or values.shape[-1] == 4800:
+            raise RuntimeError("injected failure")
+        return pool(values, mask)
+
+    monkeypatch.setattr(model.audio_branch, "pool", flaky)
+    results = list(model.engine.embed_many([(w, 16000) for w in golden_waveforms], batch_size=8,
+                                           max_batch_seconds=60))
+    assert [r.ok for r in results] == [True, True, False, True]
+    assert "injected failure" in results[2].error
+    for r in results:
+        if r.ok:
+            np.testing.assert_allclose(r.embedding, expected[r.index], atol=1e-5)
+
+
+def test_streamed_decoding_equals_whole_file_decoding(tmp_path):
+    import soxr
+
+    rng = np.random.default_rng(0)
+    stereo = (0.1 * rng.standard_normal((48000 * 50 + 123, 2))).astype(np.float32)
+    path = tmp_path / "long.flac"
+    sf.write(path, stereo, 48000, subtype="PCM_24")
+    decoded, rate = sf.read(path, dtype="float32")
+    whole = soxr.resample(decoded.mean(axis=1, dtype=np.float32), rate, 16000, quality="HQ")
+    streamed = load_audio(path, block_seconds=3.0)  # 17 blocks, each mixed and resampled as it comes
+    assert streamed.shape == whole.shape
+    np.testing.assert_allclose(streamed, whole, atol=1e-5)
+    np.testing.assert_allclose(load_audio(path.read_bytes(), block_seconds=7.0), whole, atol=1e-5)
+
+
+def test_cli_classify_runs_through_the_loop_and_records_provenance(tmp_path, golden_waveforms, fixture_dir):
+    from paraspeechclap.cli import main
+
+    for i, wave in enumerate(golden_waveforms[:2]):
+        sf.write(tmp_path / f"{i}.wav", wave, 16000)
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_bytes(b'{"path": "%s"}\n[1, 2]\n{"nopath": 1}\nnot json\n\xff\xfe\n{"path": "%s"}\n'
+                         % (str(tmp_path / "0.wav").encode(), str(tmp_path / "1.wav").encode()))
+    out = tmp_path / "out.json"
+    args = ["classify", str(manifest), "--candidates", "deep", "shrill", "--json", "--out", str(out),
+            "--model", str(fixture_dir / "checkpoint.pth.tar"), "--speech-model", str(fixture_dir / "speech"),
+            "--text-model", str(fixture_dir / "text"), "--embedding-dim", "24", "--precision", "fp32"]
+    assert main(args) == 1  # four bad rows: reported, skipped, and the exit code says so
+    doc = json.loads(out.read_text())
+    assert [r["path"] for r in doc["results"]] == [str(tmp_path / "0.wav"), str(tmp_path / "1.wav")]
+    assert sorted(doc["failed"]) == [f"{manifest}:{n}" for n in (2, 3, 4, 5)]
+    assert doc["provenance"]["precision"] == "fp32" and doc["provenance"]["device"] == "cpu"
+    assert len(doc["provenance"]["identity"]) == 16
+
+
+def test_embed_outputs_commit_paths_and_provenance_together(tmp_path, golden_waveforms, fixture_dir):
+    import pyarrow.parquet as pq
+
+    from paraspeechclap.cli import main
+
+    for i, wave in enumerate(golden_waveforms):
+        sf.write(tmp_path / f"{i}.wav", wave, 16000)
+    model_args = ["--model", str(fixture_dir / "checkpoint.pth.tar"), "--speech-model", str(fixture_dir / "speech"),
+                  "--text-model", str(fixture_dir / "text"), "--embedding-dim", "24", "--precision", "fp32"]
+    assert main(["embed", str(tmp_path), "--out", str(tmp_path / "e.parquet"), *model_args]) == 0
+    table = pq.read_table(tmp_path / "e.parquet")
+    assert table.num_rows == 4 and json.loads(table.schema.metadata[b"paraspeechclap"])["precision"] == "fp32"
+    assert main(["embed", str(tmp_path / "0.wav"), "--out", str(tmp_path / "e.npz"), *model_args]) == 0
+    with np.load(tmp_path / "e.npz") as saved:
+        assert saved["embeddings"].shape == (1, 24) and list(saved["paths"]) == [str(tmp_path / "0.wav")]
+    before = (tmp_path / "0.wav").read_bytes()
+    assert main(["embed", str(tmp_path / "0.wav"), "--out", str(tmp_path / "0.wav"), *model_args]) == 2  # suffix
+    assert main(["score", str(tmp_path / "0.wav"), "--text", "calm", "--out", str(tmp_path / "0.wav"),
+                 "--overwrite", *model_args]) == 1  # an input is never an output, even with --overwrite
+    assert main(["embed", str(tmp_path / "0.wav"), "--out", str(tmp_path / "e.npz"), *model_args]) == 1  # exists
+    assert (tmp_path / "0.wav").read_bytes() == before
+
+
+FIVE_MINUTES = r"""
+import resource, sys
+resource.setrlimit(resource.RLIMIT_AS, (4 << 30, 4 << 30))
+sys.path.insert(0, sys.argv[2])
+from reference_fixture import load_tiny
+model = load_tiny()
+emb = model.embed_audio(sys.argv[1])
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+print(emb.shape, round(peak))
+assert peak <= 2048, peak
+"""
+
+
+def test_five_minute_file_through_the_fixture_model_under_an_address_space_limit(tmp_path):
+    """30 s windows of the stride-20 fixture tower would need gigabytes of attention each; the engine's windows are
+    bounded by attention cost, so the whole file fits in 2 GB (4 GB of address space)."""
+    rng = np.random.default_rng(1)
+    path = tmp_path / "five.flac"
+    sf.write(path, (0.1 * rng.standard_normal((48000 * 300, 2))).astype(np.float32), 48000)
+    done = subprocess.run([sys.executable, "-c", FIVE_MINUTES, str(path), str(REPO / "tests")],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.startswith("(1, 24)")
