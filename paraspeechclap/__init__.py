@@ -8,7 +8,8 @@ Importing the package is cheap; torch and transformers load on first use of the 
 """
 from __future__ import annotations
 
-__version__ = "0.1.0"
+from ._version import __version__
+
 __all__ = ["ParaSpeechCLAP", "load_audio", "AudioError", "__version__"]
 
 

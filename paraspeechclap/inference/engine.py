@@ -147,7 +147,7 @@ class InferenceEngine:
 
     def provenance(self) -> dict:
         """What produced an output: model identity, precision, device, versions. Recorded beside every result."""
-        from .. import __version__
+        from .._version import __version__
 
         return {"model": getattr(self.model, "name", None) or "unnamed", "identity": self.identity(),
                 "precision": self.precision, "device": str(self.device), "paraspeechclap": __version__,
