@@ -728,9 +728,8 @@ class Trainer:
             with open(path, "a") as f:
                 for p, reason in errs:
                     f.write(f"{p}\t{str(reason).replace(chr(9), ' ').replace(chr(10), ' ')}\n")
-        except OSError:
-            pass
-
+        except OSError as e:  # the paths are in the log above; the run itself is not at stake
+            logger.warning("could not append to %s (%s)", path, e)
 
     # ------------------------------------------------------------------ validation
     @torch.no_grad()
