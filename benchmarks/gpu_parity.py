@@ -91,7 +91,8 @@ def main(argv: list[str] | None = None) -> int:
     bf16 = H.load_tiny(precision="bf16", device=args.device)
     got = outputs(bf16, gold, waves)
     agree = H.agreement(gold["audio_emb_single"], got["audio_emb_single"])
-    print(f"bf16 on {args.device} (informational): max abs diff " + ", ".join(f"{k} {v:.1e}" for k, v in compare(got, gold).items())
+    drift = ", ".join(f"{k} {v:.1e}" for k, v in compare(got, gold).items())
+    print(f"bf16 on {args.device} (informational): max abs diff {drift}"
           + f"; audio centred min cos {agree['centred_min_cos']:.5f}, NN kept {agree['nn_kept']}/{len(waves)}")
     return 0 if ok else 1
 

@@ -87,8 +87,8 @@ def long_file_job(kind: str, precision: str, seed: int, path: str, max_batch_sec
 
 def estimate(row: dict, target_seconds: float) -> dict:
     """The target length's peak: measured when the file was that long, else the measured peak plus the decoded
-    copies' per-second cost for the missing seconds (measured between two decode-only files, both longer than the decoder's block; never below the two float32 16 kHz
-    copies the engine holds, 128 kB per second)."""
+    copies' per-second cost for the missing seconds (measured between two decode-only files, both longer than the
+    decoder's block; never below the two float32 16 kHz copies the engine holds, 128 kB per second)."""
     if "error" in row:
         return {}
     peak = max(row["process_peak_rss_mb"], row["inference_peak_rss_mb"])
