@@ -216,7 +216,7 @@ def choose_workers(args: argparse.Namespace, paths: list[PathSpec]) -> tuple[dic
         paths[:] = [p for p in paths if p.worker != "bf16"]
     auto = resolve_precision("auto", device)
     workers = {name: precision for name, precision in (("fp32", "fp32"), ("bf16", "bf16"), ("int8", "int8"))
-               if any(p.worker == name for p in paths) or (name == auto)}
+               if any(p.worker in (name, "auto" if name == auto else name) for p in paths)}
     for path in paths:
         if path.worker == "auto":
             path.worker = auto
