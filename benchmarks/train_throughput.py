@@ -35,8 +35,8 @@ import torch
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "tests"))
-from reference_fixture import FIXTURE  # noqa: E402  (the one place that knows where the fixture is)
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from harness import FIXTURE  # noqa: E402  (found relative to the repository; PARASPEECHCLAP_FIXTURE overrides)
 
 
 def _batch(n: int, seconds: float, seed: int = 0) -> dict:
