@@ -305,8 +305,9 @@ class AudioEmbedder:
 
     Each file is read once: its bytes are hashed (the cache key) and, on a miss, decoded from those same bytes
     with :func:`paraspeechclap.audio.load_audio` (so a broken or too-short file names itself). Decoded clips are
-    gathered in chunks, sorted by length (longest first) and passed to :meth:`_call`, the one place that runs the
-    model. If a chunk fails, its items are retried one at a time so only the bad ones are dropped.
+    gathered in chunks and passed to the project's one bulk loop
+    (:func:`paraspeechclap.inference.embed_items`); a failed batch is retried one clip at a time so only the bad ones
+    are dropped.
     """
 
     def __init__(self, model, cache: EmbeddingCache, batch_size: int = 8, chunk_items: int = 256,
@@ -377,34 +378,19 @@ class AudioEmbedder:
         return vectors, failures
 
     def _flush(self, chunk: List[Tuple[str, str, np.ndarray]], failures: Dict[str, str]) -> None:
-        chunk = sorted(chunk, key=lambda item: item[2].size, reverse=True)
-        try:
-            embeddings = self._call([wave for _, _, wave in chunk])
-            self.cache.put_many({digest: embeddings[i] for i, (_, digest, _) in enumerate(chunk)})
-            self.n_embedded += len(chunk)
-        except Exception as chunk_error:
-            for path, digest, wave in chunk:  # isolate the bad item(s)
-                try:
-                    embedding = self._call([wave]) if len(chunk) > 1 else None
-                    if embedding is None:
-                        raise chunk_error
-                    self.cache.put_many({digest: embedding[0]})
-                    self.n_embedded += 1
-                except Exception as err:
-                    problem = getattr(err, "problem", None) or err
-                    failures[path] = f"embedding failed ({type(err).__name__}: {problem})"
-
-    def _call(self, waves: List[np.ndarray]) -> np.ndarray:
-        """The one call into the model: decoded 16 kHz mono clips in, ``[len(waves), D]`` float32 out."""
+        """Embed decoded clips through the project's one bulk loop (a failed batch is retried one clip at a time, so
+        only the bad clips are dropped) and store the good ones."""
         from ..audio import TARGET_SAMPLE_RATE
+        from ..inference import embed_items
 
-        if callable(getattr(self.model, "embed_waveforms", None)):  # decoded already: skip a second decode
-            out = self.model.embed_waveforms(waves, batch_size=self.batch_size)
-        else:
-            out = self.model.embed_audio([(w, TARGET_SAMPLE_RATE) for w in waves], batch_size=self.batch_size)
-        out = np.asarray(out, dtype=np.float32)
-        if out.ndim != 2 or out.shape[0] != len(waves):
-            raise RuntimeError(f"the model returned embeddings of shape {out.shape} for {len(waves)} clips")
-        if not np.all(np.isfinite(out)):
-            raise RuntimeError("the model returned NaN or Inf embeddings")
-        return out
+        done: Dict[str, np.ndarray] = {}
+        items = [(wave, TARGET_SAMPLE_RATE) for _, _, wave in chunk]
+        for result in embed_items(self.model, items, batch_size=self.batch_size):
+            path, digest, _ = chunk[result.index]
+            if result.ok:
+                done[digest] = result.embedding
+            else:
+                failures[path] = f"embedding failed ({result.error})"
+        if done:
+            self.cache.put_many(done)
+            self.n_embedded += len(done)

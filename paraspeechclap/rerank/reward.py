@@ -89,29 +89,21 @@ def embed_audio_safely(
 ) -> tuple[np.ndarray, dict[int, str]]:
     """Embed many audios, isolating the ones that fail: returns (embeddings with NaN rows, errors).
 
-    Audio is passed to ``model.embed_audio`` in chunks (default ``16 * batch_size`` items) so memory
-    stays bounded; a chunk that raises is redone one item at a time so one bad file costs only
-    itself. ``errors`` maps the position of each failed item to the error message.
-    ``progress(k)`` is called with the number of items finished after each chunk.
+    Runs the project's one bulk loop (:func:`paraspeechclap.inference.embed_items`): decoding a bounded number ahead,
+    a failed batch retried one input at a time, so one bad file costs only itself. ``errors`` maps the position of
+    each failed item to the error message; ``progress(1)`` is called as each item finishes. (``chunk`` is accepted
+    for compatibility and ignored: the loop bounds its own memory.)
     """
-    batch_size = batch_size or getattr(model, "default_batch_size", 8)  # None: the model's own default
-    chunk = chunk or 16 * batch_size
+    from ..inference import embed_items
+
     errors: dict[int, str] = {}
     rows: list[np.ndarray | None] = [None] * len(audios)
-    for start in range(0, len(audios), chunk):
-        part = list(audios[start : start + chunk])
-        try:
-            emb = np.asarray(model.embed_audio(part, batch_size=batch_size), dtype=np.float32)
-            for j, row in enumerate(emb):
-                rows[start + j] = row
-        except Exception:  # noqa: BLE001 - find the bad item(s), keep the rest
-            for j, item in enumerate(part):
-                try:
-                    rows[start + j] = np.asarray(model.embed_audio([item], batch_size=1), np.float32)[0]
-                except Exception as exc:  # noqa: BLE001
-                    errors[start + j] = f"{type(exc).__name__}: {exc}"
-        if progress is not None:
-            progress(len(part))
+    done = (lambda result: progress(1)) if progress is not None else None
+    for result in embed_items(model, list(audios), batch_size=batch_size, on_done=done):
+        if result.ok:
+            rows[result.index] = result.embedding
+        else:
+            errors[result.index] = result.error
     dim = next((r.shape[-1] for r in rows if r is not None), 0)
     out = np.full((len(audios), dim), np.nan, dtype=np.float32)
     for i, row in enumerate(rows):
