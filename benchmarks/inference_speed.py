@@ -185,6 +185,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if args.model == "tiny":  # the fixture keeps 800 frames per second: short clips keep the reference paths small
         args.max_seconds = min(args.max_seconds, 2.0)
         args.min_seconds = min(args.min_seconds, 0.5)
+    if args.device != "cpu":
+        import torch
+
+        if args.device.startswith("cuda") and not torch.cuda.is_available():
+            ap.error(f"--device {args.device}: no CUDA device visible to torch {torch.__version__}")
     if args.memory_limit_gb is None and args.device == "cpu":
         args.memory_limit_gb = 12.0
     keys = [k.strip() for k in args.paths.split(",") if k.strip()]
