@@ -132,11 +132,12 @@ def embed_inputs(model, args: argparse.Namespace):
     an item the encoder cannot take is reported and skipped."""
     import numpy as np
 
+    from .inference import embed_items
+
     failed: dict[str, str] = {}
     paths = expand_inputs(args.inputs, failed)
     good, rows = [], []
-    for result in model.engine.embed_many(paths, batch_size=args.batch_size, progress=len(paths) > 16,
-                                          total=len(paths)):
+    for result in embed_items(model, paths, batch_size=args.batch_size, progress=len(paths) > 16):
         if result.ok:
             good.append(paths[result.index])
             rows.append(result.embedding)

@@ -50,6 +50,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     model.add_argument("--text-model", help="text encoder (hub id or folder) for a raw .pth.tar")
     model.add_argument("--embedding-dim", type=int, help="embedding size for a raw .pth.tar")
     model.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: the model's choice)")
+    model.add_argument("--revision", help="hub revision (branch, tag or commit) of a released checkpoint")
     model.add_argument("--precision", default="fp32", choices=["auto", "fp32", "bf16", "int8"],
                        help="numeric precision (default fp32, as the reference evaluated; auto = bf16 where supported)")
 
@@ -86,7 +87,7 @@ def _load_model(args: argparse.Namespace):
 
     return ParaSpeechCLAP.from_pretrained(args.model, speech_model=args.speech_model, text_model=args.text_model,
                                           embedding_dim=args.embedding_dim, device=args.device,
-                                          precision=args.precision)
+                                          precision=args.precision, revision=getattr(args, "revision", None))
 
 
 def run(args: argparse.Namespace) -> int:

@@ -145,6 +145,8 @@ def run_suite(model, prepared: Sequence[PreparedTask], suite_name: str, *,
     info = {"identity": key, **(model_info or {})}  # identity: the cache key (weights, precision, preprocessing)
     if callable(getattr(model, "identity", None)):
         info.setdefault("weights_identity", str(model.identity()))
+    if callable(getattr(model, "provenance", None)):
+        info.setdefault("provenance", model.provenance())  # model identity, precision, device that produced it
     return SuiteOutcome(
         suite=suite_name,
         tasks=outcomes,

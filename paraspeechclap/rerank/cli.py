@@ -145,6 +145,7 @@ def run(args: argparse.Namespace) -> int:
         "input": str(args.input),
         "kind": data.kind,
         "model": str(args.model),
+        "provenance": model.provenance() if callable(getattr(model, "provenance", None)) else None,
         "output": str(args.output),
         "link": bool(args.link),
         "gates": [str(g) for g in gates],

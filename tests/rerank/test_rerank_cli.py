@@ -172,3 +172,5 @@ def test_layout_end_to_end_with_the_tiny_model(layout, fixture_dir, tiny_model, 
         assert (out / "audios" / f"{rec['index']}.wav").read_bytes() == open(paths[best], "rb").read()
     assert [r["index"] for r in doc["prompts"]] == [0, 2, 3]
     assert "3/3 prompts chosen" in capsys.readouterr().err
+    provenance = doc["meta"]["provenance"] if "meta" in doc else doc["provenance"]
+    assert provenance["precision"] == "fp32" and provenance["identity"] == tiny_model.identity()
