@@ -33,6 +33,8 @@ def test_evaluate_manifest_end_to_end(tmp_path, tone_set, model_args, tiny_model
                  "tasks/set-classification/predictions_classification.csv"):
         assert (out / name).is_file(), name
     report = json.loads((out / "metrics.json").read_text())
+    assert report["model"]["provenance"]["precision"] == "fp32"  # what produced the numbers is recorded
+    assert report["model"]["provenance"]["identity"] == tiny_model.identity()
     retrieval, classification = report["tasks"]["set-retrieval"], report["tasks"]["set-classification"]
     for task in (retrieval, classification):
         assert (task["n_scored"], task["n_total"], task["n_skipped"]) == (5, 6, 1)
