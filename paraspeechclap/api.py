@@ -131,6 +131,11 @@ class ParaSpeechCLAP(ParaSpeechCLAPModel):
                             template: str | Sequence[str] | None = None) -> list[dict[str, float]]:
         return self.engine.classify_embeddings(audio_emb, candidates, template)
 
+    def timeline(self, audio: AudioInput, captions: Sequence[str], window_seconds: float = 3.0,
+                 hop_seconds: float = 1.0) -> dict:
+        """Per-window cosines of a long recording with each caption (see :meth:`InferenceEngine.timeline`)."""
+        return self.engine.timeline(audio, captions, window_seconds=window_seconds, hop_seconds=hop_seconds)
+
     def identity(self) -> str:
         """A content hash of config, weights and precision (follows the weights when they change)."""
         return self.engine.identity()

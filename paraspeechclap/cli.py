@@ -23,6 +23,7 @@ ROOM_COMMANDS = {
     "rerank": "paraspeechclap.rerank.cli",
     "synth": "paraspeechclap.synth.cli",
     "demo": "paraspeechclap.demo",
+    "timeline": "paraspeechclap.timeline",
 }
 AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif", ".au", ".opus"}
 

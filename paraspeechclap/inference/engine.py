@@ -349,6 +349,32 @@ class InferenceEngine:
             raise RuntimeError(f"waveform {position}: {problem}")
         return embedding
 
+    def timeline(self, audio: AudioInput, captions: Sequence[str], window_seconds: float = 3.0,
+                 hop_seconds: float = 1.0, batch_size: int | None = None) -> dict:
+        """Per-window cosines of one (long) recording with each caption: ``{"start", "end", "scores" [W, C],
+        "captions", "seconds", "provenance"}``. Each window is embedded as a clip of its own (normalised alone); the
+        last window is aligned to the end, and a recording shorter than one window is one window."""
+        if not captions:
+            raise ValueError("timeline needs at least one caption")
+        if not 0 < hop_seconds <= window_seconds:
+            raise ValueError(f"need 0 < hop <= window, got hop {hop_seconds} s, window {window_seconds} s")
+        wave = self.decode(audio)
+        window = max(int(window_seconds * self.sampling_rate), self.min_audio_samples)
+        overlap = window - max(1, int(hop_seconds * self.sampling_rate))
+        spans = window_spans(len(wave), window, min(overlap, window - 1))
+        text = self.embed_text(list(captions))
+        batch_size, max_frames = self._limits(batch_size, None)
+        rows = []
+        for start in range(0, len(spans), CHUNK_ITEMS):  # bounded: a chunk of windows is normalised at a time
+            part = [wave[a:b] for a, b in spans[start:start + CHUNK_ITEMS]]
+            embedding, errors = self._embed_decoded(part, batch_size, max_frames)
+            if errors:
+                raise RuntimeError(f"{describe(audio)}: {next(iter(errors.values()))}")
+            rows.append(embedding @ text.T)
+        return {"captions": list(captions), "start": [a / self.sampling_rate for a, _ in spans],
+                "end": [b / self.sampling_rate for _, b in spans], "scores": np.concatenate(rows).tolist(),
+                "seconds": len(wave) / self.sampling_rate, "provenance": self.provenance()}
+
     # ------------------------------------------------------------------ text
     def embed_text(self, texts: str | Sequence[str], batch_size: int = 64) -> np.ndarray:
         """L2-normalised text embeddings ``[N, D]``; each distinct string is embedded once per weights version."""

@@ -201,3 +201,25 @@ def test_five_minute_file_through_the_fixture_model_under_an_address_space_limit
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.startswith("(1, 24)")
+
+
+def test_timeline_scores_each_window_as_a_clip(tiny_model, golden_waveforms, tmp_path):
+    wave = np.concatenate(golden_waveforms)  # 5.3 s
+    result = tiny_model.timeline((wave, 16000), ["a calm voice", "a shout"], window_seconds=1.0, hop_seconds=0.5)
+    assert result["start"][0] == 0.0 and result["end"][-1] == pytest.approx(len(wave) / 16000)
+    scores = np.asarray(result["scores"])
+    assert scores.shape == (len(result["start"]), 2)
+    a, b = int(result["start"][3] * 16000), int(result["end"][3] * 16000)
+    expected = tiny_model.embed_audio((wave[a:b], 16000)) @ tiny_model.embed_text(["a calm voice", "a shout"]).T
+    np.testing.assert_allclose(scores[3], expected[0], atol=1e-5)
+    from paraspeechclap.cli import main
+
+    sf.write(tmp_path / "long.wav", wave, 16000)
+    fixture = REPO / "tests" / "fixtures" / "reference-tiny"
+    model_args = ["--model", str(fixture / "checkpoint.pth.tar"), "--speech-model", str(fixture / "speech"),
+                  "--text-model", str(fixture / "text"), "--embedding-dim", "24", "--precision", "fp32"]
+    for name in ("t.json", "t.png"):
+        assert main(["timeline", str(tmp_path / "long.wav"), "--captions", "calm", "loud", "--window", "1",
+                     "--out", str(tmp_path / name), *model_args]) == 0
+    assert json.loads((tmp_path / "t.json").read_text())["captions"] == ["calm", "loud"]
+    assert (tmp_path / "t.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
