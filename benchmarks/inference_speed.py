@@ -467,6 +467,10 @@ def render_markdown(result: dict) -> str:
     lines += H.markdown_table(["text tower", "captions/s", "centred min cos vs fp32", "NN kept",
                                "audio->text top-1 same as (a) x fp32", "Spearman (mean)"], text_table,
                               [False] + [True] * 5)
+    between = [v["raw_cos_between_clips_mean"] for v in result["text"].values() if "raw_cos_between_clips_mean" in v]
+    if between:
+        lines += ["", f"Raw cosine between different captions' fp32 embeddings: {between[0]:.4f} on average. Close to 1 "
+                  "(random weights), the centred text comparisons measure rounding more than meaning (see BENCHMARKS.md)."]
     c = result["classify"]
     lines += ["", f"Classify, 1 clip ({c['clip_seconds']:.1f} s) x {c['candidates']} candidates, {c['precision']}: "
               f"text cache cold {c['cold_ms']:.0f} ms, warm {c['warm_ms']:.0f} ms; the clip alone through "
