@@ -103,6 +103,28 @@ def write_long_flac(path: Path, seconds: float, seed: int, rate: int = 48000, ch
     return path
 
 
+def write_train_corpus(root: Path, n: int, seconds: tuple[float, float] = (0.6, 1.4), seed: int = 0) -> Path:
+    """A synthetic ParaSpeechCaps-style training corpus: speech-like WAVs (16 and 22.05 kHz) under
+    ``root/audio/<source>/...`` and a JSONL manifest with captions and intrinsic tags; returns the manifest."""
+    import soundfile as sf
+
+    tags = ["deep", "calm", "fast", "husky", "shrill", "whispered"]
+    rng = np.random.default_rng(seed)
+    rows = []
+    for i in range(n):
+        source, rel = ("synthA" if i % 2 else "synthB"), f"spk{i % 3}/utt{i:03d}.wav"
+        path = root / "audio" / source / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        duration, rate = float(rng.uniform(*seconds)), (16000 if i % 4 else 22050)
+        sf.write(path, speech_like(duration, rng, rate), rate)
+        tagged = [tags[i % len(tags)]] + ([tags[(i * 7) % len(tags)]] if i % 3 == 0 else [])
+        rows.append({"source": source, "relative_audio_path": rel, "duration": duration, "situational_tags": [],
+                     "text_description": f"A person speaks in a {tagged[0]} tone, clip {i}.", "intrinsic_tags": tagged})
+    manifest = root / "manifest.jsonl"
+    manifest.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return manifest
+
+
 # ---------------------------------------------------------------------------------------------- models
 def load_tiny(fixture_dir: Path = FIXTURE, precision: str = "fp32", device: str = "cpu",
               checkpoint: str = "checkpoint.pth.tar"):

@@ -103,12 +103,11 @@ def paper_size_folders(root: Path, vocab_size: int) -> tuple[Path, Path]:
 
 
 def end_to_end(tmp: Path, steps: int, batch: int, seconds: float, workers: int, speech: Path, text: Path) -> dict:
-    sys.path.insert(0, str(REPO / "tests" / "train"))
-    from tiny import write_corpus  # synthetic WAVs + JSONL
+    from harness import write_train_corpus  # synthetic WAVs + JSONL
 
     from paraspeechclap.train.trainer import train
 
-    m = write_corpus(tmp / "corpus", 64, seconds=(seconds * 0.8, seconds * 2.0))
+    m = write_train_corpus(tmp / "corpus", 64, seconds=(seconds * 0.8, seconds * 2.0))
     ov = [f"run.output_dir={tmp / 'run'}", "run.device=cpu", f"data.train={m}", f"data.audio_root={m.parent / 'audio'}",
           f"data.crop_seconds={seconds}", f"data.num_workers={workers}", f"optim.batch_size={batch}",
           f"optim.max_steps={steps + 1}", f"model.speech_model={speech}",
@@ -150,7 +149,7 @@ def main(argv=None) -> int:
     ap.add_argument("--workers", type=int, default=2)
     args = ap.parse_args(argv)
     torch.manual_seed(0)
-    from paraspeechclap.model import ParaSpeechCLAP
+    from paraspeechclap import ParaSpeechCLAP
 
     rows = []
     work = Path(tempfile.mkdtemp(prefix="psc-bench-"))
