@@ -50,7 +50,7 @@ def test_harness_does_not_reach_into_tests(H):
     import os
     import re
 
-    for script in ("harness.py", "inference_speed.py", "long_file_memory.py"):
+    for script in ("harness.py", "inference_speed.py", "long_file_memory.py", "gpu_parity.py", "train_throughput.py"):
         source = (BENCHMARKS / script).read_text()
         assert not re.search(r"^\s*(from|import) (reference_fixture|conftest|tests)\b", source, re.M), script
         assert not re.search(r"sys\.path.*tests", source), script
