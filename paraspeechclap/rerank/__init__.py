@@ -12,6 +12,8 @@ Python API (needs only numpy and a loaded model)::
 
 Files: :func:`read_layout` / :func:`read_manifest` -> :func:`rerank_input` -> :func:`write_outputs`;
 the command line is ``paraspeechclap rerank`` (:mod:`paraspeechclap.rerank.cli`).
+RL training loops: :class:`ParaSpeechCLAPReward` (TRL ``reward_funcs``), :func:`compute_score` (veRL), in process or
+through a reward service (:class:`RewardClient`); see :mod:`paraspeechclap.rerank.rl`.
 """
 
 from .curve import best_of_n_curve, expected_best_of_n
@@ -19,12 +21,19 @@ from .engine import PromptResult, rerank_input, select_all
 from .inputs import Candidate, InputError, Prompt, RerankInput, read_input, read_layout, read_manifest
 from .outputs import OutputExistsError, check_output_dir, write_outputs
 from .reward import BestOfNResult, best_of_n, reward
+from .rl import ParaSpeechCLAPReward, RewardClient, RewardServiceError, compute_score, compute_score_batch, score_items
 from .selection import Gate, Selection, parse_gate, parse_weight, select
 
 __all__ = [
     "reward",
     "best_of_n",
     "BestOfNResult",
+    "ParaSpeechCLAPReward",
+    "RewardClient",
+    "RewardServiceError",
+    "score_items",
+    "compute_score",
+    "compute_score_batch",
     "read_layout",
     "read_manifest",
     "read_input",
