@@ -7,14 +7,15 @@ from __future__ import annotations
 
 import argparse
 import csv
-import glob
 import importlib
 import io
 import json
 import os
 import sys
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Sequence
+
+from .data.rows import AUDIO_SUFFIXES, read_rows  # noqa: F401 - AUDIO_SUFFIXES re-exported for callers
 
 # command -> module (each exposes HELP, add_arguments, run)
 ROOM_COMMANDS = {
@@ -24,8 +25,11 @@ ROOM_COMMANDS = {
     "synth": "paraspeechclap.synth.cli",
     "demo": "paraspeechclap.demo",
     "timeline": "paraspeechclap.timeline",
+    "annotate": "paraspeechclap.annotate.cli",
+    "index": "paraspeechclap.index.cli",
+    "search": "paraspeechclap.index.search_cli",
+    "serve": "paraspeechclap.serve.cli",
 }
-AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif", ".au", ".opus"}
 
 
 # ---------------------------------------------------------------------------------------------- inputs
@@ -55,74 +59,25 @@ def load_model_from_args(args: argparse.Namespace):
                                           precision=args.precision, revision=getattr(args, "revision", None))
 
 
-def _manifest_rows(path: Path) -> Iterator[tuple[int, object]]:
-    """``(line number, row)`` of a JSONL/CSV/TSV manifest, streamed; a row that cannot be parsed comes as an
-    exception in place of the row."""
-    if path.suffix == ".jsonl":
-        with open(path, "rb") as handle:
-            for number, raw in enumerate(handle, 1):
-                try:
-                    line = raw.decode("utf-8")
-                except UnicodeDecodeError as err:
-                    yield number, ValueError(f"not UTF-8 ({err.reason} at byte {err.start})")
-                    continue
-                if line.strip():
-                    try:
-                        yield number, json.loads(line)
-                    except json.JSONDecodeError as err:
-                        yield number, ValueError(f"invalid JSON ({err.msg}, column {err.colno})")
-        return
-    with open(path, newline="", encoding="utf-8", errors="replace") as handle:
-        reader = csv.DictReader(handle, delimiter="\t" if path.suffix == ".tsv" else ",")
-        for row in reader:
-            yield reader.line_num, row
-
-
-def _row_path(row: object, manifest: Path) -> str:
-    if not isinstance(row, dict):
-        raise ValueError(f"a row must be an object with a 'path' column, got {type(row).__name__}")
-    for key in ("path", "audio", "audio_path", "file"):
-        if isinstance(row.get(key), str) and row[key]:
-            return row[key]
-    if isinstance(row.get("relative_audio_path"), str) and row["relative_audio_path"]:
-        root = Path(row.get("audio_root") or manifest.parent)
-        return str(root / (row.get("source") or "") / row["relative_audio_path"])
-    raise ValueError("no 'path' (or 'audio', 'audio_path', 'file', 'relative_audio_path') column")
-
-
 def manifest_paths(path: Path, problems: dict[str, str]) -> list[str]:
-    """Audio paths listed in a CSV/TSV/JSONL manifest. A bad row is reported as ``FILE:LINE`` in ``problems`` (and on
-    stderr) and skipped; the other rows are kept."""
-    paths = []
-    for number, row in _manifest_rows(path):
-        try:
-            if isinstance(row, Exception):
-                raise row
-            paths.append(_row_path(row, path))
-        except ValueError as err:
-            problems[f"{path}:{number}"] = str(err)
-            print(f"error: {path}:{number}: {err} (row skipped)", file=sys.stderr)
-    return paths
+    """Audio paths listed in a manifest (see :func:`expand_inputs`)."""
+    return expand_inputs([str(path)], problems)
 
 
 def expand_inputs(items: Sequence[str], problems: dict[str, str] | None = None) -> list[str]:
-    """Files, globs, folders (audio files inside, recursively) and CSV/TSV/JSONL manifests -> list of paths.
-    Bad manifest rows go to ``problems``."""
+    """Audio files, globs, folders, manifests (JSONL/CSV/TSV/Parquet, Lhotse cuts) and datasets -> audio paths,
+    read by :func:`paraspeechclap.data.rows.read_rows` (the one reader of rows and its one audio-path rule).
+
+    A bad row (or an input that cannot be read, a glob that matches nothing) is reported on stderr and in
+    ``problems`` as ``{ref: reason}`` (``FILE:LINE`` for manifest rows) and skipped; the other rows are kept."""
     problems = {} if problems is None else problems
     paths: list[str] = []
-    for item in items:
-        path = Path(item)
-        if path.suffix in (".csv", ".tsv", ".jsonl") and path.is_file():
-            paths.extend(manifest_paths(path, problems))
-        elif path.is_dir():
-            paths.extend(sorted(str(p) for p in path.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES))
-        elif any(ch in item for ch in "*?["):
-            matches = sorted(glob.glob(item, recursive=True))
-            if not matches:
-                print(f"warning: no files match {item!r}", file=sys.stderr)
-            paths.extend(matches)
+    for row in read_rows(list(items)):
+        if row.ok:
+            paths.append(row.audio)
         else:
-            paths.append(item)  # missing files are reported when loaded
+            problems[row.ref] = row.error
+            print(f"error: {row.ref}: {row.error} (row skipped)", file=sys.stderr)
     return paths
 
 

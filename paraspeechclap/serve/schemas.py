@@ -1,0 +1,54 @@
+"""Request-body schemas for the OpenAPI page (the handlers parse bodies themselves, JSON or multipart)."""
+from __future__ import annotations
+
+AUDIO = {"description": "the clip: {\"base64\": \"<bytes of a wav/flac/ogg file>\"} or {\"path\": \"...\"} (only under "
+                        "the server's --allow-root); in multipart, a file field",
+         "oneOf": [{"type": "object", "properties": {"base64": {"type": "string"}}, "required": ["base64"]},
+                   {"type": "object", "properties": {"path": {"type": "string"}}, "required": ["path"]}]}
+STRINGS = {"type": "array", "items": {"type": "string"}}
+FILE = {"type": "string", "format": "binary"}
+
+SCORE = {"type": "object", "required": ["audio", "captions"],
+         "properties": {"audio": AUDIO, "captions": STRINGS}}
+CLASSIFY = {"type": "object", "required": ["audio"],
+            "properties": {"audio": AUDIO, "candidates": STRINGS,
+                           "attributes": {"description": "{name: [classes]} or \"default\" (the model's table)",
+                                          "oneOf": [{"type": "object", "additionalProperties": STRINGS},
+                                                    {"type": "string", "enum": ["default"]}]},
+                           "template": {"type": "string", "example": "A person is speaking in a {} style."}}}
+EMBED = {"type": "object", "properties": {"audio": {"oneOf": [AUDIO, {"type": "array", "items": AUDIO}]},
+                                          "texts": STRINGS}}
+REWARD = {"type": "object", "required": ["items"],
+          "properties": {"items": {"type": "array", "items": {
+              "type": "object", "required": ["audio", "caption"],
+              "properties": {"audio": AUDIO, "caption": {"type": "string"},
+                             "group": {"type": "string", "description": "group id for group_norm (default: the "
+                                                                       "caption)"}}}},
+              "shaping": {"type": "string", "enum": ["cosine", "logit", "group_norm"], "default": "cosine"}}}
+TIMELINE = {"type": "object", "required": ["audio", "captions"],
+            "properties": {"audio": AUDIO, "captions": STRINGS,
+                           "window_seconds": {"type": "number", "default": 3.0},
+                           "hop_seconds": {"type": "number", "default": 1.0}}}
+SEARCH = {"type": "object", "required": ["text"],
+          "properties": {"text": {"type": "string"}, "k": {"type": "integer", "default": 10}}}
+
+
+def _multipart(schema: dict) -> dict:
+    properties = {}
+    for name, value in schema.get("properties", {}).items():
+        if value is AUDIO or name == "audio":
+            properties[name] = FILE
+        elif value.get("type") == "array":
+            properties[name] = {"type": "array", "items": {"type": "string"}}
+        elif value.get("type") == "object" or "oneOf" in value:
+            properties[name] = {"type": "string", "description": "JSON text"}
+        else:
+            properties[name] = value
+    return {"type": "object", "required": schema.get("required", []), "properties": properties}
+
+
+def body(schema: dict, multipart: bool = True) -> dict:
+    content = {"application/json": {"schema": schema}}
+    if multipart:
+        content["multipart/form-data"] = {"schema": _multipart(schema)}
+    return {"requestBody": {"required": True, "content": content}}
