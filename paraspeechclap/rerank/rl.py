@@ -148,14 +148,17 @@ def score_items(model: Any, audios: Sequence[Any], captions: Sequence[str], grou
             errors[i] = f"caption must be a non-empty string, got {caption!r}"
     usable = [i for i in range(n) if errors[i] is None]
     cos = np.full(n, np.nan, dtype=np.float32)
-    if usable:
-        text_emb, rows = caption_embeddings(model, [captions[i] for i in usable])
-        for result in embed_items(model, [audios[i] for i in usable], batch_size=batch_size):
-            i = usable[result.index]
-            if result.ok:
-                cos[i] = np.float32(np.dot(np.asarray(result.embedding, np.float32), text_emb[rows[result.index]]))
-            else:
-                errors[i] = result.error
+    embeddings: dict[int, np.ndarray] = {}
+    for result in embed_items(model, [audios[i] for i in usable], batch_size=batch_size):
+        if result.ok:
+            embeddings[usable[result.index]] = np.asarray(result.embedding, np.float32)
+        else:
+            errors[usable[result.index]] = result.error
+    good = sorted(embeddings)
+    if good:  # the captions of the clips that embedded, each distinct one once, in order of first use (as the service)
+        text_emb, rows = caption_embeddings(model, [captions[i] for i in good])
+        for k, i in enumerate(good):
+            cos[i] = np.float32(text_emb[rows[k]] @ embeddings[i])
     labels = None if groups is None else [_group_label(g) for g in groups]
     shaped, components = shape_rewards(cos, float(scale) if scale is not None else 1.0, shaping, labels)
     rewards: list[float | None] = []
@@ -184,12 +187,14 @@ class RewardClient:
     ``max_wait``), at most ``retries`` times; then :class:`RewardServiceError`. Paths are sent as file bytes
     (base64) unless ``send_paths`` (the server then reads them: only for a shared file system). Arrays are decoded
     here to 16 kHz mono float32 (the model's input) and sent as a float WAV, so the server sees exactly the
-    waveform the in-process backend embeds.
+    waveform the in-process backend embeds. A batch is sent in requests of at most ``max_items`` items (the
+    service's per-request limit, 128 by default); with ``group_norm`` a group is never split across requests.
     """
 
     def __init__(self, base_url: str, token: str | None = None, timeout: float = 120.0, retries: int = 5,
-                 backoff: float = 1.0, max_wait: float = 60.0, send_paths: bool = False):
+                 backoff: float = 1.0, max_wait: float = 60.0, send_paths: bool = False, max_items: int = 128):
         self.base_url = base_url.rstrip("/")
+        self.max_items = max_items
         self.token = token
         self.timeout = timeout
         self.retries = retries
@@ -298,21 +303,40 @@ class RewardClient:
                 item["group"] = _group_label(groups[i])
             items.append(item)
             sent.append(i)
-        if not items:
-            return RewardResult(rewards, components, errors)
-        doc = self.post({"items": items, "shaping": shaping})
-        got = [doc.get(key) for key in ("rewards", "components", "errors")]
-        if not all(isinstance(v, list) and len(v) == len(items) for v in got):
-            raise RewardServiceError(f"{self.base_url}: the answer needs rewards, components and errors with one "
-                                     f"entry per item ({len(items)})")
-        for k, i in enumerate(sent):
-            value, comp, error = got[0][k], got[1][k], got[2][k]
-            if error is None and isinstance(value, (int, float)) and math.isfinite(value):
-                rewards[i], components[i] = float(value), comp if isinstance(comp, dict) else None
-            else:
-                errors[i] = str(error) if error is not None else "the service returned no reward"
-        provenance = doc.get("provenance") if isinstance(doc.get("provenance"), dict) else {}
+        provenance: dict = {}
+        for chunk in self._chunks(sent, items, shaping == "group_norm"):
+            part = [items[k] for k in chunk]
+            doc = self.post({"items": part, "shaping": shaping})
+            got = [doc.get(key) for key in ("rewards", "components", "errors")]
+            if not all(isinstance(v, list) and len(v) == len(part) for v in got):
+                raise RewardServiceError(f"{self.base_url}: the answer needs rewards, components and errors with one "
+                                         f"entry per item ({len(part)})")
+            for j, k in enumerate(chunk):
+                i, (value, comp, error) = sent[k], (got[0][j], got[1][j], got[2][j])
+                if error is None and isinstance(value, (int, float)) and math.isfinite(value):
+                    rewards[i], components[i] = float(value), comp if isinstance(comp, dict) else None
+                else:
+                    errors[i] = str(error) if error is not None else "the service returned no reward"
+            if isinstance(doc.get("provenance"), dict):
+                provenance = doc["provenance"]
         return RewardResult(rewards, components, errors, provenance)
+
+    def _chunks(self, sent: list[int], items: list[dict], whole_groups: bool) -> list[list[int]]:
+        """Positions in ``items`` per request: at most max_items each, and (group_norm) whole groups together."""
+        limit = max(1, int(self.max_items))
+        if not whole_groups:
+            return [list(range(start, min(start + limit, len(items)))) for start in range(0, len(items), limit)]
+        members: dict[str, list[int]] = {}
+        for k, item in enumerate(items):
+            members.setdefault(item["group"], []).append(k)
+        chunks: list[list[int]] = [[]]
+        for group, ks in members.items():
+            if len(ks) > limit:
+                raise ValueError(f"group {group!r} has {len(ks)} items, over the service's {limit} per request")
+            if len(chunks[-1]) + len(ks) > limit:
+                chunks.append([])
+            chunks[-1].extend(ks)
+        return [sorted(chunk) for chunk in chunks if chunk]
 
 
 # ------------------------------------------------------------------ the adapter

@@ -247,6 +247,22 @@ def test_http_429_is_retried_after_retry_after(tiny_model, clips):
         server.close()
 
 
+def test_http_batches_are_split_keeping_groups_whole(tiny_model, standin, clips):
+    captions = [CAPTIONS[0]] * 3 + [CAPTIONS[1]] * 2
+    prompts = ["p1", "p1", "p1", "p2", "p2"]
+    want = ParaSpeechCLAPReward(model=tiny_model, shaping="group_norm")(prompts=prompts, completions=clips, caption=captions)
+    remote = ParaSpeechCLAPReward(client=_client(standin.url, max_items=3), shaping="group_norm")
+    got = remote(prompts=prompts, completions=clips, caption=captions)
+    np.testing.assert_allclose(got, want, atol=1e-4)  # other batches: float32 sums differ in the last digits
+    assert [[it["group"] for it in r["items"]] for r in standin.requests] == [["p1"] * 3, ["p2"] * 2]
+    with pytest.raises(ValueError, match="over the service's 2 per request"):
+        ParaSpeechCLAPReward(client=_client(standin.url, max_items=2), shaping="group_norm")(
+            prompts=prompts, completions=clips, caption=captions)
+    cos = ParaSpeechCLAPReward(client=_client(standin.url, max_items=2))(completions=clips, caption=captions)
+    assert [len(r["items"]) for r in standin.requests[-3:]] == [2, 2, 1]
+    np.testing.assert_allclose(cos, reward(tiny_model, _resolved(clips), captions), atol=1e-6)
+
+
 def test_http_paths_and_unreachable(tiny_model, standin, clips):
     client = _client(standin.url, send_paths=True)
     got = ParaSpeechCLAPReward(client=client)(completions=[clips[0]], caption=[CAPTIONS[0]])
