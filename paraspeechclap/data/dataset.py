@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from . import schema
+from .rows import DIRECT_COLUMNS
 from .sources import AUDIO_ROOT_KEY, Table
 
 logger = logging.getLogger("paraspeechclap.data")
@@ -114,15 +115,13 @@ class ParaSpeechCapsDataset(torch.utils.data.Dataset):
 
     def _audio_source(self, row: dict):
         a = row.get("audio")
-        if schema.RELATIVE_AUDIO_PATH not in row and schema.AUDIO_PATH not in row and isinstance(a, dict):
+        named = any(isinstance(row.get(c), str) and row[c].strip() for c in (*DIRECT_COLUMNS, schema.RELATIVE_AUDIO_PATH))
+        if not named and isinstance(a, dict):  # a Hugging Face audio cell: decoded array or stored bytes first
             if a.get("array") is not None:
                 return (np.asarray(a["array"], dtype=np.float32), int(a["sampling_rate"])), a.get("path") or "<array>"
             if a.get("bytes") is not None:
                 return a["bytes"], a.get("path") or "<bytes>"
-            if a.get("path"):
-                p = a["path"] if os.path.isabs(a["path"]) or not self.audio_root else os.path.join(self.audio_root, a["path"])
-                return p, p
-        p = self.path_of(row)
+        p = self.path_of(row)  # the one path rule (data.rows.resolve_audio_path)
         return p, p
 
     def __getitem__(self, key: Any) -> dict:

@@ -17,10 +17,12 @@ Inputs (``read_rows(inputs)``; one input or a list, read in the order given)
   (a JSON list of objects, or JSON lines), ``.csv``/``.tsv`` (a header line), ``.parquet`` (read in batches, by
   row group, through pyarrow). JSON lines and CSV/TSV are streamed line by line;
 * a Lhotse cut manifest (``cuts.jsonl``, ``cuts.jsonl.gz``): any JSON-lines row that is a cut (``"type":
-  "MonoCut"``, or ``recording`` + ``supervisions``) is read as one: its recording's file source is the audio; the
-  columns are ``id``, ``start``, ``duration``, ``channel``, ``recording_id``, ``sampling_rate``, ``text`` (the
-  supervisions' transcripts), ``speaker``, ``language``, ``supervisions`` and the cut's ``custom`` fields. Cuts
-  are parsed by lhotse itself when it is installed, else from its documented JSON form;
+  "MonoCut"``, or ``recording`` + ``supervisions``) is read as one: its recording's file source is the audio
+  (and the ``path`` column, as written); the other columns are ``id``, ``start``, ``duration``, ``channel``,
+  ``recording_id``, ``sampling_rate``, ``text`` (the supervisions' transcripts), ``speaker``, ``language``,
+  ``supervisions`` and the cut's ``custom`` fields (``start``/``duration`` say which part of the recording the
+  cut is; readers that take ``Row.audio`` whole read the whole recording). Cuts are parsed by lhotse itself when
+  it is installed, else from its documented JSON form;
 * a Hugging Face dataset name (``owner/name``, not an existing path): ``datasets.load_dataset(name, split=split)``
   (downloaded once into the ``datasets`` cache, then read from disk; needs the hub or that cache).
 
@@ -494,10 +496,9 @@ def _cut_fields(record: dict) -> tuple[dict, str]:
     first = supervisions[0] if supervisions else {}
     fields = {**info, "text": " ".join(texts) if texts else None, "speaker": first.get("speaker"),
               "language": first.get("language"), "supervisions": supervisions, **custom}
-    fields = _jsonable(fields)
     files = [s.get("source") for s in sources if s.get("type") == "file" and _text(s.get("source"))]
     if not files:
         kinds = sorted({str(s.get("type")) for s in sources}) or ["none"]
-        return fields, f"error: the recording has no file source (sources: {', '.join(kinds)})"
-    return fields, files[0]
+        return _jsonable(fields), f"error: the recording has no file source (sources: {', '.join(kinds)})"
+    return _jsonable({"path": files[0], **fields}), files[0]
 

@@ -68,20 +68,15 @@ def captions(value: Any) -> list[str]:
 
 
 def audio_path(row: dict, audio_root: str | os.PathLike | None) -> str:
-    """``{audio_root}/{source}/{relative_audio_path}``, or the row's ``audio_path`` (joined to ``audio_root`` if relative)."""
-    direct = row.get(AUDIO_PATH)
-    if direct:
-        direct = str(direct)
-        if os.path.isabs(direct) or audio_root is None:
-            return direct
-        return os.path.join(str(audio_root), direct)
-    rel = row.get(RELATIVE_AUDIO_PATH)
-    if rel is None:
-        raise KeyError(f"row has neither {AUDIO_PATH!r} nor {RELATIVE_AUDIO_PATH!r}: keys {sorted(row)}")
-    if audio_root is None:
-        raise ValueError("data.audio_root is not set (needed to resolve source/relative_audio_path)")
-    src = row.get(SOURCE) or ""
-    return os.path.join(str(audio_root), str(src), str(rel))
+    """The row's audio path by the one rule (:func:`paraspeechclap.data.rows.resolve_audio_path`): a direct
+    ``path``/``audio``/``audio_path``/``file`` column (absolute, or joined to ``audio_root``), else
+    ``{audio_root}/{source}/{relative_audio_path}``, else a Hugging Face ``audio`` dict's ``path``.
+
+    Raises :class:`ValueError` when the row names no audio, or names it by ``relative_audio_path`` without a root.
+    """
+    from .rows import resolve_audio_path
+
+    return resolve_audio_path(row, None, None if audio_root is None else os.fspath(audio_root))
 
 
 def check_columns(columns: Sequence[str], *, tag_columns: Sequence[str] = (), caption_column: str = TEXT_DESCRIPTION,

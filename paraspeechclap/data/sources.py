@@ -8,8 +8,6 @@ rows one at a time. Streaming sources stay Hugging Face ``IterableDataset`` obje
 
 from __future__ import annotations
 
-import ast
-import json
 import logging
 import os
 from pathlib import Path
@@ -17,9 +15,10 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
+from .rows import MANIFEST_SUFFIXES, _is_saved_dataset, _manifest_kind, read_rows
+
 logger = logging.getLogger("paraspeechclap.data")
 
-MANIFEST_SUFFIXES = (".jsonl", ".json", ".csv", ".tsv", ".parquet")
 AUDIO_ROOT_KEY = "_audio_root"
 
 
@@ -110,62 +109,20 @@ class MixedTable(Table):
 
 
 # --------------------------------------------------------------------------------------------- reading
-def _maybe_list(v: Any) -> Any:
-    """CSV cells holding lists: JSON or Python literal text like '["a", "b"]'."""
-    if isinstance(v, str):
-        s = v.strip()
-        if s.startswith("[") and s.endswith("]"):
-            try:
-                return json.loads(s)
-            except ValueError:
-                try:
-                    return ast.literal_eval(s)
-                except (ValueError, SyntaxError):
-                    return v
-    if isinstance(v, float) and np.isnan(v):
-        return None
-    return v
-
-
-def _to_python(v: Any) -> Any:
-    if isinstance(v, np.ndarray):
-        return [_to_python(x) for x in v.tolist()]
-    if isinstance(v, (np.generic,)):
-        return v.item()
-    return v
-
-
 def read_manifest(path: str | os.PathLike) -> list[dict]:
-    """Rows of a JSONL (or JSON list), CSV/TSV or Parquet manifest."""
+    """Rows of a JSONL (or JSON list), CSV/TSV or Parquet manifest (optionally gzipped), read by
+    :func:`~.rows.read_rows`. For training a bad row is fatal: :class:`ValueError` naming ``FILE:LINE``."""
     p = Path(path)
-    suf = p.suffix.lower()
-    if suf in (".jsonl", ".json"):
-        text = p.read_text(encoding="utf-8")
-        s = text.lstrip()
-        if suf == ".json" and s.startswith("["):
-            rows = json.loads(s)
-        else:
-            rows = []
-            for n, line in enumerate(text.splitlines(), 1):
-                line = line.strip()
-                if not line:
-                    continue
-                try:
-                    rows.append(json.loads(line))
-                except ValueError as e:
-                    raise ValueError(f"{p}:{n}: not valid JSON: {e}") from None
-        return rows
-    if suf in (".csv", ".tsv"):
-        import pandas as pd
-
-        df = pd.read_csv(p, sep="\t" if suf == ".tsv" else ",", keep_default_na=False, na_values=[""])
-        rows = df.to_dict(orient="records")
-        return [{k: _maybe_list(v) for k, v in r.items()} for r in rows]
-    if suf == ".parquet":
-        import pyarrow.parquet as pq
-
-        return pq.read_table(p).to_pylist()
-    raise ValueError(f"unknown manifest format {suf!r} for {p} (use {', '.join(MANIFEST_SUFFIXES)})")
+    if _manifest_kind(p) is None:
+        raise ValueError(f"unknown manifest format {p.suffix.lower()!r} for {p} (use {', '.join(MANIFEST_SUFFIXES)})")
+    if not p.is_file():
+        raise FileNotFoundError(f"manifest not found: {p}")
+    rows = []
+    for row in read_rows(p, require_audio=False):
+        if not row.ok:
+            raise ValueError(f"{row.ref}: {row.error}")
+        rows.append(row.fields)
+    return rows
 
 
 def _parse_spec(spec: Any) -> dict:
@@ -176,10 +133,6 @@ def _parse_spec(spec: Any) -> dict:
             raise ValueError(f"a data source needs a 'path': {spec!r}")
         return dict(spec)
     raise TypeError(f"a data source is a string or a mapping, got {type(spec).__name__}")
-
-
-def _is_saved_dataset(p: Path) -> bool:
-    return p.is_dir() and any((p / f).exists() for f in ("dataset_info.json", "state.json", "dataset_dict.json"))
 
 
 def load_source(spec: Any, *, split: str = "train", streaming: bool = False, audio_root: str | None = None):
@@ -194,14 +147,14 @@ def load_source(spec: Any, *, split: str = "train", streaming: bool = False, aud
     streaming = bool(s.get("streaming", streaming))
     root = s.get("audio_root", audio_root)
     p = Path(os.path.expanduser(path))
-    if p.suffix.lower() in MANIFEST_SUFFIXES:
+    if _manifest_kind(p) is not None:
         if not p.exists():
             raise FileNotFoundError(f"manifest not found: {p}")
         if streaming:
             logger.info("manifest %s is read into memory (streaming applies to HF datasets only)", p)
         return ListTable(read_manifest(p), name=str(p), audio_root=root)
     if p.is_dir():
-        if not _is_saved_dataset(p):
+        if not _is_saved_dataset(p):  # state.json or dataset_dict.json
             raise ValueError(f"{p} is a folder but not a datasets.save_to_disk folder")
         import datasets
 
