@@ -1,0 +1,52 @@
+"""Shared fixtures for the service tests: the embedded `mini` model (loaded once) and small WAV clips."""
+from __future__ import annotations
+
+import base64
+import io
+
+import numpy as np
+import pytest
+
+pytest.importorskip("fastapi", reason="the serve extra is not installed (pip install -e '.[serve]')")
+
+
+def wav_bytes(seconds: float = 1.5, freq: float = 150.0, rate: int = 16000, fmt: str = "WAV") -> bytes:
+    import soundfile as sf
+
+    t = np.arange(int(seconds * rate)) / rate
+    wave = 0.3 * np.sin(2 * np.pi * freq * t) * (1 + 0.5 * np.sin(2 * np.pi * 3 * t))
+    buffer = io.BytesIO()
+    sf.write(buffer, wave.astype(np.float32), rate, format=fmt)
+    return buffer.getvalue()
+
+
+def b64(data: bytes) -> dict:
+    return {"base64": base64.b64encode(data).decode()}
+
+
+@pytest.fixture(scope="session")
+def mini():
+    from paraspeechclap import ParaSpeechCLAP
+
+    return ParaSpeechCLAP.from_pretrained("mini", device="cpu")
+
+
+@pytest.fixture
+def make_client(mini):
+    """``make_client(**config)`` -> a TestClient (lifespan entered) of a fresh app; closed after the test."""
+    from fastapi.testclient import TestClient
+
+    from paraspeechclap.serve.app import create_app
+    from paraspeechclap.serve.config import ServeConfig
+
+    clients = []
+
+    def make(index=None, **config):
+        client = TestClient(create_app(mini, ServeConfig(**config), index=index))
+        client.__enter__()
+        clients.append(client)
+        return client
+
+    yield make
+    for client in clients:
+        client.__exit__(None, None, None)

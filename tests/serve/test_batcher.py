@@ -1,0 +1,81 @@
+"""The dynamic batcher on its own, with a duck-typed model: batches gathered, items routed back, failures isolated."""
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from paraspeechclap.serve.batcher import Batcher, QueueFull
+
+
+class SlowModel:
+    """embed_audio over numbers: row = [x, 1]; 'bad' raises; each call records its batch size."""
+
+    default_batch_size = 64
+
+    def __init__(self, delay: float = 0.05):
+        self.delay, self.calls = delay, []
+
+    def embed_audio(self, items, batch_size=None):
+        self.calls.append(len(items))
+        time.sleep(self.delay)
+        if any(item == "bad" for item in items):
+            raise ValueError("bad input")
+        return np.array([[float(x), 1.0] for x in items], np.float32)
+
+
+def test_concurrent_jobs_share_a_batch_and_get_their_own_rows():
+    model = SlowModel()
+    batcher = Batcher(model, max_batch_items=16, max_wait_ms=200, max_queue_items=64)
+    try:
+        gate = threading.Event()
+        batcher.call(lambda: gate.wait(5))          # let jobs pile up behind a busy worker
+        futures = [batcher.submit([i, i + 100], ticket=batcher.admit(2)) for i in range(5)]
+        gate.set()
+        for i, future in enumerate(futures):
+            results = future.result(5)
+            assert [r.embedding[0] for r in results] == [i, i + 100] and [r.index for r in results] == [0, 1]
+        assert model.calls[0] == 10                  # the five jobs ran as one batch
+        assert batcher.in_flight == 0
+    finally:
+        batcher.close()
+
+
+def test_batch_bound_and_one_bad_item_fails_only_itself():
+    model = SlowModel(0.01)
+    batcher = Batcher(model, max_batch_items=4, max_wait_ms=100, max_queue_items=64)
+    try:
+        gate = threading.Event()
+        batcher.call(lambda: gate.wait(5))
+        good = batcher.submit([1, 2, 3])
+        mixed = batcher.submit(["bad", 5])
+        gate.set()
+        assert all(r.ok for r in good.result(5))
+        bad, fine = mixed.result(5)
+        assert not bad.ok and "bad input" in bad.error and fine.ok and fine.embedding[0] == 5
+        assert model.calls[:2] == [3, 2]              # 3 + 2 > 4 items: two batches, the second retried per item
+    finally:
+        batcher.close()
+
+
+def test_admission_bound_retry_after_and_cancelled_jobs():
+    model = SlowModel(0.01)
+    batcher = Batcher(model, max_batch_items=8, max_wait_ms=0, max_queue_items=3)
+    try:
+        ticket = batcher.admit(2)
+        with pytest.raises(QueueFull) as raised:
+            batcher.admit(2)
+        assert raised.value.retry_after >= 1
+        gate = threading.Event()
+        batcher.call(lambda: gate.wait(5))
+        future = batcher.submit([1, 2], ticket=ticket)
+        assert future.cancel()                        # a request that timed out while queued
+        gate.set()
+        time.sleep(0.2)
+        assert batcher.in_flight == 0 and 2 not in model.calls
+        after = batcher.submit([7], after=lambda results: results[0].embedding[0] * 2)
+        assert after.result(5) == 14
+    finally:
+        batcher.close()
