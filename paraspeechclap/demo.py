@@ -183,10 +183,21 @@ def _table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join([line(header), "  ".join("-" * w for w in widths), *map(line, rows)])
 
 
-def _html_table(header: list[str], rows: list[list[str]]) -> str:
-    head = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in r) + "</tr>" for r in rows)
+def _html_table(header: list[str], rows: list[list[str]], players: list[str] | None = None) -> str:
+    """A table of escaped cells; ``players`` (one ready-made <audio> element per row) adds a "listen" column."""
+    head = "".join(f"<th>{html.escape(str(h))}</th>" for h in [*header, *(["listen"] if players else [])])
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in r)
+                   + (f"<td>{players[k]}</td>" if players else "") + "</tr>" for k, r in enumerate(rows))
     return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def _player(files: dict[str, bytes], rel: str) -> str:
+    """An audio player for one of the demo's own outputs, referenced relative to the report folder."""
+    from urllib.parse import quote
+
+    if rel not in files or rel.startswith("/") or ".." in rel.split("/"):
+        raise ValueError(f"{rel}: not a file this demo writes into its folder")
+    return f"<audio controls preload='none' src='{html.escape(quote(rel), quote=True)}'></audio>"
 
 
 def run(args: argparse.Namespace) -> int:
@@ -288,7 +299,7 @@ def run(args: argparse.Namespace) -> int:
     scores = model.embed_waveforms(cand_waves) @ model.embed_text([BEST_OF_N_PROMPT])[0]
     order = np.argsort(-scores, kind="stable")
     print(f"\n== Best-of-{len(candidates)} for: {BEST_OF_N_PROMPT!r} ==")
-    bon_rows = []
+    bon_rows, bon_players = [], []
     for rank, i in enumerate(order, 1):
         clip, wave = candidates[i]
         m = measure_clip(wave, 16000, voice_quality=False)
@@ -297,6 +308,7 @@ def run(args: argparse.Namespace) -> int:
         bon_rows.append([rank, clip.name, f"{scores[i]:.3f}", f"{m['f0_median_hz'] or float('nan'):.0f} Hz",
                          f"{rate:.1f} words/s", clip.pitch, clip.wpm])
         files[f"audio/{clip.name}.wav"] = wav_bytes(wave)
+        bon_players.append(_player(files, f"audio/{clip.name}.wav"))
     print(_table(["rank", "candidate", "score", "F0 median", "rate", "espeak -p", "espeak -s"], bon_rows))
     report["best_of_n"] = {"prompt": BEST_OF_N_PROMPT, "ranking": bon_rows}
 
@@ -328,16 +340,20 @@ def run(args: argparse.Namespace) -> int:
     fig.tight_layout()
     files["confusion.png"] = png_bytes(fig)
     plt.close(fig)
+    # players for the demo's own clips (written into audio/ of this folder), referenced relative to index.html
+    clip_players = [_player(files, f"audio/{clip.name}.wav") for clip in CLIPS]
+    retrieval_players = [_player(files, f"audio/{CLIPS[int(np.argmax(similarity[:, j]))].name}.wav")
+                         for j in range(len(captions))]
     page = (f"<html><head><meta charset='utf-8'><title>ParaSpeechCLAP demo</title>"
             f"<style>body{{font-family:sans-serif;margin:2em}}td,th{{padding:2px 8px;border-bottom:1px solid #ddd}}"
             f"</style></head><body><h1>ParaSpeechCLAP demo ({html.escape(args.model)})</h1>"
-            f"<h2>Zero-shot classification</h2>{_html_table(header, rows)}"
+            f"<h2>Zero-shot classification</h2>{_html_table(header, rows, clip_players)}"
             f"<p>{correct}/{checked} controlled attributes predicted correctly.</p>"
             f"<img src='confusion.png'><h2>Caption to clip retrieval</h2>"
             f"<ol>{''.join(f'<li>{html.escape(c)}</li>' for c in captions)}</ol>"
-            f"{_html_table(['caption', 'best clip', ''], retrieval_rows)}<img src='similarity.png'>"
+            f"{_html_table(['caption', 'best clip', ''], retrieval_rows, retrieval_players)}<img src='similarity.png'>"
             f"<h2>Best-of-{len(candidates)}: {html.escape(BEST_OF_N_PROMPT)}</h2>"
-            f"{_html_table(['rank', 'candidate', 'score', 'F0 median', 'rate', 'espeak -p', 'espeak -s'], bon_rows)}"
+            f"{_html_table(['rank', 'candidate', 'score', 'F0 median', 'rate', 'espeak -p', 'espeak -s'], bon_rows, bon_players)}"
             f"<p>Audio: <code>audio/</code>. Data: <code>demo.json</code>.</p></body></html>")
     files["index.html"] = page.encode("utf-8")
     try:
