@@ -8,9 +8,14 @@ records) or a suite JSON file defines your own.
 
 Row rules (documented choices):
 
-* Audio lives at ``{audio_root}/{source}/{relative_audio_path}`` (``{audio_root}/{relative_audio_path}`` when
-  there is no ``source``). An ``audio_path`` column may name the file directly (absolute, or relative to the
-  audio root, or to the manifest's folder when no root is given).
+* Rows are read by :func:`paraspeechclap.data.rows.read_rows`, and their audio found by its one rule
+  (:func:`~paraspeechclap.data.rows.resolve_audio_path`): a ``path``/``audio``/``audio_path``/``file`` column
+  (absolute, or relative to the audio root), else ``{audio_root}/{source}/{relative_audio_path}``
+  (``{audio_root}/{relative_audio_path}`` when there is no ``source``), else a dataset's ``audio`` dict; the audio
+  root is the task's ``audio_root``, else ``--audio-root``, else a row's own ``audio_root``, else the manifest's
+  folder (datasets have none: ``--audio-root`` is needed for ``relative_audio_path``).
+* A row that cannot be read (bad JSON, not UTF-8, no audio column) is skipped and reported with its
+  ``FILE:LINE``; the other rows are evaluated.
 * A caption cell may be a string or a list of strings; evaluation takes the **first non-blank element** of a
   list (deterministic; the reference picked one at random without a seed).
 * Rows with a blank caption (retrieval) or label (classification) are skipped and reported.
@@ -86,6 +91,8 @@ class Task:
 class Suite:
     name: str
     tasks: List[Task]
+    #: the prompt template the suite was made for (a suite file's ``template``), or None
+    template: Optional[str] = None
 
     def __post_init__(self) -> None:
         names = [t.name for t in self.tasks]
@@ -144,35 +151,7 @@ def builtin_suites() -> Dict[str, Suite]:
     return suites
 
 
-# ----------------------------------------------------------------------------------------------- reading tables
-def _read_manifest_table(path: Path):
-    import pandas as pd
-
-    suffix = path.suffix.lower()
-    try:
-        if suffix in (".jsonl", ".ndjson"):
-            return pd.read_json(path, lines=True, dtype=False)
-        if suffix == ".json":
-            with open(path, encoding="utf-8") as handle:
-                data = json.load(handle)
-            if not isinstance(data, list):
-                raise SuiteError(f"{path}: a JSON manifest must be a list of records (a JSON object is read as a suite)")
-            return pd.DataFrame.from_records(data)
-        if suffix in (".csv", ".tsv"):
-            return pd.read_csv(path, sep="\t" if suffix == ".tsv" else ",", dtype=str, keep_default_na=False)
-        if suffix == ".parquet":
-            return pd.read_parquet(path)
-    except SuiteError:
-        raise
-    except Exception as err:
-        raise SuiteError(f"{path}: cannot read manifest ({err})") from None
-    raise SuiteError(f"{path}: unknown manifest type {suffix!r}; use one of {', '.join(MANIFEST_SUFFIXES)}")
-
-
-def _is_save_to_disk_folder(folder: Path) -> bool:
-    return (folder / "dataset_dict.json").is_file() or (folder / "state.json").is_file()
-
-
+# ----------------------------------------------------------------------------------------------- reading rows
 def _local_dataset_folder(name: str, data_dir: Optional[str]) -> Optional[Path]:
     direct = Path(name).expanduser()
     if direct.is_dir():
@@ -185,33 +164,40 @@ def _local_dataset_folder(name: str, data_dir: Optional[str]) -> Optional[Path]:
     return None
 
 
-def _read_dataset_table(source: DataSource, data_dir: Optional[str], columns: Sequence[str]):
-    """Rows of a dataset split as a DataFrame, only the columns we use (no audio decoding)."""
-    import datasets
+def _source_input(source: DataSource, data_dir: Optional[str], name: str) -> tuple:
+    """(what to give read_rows, a hint for when it cannot be read)."""
+    if source.manifest:
+        manifest = Path(source.manifest).expanduser()
+        if not manifest.is_file():
+            raise SuiteError(f"task {name!r}: manifest {manifest} not found")
+        return str(manifest), ""
+    folder = _local_dataset_folder(source.dataset, data_dir)
+    if folder is not None:
+        return str(folder), ""
+    return source.dataset, ("; offline? pass --data-dir DIR holding a `save_to_disk` copy named "
+                            f"{source.dataset.split('/')[-1]!r}, or a local manifest")
 
-    name, split = source.dataset, source.split
-    folder = _local_dataset_folder(name, data_dir)
-    try:
-        if folder is not None and _is_save_to_disk_folder(folder):
-            loaded = datasets.load_from_disk(str(folder))
-            if isinstance(loaded, datasets.DatasetDict):
-                if split not in loaded:
-                    raise SuiteError(f"{folder}: no split {split!r}; available: {sorted(loaded.keys())}")
-                ds = loaded[split]
-            else:
-                ds = loaded
-        elif folder is not None:
-            ds = datasets.load_dataset(str(folder), split=split)
-        else:
-            ds = datasets.load_dataset(name, split=split)
-    except SuiteError:
-        raise
-    except Exception as err:
-        hint = ("; offline? pass --data-dir DIR holding a `save_to_disk` copy named "
-                f"{name.split('/')[-1]!r}, or a local manifest" if folder is None else "")
-        raise SuiteError(f"cannot load dataset {name!r} split {split!r} ({type(err).__name__}: {err}){hint}") from None
-    keep = [c for c in columns if c in ds.column_names]
-    return ds.select_columns(keep).to_pandas()
+
+def _read(what: str, audio_root: Optional[str], split: str, where: str, hint: str = "",
+          limit: Optional[int] = None, require_audio: bool = True) -> list:
+    """The rows of one input (at most ``limit``); an input that cannot be read at all raises :class:`SuiteError`."""
+    from ..data.rows import read_rows
+
+    rows = []
+    for row in read_rows(what, audio_root=audio_root, split=split, require_audio=require_audio):
+        rows.append(row)
+        if limit is not None and len(rows) >= limit:
+            break
+    if len(rows) == 1 and not rows[0].ok and rows[0].ref in (what, f"{what}[{split}]"):
+        raise SuiteError(f"{where}: {rows[0].error}{hint}")
+    return rows
+
+
+def _columns(rows: list) -> List[str]:
+    columns: Dict[str, None] = {}
+    for row in rows:
+        columns.update(dict.fromkeys(row.fields))
+    return list(columns)
 
 
 def _pick_caption(value: Any) -> Optional[str]:
@@ -231,32 +217,11 @@ def _pick_caption(value: Any) -> Optional[str]:
 
 
 def _cell(row: Dict[str, Any], column: str) -> Any:
-    """A cell's value, with pandas' missing markers (None, NaN) as None."""
+    """A cell's value, with missing markers (None, NaN) as None."""
     value = row.get(column)
     if isinstance(value, float) and value != value:
         return None
     return value
-
-
-def _resolve_path(row: Dict[str, Any], audio_root: Optional[str], base_dir: Optional[Path], where: str) -> str:
-    direct = _cell(row, "audio_path")
-    if isinstance(direct, str) and direct.strip():
-        path = Path(direct).expanduser()
-        if not path.is_absolute():
-            root = Path(audio_root).expanduser() if audio_root else base_dir
-            if root is not None:
-                path = root / path
-        return str(path)
-    relative = _cell(row, "relative_audio_path")
-    if not isinstance(relative, str) or not relative.strip():
-        raise SuiteError(f"{where}: row has neither `audio_path` nor `relative_audio_path`")
-    root = Path(audio_root).expanduser() if audio_root else base_dir
-    if root is None:
-        raise SuiteError(f"{where}: --audio-root is required (rows name audio as {{source}}/{{relative_audio_path}})")
-    source = _cell(row, "source")
-    if isinstance(source, str) and source.strip():
-        return str(root / source / relative)
-    return str(root / relative)
 
 
 def _row_id(row: Dict[str, Any], index: int) -> str:
@@ -268,81 +233,97 @@ def _row_id(row: Dict[str, Any], index: int) -> str:
     if isinstance(relative, str) and relative:
         source = _cell(row, "source")
         return f"{source}/{relative}" if isinstance(source, str) and source else relative
-    direct = _cell(row, "audio_path")
-    return str(direct) if direct is not None else f"row-{index}"
+    for column in ("audio_path", "path", "file", "audio"):
+        direct = _cell(row, column)
+        if isinstance(direct, str) and direct:
+            return direct
+    return f"row-{index}"
 
 
-def table_columns(task: Task) -> List[str]:
-    return ["id", "utterance_id", "audio_id", "source", "relative_audio_path", "audio_path",
-            task.caption_column, task.label_column]
+def _label(value: Any) -> Optional[str]:
+    """A gold label: a non-blank string (a number read from a CSV cell counts as its text)."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and value == value:
+        value = str(value)
+    return value if isinstance(value, str) and value.strip() else None
 
 
 def load_rows(task: Task, audio_root: Optional[str] = None, data_dir: Optional[str] = None,
               max_items: Optional[int] = None) -> EvalRows:
     """Read a task's rows and turn them into :class:`Item` s (paths resolved, captions picked).
 
-    Raises :class:`SuiteError` when the table cannot be read, lacks the column the task needs, or is empty.
+    Rows that cannot be read are skipped and reported (``FILE:LINE: reason``). Raises :class:`SuiteError` when
+    the input cannot be read at all, no row has the column the task needs, or no row is usable.
     """
     source = task.source
     root = source.audio_root or audio_root
-    if source.manifest:
-        manifest = Path(source.manifest).expanduser()
-        if not manifest.is_file():
-            raise SuiteError(f"task {task.name!r}: manifest {manifest} not found")
-        table = _read_manifest_table(manifest)
-        base_dir: Optional[Path] = manifest.parent
-    else:
-        table = _read_dataset_table(source, data_dir, table_columns(task))
-        base_dir = None
+    if max_items is not None and max_items <= 0:
+        raise SuiteError(f"--max-items must be positive, got {max_items}")
+    what, hint = _source_input(source, data_dir, task.name)
     where = f"task {task.name!r} ({source.describe()})"
-    needed = task.caption_column if task.kind == "retrieval" else task.label_column
-    if needed not in table.columns:
-        raise SuiteError(f"{where}: no column {needed!r} (columns: {list(table.columns)})")
-    if max_items is not None:
-        if max_items <= 0:
-            raise SuiteError(f"--max-items must be positive, got {max_items}")
-        table = table.iloc[:max_items]
-    if len(table) == 0:
+    rows = _read(what, root, source.split, where, hint, limit=max_items)
+    if not rows:
         raise SuiteError(f"{where}: the set is empty; nothing to evaluate")
+    needed = task.caption_column if task.kind == "retrieval" else task.label_column
+    columns = _columns(rows)
+    if needed not in columns:
+        raise SuiteError(f"{where}: no column {needed!r} (columns: {columns})")
 
     items: List[Item] = []
     skipped: List[Dict[str, str]] = []
-    for index, row in enumerate(table.to_dict(orient="records")):
-        item_id = _row_id(row, index)
-        path = _resolve_path(row, root, base_dir, f"{where} row {index}")
+    for index, row in enumerate(rows):
+        item_id = _row_id(row.fields, index)
+        if not row.ok:
+            skipped.append({"id": item_id if row.fields else row.ref, "path": row.audio or "",
+                            "reason": f"{row.ref}: {row.error}"})
+            continue
         if task.kind == "retrieval":
-            caption = _pick_caption(_cell(row, task.caption_column))
+            caption = _pick_caption(_cell(row.fields, task.caption_column))
             if caption is None:
-                skipped.append({"id": item_id, "path": path, "reason": f"blank or missing {task.caption_column}"})
+                skipped.append({"id": item_id, "path": row.audio, "reason": f"blank or missing {task.caption_column}"})
                 continue
-            items.append(Item(item_id, path, caption=caption))
+            items.append(Item(item_id, row.audio, caption=caption))
         else:
-            label = _cell(row, task.label_column)
-            if not isinstance(label, str) or not label.strip():
-                skipped.append({"id": item_id, "path": path, "reason": f"blank or missing {task.label_column}"})
+            label = _label(_cell(row.fields, task.label_column))
+            if label is None:
+                skipped.append({"id": item_id, "path": row.audio, "reason": f"blank or missing {task.label_column}"})
                 continue
-            items.append(Item(item_id, path, label=label))
+            items.append(Item(item_id, row.audio, label=label))
     if not items:
-        raise SuiteError(f"{where}: none of the {len(table)} rows is usable (first problem: {skipped[0]['reason']})")
-    return EvalRows(items=items, n_total=len(table), skipped=skipped)
+        raise SuiteError(f"{where}: none of the {len(rows)} rows is usable (first problem: {skipped[0]['reason']})")
+    return EvalRows(items=items, n_total=len(rows), skipped=skipped)
+
+
+#: how many rows :func:`manifest_columns` looks at
+COLUMN_SAMPLE = 10_000
 
 
 def manifest_columns(path: str) -> List[str]:
-    """Column names of a manifest file (reads the table); an empty manifest is an error."""
-    table = _read_manifest_table(Path(path).expanduser())
-    if len(table) == 0:
+    """Column names of a manifest file (the union over its first :data:`COLUMN_SAMPLE` rows); an empty manifest is an
+    error."""
+    rows = _read(str(Path(path).expanduser()), None, "train", str(path), limit=COLUMN_SAMPLE, require_audio=False)
+    if not rows:
         raise SuiteError(f"{path}: the manifest is empty; nothing to evaluate")
-    return list(table.columns)
+    columns = _columns(rows)
+    if not columns:
+        raise SuiteError(f"{path}: no readable row in the first {len(rows)} (first problem: {rows[0].ref}: "
+                         f"{rows[0].error})")
+    return columns
 
 
 # ----------------------------------------------------------------------------------------------- resolving --suite
-def _task_from_spec(name: str, kind: str, spec: Any, base: Path) -> Task:
+#: keys of a suite task (``counts`` and ``description`` are for people, and are not read)
+TASK_KEYS = {"manifest", "dataset", "split", "candidates", "group", "audio_root", "caption_column", "label_column",
+             "kind", "name", "counts", "description"}
+#: keys of a suite file (``suites`` only in the classification-only form ``synth`` wrote before 0.2)
+SUITE_KEYS = {"name", "description", "template", "audio_root", "retrieval", "classification", "suites"}
+
+
+def _task_from_spec(name: str, kind: str, spec: Any, base: Path, default_root: Optional[str] = None) -> Task:
     if isinstance(spec, str):
         spec = {"manifest": spec}
     if not isinstance(spec, dict):
         raise SuiteError(f"suite task {name!r}: expected a manifest path or an object, got {type(spec).__name__}")
-    unknown = set(spec) - {"manifest", "dataset", "split", "candidates", "group", "audio_root",
-                           "caption_column", "label_column", "kind", "name"}
+    unknown = set(spec) - TASK_KEYS
     if unknown:
         raise SuiteError(f"suite task {name!r}: unknown keys {sorted(unknown)}")
     manifest, dataset = spec.get("manifest"), spec.get("dataset")
@@ -350,7 +331,7 @@ def _task_from_spec(name: str, kind: str, spec: Any, base: Path) -> Task:
         raise SuiteError(f"suite task {name!r}: give exactly one of `manifest` or `dataset`")
     if manifest and not Path(manifest).expanduser().is_absolute():
         manifest = str(base / manifest)
-    audio_root = spec.get("audio_root")
+    audio_root = spec.get("audio_root") or default_root
     if audio_root and not Path(audio_root).expanduser().is_absolute():
         audio_root = str(base / audio_root)
     candidates = spec.get("candidates")
@@ -368,12 +349,17 @@ def suite_from_json(path: str) -> Suite:
     """A suite file::
 
         {"name": "mine",
+         "template": "A person is speaking in a {} style.",      # optional: the prompt template it was made for
+         "audio_root": "audio",                                  # optional: the default audio root of its tasks
          "retrieval": {"situational": "sit.jsonl", "other": {"dataset": "org/set", "split": "test"}},
          "classification": {"pitch": {"group": "intrinsic", "candidates": ["shrill", "nasal", "deep"],
                                       "manifest": "pitch.csv"}}}
 
-    Relative paths are relative to the suite file. ``retrieval``/``classification`` may also be lists of
-    objects with a ``name``. Groups ``situational``/``intrinsic``/``combined`` fill the paper-style table.
+    Relative paths (manifests, audio roots) are relative to the suite file. ``retrieval``/``classification`` may
+    also be lists of objects with a ``name``. Groups ``situational``/``intrinsic``/``combined`` fill the paper-style
+    table. The ``suites.json`` that ``paraspeechclap synth`` writes is such a file; the classification-only form
+    it wrote before (``{"template", "audio_root", "suites": {attribute: {"manifest", "candidates", "counts"}}}``)
+    is still read.
     """
     file = Path(path).expanduser()
     try:
@@ -383,9 +369,20 @@ def suite_from_json(path: str) -> Suite:
         raise SuiteError(f"{file}: cannot read suite JSON ({err})") from None
     if not isinstance(data, dict):
         raise SuiteError(f"{file}: a suite JSON must be an object")
-    unknown = set(data) - {"name", "retrieval", "classification", "description"}
+    unknown = set(data) - SUITE_KEYS
     if unknown:
-        raise SuiteError(f"{file}: unknown keys {sorted(unknown)} (expected name, retrieval, classification)")
+        raise SuiteError(f"{file}: unknown keys {sorted(unknown)} (expected name, description, template, audio_root, "
+                         "retrieval, classification)")
+    if "suites" in data:  # the classification-only form synth wrote before
+        if "classification" in data:
+            raise SuiteError(f"{file}: give `classification` or the older `suites`, not both")
+        data = dict(data, classification=data.pop("suites"))
+    template = data.get("template")
+    if template is not None and (not isinstance(template, str) or template.count("{}") != 1):
+        raise SuiteError(f"{file}: `template` must be a string with one {{}} placeholder, got {template!r}")
+    default_root = data.get("audio_root")
+    if default_root is not None and not isinstance(default_root, str):
+        raise SuiteError(f"{file}: `audio_root` must be a path")
     tasks: List[Task] = []
     for kind in ("retrieval", "classification"):
         block = data.get(kind) or {}
@@ -394,8 +391,8 @@ def suite_from_json(path: str) -> Suite:
         for name, spec in entries:
             if not name:
                 raise SuiteError(f"{file}: every {kind} task needs a name")
-            tasks.append(_task_from_spec(str(name), kind, spec, file.parent))
-    return Suite(str(data.get("name") or file.stem), tasks)
+            tasks.append(_task_from_spec(str(name), kind, spec, file.parent, default_root))
+    return Suite(str(data.get("name") or file.stem), tasks, template=template)
 
 
 def suite_from_manifest(path: str, candidates: Optional[Sequence[str]] = None,
