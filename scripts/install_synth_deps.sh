@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Install the speech synthesizers used by `paraspeechclap synth`.
-#   required: espeak-ng, sox (Debian main)
+#   required: espeak-ng, sox (Debian main); chromium + chromium-driver for the serve room's browser test
 #   optional: mbrola + voices us1/us2/us3/en1 (Debian contrib/non-free), fetched through a private
 #             apt state so the system's apt configuration is left alone. Failure here is not fatal.
 # Runs as root (or through sudo when available).
@@ -13,11 +13,12 @@ if [ "$(id -u)" != "0" ]; then
 fi
 export DEBIAN_FRONTEND=noninteractive
 
-if ! command -v espeak-ng >/dev/null 2>&1 || ! command -v sox >/dev/null 2>&1; then
+if ! command -v espeak-ng >/dev/null 2>&1 || ! command -v sox >/dev/null 2>&1 \
+        || ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then
     $SUDO apt-get update
-    $SUDO apt-get install -y --no-install-recommends espeak-ng sox libsox-fmt-all
+    $SUDO apt-get install -y --no-install-recommends espeak-ng sox libsox-fmt-all chromium chromium-driver
 else
-    echo "espeak-ng and sox already installed"
+    echo "espeak-ng, sox, chromium and chromedriver already installed"
 fi
 
 install_mbrola() {

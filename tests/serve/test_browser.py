@@ -1,0 +1,98 @@
+"""A real browser (Debian's chromium + chromedriver through selenium) against the real server (uvicorn on a free
+loopback port): open the page, upload a clip, enter a caption, read the score back; draw the timeline."""
+from __future__ import annotations
+
+import shutil
+import socket
+import tempfile
+import threading
+import time
+
+import pytest
+
+from conftest import wav_bytes
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMEDRIVER = shutil.which("chromedriver")
+pytestmark = pytest.mark.skipif(CHROMIUM is None or CHROMEDRIVER is None,
+                                reason="Debian's chromium and chromium-driver are not installed "
+                                       "(apt-get install -y chromium chromium-driver; make test installs them)")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def server(mini):
+    import uvicorn
+
+    from paraspeechclap.serve.app import create_app
+
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(create_app(mini), host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.time() + 30
+    while not server.started:
+        assert thread.is_alive() and time.time() < deadline, "uvicorn did not start"
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(10)
+
+
+@pytest.fixture
+def browser():
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    profile = tempfile.mkdtemp(prefix="paraspeechclap-chromium-")
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--disable-dev-shm-usage", f"--user-data-dir={profile}", "--window-size=1200,1400"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    driver.set_page_load_timeout(30)
+    yield driver
+    driver.quit()
+    shutil.rmtree(profile, ignore_errors=True)
+
+
+def test_upload_a_clip_enter_a_caption_read_the_score(server, browser, mini, tmp_path):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as EC
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    clip = tmp_path / "clip.wav"
+    clip.write_bytes(wav_bytes(4.0, 130.0))
+    caption = "A man speaks slowly in a deep voice."
+    wait = WebDriverWait(browser, 60)
+    browser.get(server + "/")
+    wait.until(lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-ready") == "1")
+    assert "mini" in browser.find_element(By.ID, "model-info").text
+    browser.find_element(By.ID, "audio-file").send_keys(str(clip))
+    wait.until(EC.text_to_be_present_in_element((By.ID, "audio-status"), "clip.wav"))
+    box = browser.find_element(By.ID, "captions")
+    box.clear()
+    box.send_keys(caption)
+    browser.find_element(By.ID, "score-btn").click()
+    cell = wait.until(EC.visibility_of_element_located((By.CSS_SELECTOR, "#score-results td.cosine")))
+    expected = float(mini.similarity(str(clip), [caption])[0, 0])
+    assert float(cell.text) == pytest.approx(expected, abs=1e-4)
+    wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#attribute-bars .attribute")) > 0)
+    names = [h.text for h in browser.find_elements(By.CSS_SELECTOR, "#attribute-bars .attribute h4")]
+    assert "pitch" in names and "rate" in names
+
+    browser.find_element(By.ID, "window-seconds").clear()
+    browser.find_element(By.ID, "window-seconds").send_keys("2")
+    browser.find_element(By.ID, "timeline-btn").click()
+    canvas = browser.find_element(By.ID, "timeline-canvas")
+    wait.until(lambda d: canvas.get_attribute("data-windows"))
+    assert int(canvas.get_attribute("data-windows")) == 3        # 4 s, 2 s windows, 1 s hop
+    assert "error" not in browser.find_element(By.ID, "timeline-status").get_attribute("class")
+    browser.save_screenshot(str(tmp_path / "page.png"))
