@@ -210,6 +210,10 @@ class RewardClient:
     def encode_audio(self, audio: Any) -> dict:
         """One resolved audio -> the contract's ``{"base64": ...}`` or ``{"path": ...}``; raises on unusable audio."""
         if isinstance(audio, str):
+            from paraspeechclap.audio import AudioError
+
+            if not Path(audio).is_file():  # the in-process backend's words for it
+                raise AudioError(audio, "is a directory, not an audio file" if Path(audio).is_dir() else "file not found")
             if self.send_paths:
                 return {"path": str(Path(audio).resolve())}
             data = Path(audio).read_bytes()
