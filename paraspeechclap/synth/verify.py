@@ -133,6 +133,20 @@ def classification_suites(rows: list[dict]) -> dict:
     return suites
 
 
+def evaluation_suite(suites_meta: dict, n_test: int) -> dict:
+    """``suites.json``: an ``evaluate --suite`` file (see :func:`paraspeechclap.evaluate.suites.suite_from_json`):
+    retrieval over the test split and one classification task per attribute with clips (empty ones are left out,
+    and their manifests stay beside it). Paths are relative to the corpus folder; ``counts`` is for people."""
+    doc = {"name": "synth", "description": "zero-shot tasks of the synthetic style corpus (test split)",
+           "template": S.TAG_TEMPLATE, "audio_root": "audio", "retrieval": {}, "classification": {}}
+    if n_test:
+        doc["retrieval"]["test"] = {"manifest": "test.jsonl"}
+    for attr, meta in suites_meta.items():
+        if sum(meta["counts"].values()):
+            doc["classification"][attr] = dict(meta)
+    return doc
+
+
 #: the files a generation writes besides the audio and calibration.json (relative to the output folder)
 OUTPUT_FILES = ("train.jsonl", "validation.jsonl", "test.jsonl", "dropped.jsonl",
                 *(f"test_{attr}.jsonl" for attr in S.SUITES), "suites.json", "verification.json", "CORPUS_CARD.md")
@@ -180,8 +194,8 @@ def finalize_corpus(out: Path, rows: list[dict], calib: dict, settings: dict,
             spec = S.SUITES[attr]
             suites_meta[attr] = {"candidates": spec["candidates"], "manifest": fname,
                                  "counts": dict(Counter(r["classification_tag"] for r in srows))}
-        suites_doc = {"template": S.TAG_TEMPLATE, "audio_root": "audio", "suites": suites_meta}
-        atomic_write_text(stage / "suites.json", json.dumps(suites_doc, indent=2))
+        suites_doc = {"template": S.TAG_TEMPLATE, "audio_root": "audio", "suites": suites_meta}  # for the card
+        atomic_write_text(stage / "suites.json", json.dumps(evaluation_suite(suites_meta, len(kept["test"])), indent=2))
         summary = {
             "generated": len(rows), "render_errors": len(errors), "kept": sum(len(v) for v in kept.values()),
             "dropped": len(dropped), "kept_per_split": {k: len(v) for k, v in kept.items()},
@@ -276,5 +290,5 @@ def _write_jsonl(path: Path, rows: list[dict]) -> None:
     atomic_write(path, lambda handle: handle.writelines(json.dumps(r) + "\n" for r in rows))
 
 
-__all__ = ["check_row", "summarize", "finalize_corpus", "verify_corpus", "classification_suites",
+__all__ = ["check_row", "summarize", "finalize_corpus", "verify_corpus", "classification_suites", "evaluation_suite",
            "thresholds"]

@@ -86,15 +86,44 @@ def test_held_out_voices_wording_and_sentences(corpus):
 @needs_espeak
 def test_suites_and_card(corpus):
     out, summary = corpus
-    suites = json.loads((out / "suites.json").read_text())
-    assert set(suites["suites"]) == set(S.SUITES)
-    for attr, s in suites["suites"].items():
+    suites = json.loads((out / "suites.json").read_text())  # an `evaluate --suite` file
+    assert suites["template"] == S.TAG_TEMPLATE and suites["audio_root"] == "audio"
+    assert suites["retrieval"] == {"test": {"manifest": "test.jsonl"}}
+    assert set(suites["classification"]) <= set(S.SUITES) and suites["classification"]
+    for attr in S.SUITES:
+        rows = _read(out / f"test_{attr}.jsonl")
+        assert (attr in suites["classification"]) == bool(rows)  # empty suites are left out of suites.json
+    for attr, s in suites["classification"].items():
+        assert s["manifest"] == f"test_{attr}.jsonl" and s["candidates"] == S.SUITES[attr]["candidates"]
         for r in _read(out / s["manifest"]):
             assert r["classification_tag"] in s["candidates"]
     card = (out / "CORPUS_CARD.md").read_text()
     assert "Label verification" in card and "Loudness is not an attribute" in card
     ver = json.loads((out / "verification.json").read_text())
     assert ver["kept"] == summary["kept"] and "agreement" in ver
+
+
+@needs_espeak
+def test_evaluate_runs_on_the_suites_json(corpus, fixture_dir, tmp_path, capsys):
+    """`paraspeechclap evaluate --suite <corpus>/suites.json` evaluates a synthesized corpus as it is."""
+    from paraspeechclap.cli import main
+
+    out, summary = corpus
+    suites = json.loads((out / "suites.json").read_text())
+    report = tmp_path / "report"
+    argv = ["evaluate", "--suite", str(out / "suites.json"), "--out", str(report), "--no-cache", "--no-plots",
+            "--model", str(fixture_dir / "checkpoint.pth.tar"), "--speech-model", str(fixture_dir / "speech"),
+            "--text-model", str(fixture_dir / "text"), "--embedding-dim", "24", "--device", "cpu",
+            "--precision", "fp32", "--quiet"]
+    assert main(argv) == 0, capsys.readouterr().err
+    metrics = json.loads((report / "metrics.json").read_text())
+    assert set(metrics["tasks"]) == {"test", *suites["classification"]}
+    n_test = summary["kept_per_split"]["test"]
+    assert metrics["tasks"]["test"]["n_scored"] == metrics["tasks"]["test"]["n_total"] == n_test
+    for attr, spec in suites["classification"].items():
+        task = metrics["tasks"][attr]
+        assert task["status"] == "ok" and task["n_scored"] == sum(spec["counts"].values())
+        assert task["candidates"] == spec["candidates"]
 
 
 @needs_espeak
