@@ -13,8 +13,11 @@ from typing import Sequence
 
 import torch
 
-ATTENTION_BUDGET_BYTES = 512 * 2**20  # per forward pass: score/bias tensors of all heads of one layer
-ATTENTION_COPIES = 3                  # position bias, gated+masked bias, softmax scores (fp32 bytes each)
+ATTENTION_BUDGET_BYTES = 2**30  # per forward pass: the [rows, heads, T, T] tensors of one layer's attention
+# Full-size copies alive at once, fp32 bytes each: the cached position bias, the gated bias, its masked copy, the
+# scores, the softmax and its workspace. Measured: one window of the stride-20 fixture tower (4,730 frames, 2 heads)
+# peaks ~1.2 GB above the built model, i.e. ~6-7 copies of 179 MB (benchmarks/long_file_memory.py --tiny).
+ATTENTION_COPIES = 6
 
 
 @dataclass(frozen=True)
