@@ -163,7 +163,7 @@ def resolve_audio_path(row: Mapping, base: Path | None = None, audio_root: str |
 def _row(ref: str, fields: Any, base: Path | None, audio_root: str | None, require_audio: bool) -> Row:
     """A parsed record -> Row (its audio resolved), or a bad Row saying why."""
     if not isinstance(fields, dict):
-        return Row(ref, None, {}, f"expected a JSON object, got {_type_name(fields)}")
+        return Row(ref, None, {}, f"expected a JSON object, got {type(fields).__name__}")
     if _is_cut(fields):
         return _cut_row(ref, fields, base, audio_root)
     embedded = _embedded_name(fields)
@@ -187,11 +187,6 @@ def _embedded_name(record: dict) -> str | None:
             and not any(_text(record.get(c)) for c in DIRECT_COLUMNS) and not _text(record.get("relative_audio_path"))):
         return audio["path"]
     return None
-
-
-def _type_name(value: Any) -> str:
-    return {list: "a list", str: "a string", int: "a number", float: "a number", bool: "a boolean",
-            type(None): "null"}.get(type(value), type(value).__name__)
 
 
 # --------------------------------------------------------------------------------------------- values

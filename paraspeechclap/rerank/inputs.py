@@ -9,7 +9,6 @@ reported and kept (with no candidates) so that the caller can count it as failed
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from dataclasses import dataclass, field
@@ -236,12 +235,9 @@ def read_layout(base: str | Path) -> RerankInput:
 _SAFE_ID = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._\-]*")  # used with fullmatch: no trailing newline slips in
 
 
-def _manifest_row(entry: Any, where: str, row: int, seen_ids: dict[str, str], base: Path,
+def _manifest_row(entry: dict, where: str, row: int, seen_ids: dict[str, str], base: Path,
                   issues: list[str]) -> Prompt | None:
     """The prompt of one parsed manifest row, or None (reported in ``issues``) when the row is unusable."""
-    if not isinstance(entry, dict):
-        issues.append(f"{where}: expected a JSON object, got {type(entry).__name__}; row skipped")
-        return None
     caption = entry.get("caption")
     if not isinstance(caption, str) or not caption.strip():
         issues.append(f"{where}: 'caption' missing or blank; row skipped")
@@ -306,41 +302,32 @@ def read_manifest(path: str | Path) -> RerankInput:
     (default: the row number); it names the output file, so it must be a plain file name, and ids that
     differ only in case count as duplicates.
 
-    The file is read line by line. A bad row never stops the read: a line that is not UTF-8, not valid JSON
-    or not an object, a row without ``caption`` or ``candidates``, a bad or duplicate id, and missing files are
-    reported in ``issues`` with the line number and skipped (blank lines are ignored, and are not rows).
+    Rows come from :func:`paraspeechclap.data.rows.read_rows` (the one reader of rows; also ``.jsonl.gz``), streamed.
+    A bad row never stops the read: a line that is not UTF-8, not valid JSON or not an object, a row without
+    ``caption`` or ``candidates``, a bad or duplicate id, and missing files are reported in ``issues`` with the
+    line number and skipped (blank lines are ignored, and are not rows).
     """
+    from ..data.rows import read_rows
+
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: manifest not found")
+    if not path.name.lower().endswith((".jsonl", ".ndjson", ".jsonl.gz", ".ndjson.gz")):
+        raise InputError(f"{path}: a manifest is a .jsonl file (one JSON object per line)")
     issues: list[str] = []
     prompts: list[Prompt] = []
     seen_ids: dict[str, str] = {}
     row = -1
-    try:
-        handle = open(path, "rb")
-    except OSError as exc:
-        raise InputError(f"{path}: cannot be read ({exc.strerror or exc})") from exc
-    with handle:
-        for lineno, raw_bytes in enumerate(handle, start=1):
-            where = f"{path}:{lineno}"
-            try:
-                raw = _decode(raw_bytes, lineno == 1)
-            except UnicodeDecodeError as exc:
-                row += 1
-                issues.append(f"{where}: {_bad_utf8(exc)}; row skipped")
-                continue
-            if not raw.strip():
-                continue
-            row += 1
-            try:
-                entry = json.loads(raw)
-            except json.JSONDecodeError as exc:
-                issues.append(f"{where}: not valid JSON ({exc.msg} at column {exc.colno}); row skipped")
-                continue
-            prompt = _manifest_row(entry, where, row, seen_ids, path.parent, issues)
-            if prompt is not None:
-                prompts.append(prompt)
+    for record in read_rows(path, require_audio=False):
+        if record.ref == str(path):  # the file itself could not be read
+            raise InputError(f"{path}: {record.error}")
+        row += 1
+        if not record.ok:
+            issues.append(f"{record.ref}: {record.error}; row skipped")
+            continue
+        prompt = _manifest_row(record.fields, record.ref, row, seen_ids, path.parent, issues)
+        if prompt is not None:
+            prompts.append(prompt)
     if row < 0:
         raise InputError(f"{path}: manifest has no rows")
     return RerankInput(kind="manifest", source=path, prompts=prompts, issues=issues, num_lines=row + 1)

@@ -68,7 +68,7 @@ def test_jsonl_rows_and_bad_rows(tmp_path):
     assert good[0].fields == {"id": "a", "path": "a.wav", "text_description": ["x", "y"]}
     bad = _bad(rows)
     assert "not valid JSON" in bad[f"{m}:3"]
-    assert bad[f"{m}:4"] == "expected a JSON object, got a list"
+    assert bad[f"{m}:4"] == "expected a JSON object, got list"
     assert "no audio column" in bad[f"{m}:5"]
     assert bad[f"{m}:7"] == "not valid UTF-8 (byte 0xff at column 1)"
     # a row without audio keeps its columns; without require_audio it is a good row with no audio
