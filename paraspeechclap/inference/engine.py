@@ -131,8 +131,12 @@ class InferenceEngine:
         return int(self.model.config.sampling_rate)
 
     def _autocast(self, enabled: bool):
+        """bf16 autocast for a tower that keeps fp32 weights; in fp32 on CUDA, TF32 convolutions are switched off so
+        that fp32 means fp32 (cuDNN allows TF32 by default)."""
         if enabled:
             return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
+        if self.device.type == "cuda" and self.precision == "fp32":
+            return torch.backends.cudnn.flags(enabled=True, allow_tf32=False)
         return contextlib.nullcontext()
 
     @property
