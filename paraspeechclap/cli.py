@@ -81,17 +81,15 @@ def expand_inputs(items: Sequence[str], problems: dict[str, str] | None = None) 
     return paths
 
 
-def embed_inputs(model, args: argparse.Namespace):
+def embed_inputs(model, args: argparse.Namespace, paths: list[str], failed: dict[str, str]):
     """The one bulk loop for classify/score/embed: (good paths, embeddings [N, D], {bad input: reason}, total).
 
-    Inputs are decoded a few ahead of the encoder and embedded as they come; a bad manifest row, an unreadable file or
-    an item the encoder cannot take is reported and skipped."""
+    Inputs are decoded a few ahead of the encoder and embedded as they come; a bad manifest row (already in
+    ``failed``), an unreadable file or an item the encoder cannot take is reported and skipped."""
     import numpy as np
 
     from .inference import embed_items
 
-    failed: dict[str, str] = {}
-    paths = expand_inputs(args.inputs, failed)
     good, rows = [], []
     for result in embed_items(model, paths, batch_size=args.batch_size, progress=len(paths) > 16):
         if result.ok:
@@ -133,10 +131,13 @@ def _finish(failed: dict, total: int) -> int:
 
 
 # ---------------------------------------------------------------------------------------------- commands
-def _start(args: argparse.Namespace):
-    check_output(getattr(args, "out", None), args.inputs, getattr(args, "overwrite", False))
+def _start(args: argparse.Namespace, extra_outputs: Sequence[str] = ()):
+    failed: dict[str, str] = {}
+    paths = expand_inputs(args.inputs, failed)
+    for out in [getattr(args, "out", None), *extra_outputs]:
+        check_output(out, [*args.inputs, *paths], getattr(args, "overwrite", False))
     model = load_model_from_args(args)
-    good, emb, failed, total = embed_inputs(model, args)
+    good, emb, failed, total = embed_inputs(model, args, paths, failed)
     if not good:
         print("error: no readable audio", file=sys.stderr)
     return model, good, emb, failed, total
@@ -237,9 +238,7 @@ def run_embed(args: argparse.Namespace) -> int:
     if out.suffix not in (".npy", ".npz", ".parquet"):
         print(f"error: --out must end in .npy, .npz or .parquet, got {out}", file=sys.stderr)
         return 2
-    if out.suffix == ".npy":
-        check_output(str(out.with_suffix(".txt")), args.inputs, args.overwrite)
-    model, good, emb, failed, total = _start(args)
+    model, good, emb, failed, total = _start(args, [str(out.with_suffix(".txt"))] if out.suffix == ".npy" else [])
     if not good:
         return 1
     write_embeddings(out, good, emb, model.provenance())
