@@ -1,7 +1,6 @@
 """Audio front end: decoding, resampling, downmixing, normalisation, padding, windows, bad input."""
 from __future__ import annotations
 
-import io
 
 import numpy as np
 import pytest

@@ -121,7 +121,6 @@ def test_raw_array_without_rate_is_rejected(tiny_model):
 def test_sdpa_attention_matches_stock_wavlm_attention(tiny_model_factory):
     import types
 
-    import torch
 
     from paraspeechclap.fast import _wavlm_sdpa_attention_forward
 

@@ -9,7 +9,8 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 
-def prefetch(items: Iterable[T], decode: Callable[[T], R], ahead: int = 4, workers: int = 2) -> Iterator[tuple[T, R | BaseException]]:
+def prefetch(items: Iterable[T], decode: Callable[[T], R], ahead: int = 4,
+             workers: int = 2) -> Iterator[tuple[T, R | BaseException]]:
     """``(item, decode(item))`` in input order, decoding at most ``ahead`` items before they are consumed.
 
     A decode that raises yields the exception instead of a result (the caller reports it and goes on). With

@@ -1,7 +1,6 @@
 """The one road: parity through the engine, batching, the text cache, the bulk loop, streamed decoding."""
 from __future__ import annotations
 
-import io
 import json
 import subprocess
 import sys
