@@ -1,0 +1,72 @@
+"""Input rows of an annotation job: :func:`paraspeechclap.data.rows.read_rows` (the one reader of rows and the one
+audio-path rule), and the clip ids.
+
+Id rule: ``fields["id"]`` when the row has one, else the audio path relative to the input root (the folder given,
+or the manifest's folder), POSIX-style; a path outside the root keeps its absolute form.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..data.rows import read_rows
+
+
+@dataclass
+class InputRow:
+    """One planned row of the job: its global position, id, audio path, and why it cannot be read (if so)."""
+
+    row: int
+    id: str
+    audio: str | None
+    error: str | None = None
+
+
+def input_root(inputs) -> Path | None:
+    first = Path(inputs[0] if isinstance(inputs, (list, tuple)) else inputs)
+    if first.is_dir():
+        return first.resolve()
+    if first.exists():
+        return first.resolve().parent
+    return None
+
+
+def clip_id(fields: dict, audio: str | None, root: Path | None, ref: str) -> str:
+    if fields.get("id") not in (None, ""):
+        return str(fields["id"])
+    if audio is None:
+        return ref
+    path = Path(audio)
+    if root is not None:
+        try:
+            return path.resolve().relative_to(root).as_posix()
+        except ValueError:
+            pass
+    return path.as_posix()
+
+
+def plan_rows(inputs, audio_root: str | None = None, split: str = "train") -> list[InputRow]:
+    """Every input row in order, with ids; rows the reader could not read keep their error. Duplicate ids get
+    ``#2``, ``#3`` ... so that ids stay unique."""
+    root = Path(audio_root).resolve() if audio_root else input_root(inputs)
+    out: list[InputRow] = []
+    seen: dict[str, int] = {}
+    for number, r in enumerate(read_rows(inputs, audio_root=audio_root, split=split)):
+        fields = dict(r.fields or {})
+        cid = clip_id(fields, r.audio, root, r.ref)
+        if cid in seen:
+            seen[cid] += 1
+            cid = f"{cid}#{seen[cid]}"
+        else:
+            seen[cid] = 1
+        out.append(InputRow(number, cid, None if r.audio is None else str(r.audio), r.error))
+    return out
+
+
+def rows_digest(rows: list[InputRow]) -> str:
+    digest = hashlib.sha256()
+    for r in rows:
+        digest.update(json.dumps([r.id, r.audio, r.error]).encode())
+    return digest.hexdigest()[:16]

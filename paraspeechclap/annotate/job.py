@@ -1,0 +1,317 @@
+"""The shard-level annotation job that every engine runs: plan, manifest, one shard, commit, progress.
+
+A *shard* is a fixed contiguous slice of the input rows (``shard_size`` rows; shard ``k`` holds rows
+``[k*S, (k+1)*S)``), written as ``train-<k>.parquet`` (the Hugging Face split naming, so that the
+``_manifest.json`` beside it is not read as data) through :func:`paraspeechclap.fileio.atomic_path` with
+``durable=True`` (temporary file beside it, fsync, rename, fsync of the folder). Its completion is recorded in
+``_manifest.json`` only after that, under a file lock, by whichever process wrote it. A shard counts as finished
+when the manifest records it *and* its file is there, so a process killed at any moment leaves either no shard
+file, or a complete one that the next run rewrites (same name: never a duplicate) or keeps.
+"""
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+
+from ..fileio import atomic_path, atomic_write_json
+from .attributes import AttributeTable
+from .inputs import InputRow, plan_rows, rows_digest
+
+MANIFEST = "_manifest.json"
+SHARD_GLOB = "train-*.parquet"  # the Hugging Face split naming: load_dataset("parquet", data_dir=DIR) reads only these
+LOCK = ".annotate.lock"
+FORMAT = "paraspeechclap-annotations"
+FORMAT_VERSION = 1
+
+
+class AnnotateError(RuntimeError):
+    """A job that cannot run (another model or input already in the folder, bad options)."""
+
+
+@dataclass
+class ModelSpec:
+    """How every worker loads the same model (the CLI's model options)."""
+
+    source: str = "mini"
+    device: str | None = None
+    precision: str = "auto"
+    revision: str | None = None
+    speech_model: str | None = None
+    text_model: str | None = None
+    embedding_dim: int | None = None
+
+    def load(self, device: str | None = None):
+        from ..api import ParaSpeechCLAP
+
+        return ParaSpeechCLAP.from_pretrained(self.source, speech_model=self.speech_model, text_model=self.text_model,
+                                              embedding_dim=self.embedding_dim, device=device or self.device,
+                                              precision=self.precision, revision=self.revision)
+
+
+@dataclass
+class JobConfig:
+    inputs: list[str]
+    out: str
+    model: ModelSpec = field(default_factory=ModelSpec)
+    shard_size: int = 1000
+    embedding_dtype: str = "float32"
+    batch_size: int | None = None
+    captions: bool = True
+    attributes: str | None = None
+    audio_root: str | None = None
+    split: str = "train"
+
+    def __post_init__(self) -> None:
+        if self.embedding_dtype not in ("float16", "float32"):
+            raise AnnotateError(f"embedding dtype must be float16 or float32, got {self.embedding_dtype!r}")
+        if self.shard_size < 1:
+            raise AnnotateError("shard size must be >= 1")
+
+
+def code_version() -> str:
+    from .._version import __version__
+
+    try:
+        commit = subprocess.run(["git", "-C", str(Path(__file__).parent), "rev-parse", "--short", "HEAD"],
+                                capture_output=True, text=True, timeout=5).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        commit = ""
+    return f"{__version__}+g{commit}" if commit else __version__
+
+
+def shard_name(index: int) -> str:
+    return f"train-{index:05d}.parquet"
+
+
+# ---------------------------------------------------------------------------------------------- schema, one batch
+def arrow_schema(table: AttributeTable, dim: int, dtype: str):
+    import pyarrow as pa
+
+    fields = [pa.field("row", pa.int64(), nullable=False), pa.field("id", pa.string(), nullable=False),
+              pa.field("audio", pa.string()), pa.field("duration", pa.float64()),
+              pa.field("status", pa.string(), nullable=False), pa.field("error", pa.string()),
+              pa.field("embedding", pa.list_(pa.float16() if dtype == "float16" else pa.float32(), dim))]
+    for a in table.attributes:
+        fields.append(pa.field(a.name, pa.string()))
+    for _, _, col in table.probability_columns():
+        fields.append(pa.field(col, pa.float32()))
+    fields += [pa.field("tags", pa.list_(pa.string())), pa.field("caption", pa.string())]
+    return pa.schema(fields)
+
+
+def annotate_rows(model: Any, table: AttributeTable, rows: Sequence[InputRow], dim: int, dtype: str = "float32",
+                  batch_size: int | None = None, captions: bool = True):
+    """One Arrow table (rows in input order) for ``rows``: embeddings through :func:`inference.embed_items`, class
+    probabilities, confident tags, caption, status. Bad inputs become ``status='error'`` rows."""
+    import pyarrow as pa
+
+    from ..inference import embed_items
+
+    n = len(rows)
+    good = [i for i, r in enumerate(rows) if r.error is None and r.audio]
+    emb = np.zeros((n, dim), np.float32)
+    duration: list[float | None] = [None] * n
+    error: list[str | None] = [r.error or (None if r.audio else "no audio path") for r in rows]
+    for result in embed_items(model, [rows[i].audio for i in good], batch_size=batch_size):
+        i = good[result.index]
+        if result.ok:
+            emb[i] = result.embedding
+            duration[i] = float(result.seconds) if result.seconds else None
+        else:
+            error[i] = result.error
+    ok = np.array([e is None for e in error], dtype=bool)
+    probs = table.probabilities(model, emb[ok])
+    full = {a.name: np.full((n, len(a.classes)), np.nan, np.float32) for a in table.attributes}
+    for name in full:
+        full[name][ok] = probs[name]
+    columns: dict[str, Any] = {
+        "row": pa.array([r.row for r in rows], pa.int64()),
+        "id": pa.array([r.id for r in rows], pa.string()),
+        "audio": pa.array([r.audio for r in rows], pa.string()),
+        "duration": pa.array(duration, pa.float64()),
+        "status": pa.array(["ok" if k else "error" for k in ok], pa.string()),
+        "error": pa.array(error, pa.string()),
+    }
+    vtype = pa.float16() if dtype == "float16" else pa.float32()
+    flat = pa.array(emb.astype(np.float16 if dtype == "float16" else np.float32).ravel(), vtype)
+    columns["embedding"] = pa.FixedSizeListArray.from_arrays(flat, dim, mask=pa.array(~ok))
+    for a in table.attributes:
+        top = np.argmax(np.nan_to_num(full[a.name], nan=-1.0), axis=1)
+        columns[a.name] = pa.array([a.classes[t] if k else None for t, k in zip(top, ok)], pa.string())
+    for attr, cls, col in table.probability_columns():
+        a_index = next(a for a in table.attributes if a.name == attr).classes.index(cls)
+        values = full[attr][:, a_index]
+        columns[col] = pa.array(values, pa.float32(), mask=~ok)
+    ok_rows = {i: pos for pos, i in enumerate(np.flatnonzero(ok))}
+    tags = [table.tags(probs, ok_rows[i]) if i in ok_rows else None for i in range(n)]
+    columns["tags"] = pa.array(tags, pa.list_(pa.string()))
+    columns["caption"] = pa.array([table.caption(t) if (captions and t is not None) else None for t in tags], pa.string())
+    return pa.table(columns, schema=arrow_schema(table, dim, dtype))
+
+
+# ---------------------------------------------------------------------------------------------- the job
+@contextlib.contextmanager
+def folder_lock(out: Path):
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / LOCK, "a+") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def read_manifest(out: str | Path) -> dict | None:
+    path = Path(out) / MANIFEST
+    if not path.is_file():
+        return None
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+class Job:
+    """The planned shards of one annotation folder, and the manifest that records their completion."""
+
+    def __init__(self, config: JobConfig, rows: list[InputRow] | None = None):
+        self.config = config
+        self.out = Path(config.out)
+        self.rows = rows if rows is not None else plan_rows(config.inputs, config.audio_root, config.split)
+        self.num_shards = (len(self.rows) + config.shard_size - 1) // config.shard_size
+
+    def shard_rows(self, index: int) -> list[InputRow]:
+        s = self.config.shard_size
+        return self.rows[index * s:(index + 1) * s]
+
+    def header(self, provenance: dict, table: AttributeTable, dim: int) -> dict:
+        c = self.config
+        return {"format": FORMAT, "version": FORMAT_VERSION,
+                "input": {"inputs": [str(p) for p in c.inputs], "audio_root": c.audio_root, "split": c.split,
+                          "rows": len(self.rows), "digest": rows_digest(self.rows)},
+                "model": provenance, "precision": provenance.get("precision"), "code_version": code_version(),
+                "embedding": {"dim": dim, "dtype": c.embedding_dtype}, "captions": c.captions,
+                "attributes": table.to_dict(),
+                "columns": {col: [attr, cls] for attr, cls, col in table.probability_columns()},
+                "shard_size": c.shard_size, "num_shards": self.num_shards, "shards": {}}
+
+    def ensure_manifest(self, provenance: dict, table: AttributeTable, dim: int) -> dict:
+        """Create the manifest, or check that the existing one is this job's (same input rows, model, options)."""
+        fresh = self.header(provenance, table, dim)
+        with folder_lock(self.out):
+            old = read_manifest(self.out)
+            if old is None:
+                atomic_write_json(self.out / MANIFEST, fresh, durable=True)
+                return fresh
+            for key, what in ((("input", "digest"), "input rows"), (("model", "identity"), "model"),
+                              (("embedding",), "embedding options"), (("shard_size",), "shard size"),
+                              (("attributes",), "attribute table")):
+                a, b = old, fresh
+                for k in key:
+                    a, b = (a or {}).get(k), (b or {}).get(k)
+                if a != b:
+                    raise AnnotateError(f"{self.out} holds annotations of other {what} ({a!r} != {b!r}); "
+                                        f"annotate into a new folder")
+            return old
+
+    def finished(self) -> set[int]:
+        manifest = read_manifest(self.out) or {}
+        done = set()
+        for name, info in manifest.get("shards", {}).items():
+            if info.get("completed_at") and (self.out / name).is_file():
+                done.add(int(info["index"]))
+        return done
+
+    def pending(self) -> list[int]:
+        done = self.finished()
+        return [k for k in range(self.num_shards) if k not in done]
+
+    def commit(self, index: int, arrow_table, identity: str | None = None) -> dict:
+        """Write shard ``index`` atomically and durably, then record its completion in the manifest."""
+        import pyarrow.parquet as pq
+
+        name = shard_name(index)
+        with atomic_path(self.out / name, durable=True) as tmp:
+            pq.write_table(arrow_table, tmp)
+        status = arrow_table.column("status").to_pylist()
+        duration = arrow_table.column("duration").to_pylist()
+        start = index * self.config.shard_size
+        info = {"index": index, "rows": [start, start + arrow_table.num_rows], "ok": status.count("ok"),
+                "failed": len(status) - status.count("ok"), "audio_seconds": float(sum(d or 0.0 for d in duration)),
+                "bytes": (self.out / name).stat().st_size, "completed_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+        with folder_lock(self.out):
+            manifest = read_manifest(self.out)
+            if manifest is None:
+                raise AnnotateError(f"{self.out / MANIFEST} disappeared")
+            if identity is not None and manifest["model"].get("identity") != identity:
+                raise AnnotateError("a worker's model differs from the manifest's")
+            manifest["shards"][name] = info
+            manifest["completed_shards"] = len(manifest["shards"])
+            atomic_write_json(self.out / MANIFEST, manifest, durable=True)
+        return info
+
+
+# ---------------------------------------------------------------------------------------------- progress
+class Progress:
+    """One line per finished shard: shards, clips, audio-hours per hour of wall time, ETA."""
+
+    def __init__(self, total_shards: int, done_shards: int, total_rows: int, done_rows: int, stream=None,
+                 quiet: bool = False):
+        self.total_shards, self.done_shards = total_shards, done_shards
+        self.total_rows, self.done_rows = total_rows, done_rows
+        self.start_rows = done_rows
+        self.audio_seconds = 0.0
+        self.failed = 0
+        self.started = time.monotonic()
+        self.stream = stream or sys.stderr
+        self.quiet = quiet
+
+    def update(self, info: dict) -> None:
+        self.done_shards += 1
+        self.done_rows += info["rows"][1] - info["rows"][0]
+        self.audio_seconds += info.get("audio_seconds", 0.0)
+        self.failed += info.get("failed", 0)
+        if self.quiet:
+            return
+        wall = max(time.monotonic() - self.started, 1e-9)
+        rate = (self.done_rows - self.start_rows) / wall
+        remaining = self.total_rows - self.done_rows
+        eta = remaining / rate if rate > 0 else float("inf")
+        eta_text = time.strftime("%H:%M:%S", time.gmtime(eta)) if eta != float("inf") else "?"
+        print(f"[annotate] shards {self.done_shards}/{self.total_shards}  clips {self.done_rows}/{self.total_rows} "
+              f"({self.failed} failed)  {self.audio_seconds / wall:.1f} audio-h/h  {rate:.1f} clips/s  ETA {eta_text}",
+              file=self.stream, flush=True)
+
+    def summary(self) -> dict:
+        wall = time.monotonic() - self.started
+        return {"shards_done": self.done_shards, "shards": self.total_shards, "rows_done": self.done_rows,
+                "rows": self.total_rows, "failed_this_run": self.failed, "wall_seconds": wall,
+                "audio_seconds_this_run": self.audio_seconds,
+                "audio_hours_per_hour": self.audio_seconds / wall if wall > 0 else 0.0}
+
+
+def shard_infos_done(job: Job, done: Iterable[int]) -> int:
+    return sum(len(job.shard_rows(k)) for k in done)
+
+
+def model_dim(model: Any) -> int:
+    return int(model.config.embedding_dim)
+
+
+def describe_config(config: JobConfig) -> dict:
+    return asdict(config)
+
+
+def set_threads(threads: int | None) -> None:
+    if threads:
+        import torch
+
+        torch.set_num_threads(int(threads))
+        os.environ.setdefault("OMP_NUM_THREADS", str(threads))

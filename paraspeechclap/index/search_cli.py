@@ -1,0 +1,66 @@
+"""``paraspeechclap search INDEX "text" [--like clip.wav] [--where SQL] --top 20``: clips, scores and tags."""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+
+HELP = "search an annotation index by description and/or example clip, with SQL filters over its columns"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("index", help="index folder, or an annotation folder with _index/")
+    parser.add_argument("text", nargs="?", default=None, help="a description, e.g. 'a deep raspy voice speaking slowly'")
+    parser.add_argument("--like", default=None, help="an example clip: find clips that sound like it")
+    parser.add_argument("--where", default=None,
+                        help="SQL condition over the annotation columns, e.g. \"duration > 3 AND pitch = 'deep'\" "
+                             "(DuckDB; columns: id, audio, duration, status, tags, caption, each attribute, p_*)")
+    parser.add_argument("--top", type=int, default=20, help="number of clips (default 20)")
+    parser.add_argument("--format", default="table", choices=["table", "json", "csv"])
+    parser.add_argument("--device", default=None, help="device for the query embedding (default: cpu/cuda auto)")
+
+
+def _cell(value) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.3f}"
+    if isinstance(value, (list, tuple)):
+        return ", ".join(map(str, value))
+    return str(value)
+
+
+def run(args: argparse.Namespace) -> int:
+    from .core import Index, IndexError_
+
+    if not args.text and not args.like:
+        print("error: give a description, --like CLIP, or both", file=sys.stderr)
+        return 2
+    try:
+        index = Index.open(args.index)
+        hits = index.search(args.text, like=args.like, where=args.where, top=args.top)
+    except (IndexError_, FileNotFoundError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except Exception as err:  # noqa: BLE001 - DuckDB reports a bad --where as its own error types
+        if type(err).__module__.startswith("duckdb") or type(err).__module__.startswith("_duckdb"):
+            print(f"error: --where: {err}", file=sys.stderr)
+            return 2
+        raise
+    if args.format == "json":
+        print(json.dumps(hits, indent=2, default=str))
+        return 0
+    columns = ["rank", "score", "id", "duration", "tags", "audio"]
+    if args.format == "csv":
+        writer = csv.writer(sys.stdout)
+        writer.writerow(columns)
+        for hit in hits:
+            writer.writerow([_cell(hit.get(c)) for c in columns])
+        return 0
+    cells = [[_cell(hit.get(c)) for c in columns] for hit in hits]
+    widths = [max([len(c)] + [len(r[i]) for r in cells]) for i, c in enumerate(columns)]
+    print("  ".join(c.ljust(w) for c, w in zip(columns, widths)))
+    for row in cells:
+        print("  ".join(v.ljust(w) for v, w in zip(row, widths)))
+    return 0
