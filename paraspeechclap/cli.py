@@ -28,9 +28,6 @@ ROOM_COMMANDS = {
     "annotate": "paraspeechclap.annotate.cli",
     "index": "paraspeechclap.index.cli",
     "search": "paraspeechclap.index.search_cli",
-    "annotate": "paraspeechclap.annotate.cli",
-    "index": "paraspeechclap.index.cli",
-    "search": "paraspeechclap.index.search_cli",
     "serve": "paraspeechclap.serve.cli",
 }
 
