@@ -146,6 +146,11 @@ def create_app(model: Any, config: ServeConfig | None = None, index: Any = None)
             raise ApiError(401, "unauthorized", "a valid 'Authorization: Bearer <token>' header is required",
                            {"WWW-Authenticate": "Bearer"})
 
+    def refuse_early() -> None:
+        """A full queue refuses before the body is read or parsed, so that 429s stay cheap under overload."""
+        if batcher.in_flight >= config.max_queue_items:
+            admit(1).release()   # raises the 429 (or, if room was freed meanwhile, lets the request go on)
+
     def admit(items: int):
         try:
             return batcher.admit(items)
@@ -189,6 +194,7 @@ def create_app(model: Any, config: ServeConfig | None = None, index: Any = None)
     async def score(request: Request):
         """Cosines and scaled logits of one clip with each caption."""
         authorize(request)
+        refuse_early()
         body = await read_body(request)
         captions = string_list(body, "captions", config.max_captions, config.max_caption_chars)
         ticket = admit(1)
@@ -207,6 +213,7 @@ def create_app(model: Any, config: ServeConfig | None = None, index: Any = None)
         """Zero-shot probabilities: softmax over the candidates of logit_scale * cosine (template-filled prompts);
         ``attributes`` ({name: [classes]}) classifies several attribute sets at once, ``"default"`` the model's own."""
         authorize(request)
+        refuse_early()
         body = await read_body(request)
         template = check_template(body.get("template"))
         sets: dict[str, list[str]] = {}
@@ -268,6 +275,7 @@ def create_app(model: Any, config: ServeConfig | None = None, index: Any = None)
     async def embed(request: Request):
         """L2-normalised embeddings of clips (``audio``: one or a list) and/or texts (``texts``)."""
         authorize(request)
+        refuse_early()
         body = await read_body(request)
         specs = body.get("audio")
         specs = [] if specs is None else specs if isinstance(specs, list) else [specs]
@@ -309,6 +317,7 @@ def create_app(model: Any, config: ServeConfig | None = None, index: Any = None)
     async def reward(request: Request):
         """Rewards for (audio, caption) pairs, shaped as asked; one bad item fails only itself (reward null)."""
         authorize(request)
+        refuse_early()
         body = await read_body(request)
         items = body.get("items")
         if not isinstance(items, list) or not items:
@@ -377,6 +386,7 @@ def create_app(model: Any, config: ServeConfig | None = None, index: Any = None)
     async def timeline(request: Request):
         """Per-window cosines of a long recording with each caption (windows embedded as clips of their own)."""
         authorize(request)
+        refuse_early()
         body = await read_body(request)
         captions = string_list(body, "captions", config.max_captions, config.max_caption_chars)
         window = number(body, "window_seconds", 3.0, 0.1, 60.0)
