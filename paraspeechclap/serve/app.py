@@ -13,7 +13,6 @@ import logging
 import math
 import time
 from contextlib import asynccontextmanager
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -35,18 +34,23 @@ from .metrics import Metrics
 log = logging.getLogger(__name__)
 
 STATIC = Path(__file__).with_name("static")
+MODELS = Path(__file__).resolve().parents[1] / "models"
 ENDPOINTS = ("/v1/score", "/v1/classify", "/v1/embed", "/v1/reward", "/v1/timeline", "/v1/search", "/v1/attributes",
              "/health", "/metrics", "/", "/docs", "/openapi.json")
 
 
 def attribute_table(model: Any) -> tuple[str, dict[str, list[str]]]:
-    """The attributes the page shows bars for: the ``mini`` corpus' attributes for mini, else the paper's intrinsic
-    attributes and situational classes (data: ``serve/attributes.json``)."""
-    tables = json.loads(resources.files(__package__).joinpath("attributes.json").read_text())
-    speech_type = str(getattr(getattr(model, "config", None), "speech_model_type", "") or "")
-    name = str(getattr(model, "name", "") or "")
-    key = "mini" if name.split("@")[0] == "mini" or "mel" in speech_type else "paper"
-    return key, tables[key]
+    """The attributes the page draws probability bars for: the packaged table (``paraspeechclap/models/**/
+    attributes*.json``, the same data the annotate room reads) whose ``match`` fits the model's speech encoder, else
+    the paper's (intrinsic attributes and situational classes)."""
+    speech = getattr(getattr(model, "config", None), "speech_config", None)
+    kind = speech.get("model_type") if isinstance(speech, dict) else getattr(speech, "model_type", None)
+    docs = [json.loads(path.read_text(encoding="utf-8")) for path in sorted(MODELS.glob("**/attributes*.json"))]
+    chosen = next((d for d in docs if kind is not None and kind in d.get("match", {}).get("speech_model_type", [])),
+                  None) or next((d for d in docs if d.get("family") == "paper"), None)
+    if chosen is None:
+        return "none", {}
+    return chosen.get("family", "custom"), {name: list(spec["classes"]) for name, spec in chosen["attributes"].items()}
 
 
 # ---------------------------------------------------------------------------------------------- middleware
@@ -111,6 +115,18 @@ def create_app(model: Any, config: ServeConfig | None = None, index: Any = None)
     provenance = model.provenance()
     logit_scale = float(model.logit_scale)
     table_name, attributes = attribute_table(model)
+    index_attributes = attributes
+    if index is not None:
+        meta = getattr(index, "meta", None) or {}
+        held = (meta.get("model") or {}).get("identity")
+        if held and held != provenance.get("identity"):
+            log.warning("the index holds embeddings of model %s (identity %s) but the server runs %s (identity %s): "
+                        "search scores compare different spaces unless only the precision differs",
+                        (meta.get("model") or {}).get("model"), held, provenance.get("model"), provenance.get("identity"))
+        table = (meta.get("attributes") or {}).get("attributes")
+        if isinstance(table, dict):
+            index_attributes = {name: list(spec.get("classes", spec) if isinstance(spec, dict) else spec)
+                                for name, spec in table.items()}
 
     @asynccontextmanager
     async def lifespan(app):
@@ -405,16 +421,38 @@ def create_app(model: Any, config: ServeConfig | None = None, index: Any = None)
 
     @app.post("/v1/search", openapi_extra=schemas.body(schemas.SEARCH, multipart=False), tags=["search"])
     async def search(request: Request):
-        """Text search over the index given with --index (404 when none is loaded)."""
+        """Clips of the index (--index) nearest to a style description, optionally filtered by attribute classes
+        ({"filters": {"pitch": "deep"}}) and duration; each hit has an ``audio_url`` to play it. 404 without an index."""
         authorize(request)
         if index is None:
             raise ApiError(404, "no_index", "no index loaded (start the server with --index DIR)")
         body = await read_body(request)
         text = string_list(body, "text", 1, config.max_caption_chars)[0]
         k = int(number(body, "k", 10, 1, 100))
+        where = _where(body, index_attributes)
         ticket = admit(1)
-        hits = await wait(batcher.call(lambda: index.search(text, k=k), ticket))
-        return {"text": text, "results": [_plain(hit) for hit in hits], "provenance": provenance}
+        hits = await wait(batcher.call(lambda: index.search(text=text, where=where, top=k, model=model), ticket))
+        results = []
+        for hit in hits:
+            hit = _plain(hit)
+            audio = hit.pop("audio", None) if isinstance(hit, dict) else None
+            if audio and hit.get("row") is not None:
+                hit["name"], hit["audio_url"] = Path(str(audio)).name, f"/v1/clip/{int(hit['row'])}"
+            results.append(hit)
+        return {"text": text, "where": where, "results": results, "provenance": provenance}
+
+    @app.get("/v1/clip/{row}", tags=["search"])
+    async def clip(row: int, request: Request):
+        """The audio file of one indexed clip (rows come from /v1/search)."""
+        authorize(request)
+        if index is None:
+            raise ApiError(404, "no_index", "no index loaded (start the server with --index DIR)")
+        found = await wait(batcher.call(lambda: index.rows([row], ["row", "audio"])))
+        audio = (found.get(row) or {}).get("audio")
+        path = _clip_path(audio, getattr(index, "annotations", None))
+        if path is None:
+            raise ApiError(404, "no_such_clip", f"row {row} is not in the index or its audio file is gone")
+        return FileResponse(path, media_type=_AUDIO_TYPES.get(path.suffix.lower(), "application/octet-stream"))
 
     @app.get("/health", tags=["service"])
     async def health():
@@ -439,6 +477,38 @@ def create_app(model: Any, config: ServeConfig | None = None, index: Any = None)
 
     _mount_docs(app)
     return app
+
+
+_AUDIO_TYPES = {".wav": "audio/wav", ".flac": "audio/flac", ".ogg": "audio/ogg", ".opus": "audio/ogg",
+                ".mp3": "audio/mpeg", ".aiff": "audio/aiff", ".aif": "audio/aiff", ".au": "audio/basic"}
+
+
+def _where(body: dict, attributes: dict[str, list[str]]) -> str | None:
+    """A SQL condition built only from known attribute names, their classes and numbers (never the client's SQL)."""
+    parts = []
+    filters = body.get("filters") or {}
+    if not isinstance(filters, dict):
+        raise ApiError(400, "bad_field", "'filters' must be an object {attribute: class}")
+    for name, value in filters.items():
+        if name not in attributes:
+            raise ApiError(400, "bad_field", f"unknown attribute {name!r}; known: {sorted(attributes)}")
+        if value not in attributes[name]:
+            raise ApiError(400, "bad_field", f"{name!r} has no class {value!r}; classes: {attributes[name]}")
+        parts.append(f'"{name}" = \'{value.replace(chr(39), chr(39) * 2)}\'')
+    for key, op in (("min_duration", ">="), ("max_duration", "<=")):
+        if body.get(key) is not None:
+            parts.append(f"duration {op} {number(body, key, 0.0, 0.0, 1e7)!r}")
+    return " AND ".join(parts) or None
+
+
+def _clip_path(audio: Any, annotations: Any) -> Path | None:
+    if not audio:
+        return None
+    path = Path(str(audio))
+    for candidate in ([path] if path.is_absolute() else [path, Path(str(annotations or ".")) / path]):
+        if candidate.is_file():
+            return candidate
+    return None
 
 
 def _plain(hit: Any) -> Any:

@@ -122,16 +122,50 @@ def test_timeline_matches_the_model(client, mini):
 
 def test_search_without_and_with_an_index(make_client):
     expect_error(make_client().post("/v1/search", json={"text": "calm"}), 404, "no_index")
+    expect_error(make_client().get("/v1/clip/0"), 404, "no_index")
 
     class FakeIndex:
-        def search(self, text, k=10):
-            return [{"name": f"clip{i}", "score": np.float32(1.0 - i / 10), "audio_url": f"/clips/{i}.wav"}
-                    for i in range(k)]
+        meta: dict = {}
 
-    client = make_client(index=FakeIndex())
-    body = client.post("/v1/search", json={"text": "calm", "k": 3}).json()
-    assert [hit["name"] for hit in body["results"]] == ["clip0", "clip1", "clip2"]
+        def search(self, text=None, where=None, top=10, model=None):
+            self.where = where
+            return [{"rank": i + 1, "row": i, "score": np.float32(1.0 - i / 10)} for i in range(top)]
+
+    fake = FakeIndex()
+    client = make_client(index=fake)
+    body = client.post("/v1/search", json={"text": "calm", "k": 3, "filters": {"pitch": "deep"},
+                                           "min_duration": 1}).json()
+    assert [hit["row"] for hit in body["results"]] == [0, 1, 2]
+    assert fake.where == "\"pitch\" = 'deep' AND duration >= 1.0"
     assert client.get("/health").json()["index"] is True
+    # filters are checked against the attribute table, never passed through as SQL
+    expect_error(client.post("/v1/search", json={"text": "a", "filters": {"pitch": "x' OR 1=1 --"}}), 400, "bad_field")
+    expect_error(client.post("/v1/search", json={"text": "a", "filters": {"1=1; --": "deep"}}), 400, "bad_field")
+
+
+def test_search_a_real_index_and_play_a_clip(make_client, mini, tmp_path):
+    pytest.importorskip("duckdb", reason="the corpus extra (duckdb, usearch) is not installed")
+    pytest.importorskip("usearch", reason="the corpus extra (duckdb, usearch) is not installed")
+    import soundfile as sf
+
+    from paraspeechclap.annotate import annotate
+    from paraspeechclap.index import Index
+
+    corpus = tmp_path / "audio"
+    corpus.mkdir()
+    for i, freq in enumerate((100, 140, 220, 300)):
+        (corpus / f"clip{i}.wav").write_bytes(wav_bytes(1.0 + 0.2 * i, freq))
+    annotate(corpus, tmp_path / "ann", workers=1, shard_size=8, device="cpu")
+    index = Index.build(tmp_path / "ann")
+    client = make_client(index=Index.open(index.folder))
+    body = client.post("/v1/search", json={"text": "A man speaks in a deep voice.", "k": 3}).json()
+    assert len(body["results"]) == 3 and body["results"][0]["score"] >= body["results"][-1]["score"]
+    hit = body["results"][0]
+    assert hit["name"].startswith("clip") and "audio" not in hit            # no server paths in the answer
+    audio = client.get(hit["audio_url"])
+    assert audio.status_code == 200 and audio.headers["content-type"] == "audio/wav"
+    assert sf.info(__import__("io").BytesIO(audio.content)).frames > 0
+    expect_error(client.get("/v1/clip/9999"), 404, "no_such_clip")
 
 
 def test_health_metrics_docs_and_page(client, clip):

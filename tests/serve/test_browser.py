@@ -2,6 +2,7 @@
 loopback port): open the page, upload a clip, enter a caption, read the score back; draw the timeline."""
 from __future__ import annotations
 
+import contextlib
 import shutil
 import socket
 import tempfile
@@ -25,23 +26,32 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture
-def server(mini):
+@contextlib.contextmanager
+def running(app):
+    """uvicorn serving ``app`` on a free 127.0.0.1 port, in a thread; yields the base URL."""
     import uvicorn
 
-    from paraspeechclap.serve.app import create_app
-
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(mini), host="127.0.0.1", port=port, log_level="warning"))
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.time() + 30
     while not server.started:
         assert thread.is_alive() and time.time() < deadline, "uvicorn did not start"
         time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(10)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
+@pytest.fixture
+def server(mini):
+    from paraspeechclap.serve.app import create_app
+
+    with running(create_app(mini)) as url:
+        yield url
 
 
 @pytest.fixture
@@ -96,3 +106,36 @@ def test_upload_a_clip_enter_a_caption_read_the_score(server, browser, mini, tmp
     assert int(canvas.get_attribute("data-windows")) == 3        # 4 s, 2 s windows, 1 s hop
     assert "error" not in browser.find_element(By.ID, "timeline-status").get_attribute("class")
     browser.save_screenshot(str(tmp_path / "page.png"))
+
+
+def test_search_box_returns_playable_clips(mini, browser, tmp_path):
+    pytest.importorskip("duckdb", reason="the corpus extra (duckdb, usearch) is not installed")
+    pytest.importorskip("usearch", reason="the corpus extra (duckdb, usearch) is not installed")
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from paraspeechclap.annotate import annotate
+    from paraspeechclap.index import Index
+    from paraspeechclap.serve.app import create_app
+
+    corpus = tmp_path / "audio"
+    corpus.mkdir()
+    for i, freq in enumerate((100, 180, 300)):
+        (corpus / f"clip{i}.wav").write_bytes(wav_bytes(1.0, freq))
+    annotate(corpus, tmp_path / "ann", workers=1, shard_size=8, device="cpu")
+    index = Index.build(tmp_path / "ann")
+    with running(create_app(mini, index=Index.open(index.folder))) as url:
+        wait = WebDriverWait(browser, 60)
+        browser.get(url + "/")
+        wait.until(lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-ready") == "1")
+        assert browser.find_element(By.ID, "search-section").is_displayed()
+        browser.find_element(By.ID, "search-text").send_keys("A man speaks in a deep voice.")
+        browser.find_element(By.ID, "search-btn").click()
+        wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#search-results li audio")) == 3)
+        wait.until(lambda d: all((a.get_attribute("src") or "").startswith("blob:")
+                                 for a in d.find_elements(By.CSS_SELECTOR, "#search-results li audio")))
+        # the clip really plays: the browser decodes it and reports its length
+        duration = browser.execute_async_script(
+            "const done = arguments[0]; const a = document.querySelector('#search-results li audio');"
+            "a.preload = 'auto'; a.onloadedmetadata = () => done(a.duration); a.onerror = () => done(-1); a.load();")
+        assert duration == pytest.approx(1.0, abs=0.05)

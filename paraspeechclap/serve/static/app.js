@@ -230,11 +230,19 @@ async function search() {
     list.innerHTML = "";
     for (const hit of result.results) {
       const li = document.createElement("li");
-      const label = hit.caption || hit.name || hit.path || hit.id || "";
-      const scoreText = typeof hit.score === "number" ? hit.score.toFixed(3) + " " : "";
-      li.textContent = scoreText + label;
-      const url = hit.audio_url || hit.url;
-      if (url) { const a = document.createElement("audio"); a.controls = true; a.src = url; li.appendChild(a); }
+      const scoreText = typeof hit.score === "number" ? hit.score.toFixed(3) + "  " : "";
+      li.textContent = scoreText + (hit.name || hit.id || hit.row) + (hit.caption ? " - " + hit.caption : "");
+      if (hit.audio_url) {
+        const player = document.createElement("audio");
+        player.controls = true;
+        player.preload = "none";
+        li.appendChild(player);
+        // fetched with the token header (an <audio src> cannot send one), then played from a blob URL
+        fetch(hit.audio_url, { headers: authHeaders() })
+          .then((r) => (r.ok ? r.blob() : Promise.reject(new Error(r.statusText))))
+          .then((blob) => { player.src = URL.createObjectURL(blob); })
+          .catch((err) => { li.append(" (audio unavailable: " + err.message + ")"); });
+      }
       list.appendChild(li);
     }
     status("search-status", `${result.results.length} results`);
