@@ -45,19 +45,33 @@ def _wavlm_sdpa_attention_forward(self, hidden_states: torch.Tensor, attention_m
     return self.out_proj(output), None, position_bias
 
 
+def toeplitz_bias(module: nn.Module, length: int) -> torch.Tensor:
+    """Exactly ``module.compute_bias(T, T)`` as ``[1, heads, T, T]``, built from the 2T-1 distinct relative distances
+    instead of a T x T grid: the bias depends only on j - i, so the buckets and embeddings of 2T-1 distances are
+    spread over the T x T matrix with one strided view and one copy. The stock version allocates about six T x T
+    temporaries (positions, distances, logs, buckets), which for long windows of fine-stride towers is the peak."""
+    device = module.rel_attn_embed.weight.device
+    distances = torch.arange(-(length - 1), length, dtype=torch.long, device=device)  # j - i
+    values = module.rel_attn_embed(module._relative_positions_bucket(distances)).transpose(0, 1).contiguous()
+    heads = values.shape[0]
+    rows = values.as_strided((heads, length, length), (2 * length - 1, 1, 1))  # rows[h, r, j] = values[h, r + j]
+    return rows.flip(1)[None]  # bias[h, i, j] = values[h, (T - 1 - i) + j] = embedding of distance j - i
+
+
 def _relative_position_bias(module: nn.Module, length: int) -> torch.Tensor:
-    """``compute_bias(T, T)`` of the first layer, ``[1, heads, T, T]``. Without gradients it is cached per length
+    """The first layer's relative-position bias, ``[1, heads, T, T]``. Without gradients it is cached per length
     (windows of a long file, and clips of one length, share it): building it costs more than a small tower's
     attention. The cache key includes the embedding weight's identity and in-place version, so new weights never
     meet an old bias."""
     weight = module.rel_attn_embed.weight
     if torch.is_grad_enabled() and weight.requires_grad:
-        return module.compute_bias(length, length)[None]
+        return toeplitz_bias(module, length)
     key = (length, weight.data_ptr(), weight._version, weight.dtype, weight.device)
     cached = getattr(module, "_bias_cache", None)
     if cached is None or cached[0] != key:
+        module._bias_cache = None  # let the old bias go before the new one is built
         with torch.inference_mode():
-            cached = (key, module.compute_bias(length, length)[None])
+            cached = (key, toeplitz_bias(module, length))
         module._bias_cache = cached
     return cached[1]
 

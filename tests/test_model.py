@@ -144,3 +144,16 @@ def test_int8_precision_keeps_rankings(tiny_model_factory):
     cos = (centred_a * centred_b).sum(1) / np.linalg.norm(centred_a, axis=1) / np.linalg.norm(centred_b, axis=1)
     assert cos.min() > 0.9
     assert ((b @ a.T).argmax(1) == np.arange(len(clips))).all()
+
+
+def test_toeplitz_bias_equals_the_stock_relative_position_bias(tiny_model):
+    import torch
+
+    from paraspeechclap.fast import toeplitz_bias
+
+    attention = next(m for m in tiny_model.modules() if type(m).__name__ == "WavLMAttention"
+                     and getattr(m, "has_relative_position_bias", True) and hasattr(m, "rel_attn_embed"))
+    for length in (1, 2, 7, 50, 333, 1500):
+        with torch.no_grad():
+            stock = attention.compute_bias(length, length)[None]
+            assert torch.equal(toeplitz_bias(attention, length), stock), length

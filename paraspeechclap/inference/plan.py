@@ -13,11 +13,12 @@ from typing import Sequence
 
 import torch
 
-ATTENTION_BUDGET_BYTES = 2**30  # per forward pass: the [rows, heads, T, T] tensors of one layer's attention
-# Full-size copies alive at once, fp32 bytes each: the cached position bias, the gated bias, its masked copy, the
-# scores, the softmax and its workspace. Measured: one window of the stride-20 fixture tower (4,730 frames, 2 heads)
-# peaks ~1.2 GB above the built model, i.e. ~6-7 copies of 179 MB (benchmarks/long_file_memory.py --tiny).
-ATTENTION_COPIES = 6
+ATTENTION_BUDGET_BYTES = 512 * 2**20  # per forward pass: the [rows, heads, T, T] tensors of one layer's attention
+# Full-size copies alive at once, fp32 bytes each: the cached position bias, the gated (and masked) bias, SDPA's
+# workspace. Measured: a 5-minute file through the stride-20 fixture tower (4,729-frame windows, 2 heads, 179 MB per
+# copy) peaks at 0.9 GB RSS in all, ~0.5 GB above the loaded model, since fast.toeplitz_bias builds the bias without
+# T x T temporaries (the stock compute_bias needed ~6 of them: 1.65 GB).
+ATTENTION_COPIES = 3
 
 
 @dataclass(frozen=True)
