@@ -116,6 +116,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         suite = resolve_suite(args.suite, args.candidates, args.caption_column, args.label_column)
         prepared = prepare_suite(suite, audio_root=args.audio_root, data_dir=args.data_dir, max_items=args.max_items)
+        if not templates and getattr(suite, "template", None):
+            templates = [suite.template]  # the template the suite was made for, unless --template says otherwise
     except SuiteError as err:
         return fail(str(err))
 
