@@ -21,6 +21,9 @@ else
     echo "espeak-ng, sox, chromium and chromedriver already installed"
 fi
 
+# Recorded human speech for tests/test_mini_real_speech.py (Dutch voice actors of Fish Fillets NG, Debian main).
+if ! dpkg -s fillets-ng-data-nl >/dev/null 2>&1; then $SUDO apt-get install -y --no-install-recommends fillets-ng-data-nl || $SUDO sh -c 'apt-get update && apt-get install -y --no-install-recommends fillets-ng-data-nl' || echo "install_synth_deps: fillets-ng-data-nl not installed (real-speech tests will skip)" >&2; fi
+
 install_mbrola() {
     if [ -d /usr/share/mbrola/us1 ] && command -v mbrola >/dev/null 2>&1; then
         echo "mbrola voices already installed"; return 0; fi

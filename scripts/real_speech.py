@@ -176,16 +176,68 @@ def load_manifest(path: str | Path = "data/real-speech/manifest.jsonl", split: s
     return [r for r in rows if split is None or r["split"] == split]
 
 
+def _augment_speaker(job: tuple) -> list[dict]:
+    """Write the training versions of one speaker's clips (a worker's share)."""
+    rows, out, versions, seed = job
+    import soundfile as sf
+
+    from paraspeechclap.synth.real import clip_versions
+
+    rng = np.random.default_rng(seed)
+    written = []
+    for row in rows:
+        y = load_16k(Path(row["path"]))
+        stem = Path(row["path"]).with_suffix("").name
+        for k, (z, fields) in enumerate(clip_versions(y, row["f0_median_hz"], row["gender"], versions, rng)):
+            path = out / "audio" / row["speaker"] / f"{stem}-{k}.wav"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            sf.write(path, z, 16000, subtype="PCM_16")
+            written.append({"path": str(path.resolve()), "source": "real", "speaker": row["speaker"],
+                            "gender": row["gender"], "language": row["language"], "original": row["path"],
+                            "original_f0_median_hz": row["f0_median_hz"], "duration": round(len(z) / 16000, 3),
+                            **fields})
+    return written
+
+
+def augment_training(manifest: Path, out: Path, versions: int, workers: int, seed: int = 0) -> int:
+    """``versions`` labelled versions of every training clip -> ``out/train.jsonl`` (+ ``out/audio``)."""
+    rows = load_manifest(manifest, split="train")
+    assert not any(r["speaker"] in HELDOUT for r in rows)
+    jobs = [(rows[i::workers * 4], out, versions, seed + i) for i in range(workers * 4)]
+    written: list[dict] = []
+    with ProcessPoolExecutor(workers) as pool:
+        for part in pool.map(_augment_speaker, jobs):
+            written += part
+    with open(out / "train.jsonl", "w") as handle:
+        for row in written:
+            handle.write(json.dumps(row) + "\n")
+    return len(written)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="data/real-speech")
     parser.add_argument("--install", action="store_true", help="apt-get install the missing packages first")
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--augment", type=int, default=0, metavar="N",
+                        help="also write N labelled pitch/tempo/channel versions of every training clip to "
+                             "<out>/train-aug (train.jsonl + audio/) for the trainer")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--remeasure", action="store_true", help="measure again even when <out>/manifest.jsonl exists")
     args = parser.parse_args(argv)
     if args.install:
         install(sorted({s["package"] for s in SPEAKERS.values()}))
-    rows = collect(Path(args.out), args.workers)
-    print(f"{len(rows)} clips -> {args.out}/manifest.jsonl")
+    out = Path(args.out)
+    if (out / "manifest.jsonl").is_file() and not args.remeasure:
+        rows = load_manifest(out / "manifest.jsonl")
+        print(f"{len(rows)} clips already measured in {out}/manifest.jsonl")
+    else:
+        rows = collect(out, args.workers)
+        print(f"{len(rows)} clips -> {out}/manifest.jsonl")
+    if args.augment and rows:
+        (out / "train-aug").mkdir(parents=True, exist_ok=True)
+        n = augment_training(out / "manifest.jsonl", out / "train-aug", args.augment, args.workers, args.seed)
+        print(f"{n} training versions -> {out}/train-aug/train.jsonl")
     return 0 if rows else 1
 
 

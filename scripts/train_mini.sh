@@ -1,12 +1,18 @@
 #!/usr/bin/env bash
 # Retrain the embedded `mini` model from scratch on CPU, exactly as shipped in paraspeechclap/models/mini.
 #
-#   scripts/train_mini.sh [key=value ...]     # extra trainer overrides, e.g. max_steps=100
+#   scripts/train_mini.sh [key=value ...]     # extra trainer overrides for stage 1, e.g. max_steps=100
+#
+# Stage 1: paraspeechclap/configs/train/mini.yaml on the synthetic corpus (2,000 steps, ~25 min on 2 cores).
+# Stage 2 (REAL=1, the default): fine-tune stage 1's result on synthetic + recorded human speech
+#   (scripts/real_speech.py: Debian packages, speakers of its HELDOUT list excluded; N labelled pitch/tempo/channel
+#   versions per clip), REAL_STEPS steps (default 600, ~10 min) at lr 3e-4, sources mixed 60/40.
 #
 # Environment: CORPUS (default data/synth-v1; synthesized first when it has no train.jsonl),
-# RUN_DIR (default runs/mini), PYTHON (default .venv/bin/python), INSTALL=0 to only train
-# (leave paraspeechclap/models/mini untouched). About 25 minutes on 2 CPU cores, plus ~30 minutes
-# to synthesize the corpus when it is missing.
+# RUN_DIR (default runs/mini; stage 2 in $RUN_DIR-real), PYTHON (default .venv/bin/python), INSTALL=0 to only
+# train (leave paraspeechclap/models/mini untouched), STAGE1=<save_pretrained folder or "mini"> to skip stage 1
+# and fine-tune that model, REAL=0 for stage 1 only, REAL_DIR (default data/real-speech), REAL_VERSIONS (4).
+# About 25 + 15 + 10 minutes on 2 CPU cores, plus ~30 minutes to synthesize the corpus when it is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-.venv/bin/python}
@@ -19,13 +25,37 @@ if [ ! -f "$CORPUS/train.jsonl" ]; then
     "$PYTHON" -m paraspeechclap synth --out "$CORPUS" --num-clips 10000 --seed 0 --workers 2
 fi
 
-echo "== training mini (run folder $RUN_DIR)"
-OMP_NUM_THREADS=${OMP_NUM_THREADS:-2} nice -n 10 "$PYTHON" -m paraspeechclap train \
-    --config paraspeechclap/configs/train/mini.yaml \
-    data.train="$CORPUS/train.jsonl" data.audio_root="$CORPUS/audio" run.output_dir="$RUN_DIR" "$@"
+REAL=${REAL:-1}
+REAL_DIR=${REAL_DIR:-data/real-speech}
+REAL_VERSIONS=${REAL_VERSIONS:-4}
+REAL_STEPS=${REAL_STEPS:-600}
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
+
+if [ -z "${STAGE1:-}" ]; then
+    echo "== stage 1: training mini on the synthetic corpus (run folder $RUN_DIR)"
+    nice -n 10 "$PYTHON" -m paraspeechclap train \
+        --config paraspeechclap/configs/train/mini.yaml \
+        data.train="$CORPUS/train.jsonl" data.audio_root="$CORPUS/audio" run.output_dir="$RUN_DIR" "$@"
+    STAGE1="$RUN_DIR/checkpoints/$(cat "$RUN_DIR/checkpoints/latest")/pretrained"
+fi
+latest="$STAGE1"
+
+if [ "$REAL" = "1" ]; then
+    if [ ! -f "$REAL_DIR/train-aug/train.jsonl" ]; then
+        echo "== recorded human speech: install, measure, write $REAL_VERSIONS versions per training clip"
+        "$PYTHON" scripts/real_speech.py --install --out "$REAL_DIR" --augment "$REAL_VERSIONS" --workers 2
+    fi
+    echo "== stage 2: fine-tuning $STAGE1 on synthetic + recorded speech (run folder $RUN_DIR-real)"
+    nice -n 10 "$PYTHON" -m paraspeechclap train \
+        --config paraspeechclap/configs/train/mini.yaml \
+        model.init=pretrained model.source="$STAGE1" \
+        "data.train=[$CORPUS/train.jsonl,$REAL_DIR/train-aug/train.jsonl]" data.audio_root="$CORPUS/audio" \
+        "data.probabilities=[0.6,0.4]" optim.lr=3e-4 optim.warmup_steps=20 optim.max_steps="$REAL_STEPS" \
+        checkpoint.every_n_steps=200 run.output_dir="$RUN_DIR-real"
+    latest="$RUN_DIR-real/checkpoints/$(cat "$RUN_DIR-real/checkpoints/latest")/pretrained"
+fi
 
 if [ "$INSTALL" = "1" ]; then
-    latest="$RUN_DIR/checkpoints/$(cat "$RUN_DIR/checkpoints/latest")/pretrained"
     echo "== installing $latest as paraspeechclap/models/mini (MODEL_CARD.md kept)"
     mkdir -p paraspeechclap/models/mini
     for item in config.json model.safetensors tokenizer feature_extractor; do

@@ -161,5 +161,32 @@ def build_mini_model(model_config: Mapping[str, Any]):
         if isinstance(module, torch.nn.Dropout):
             module.p = 0.0
     whitening_init(model, reference_style_texts())
+    if model_config.get("init") == "pretrained" and model_config.get("source"):
+        load_trained_weights(model, model_config["source"])
     model.text_branch = CachedFrozenTextEncoder(model.text_branch)
     return model
+
+
+def load_trained_weights(model, source: str | Path) -> None:
+    """Start from the trained weights of a saved `mini`-style model (``mini`` or a save_pretrained folder).
+
+    Used to fine-tune (``model.init=pretrained model.source=...`` with this factory): the speech tower, both
+    projections and the logit scale are loaded from ``<source>/model.safetensors``; the frozen text tower keeps
+    its package weights. The source's speech config must match the one built here.
+    """
+    from safetensors.torch import load_file
+
+    folder = Path(__file__).resolve().parents[1] / "models" / "mini" if str(source) == "mini" else Path(source)
+    saved = json.loads((folder / "config.json").read_text()).get("speech_config", {})
+    mine = model.audio_branch.base.config.to_dict() if hasattr(model, "audio_branch") else {}
+    from .mel import MelEncoderConfig
+
+    defaults = MelEncoderConfig().to_dict()  # compare the encoder's own settings only
+    differing = [k for k, v in saved.items() if k in mine and k in defaults and k not in ("_name_or_path",
+                 "architectures", "transformers_version", "id2label", "label2id") and mine[k] != v]
+    if differing:
+        raise ValueError(f"{folder}: speech config differs from the model built here in {differing}")
+    state = load_file(str(folder / "model.safetensors"))
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if unexpected or any(not k.startswith("text_branch.base.") for k in missing):
+        raise ValueError(f"{folder}: weights do not fit (missing {missing[:5]}, unexpected {unexpected[:5]})")

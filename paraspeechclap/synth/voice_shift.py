@@ -104,3 +104,37 @@ def trim_silence(y: np.ndarray, sr: int = SR, range_db: float = 40.0, pad_s: flo
     start = max(0, on[0] * hop - int(pad_s * sr))
     end = min(len(y), (on[-1] + 1) * hop + int(pad_s * sr))
     return y[start:end]
+
+
+def praat_pitch(y: np.ndarray, cents: float, sr: int = SR) -> np.ndarray:
+    """Praat PSOLA ("Change gender", formant shift ratio 1): F0 scaled by ``cents``, formants and tempo kept.
+
+    The fallback of :func:`formant_kept_pitch` where pyworld is not installed (parselmouth is: the synth extra).
+    """
+    import parselmouth
+    from parselmouth.praat import call
+
+    snd = parselmouth.Sound(np.asarray(y, np.float64), sampling_frequency=sr)
+    pitch = snd.to_pitch_ac(time_step=0.01, pitch_floor=60.0, pitch_ceiling=500.0)
+    median = call(pitch, "Get quantile", 0, 0, 0.5, "Hertz")
+    if not np.isfinite(median) or median <= 0:
+        return np.asarray(y, np.float32)
+    out = call(snd, "Change gender", 60.0, 500.0, 1.0, float(median) * 2.0 ** (cents / 1200.0), 1.0, 1.0)
+    z = np.asarray(out.values[0], dtype=np.float32)
+    peak = np.abs(z).max() + 1e-9
+    return z * min(1.0, 0.99 / peak)
+
+
+def have_world() -> bool:
+    try:
+        import_pyworld()
+    except ImportError:
+        return False
+    return True
+
+
+def formant_kept_pitch(y: np.ndarray, cents: float, analysis=None, sr: int = SR) -> np.ndarray:
+    """F0 scaled by ``cents`` with formants kept: WORLD when pyworld is installed, else Praat PSOLA."""
+    if have_world():
+        return world_pitch(y, cents, analysis, sr)
+    return praat_pitch(y, cents, sr)
