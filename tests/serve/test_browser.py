@@ -64,7 +64,9 @@ def browser():
     options.binary_location = CHROMIUM
     for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--disable-dev-shm-usage", f"--user-data-dir={profile}", "--window-size=1200,1400"):
+                 "--disable-dev-shm-usage", f"--user-data-dir={profile}", "--window-size=1200,1400",
+                 # a fake microphone (a beep) that needs no permission prompt, for the recording test
+                 "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"):
         options.add_argument(flag)
     driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
     driver.set_page_load_timeout(30)
@@ -106,6 +108,27 @@ def test_upload_a_clip_enter_a_caption_read_the_score(server, browser, mini, tmp
     assert int(canvas.get_attribute("data-windows")) == 3        # 4 s, 2 s windows, 1 s hop
     assert "error" not in browser.find_element(By.ID, "timeline-status").get_attribute("class")
     browser.save_screenshot(str(tmp_path / "page.png"))
+
+
+def test_record_from_the_microphone_and_score_it(server, browser):
+    """MediaRecorder -> WebM -> decoded and re-encoded as WAV in the page -> scored by the server."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as EC
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    wait = WebDriverWait(browser, 60)
+    browser.get(server + "/")  # 127.0.0.1 is a secure context: getUserMedia is allowed
+    wait.until(lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-ready") == "1")
+    record = browser.find_element(By.ID, "record")
+    record.click()
+    wait.until(lambda d: record.text == "Stop")
+    time.sleep(1.5)
+    record.click()
+    wait.until(EC.text_to_be_present_in_element((By.ID, "audio-status"), "recording.wav"))
+    browser.find_element(By.ID, "score-btn").click()
+    cells = wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#score-results td.cosine"))
+    assert len(cells) == 2 and all(-1.0 <= float(c.text) <= 1.0 for c in cells)
+    assert "error" not in browser.find_element(By.ID, "score-status").get_attribute("class")
 
 
 def test_search_box_returns_playable_clips(mini, browser, tmp_path):
