@@ -147,8 +147,8 @@ class RayAnnotator:
     def __call__(self, batch):
         from .inputs import InputRow
 
-        rows = [InputRow(int(r), i, a or None, e or None)
-                for r, i, a, e in zip(batch["row"], batch["id"], batch["audio"], batch["read_error"])]
+        cols = [batch.column(name).to_pylist() for name in ("row", "id", "audio", "read_error")]
+        rows = [InputRow(int(r), i, a or None, e or None) for r, i, a, e in zip(*cols)]
         c = self.config
         return annotate_rows(self.model, self.table, rows, self.dim, c.embedding_dtype, c.batch_size, c.captions)
 
@@ -184,7 +184,7 @@ def run_ray(job: Job, address: str | None = None, workers: int | None = None, th
         options: dict = {"num_gpus": 1} if gpus else {"num_cpus": threads}
         ds = ds.map_batches(RayAnnotator, fn_constructor_args=(job.config, threads, bool(gpus)),
                             batch_size=max(1, min(job.config.shard_size, 256)), batch_format="pyarrow",
-                            concurrency=workers, **options)
+                            compute=ray.data.ActorPoolStrategy(size=workers), **options)
         staging = job.out / f".ray-staging-{uuid.uuid4().hex[:8]}"
         try:
             ds.write_parquet(str(staging))
