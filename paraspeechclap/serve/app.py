@@ -72,7 +72,7 @@ class LimitsAndMetrics:
         endpoint = path if path in ENDPOINTS else ("/static" if path.startswith(("/static/", "/docs/")) else "other")
         start = time.perf_counter()
         state = {"status": 500, "started": False, "received": 0}
-        limit = self.max_body + 64 * 1024   # room for multipart framing and the JSON around base64
+        limit = self.max_body * 4 // 3 + 64 * 1024   # base64 is 4/3 of the bytes; room for framing and JSON
 
         async def limited_receive():
             message = await receive()
@@ -95,7 +95,8 @@ class LimitsAndMetrics:
         except _TooLarge:
             if state["started"]:
                 raise
-            response = _error(413, "too_large", f"the request body is over the limit of {self.max_body} bytes")
+            response = _error(413, "too_large", f"the request body is over the limit ({self.max_body} bytes of audio, "
+                                                f"{limit} bytes of body)")
             await response(scope, receive, recording_send)
         finally:
             self.metrics.request(endpoint, state["status"], time.perf_counter() - start)

@@ -60,8 +60,10 @@ def load_index(folder: str):
         from ..index import Index
     except ImportError as err:
         raise SystemExit(f"error: --index needs paraspeechclap.index, which is not available here ({err})") from None
-    opener = getattr(Index, "open", None) or getattr(Index, "load", None) or Index
-    return opener(folder)
+    try:
+        return Index.open(folder)
+    except Exception as err:  # noqa: BLE001 - a missing or unreadable index is the user's to fix
+        raise SystemExit(f"error: --index {folder}: {err}") from None
 
 
 def _loopback(host: str) -> bool:

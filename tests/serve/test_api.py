@@ -205,7 +205,16 @@ def test_bad_requests_get_clear_json_4xx(make_client, clip):
     expect_error(score(captions=CAPTIONS), 400, "missing_field")
     expect_error(score(audio=b64(clip), captions=["a", "b", "c", "d"]), 413, "too_many")
     expect_error(score(audio=b64(wav_bytes(4.0)), captions=CAPTIONS), 413, "audio_too_long")
-    expect_error(score(audio=b64(wav_bytes(8.0)), captions=CAPTIONS), 413, "too_large")          # 256 kB body
+    expect_error(score(audio=b64(wav_bytes(10.0)), captions=CAPTIONS), 413, "too_large")   # 427 kB of JSON
+
+    def chunks():  # no Content-Length: the limit holds while the body streams in
+        yield b'{"captions": ["a"], "audio": {"base64": "'
+        for _ in range(40):
+            yield b"A" * 10_000
+        yield b'"}}'
+
+    expect_error(client.post("/v1/score", content=chunks(), headers={"content-type": "application/json"}),
+                 413, "too_large")
     expect_error(client.post("/v1/score", content=b"{not json", headers={"content-type": "application/json"}),
                  400, "bad_json")
     expect_error(client.post("/v1/score", json=[1, 2]), 400, "bad_json")
