@@ -178,6 +178,15 @@ def test_health_metrics_docs_and_page(client, clip):
     assert 'paraspeechclap_requests_total{endpoint="/v1/score",status="200"} 1' in text
     assert 'paraspeechclap_request_latency_seconds_bucket{endpoint="/v1/score",le="+Inf"} 1' in text
     assert "paraspeechclap_batch_items_count 1" in text and "paraspeechclap_queue_depth 0" in text
+    try:  # the exposition parses as Prometheus text (prometheus_client, where installed)
+        from prometheus_client.parser import text_string_to_metric_families
+    except ImportError:
+        pass
+    else:
+        families = {family.name: family.type for family in text_string_to_metric_families(text)}
+        assert families["paraspeechclap_requests"] == "counter"
+        assert families["paraspeechclap_request_latency_seconds"] == "histogram"
+        assert families["paraspeechclap_batch_items"] == "histogram" and families["paraspeechclap_queue_depth"] == "gauge"
     docs = client.get("/docs")
     assert docs.status_code == 200 and "swagger" in docs.text.lower()
     assert "http://" not in docs.text and "https://" not in docs.text  # nothing from a CDN
