@@ -2,12 +2,14 @@
 audio-path rule), and the clip ids.
 
 Id rule: ``fields["id"]`` when the row has one, else the audio path relative to the input root (the folder given,
-or the manifest's folder), POSIX-style; a path outside the root keeps its absolute form.
+or the manifest's folder), POSIX-style; a path outside the root keeps its absolute form. The ``audio`` column is
+the absolute path of the file as the reader resolved it (the audio itself is never copied or rewritten).
 """
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -61,7 +63,10 @@ def plan_rows(inputs, audio_root: str | None = None, split: str = "train") -> li
             cid = f"{cid}#{seen[cid]}"
         else:
             seen[cid] = 1
-        out.append(InputRow(number, cid, None if r.audio is None else str(r.audio), r.error))
+        audio = None if r.audio is None else str(r.audio)
+        if audio is not None and "://" not in audio:
+            audio = os.path.abspath(audio)  # the file as read; never rewritten, but usable from any folder
+        out.append(InputRow(number, cid, audio, r.error))
     return out
 
 
