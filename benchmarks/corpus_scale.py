@@ -1,0 +1,322 @@
+"""Corpus scale: annotation throughput (2 local workers vs 1, Ray Data vs local), SIGKILL-resume equality, peak RSS
+at 1x and 10x the clips, and ANN search (p50/p99 latency, recall@20 against exact search, build time, memory, size)
+over clustered and over random 768-d unit vectors, for usearch and faiss.
+
+    python benchmarks/corpus_scale.py --quick            # small mode, a few minutes on 2 cores
+    python benchmarks/corpus_scale.py                    # the issue's targets (1,000,000 vectors; see --help)
+
+Targets (issue 13): 2 workers >= 1.7x one worker on `mini`; Ray within 15 % of local; search p50 <= 10 ms,
+p99 <= 50 ms at recall@20 >= 0.95 on 1M clustered 768-d vectors, 2 cores; rerun after a kill equals an
+uninterrupted run; peak RSS bounded by batch/prefetch, not by corpus size. Results: JSON + Markdown in --out.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import resource
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import harness  # noqa: E402
+
+REPO = harness.REPO
+
+
+# ---------------------------------------------------------------------------------------------- corpus
+def write_corpus(folder: Path, clips: int, seconds: tuple[float, float], seed: int = 0) -> Path:
+    import soundfile as sf
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for i, wave in enumerate(harness.make_clips(clips, seconds[0], seconds[1], seed)):
+        sf.write(folder / f"clip{i:06d}.wav", wave, harness.SR)
+    return folder
+
+
+def repeated_manifest(folder: Path, path: Path, times: int) -> Path:
+    """A JSONL manifest naming every clip of ``folder`` ``times`` times (distinct ids): 10x the rows, same audio."""
+    files = sorted(folder.glob("*.wav"))
+    with open(path, "w") as handle:
+        for k in range(times):
+            for f in files:
+                handle.write(json.dumps({"id": f"{k}/{f.name}", "audio_path": str(f)}) + "\n")
+    return path
+
+
+def _env(threads: int | None = None) -> dict:
+    env = dict(os.environ, HF_HUB_OFFLINE="1")
+    if threads:
+        env["OMP_NUM_THREADS"] = str(threads)
+    return env
+
+
+def cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "paraspeechclap", "annotate", *args]
+
+
+def timed_run(cmd: list[str], env: dict) -> tuple[float, dict, float]:
+    """Wall seconds, the command's JSON summary, and the peak RSS (MB) of the largest process it waited for."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    start = time.perf_counter()
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    wall = time.perf_counter() - start
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed:\n{done.stderr[-3000:]}")
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return wall, json.loads(done.stdout.strip().splitlines()[-1]), max(peak, before) / 1024
+
+
+def rows_of(out: Path):
+    from paraspeechclap.annotate.engines import annotated_rows
+
+    return annotated_rows(out)
+
+
+def same_rows(a, b, atol: float = 1e-5) -> bool:
+    """Same ids in the same order, and embeddings equal up to ``atol`` (both missing for failed rows)."""
+    if a.column("id").to_pylist() != b.column("id").to_pylist():
+        return False
+    for x, y in zip(a.column("embedding").to_pylist(), b.column("embedding").to_pylist()):
+        if (x is None) != (y is None) or (x is not None and not np.allclose(x, y, atol=atol)):
+            return False
+    return True
+
+
+# ---------------------------------------------------------------------------------------------- annotation
+TIMED_RUN = """
+import json, sys, time
+import torch  # imports before the clock: every engine is timed from the same warm interpreter
+from paraspeechclap.annotate import annotate
+engine, workers, cores = sys.argv[3], int(sys.argv[4]), int(sys.argv[5])
+if engine == "ray":
+    import ray
+    ray.init(num_cpus=cores, include_dashboard=False, log_to_driver=False)
+t = time.perf_counter()
+summary = annotate(sys.argv[1], sys.argv[2], engine=engine, workers=workers, shard_size=int(sys.argv[6]),
+                   device="cpu", precision="fp32")
+summary["wall_s"] = time.perf_counter() - t
+print(json.dumps(summary))
+"""
+
+
+def bench_annotation(args, work: Path) -> dict:
+    """The same job with 1 and 2 local workers and with Ray Data (2 actors), each timed from a warm interpreter
+    (model loading and worker start-up included, interpreter start and imports not)."""
+    corpus = write_corpus(work / "audio", args.clips, (args.min_seconds, args.max_seconds))
+    out: dict = {"clips": args.clips, "shard_size": args.shard_size}
+    results = {}
+    runs = [("local_1", "local", 1), ("local_2", "local", 2)] + ([] if args.no_ray else [("ray_2", "ray", 2)])
+    for name, engine, workers in runs:
+        done = subprocess.run([sys.executable, "-c", TIMED_RUN, str(corpus), str(work / name), engine, str(workers),
+                               str(args.cores), str(args.shard_size)], env=_env(), capture_output=True, text=True)
+        if done.returncode != 0:
+            results[name] = {"error": done.stderr[-2000:]}
+            continue
+        summary = json.loads(done.stdout.strip().splitlines()[-1])
+        wall = summary["wall_s"]
+        results[name] = {"wall_s": wall, "clips_per_s": args.clips / wall,
+                         "audio_h_per_h": summary["audio_seconds_this_run"] / wall}
+        harness.log(f"{name}: {wall:.1f} s, {args.clips / wall:.1f} clips/s, "
+                    f"{summary['audio_seconds_this_run'] / wall:.0f} audio-h/h")
+    reference = rows_of(work / "local_1")
+    if "wall_s" in results.get("local_2", {}):
+        out["local_2_vs_1"] = results["local_1"]["wall_s"] / results["local_2"]["wall_s"]
+        out["local_2_equals_1"] = same_rows(reference, rows_of(work / "local_2"), atol=1e-4)
+    if "wall_s" in results.get("ray_2", {}):
+        out["ray_vs_local_2"] = results["local_2"]["wall_s"] / results["ray_2"]["wall_s"]
+        out["ray_equals_local"] = same_rows(reference, rows_of(work / "ray_2"), atol=1e-4)
+    out["runs"] = results
+    return out
+
+
+def bench_resume(args, work: Path) -> dict:
+    """Kill an annotation at a random moment with SIGKILL, rerun, compare with the uninterrupted local_1 run."""
+    corpus = work / "audio"
+    folder = work / "killed"
+    reference = work / "local_1"
+    full = json.loads((reference / "_manifest.json").read_text())
+    est = max(3.0, args.clips / 20)
+    rng = random.Random(args.seed)
+    delay = rng.uniform(2.0, est)
+    cmd = cli(str(corpus), "--out", str(folder), "--shard-size", str(args.shard_size), "--device", "cpu",
+              "--precision", "fp32", "--quiet", "--workers", "2")
+    # its own process group, so that the SIGKILL takes the job's worker processes too (as a node failure would)
+    child = subprocess.Popen(cmd, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                             start_new_session=True)
+    time.sleep(delay)
+    os.killpg(child.pid, signal.SIGKILL)
+    child.wait()
+    manifest_path = folder / "_manifest.json"
+    done_before = json.loads(manifest_path.read_text())["shards"] if manifest_path.is_file() else {}
+    mtimes = {n: (folder / n).stat().st_mtime_ns for n in done_before}
+    wall, summary, _ = timed_run(cmd, _env())
+    kept = all((folder / n).stat().st_mtime_ns == t for n, t in mtimes.items())
+    rows = rows_of(folder)
+    ids = rows.column("id").to_pylist()
+    return {"kill_after_s": delay, "shards": full["num_shards"], "shards_done_at_kill": len(done_before),
+            "finished_shards_kept": kept, "redone_shards": full["num_shards"] - len(done_before),
+            "duplicates": len(ids) - len(set(ids)), "equal_to_uninterrupted": same_rows(rows_of(reference), rows, 1e-4),
+            "rerun_wall_s": wall}
+
+
+def bench_memory(args, work: Path) -> dict:
+    corpus = work / "audio"
+    out = {}
+    for times in (1, 10):
+        manifest = repeated_manifest(corpus, work / f"rows{times}x.jsonl", times)
+        cmd = [sys.executable, "-c",
+               "import json, resource, sys; from paraspeechclap.cli import main; main(sys.argv[1:]); "
+               "print(json.dumps({'peak_rss_mb': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))",
+               "annotate", str(manifest), "--out", str(work / f"mem{times}x"), "--shard-size", str(args.shard_size),
+               "--device", "cpu", "--precision", "fp32", "--quiet", "--workers", "1"]
+        done = subprocess.run(cmd, env=_env(), capture_output=True, text=True)
+        if done.returncode != 0:
+            raise RuntimeError(done.stderr[-3000:])
+        peak = json.loads(done.stdout.strip().splitlines()[-1])["peak_rss_mb"]
+        out[f"{times}x"] = {"rows": args.clips * times, "peak_rss_mb": peak}
+        harness.log(f"memory {times}x ({args.clips * times} rows): peak RSS {peak:.0f} MB")
+    out["ratio_10x_vs_1x"] = out["10x"]["peak_rss_mb"] / out["1x"]["peak_rss_mb"]
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- search
+def clustered_vectors(n: int, dim: int, clusters: int, noise: float, seed: int) -> np.ndarray:
+    """A mixture of ``clusters`` Gaussian clusters on the sphere (the structure of real embeddings), unit rows."""
+    rng = np.random.default_rng(seed)
+    centres = rng.standard_normal((clusters, dim)).astype(np.float32)
+    centres /= np.linalg.norm(centres, axis=1, keepdims=True)
+    out = np.empty((n, dim), np.float32)
+    for start in range(0, n, 100_000):
+        m = min(100_000, n - start)
+        block = centres[rng.integers(0, clusters, m)] + noise * rng.standard_normal((m, dim)).astype(np.float32) / np.sqrt(dim)
+        out[start:start + m] = block / np.linalg.norm(block, axis=1, keepdims=True)
+    return out
+
+
+def random_vectors(n: int, dim: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    out = np.empty((n, dim), np.float32)
+    for start in range(0, n, 100_000):
+        m = min(100_000, n - start)
+        block = rng.standard_normal((m, dim)).astype(np.float32)
+        out[start:start + m] = block / np.linalg.norm(block, axis=1, keepdims=True)
+    return out
+
+
+def exact_top(data: np.ndarray, queries: np.ndarray, k: int) -> np.ndarray:
+    best_s = np.full((len(queries), k), -np.inf, np.float32)
+    best_i = np.zeros((len(queries), k), np.int64)
+    for start in range(0, len(data), 100_000):
+        s = queries @ data[start:start + 100_000].T
+        idx = np.argpartition(-s, min(k, s.shape[1] - 1), axis=1)[:, :k]
+        cand_s = np.concatenate([best_s, np.take_along_axis(s, idx, 1)], axis=1)
+        cand_i = np.concatenate([best_i, idx + start], axis=1)
+        order = np.argsort(-cand_s, axis=1)[:, :k]
+        best_s, best_i = np.take_along_axis(cand_s, order, 1), np.take_along_axis(cand_i, order, 1)
+    return best_i
+
+
+def bench_search(args, work: Path) -> dict:
+    from paraspeechclap.index.core import _Faiss, _USearch
+
+    out = {}
+    k = 20
+    for kind in args.vectors.split(","):
+        if kind == "clustered":
+            data = clustered_vectors(args.n + args.queries, args.dim, args.clusters, args.noise, args.seed)
+        else:
+            data = random_vectors(args.n + args.queries, args.dim, args.seed)
+        queries, data = data[:args.queries].copy(), data[args.queries:]
+        truth = exact_top(data, queries, k)
+        for backend in args.backends.split(","):
+            klass = _USearch if backend == "usearch" else _Faiss
+            params = {"connectivity": 16 if backend == "usearch" else 32, "expansion_add": args.ef_add,
+                      "expansion_search": args.ef_search}
+            rss0 = harness.current_rss_mb()
+            start = time.perf_counter()
+            index = klass(args.dim, **params)
+            keys = np.arange(len(data), dtype=np.int64)
+            index.add(keys, data, threads=args.cores)
+            build = time.perf_counter() - start
+            memory = harness.current_rss_mb() - rss0
+            path = work / f"{kind}.{klass.file}"
+            index.save(path)
+            size = path.stat().st_size
+            path.unlink()
+            lat, found = [], np.zeros((len(queries), k), np.int64)
+            for i in range(len(queries)):
+                t = time.perf_counter()
+                got, _ = index.search(queries[i:i + 1], k)
+                lat.append(time.perf_counter() - t)
+                found[i] = got[0]
+            recall = float(np.mean([len(set(found[i]) & set(truth[i])) / k for i in range(len(queries))]))
+            row = {"n": len(data), "dim": args.dim, "build_s": build, "index_memory_mb": memory,
+                   "index_file_mb": size / 2**20, "p50_ms": float(np.percentile(lat, 50) * 1e3),
+                   "p99_ms": float(np.percentile(lat, 99) * 1e3), "recall_at_20": recall, "params": params}
+            out[f"{kind}/{backend}"] = row
+            harness.log(f"search {kind}/{backend}: build {build:.1f} s, p50 {row['p50_ms']:.2f} ms, "
+                        f"p99 {row['p99_ms']:.2f} ms, recall@20 {recall:.3f}, {row['index_file_mb']:.0f} MB")
+            del index
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- main
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="small mode: 48 clips, 20,000 vectors, 200 queries")
+    parser.add_argument("--clips", type=int, default=2000, help="clips for the annotation runs (default 2000)")
+    parser.add_argument("--min-seconds", type=float, default=2.0)
+    parser.add_argument("--max-seconds", type=float, default=6.0)
+    parser.add_argument("--shard-size", type=int, default=100)
+    parser.add_argument("--n", type=int, default=1_000_000, help="indexed vectors (default 1,000,000)")
+    parser.add_argument("--dim", type=int, default=768)
+    parser.add_argument("--clusters", type=int, default=3000)
+    parser.add_argument("--noise", type=float, default=0.8, help="cluster noise (norm of the noise vector)")
+    parser.add_argument("--queries", type=int, default=1000)
+    parser.add_argument("--ef-add", type=int, default=128)
+    parser.add_argument("--ef-search", type=int, default=128)
+    parser.add_argument("--vectors", default="clustered,random")
+    parser.add_argument("--backends", default="usearch,faiss")
+    parser.add_argument("--cores", type=int, default=2)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--no-ray", action="store_true")
+    parser.add_argument("--skip", default="", help="comma list of parts to skip: annotation,resume,memory,search")
+    parser.add_argument("--work", default=None, help="scratch folder (default: a temporary one)")
+    parser.add_argument("--out", default=str(harness.RESULTS), help="results folder")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.clips, args.min_seconds, args.max_seconds, args.shard_size = 48, 1.0, 2.0, 8
+        args.n, args.queries, args.clusters = 20_000, 200, 200
+    import tempfile
+
+    skip = set(filter(None, args.skip.split(",")))
+    work = Path(args.work or tempfile.mkdtemp(prefix="corpus-scale-"))
+    results: dict = {"command": harness.command_line("benchmarks/corpus_scale.py", argv or sys.argv[1:]),
+                     "when": harness.now(), "git": harness.git_revision(), "machine": harness.machine_info(args.cores)}
+    started = time.perf_counter()
+    if "annotation" not in skip:
+        results["annotation"] = bench_annotation(args, work)
+        if "resume" not in skip:
+            results["resume"] = bench_resume(args, work)
+        if "memory" not in skip:
+            results["memory"] = bench_memory(args, work)
+    if "search" not in skip:
+        results["search"] = bench_search(args, work)
+    results["total_s"] = time.perf_counter() - started
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    name = "corpus_scale_quick" if args.quick else "corpus_scale"
+    (out / f"{name}.json").write_text(json.dumps(results, indent=2, default=str) + "\n")
+    print(json.dumps({k: v for k, v in results.items() if k != "machine"}, indent=2, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
