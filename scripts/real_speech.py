@@ -192,7 +192,7 @@ def _augment_speaker(job: tuple) -> list[dict]:
             path = out / "audio" / row["speaker"] / f"{stem}-{k}.wav"
             path.parent.mkdir(parents=True, exist_ok=True)
             sf.write(path, z, 16000, subtype="PCM_16")
-            written.append({"path": str(path.resolve()), "source": "real", "speaker": row["speaker"],
+            written.append({"audio_path": str(path.resolve()), "source": "real", "speaker": row["speaker"],
                             "gender": row["gender"], "language": row["language"], "original": row["path"],
                             "original_f0_median_hz": row["f0_median_hz"], "duration": round(len(z) / 16000, 3),
                             **fields})
