@@ -142,32 +142,42 @@ def bench_resume(args, work: Path) -> dict:
     folder = work / "killed"
     reference = work / "local_1"
     full = json.loads((reference / "_manifest.json").read_text())
-    est = max(3.0, args.clips / 20)
+    audio_seconds = sum(info["audio_seconds"] for info in full["shards"].values())
+    per_shard = audio_seconds / full["num_shards"] / 50.0  # mini runs at roughly 50x real time per worker
     rng = random.Random(args.seed)
-    delay = rng.uniform(2.0, est)
     cmd = cli(str(corpus), "--out", str(folder), "--shard-size", str(args.shard_size), "--device", "cpu",
               "--precision", "fp32", "--quiet", "--workers", "2")
-    # its own process group, so that the SIGKILL takes the job's worker processes too (as a node failure would)
+    # its own process group, so that the SIGKILL takes the job's worker processes too (as a node failure would);
+    # the moment: after the first shard is recorded, plus a random delay of up to the expected time of the rest
     child = subprocess.Popen(cmd, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                              start_new_session=True)
+    manifest_path = folder / "_manifest.json"
+    started = time.perf_counter()
+    while child.poll() is None and time.perf_counter() - started < 600:
+        if manifest_path.is_file() and json.loads(manifest_path.read_text()).get("shards"):
+            break
+        time.sleep(0.05)
+    delay = rng.uniform(0.0, max(0.5, per_shard * (full["num_shards"] - 1) / 2))
     time.sleep(delay)
     os.killpg(child.pid, signal.SIGKILL)
     child.wait()
-    manifest_path = folder / "_manifest.json"
+    killed_at = time.perf_counter() - started
     done_before = json.loads(manifest_path.read_text())["shards"] if manifest_path.is_file() else {}
     mtimes = {n: (folder / n).stat().st_mtime_ns for n in done_before}
     wall, summary, _ = timed_run(cmd, _env())
     kept = all((folder / n).stat().st_mtime_ns == t for n, t in mtimes.items())
     rows = rows_of(folder)
     ids = rows.column("id").to_pylist()
-    return {"kill_after_s": delay, "shards": full["num_shards"], "shards_done_at_kill": len(done_before),
+    return {"kill_after_s": killed_at, "extra_delay_after_first_shard_s": delay, "shards": full["num_shards"],
+            "shards_done_at_kill": len(done_before),
             "finished_shards_kept": kept, "redone_shards": full["num_shards"] - len(done_before),
             "duplicates": len(ids) - len(set(ids)), "equal_to_uninterrupted": same_rows(rows_of(reference), rows, 1e-4),
             "rerun_wall_s": wall}
 
 
 def bench_memory(args, work: Path) -> dict:
-    corpus = work / "audio"
+    """Peak RSS of a one-worker run over --memory-clips clips and over 10x as many rows (the same audio repeated)."""
+    corpus = write_corpus(work / "memory-audio", args.memory_clips, (args.min_seconds, args.max_seconds), seed=1)
     out = {}
     for times in (1, 10):
         manifest = repeated_manifest(corpus, work / f"rows{times}x.jsonl", times)
@@ -180,8 +190,8 @@ def bench_memory(args, work: Path) -> dict:
         if done.returncode != 0:
             raise RuntimeError(done.stderr[-3000:])
         peak = json.loads(done.stdout.strip().splitlines()[-1])["peak_rss_mb"]
-        out[f"{times}x"] = {"rows": args.clips * times, "peak_rss_mb": peak}
-        harness.log(f"memory {times}x ({args.clips * times} rows): peak RSS {peak:.0f} MB")
+        out[f"{times}x"] = {"rows": args.memory_clips * times, "peak_rss_mb": peak}
+        harness.log(f"memory {times}x ({args.memory_clips * times} rows): peak RSS {peak:.0f} MB")
     out["ratio_10x_vs_1x"] = out["10x"]["peak_rss_mb"] / out["1x"]["peak_rss_mb"]
     return out
 
@@ -272,6 +282,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="small mode: 48 clips, 20,000 vectors, 200 queries")
     parser.add_argument("--clips", type=int, default=2000, help="clips for the annotation runs (default 2000)")
+    parser.add_argument("--memory-clips", type=int, default=200, help="clips of the 1x memory run (10x: rows repeated)")
     parser.add_argument("--min-seconds", type=float, default=2.0)
     parser.add_argument("--max-seconds", type=float, default=6.0)
     parser.add_argument("--shard-size", type=int, default=100)
@@ -292,7 +303,7 @@ def main(argv=None) -> int:
     parser.add_argument("--out", default=str(harness.RESULTS), help="results folder")
     args = parser.parse_args(argv)
     if args.quick:
-        args.clips, args.min_seconds, args.max_seconds, args.shard_size = 48, 1.0, 2.0, 8
+        args.clips, args.min_seconds, args.max_seconds, args.shard_size, args.memory_clips = 48, 1.0, 2.0, 8, 24
         args.n, args.queries, args.clusters = 20_000, 200, 200
     import tempfile
 

@@ -14,7 +14,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     build.add_argument("annotations", help="annotation folder (paraspeechclap annotate --out)")
     build.add_argument("--out", default=None, help="index folder (default ANNOTATIONS/_index)")
     build.add_argument("--backend", default=None, choices=["usearch", "faiss"],
-                       help="ANN library for a new index (default usearch; see BENCHMARKS.md for why)")
+                       help="ANN library for a new index (default faiss: HNSW32; chosen by measurement, see the README)")
     build.add_argument("--connectivity", type=int, default=None, help="HNSW graph degree (usearch 16, faiss 32)")
     build.add_argument("--expansion-add", type=int, default=128, help="HNSW efConstruction (default 128)")
     build.add_argument("--expansion-search", type=int, default=128, help="HNSW efSearch (default 128)")

@@ -24,7 +24,7 @@ from ..fileio import atomic_dir
 INDEX_META = "index.json"
 FORMAT = "paraspeechclap-index"
 BACKENDS = ("usearch", "faiss")
-DEFAULT_BACKEND = "usearch"
+DEFAULT_BACKEND = "faiss"  # chosen by measurement: see README "Annotating and searching a corpus"
 DISPLAY = ["row", "id", "audio", "duration", "tags", "caption"]
 
 
