@@ -81,20 +81,9 @@ def planned_files(candidates_n: int) -> list[str]:
 
 def previous_record(out: Path) -> dict | None:
     """{relative path: digest} of what an earlier demo wrote into ``out`` (from its demo.json), else None."""
-    import json
+    from .fileio import read_record
 
-    path = out / REPORT
-    if path.is_symlink() or not path.is_file():
-        return None
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    if not isinstance(doc, dict) or doc.get("written_by") != WRITER or not isinstance(doc.get("outputs"), dict):
-        return None
-    record = {k: v for k, v in doc["outputs"].items() if isinstance(k, str) and isinstance(v, str) and k != REPORT}
-    record[REPORT] = None
-    return record
+    return read_record(out / REPORT, WRITER)
 
 
 def check_output(out: Path, planned: list[str]) -> dict | None:

@@ -20,7 +20,7 @@ from typing import IO, Any, Callable, Iterator
 
 __all__ = ["atomic_path", "atomic_open", "atomic_write", "atomic_write_bytes", "atomic_write_text",
            "atomic_write_json", "atomic_dir", "fsync_file", "fsync_dir", "temporary_name",
-           "file_digest", "owns", "foreign_files", "remove_owned"]
+           "file_digest", "owns", "foreign_files", "remove_owned", "read_record"]
 
 
 def temporary_name(target: Path) -> Path:
@@ -201,3 +201,21 @@ def remove_owned(folder: str | os.PathLike, rels: Any, record: dict | None) -> l
             os.unlink(Path(folder) / rel)
             removed.append(rel)
     return removed
+
+
+def read_record(record_file: str | os.PathLike, writer: str, key: str = "outputs") -> dict | None:
+    """The ownership record that a command keeps in ``record_file`` (a JSON object with ``written_by: writer`` and
+    ``key: {relative path: digest or None}``), with the record file itself listed as owned (digest None); None when
+    the file is absent, a link, unreadable, or not a record of ``writer``."""
+    path = Path(record_file)
+    if path.is_symlink() or not path.is_file():
+        return None
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(doc, dict) or doc.get("written_by") != writer or not isinstance(doc.get(key), dict):
+        return None
+    record = {k: v for k, v in doc[key].items() if isinstance(k, str) and (v is None or isinstance(v, str))}
+    record[path.name] = None
+    return record

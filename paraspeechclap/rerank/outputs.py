@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..fileio import (atomic_dir, atomic_open, atomic_path, atomic_write_text, file_digest, foreign_files,
+from ..fileio import (atomic_dir, atomic_open, atomic_path, atomic_write_text, file_digest, foreign_files, read_record,
                       remove_owned, temporary_name)
 from .engine import PromptResult
 from .inputs import RerankInput
@@ -62,20 +62,7 @@ def previous_record(out: str | Path) -> dict[str, str | None] | None:
 
     None when there is no ``selection.json`` written by this module (a foreign or unreadable one included).
     """
-    path = Path(out) / SELECTION_JSON
-    if path.is_symlink() or not path.is_file():
-        return None
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    if not isinstance(doc, dict) or doc.get("written_by") != WRITER or not isinstance(doc.get("outputs"), dict):
-        return None
-    record: dict[str, str | None] = {
-        k: v for k, v in doc["outputs"].items() if isinstance(k, str) and isinstance(v, str) and k != SELECTION_JSON
-    }
-    record[SELECTION_JSON] = None  # the record itself: ours as long as it is a record of ours
-    return record
+    return read_record(Path(out) / SELECTION_JSON, WRITER)
 
 
 def input_paths(data: RerankInput) -> list[Path]:

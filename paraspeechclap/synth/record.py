@@ -8,7 +8,6 @@ the files of an interrupted run are still recognised as ours by the next one.
 """
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Iterable
@@ -27,18 +26,9 @@ class OutputExistsError(FileExistsError):
 
 def read_record(out: str | os.PathLike) -> dict[str, str | None] | None:
     """{relative path: digest or None} from ``OUT/synth_outputs.json``; None when there is none of ours."""
-    path = Path(out) / RECORD
-    if path.is_symlink() or not path.is_file():
-        return None
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    if not isinstance(doc, dict) or doc.get("written_by") != WRITER or not isinstance(doc.get("files"), dict):
-        return None
-    record = {k: v for k, v in doc["files"].items() if isinstance(k, str) and (v is None or isinstance(v, str))}
-    record[RECORD] = None
-    return record
+    from ..fileio import read_record as read_ownership_record
+
+    return read_ownership_record(Path(out) / RECORD, WRITER, key="files")
 
 
 def write_record(out: str | os.PathLike, files: dict[str, str | None], complete: bool) -> None:
