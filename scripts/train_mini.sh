@@ -6,7 +6,8 @@
 # Stage 1: paraspeechclap/configs/train/mini.yaml on the synthetic corpus (2,000 steps, ~25 min on 2 cores).
 # Stage 2 (REAL=1, the default): fine-tune stage 1's result on synthetic + recorded human speech
 #   (scripts/real_speech.py: Debian packages, speakers of its HELDOUT list excluded; N labelled pitch/tempo/channel
-#   versions per clip), REAL_STEPS steps (default 600, ~10 min) at lr 3e-4, sources mixed 60/40.
+#   versions per clip), REAL_STEPS steps (default 600, ~10 min) at lr 4e-4, sources mixed 60/40; the speech tower
+#   gains the mel-mini-f0 front end (log-F0 channels from autocorrelation, their input weights starting at zero).
 #
 # Environment: CORPUS (default data/synth-v1; synthesized first when it has no train.jsonl),
 # RUN_DIR (default runs/mini; stage 2 in $RUN_DIR-real), PYTHON (default .venv/bin/python), INSTALL=0 to only
@@ -48,9 +49,9 @@ if [ "$REAL" = "1" ]; then
     echo "== stage 2: fine-tuning $STAGE1 on synthetic + recorded speech (run folder $RUN_DIR-real)"
     nice -n 10 "$PYTHON" -m paraspeechclap train \
         --config paraspeechclap/configs/train/mini.yaml \
-        model.init=pretrained model.source="$STAGE1" \
+        model.init=pretrained model.source="$STAGE1" model.speech_model=mel-mini-f0 \
         "data.train=[$CORPUS/train.jsonl,$REAL_DIR/train-aug/train.jsonl]" data.audio_root="$CORPUS/audio" \
-        "data.probabilities=[0.6,0.4]" optim.lr=3e-4 optim.warmup_steps=20 optim.max_steps="$REAL_STEPS" \
+        "data.probabilities=[0.6,0.4]" optim.lr=4e-4 optim.warmup_steps=20 optim.max_steps="$REAL_STEPS" \
         checkpoint.every_n_steps=200 run.output_dir="$RUN_DIR-real"
     latest="$RUN_DIR-real/checkpoints/$(cat "$RUN_DIR-real/checkpoints/latest")/pretrained"
 fi

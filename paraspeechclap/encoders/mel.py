@@ -37,6 +37,9 @@ from transformers.audio_utils import mel_filter_bank
 from transformers.modeling_outputs import BaseModelOutput
 
 MODEL_TYPE = "paraspeechclap_mel"
+#: channels added by ``pitch_stats``: utterance log-F0 (mean, 20th and 80th percentile) and per-frame log-F0,
+#: from each frame's autocorrelation (see ``LogMelFrontEnd._autocorrelation_f0``).
+PITCH_STATS_CHANNELS = 4
 
 
 class MelEncoderConfig(PretrainedConfig):
@@ -62,6 +65,7 @@ class MelEncoderConfig(PretrainedConfig):
         modulation_window_s: float = 0.8,
         spectral_lags: tuple[int, ...] | list[int] = (),
         activity_range: float = 5.0,
+        pitch_stats: bool = False,
         conv_channels: int = 256,
         conv_kernel: int = 5,
         conv_strides: tuple[int, ...] | list[int] = (2, 2),
@@ -97,6 +101,7 @@ class MelEncoderConfig(PretrainedConfig):
         self.modulation_window_s = float(modulation_window_s)
         self.spectral_lags = [int(lag) for lag in spectral_lags]
         self.activity_range = float(activity_range)
+        self.pitch_stats = bool(pitch_stats)
         self.conv_channels = int(conv_channels)
         self.conv_kernel = int(conv_kernel)
         self.conv_strides = [int(s) for s in conv_strides]
@@ -130,6 +135,8 @@ class MelEncoderConfig(PretrainedConfig):
         frame_rate = self.sampling_rate / self.hop_length
         if any(not 0 < f < frame_rate / 2 for f in self.modulation_hz):
             problems.append(f"modulation_hz must lie in (0, {frame_rate / 2}) Hz, got {self.modulation_hz}")
+        if self.pitch_stats and not self.pitch_bins:
+            problems.append("pitch_stats needs pitch_bins > 0")
         if any(lag < 1 for lag in self.spectral_lags):
             problems.append(f"spectral_lags must be positive frame counts, got {self.spectral_lags}")
         if self.conv_kernel % 2 != 1 or self.position_conv_kernel % 2 != 1:
@@ -146,7 +153,8 @@ class MelEncoderConfig(PretrainedConfig):
     @property
     def feature_size(self) -> int:
         """Channels the front end hands to the conv stack (log-mel, cepstral pitch, modulation, spectral lags)."""
-        return self.n_mels + self.pitch_bins + len(self.modulation_hz) + len(self.spectral_lags)
+        return (self.n_mels + self.pitch_bins + len(self.modulation_hz) + len(self.spectral_lags)
+                + (PITCH_STATS_CHANNELS if self.pitch_stats else 0))
 
     @property
     def frame_duration_s(self) -> float:
@@ -256,6 +264,46 @@ class LogMelFrontEnd(nn.Module):
             stats.append(torch.atanh(r.clamp(-0.999, 0.999)))
         return torch.stack(stats, dim=1)
 
+    def _autocorrelation_f0(self, power: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Log-F0 as numbers from each frame's normalised autocorrelation -> ``[B, 4, frames]``.
+
+        Per frame: the autocorrelation of the magnitude spectrum (inverse FFT of |X|, which weights harmonics more
+        evenly than |X|^2 and so survives the telephone band, divided by the window's own so long lags
+        are not penalised) over lags for F0 in [pitch_f_min, pitch_f_max]; the pitch is the *shortest* lag whose
+        value is within 10 % of the best (octave-down errors avoided), the voicing its normalised value. Frames are
+        voiced when real and their normalised autocorrelation exceeds 0.45. Channels, on [-1, 1] with +1 at
+        pitch_f_max and -1 at pitch_f_min on a log scale: the voicing-weighted mean over voiced frames, its 20th and
+        80th percentile (broadcast over frames) and the per-frame value on voiced frames (0 elsewhere). Raising a
+        voice moves all four up, whatever its level, spectrum or formants.
+        """
+        c = self.config
+        key = ("acf", power.device.type, power.device.index)
+        if key not in self._cache:
+            window = torch.hann_window(c.win_length, periodic=True, dtype=torch.float32, device=power.device)
+            wacf = torch.fft.irfft(torch.fft.rfft(window, n=c.n_fft).abs().square(), n=c.n_fft)
+            lo = int(np.floor(c.sampling_rate / c.pitch_f_max))
+            hi = int(np.ceil(c.sampling_rate / c.pitch_f_min))
+            lags = torch.arange(lo, hi + 1, device=power.device, dtype=torch.float32)
+            level = (torch.log(c.sampling_rate / lags) - math.log(c.pitch_f_min)) / math.log(c.pitch_f_max / c.pitch_f_min)
+            self._cache[key] = (lo, hi, (wacf[lo:hi + 1] / wacf[0]).clamp_min(1e-3), 2.0 * level - 1.0)
+        lo, hi, wnorm, lag_level = self._cache[key]
+        acf = torch.fft.irfft(power.sqrt(), n=c.n_fft, dim=1)  # of the magnitude spectrum: robust to band-limiting
+        r = acf[:, lo:hi + 1] / (acf[:, :1].clamp_min(1e-10) * wnorm[None, :, None])  # normalised, [B, lags, frames]
+        best = r.max(dim=1, keepdim=True).values
+        first = (r >= 0.9 * best).float().argmax(dim=1)  # shortest lag near the best
+        value = r.gather(1, first[:, None, :])[:, 0]
+        level = lag_level[first]  # [B, frames]
+        real = mask[:, 0] > 0
+        voiced = real & (value > 0.45)
+        weight = value.clamp(0, 1) * voiced
+        mean = (level * weight).sum(1) / weight.sum(1).clamp_min(1e-6)
+        stats = [mean]
+        for q in (0.2, 0.8):
+            stats.append(torch.stack([torch.quantile(lv[v], q) if v.any() else lv.new_tensor(0.0)
+                                      for lv, v in zip(level, voiced)]))
+        utter = torch.stack(stats, dim=1)[:, :, None].expand(-1, -1, level.shape[-1])
+        return torch.cat([utter, (level * voiced)[:, None, :]], dim=1)
+
     @staticmethod
     def _normalise(feats: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """One scalar mean and std per utterance over its real frames and all bins."""
@@ -306,6 +354,10 @@ class LogMelFrontEnd(nn.Module):
                 # themselves (mean removal would erase the cue).
                 stationarity = self._spectral_stationarity(raw_logmel, mask, c.spectral_lags, c.activity_range)
                 logmel = torch.cat([logmel, stationarity[:, :, None].expand(-1, -1, logmel.shape[-1])], dim=1)
+            if c.pitch_stats:
+                pitch_numbers = self._autocorrelation_f0(power, mask)
+                # Last, so a model trained without them keeps its channel layout (new input weights start at 0).
+                logmel = torch.cat([logmel, pitch_numbers], dim=1)
             return logmel * mask, frame_lengths
 
 

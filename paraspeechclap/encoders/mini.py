@@ -23,6 +23,11 @@ MEL_PRESETS: dict[str, dict[str, Any]] = {
     "mel-mini": dict(hidden_size=192, conv_channels=192, num_hidden_layers=3, num_attention_heads=4,
                      intermediate_size=768, pitch_bins=48, modulation_hz=[2.0, 3.0, 4.0, 5.5, 7.0, 9.0],
                      spectral_lags=[2, 3, 4, 6, 8, 12]),
+    # + log-F0 as numbers (utterance mean / 20th / 80th percentile and per frame, from the cepstral peak): the
+    # recorded-speech fine-tune (scripts/train_mini.sh stage 2) starts these channels' input weights at zero.
+    "mel-mini-f0": dict(hidden_size=192, conv_channels=192, num_hidden_layers=3, num_attention_heads=4,
+                        intermediate_size=768, pitch_bins=48, modulation_hz=[2.0, 3.0, 4.0, 5.5, 7.0, 9.0],
+                        spectral_lags=[2, 3, 4, 6, 8, 12], pitch_stats=True),
 }
 #: projection-head dropout of `mini` (the reference uses 0.5 with its much larger towers).
 MINI_PROJECTION_DROPOUT = 0.1
@@ -187,6 +192,14 @@ def load_trained_weights(model, source: str | Path) -> None:
     if differing:
         raise ValueError(f"{folder}: speech config differs from the model built here in {differing}")
     state = load_file(str(folder / "model.safetensors"))
+    own = model.state_dict()
+    for key, value in list(state.items()):
+        # a front end with more channels than the source's (appended last, e.g. pitch_stats): zero input weights
+        if key in own and value.dim() == 3 and own[key].dim() == 3 and value.shape[1] < own[key].shape[1] \
+                and value.shape[0] == own[key].shape[0] and value.shape[2] == own[key].shape[2]:
+            grown = torch.zeros_like(own[key])
+            grown[:, : value.shape[1]] = value
+            state[key] = grown
     missing, unexpected = model.load_state_dict(state, strict=False)
     if unexpected or any(not k.startswith("text_branch.base.") for k in missing):
         raise ValueError(f"{folder}: weights do not fit (missing {missing[:5]}, unexpected {unexpected[:5]})")
