@@ -72,6 +72,9 @@ def _init_worker(config: JobConfig, rows, devices, threads: int | None) -> None:
 
 def _worker_shard(index: int) -> dict:
     w = _WORKER
+    if not w.get("ready"):  # the manifest is created (or checked) by the workers: no model load in the parent
+        prepare(w["job"], w["model"])
+        w["ready"] = True
     return run_shard(w["job"], w["model"], w["table"], w["dim"], index)
 
 
@@ -94,10 +97,6 @@ def run_local(job: Job, workers: int | None = None, threads: int | None = None, 
         return progress.summary() | {"engine": "local", "workers": 1}
     import multiprocessing as mp
 
-    # the manifest first, from one model load here (then freed), so the workers only append completions
-    model = job.config.model.load(device=device0)
-    prepare(job, model)
-    del model
     pending = job.pending()
     progress = _progress(job, set(range(job.num_shards)) - set(pending), quiet)
     ctx = mp.get_context("spawn")
@@ -216,6 +215,7 @@ def run(config: JobConfig, engine: str = "local", workers: int | None = None, th
     if engine not in ENGINES:
         raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
     job = Job(config)
+    job.precheck()
     if not quiet:
         print(f"[annotate] {len(job.rows)} rows in {job.num_shards} shards of {config.shard_size} -> {job.out}",
               file=sys.stderr, flush=True)

@@ -221,6 +221,22 @@ class Job:
                                         f"annotate into a new folder")
             return old
 
+    def precheck(self) -> None:
+        """Before any model is loaded: refuse a folder whose manifest holds another input, shard size or embedding
+        dtype (the model and attribute table are checked by :meth:`ensure_manifest` once a model is loaded)."""
+        old = read_manifest(self.out)
+        if old is None:
+            if self.out.is_dir() and any(p.name.startswith("train-") for p in self.out.iterdir()):
+                raise AnnotateError(f"{self.out} holds shards but no {MANIFEST}; annotate into a new folder")
+            return
+        c = self.config
+        for what, a, b in (("input rows", old["input"]["digest"], rows_digest(self.rows)),
+                           ("shard size", old["shard_size"], c.shard_size),
+                           ("embedding options", old["embedding"]["dtype"], c.embedding_dtype)):
+            if a != b:
+                raise AnnotateError(f"{self.out} holds annotations of other {what} ({a!r} != {b!r}); "
+                                    f"annotate into a new folder")
+
     def finished(self) -> set[int]:
         manifest = read_manifest(self.out) or {}
         done = set()
