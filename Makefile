@@ -38,6 +38,9 @@ benchmark: install
 	$(PY) benchmarks/inference_speed.py
 	$(PY) benchmarks/long_file_memory.py --seconds $${LONG_SECONDS:-7200}
 	$(PY) benchmarks/long_file_memory.py --tiny
+	# torch.compile and ONNX Runtime against the eager path (onnxruntime is needed only here)
+	$(PY) -m pip install --quiet onnxruntime onnx
+	$(PY) benchmarks/backends_probe.py
 
 clean:
 	rm -rf $(VENV) demo-output .pytest_cache

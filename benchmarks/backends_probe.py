@@ -1,0 +1,115 @@
+"""Do torch.compile or ONNX Runtime beat the engine's eager path on CPU? (issue 11, item 5)
+
+One WavLM-Large-width speech tower (hidden 1024, 16 heads, FFN 4096, the wavlm-large conv stack, random seeded
+weights; ``--layers`` of the 24, default 6 to keep it short), one clip of ``--seconds`` audio. Measured in one process,
+alternating: eager fp32 (SDPA attention, as the engine runs it), eager bf16 (weights converted), torch.compile of
+each, and ONNX Runtime fp32 (exported with torch.onnx, opset 17). Reports seconds per clip (median of ``--repeats``),
+the one-off compile/export time and the largest difference to eager fp32. Needs ``pip install onnxruntime onnx``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from harness import git_revision, machine_info, result_stem, write_results  # noqa: E402
+
+
+def tower(layers: int):
+    from transformers import WavLMConfig, WavLMModel
+
+    from paraspeechclap.fast import use_sdpa_attention
+
+    torch.manual_seed(0)
+    config = WavLMConfig(hidden_size=1024, num_hidden_layers=layers, num_attention_heads=16, intermediate_size=4096,
+                         feat_extract_norm="layer", do_stable_layer_norm=True, conv_bias=True)
+    model = WavLMModel(config).eval()
+    use_sdpa_attention(model)
+    return model
+
+
+def timed(fn, repeats: int) -> float:
+    fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--layers", type=int, default=6)
+    ap.add_argument("--seconds", type=float, default=10.0)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--out", default=str(Path(__file__).resolve().parent / "results"))
+    ap.add_argument("--name", default=None)
+    args = ap.parse_args(argv)
+    x = torch.randn(1, int(args.seconds * 16000))
+    rows, outputs = [], {}
+    with torch.inference_mode():
+        fp32 = tower(args.layers)
+        outputs["eager fp32"] = fp32(x).last_hidden_state.float()
+        rows.append({"path": "eager fp32", "seconds": timed(lambda: fp32(x), args.repeats), "setup_s": 0.0})
+        bf16 = tower(args.layers).to(torch.bfloat16)
+        xb = x.to(torch.bfloat16)
+        outputs["eager bf16"] = bf16(xb).last_hidden_state.float()
+        rows.append({"path": "eager bf16", "seconds": timed(lambda: bf16(xb), args.repeats), "setup_s": 0.0})
+        for name, model, inp in (("compile fp32", fp32, x), ("compile bf16", bf16, xb)):
+            start = time.perf_counter()
+            compiled = torch.compile(model)
+            outputs[name] = compiled(inp).last_hidden_state.float()
+            setup = time.perf_counter() - start
+            rows.append({"path": name, "seconds": timed(lambda: compiled(inp), args.repeats), "setup_s": setup})
+    try:
+        import onnxruntime as ort
+
+        class Hidden(torch.nn.Module):
+            def __init__(self, model):
+                super().__init__()
+                self.model = model
+
+            def forward(self, values):
+                return self.model(values).last_hidden_state
+
+        start = time.perf_counter()
+        with tempfile.TemporaryDirectory() as tmp:
+            path = str(Path(tmp) / "tower.onnx")
+            torch.onnx.export(Hidden(tower(args.layers)).eval(), (x,), path, input_names=["x"], output_names=["h"],
+                              dynamic_axes={"x": {1: "n"}, "h": {1: "t"}}, opset_version=17, dynamo=False)
+            options = ort.SessionOptions()
+            options.intra_op_num_threads = torch.get_num_threads()
+            session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+        feed = {"x": x.numpy()}
+        outputs["onnxruntime fp32"] = torch.from_numpy(session.run(None, feed)[0])
+        setup = time.perf_counter() - start
+        rows.append({"path": "onnxruntime fp32", "seconds": timed(lambda: session.run(None, feed), args.repeats),
+                     "setup_s": setup})
+    except ImportError:
+        print("onnxruntime not installed: skipped", file=sys.stderr)
+    reference = outputs["eager fp32"]
+    for row in rows:
+        row["max_abs_diff_vs_eager_fp32"] = float((outputs[row["path"]] - reference).abs().max())
+        row["x_eager_fp32"] = rows[0]["seconds"] / row["seconds"]
+        print(f"{row['path']:<18} {row['seconds']:7.3f} s  x{row['x_eager_fp32']:.2f}  setup {row['setup_s']:6.1f} s"
+              f"  max|diff| {row['max_abs_diff_vs_eager_fp32']:.2e}")
+    result = {"layers": args.layers, "seconds_audio": args.seconds, "threads": torch.get_num_threads(), "rows": rows,
+              "machine": machine_info(None), "git": git_revision()}
+    lines = ["| path | s per clip | x eager fp32 | one-off setup (s) | max abs diff vs eager fp32 |", "|---|---|---|---|---|"]
+    lines += [f"| {r['path']} | {r['seconds']:.3f} | {r['x_eager_fp32']:.2f} | {r['setup_s']:.1f} | "
+              f"{r['max_abs_diff_vs_eager_fp32']:.1e} |" for r in rows]
+    write_results(Path(args.out), result_stem("backends-probe", args.name), result, "\n".join(lines) + "\n")
+    print(json.dumps({r["path"]: round(r["x_eager_fp32"], 2) for r in rows}))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
