@@ -1,0 +1,92 @@
+"""The embedded `mini` model on recorded human voices: raising a voice never makes it sound deeper.
+
+Recordings: Debian's ``fillets-ng-data-nl`` (the Dutch voice actors of the game Fish Fillets NG: the big fish, a man
+at ~130 Hz, and the small fish, a woman at ~210 Hz), installed by ``scripts/install_synth_deps.sh``. Both speakers
+are held out of `mini`'s training (``scripts/real_speech.py: HELDOUT``). Skipped where the package is missing.
+
+Each clip is shifted by -500..+500 cents in 5 steps, with formants moving along (sox ``pitch``) and with formants
+kept (WORLD resynthesis when pyworld is installed, else Praat PSOLA). Pitch words are gender-relative (as in the
+corpus and ParaSpeechCaps), so the absolute checks use formant-kept shifts, which keep the speaker recognisable: a
+man lowered 5 semitones is a deep man, raised 5 a high-pitched man; likewise for the woman.
+"""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from paraspeechclap import load_audio
+
+FILLETS_NL = Path("/usr/share/games/fillets-ng/sound")
+CLIPS = {
+    "male": ["kitchen/nl/kuch-v-obavam.ogg", "reef/nl/uts-v-sam.ogg"],
+    "female": ["snowman/nl/tr-m-chlad1.ogg", "turtle/nl/zel-m-tazelva.ogg"],
+}
+CENTS = [-500, -250, 0, 250, 500]
+TEMPLATE = "A person is speaking in a {} style."
+needs_recordings = pytest.mark.skipif(
+    not all((FILLETS_NL / c).is_file() for clips in CLIPS.values() for c in clips) or shutil.which("sox") is None,
+    reason="needs sox and Debian's fillets-ng-data-nl (scripts/install_synth_deps.sh)")
+
+
+@pytest.fixture(scope="module")
+def mini():
+    mp = pytest.MonkeyPatch()
+    mp.setenv("HF_HUB_OFFLINE", "1")
+    mp.setenv("TRANSFORMERS_OFFLINE", "1")
+    from paraspeechclap import ParaSpeechCLAP
+
+    yield ParaSpeechCLAP.from_pretrained("mini", device="cpu", precision="fp32")
+    mp.undo()
+
+
+def shifted(gender: str, method: str) -> list[list[np.ndarray]]:
+    """Per clip: the versions at CENTS."""
+    from paraspeechclap.synth.voice_shift import formant_kept_pitch, sox_pitch, trim_silence
+
+    out = []
+    for clip in CLIPS[gender]:
+        y = trim_silence(load_audio(FILLETS_NL / clip))
+        shift = sox_pitch if method == "sox" else formant_kept_pitch
+        out.append([shift(y, c if c else 1e-3) for c in CENTS])
+    return out
+
+
+def deep_minus_high(model, waves: list[np.ndarray]) -> np.ndarray:
+    sims = model.embed_waveforms(waves) @ model.embed_prompts(["deep", "high-pitched"], TEMPLATE).T
+    return sims[:, 0] - sims[:, 1]
+
+
+# The shipped `mini` (synthetic speech only) does not meet these; measured with it (pyworld installed):
+#   male sox:        deep - high at -500..+500 cents [0.360 -0.062 -0.260 0.117 0.132], [0.323 -0.099 -0.347 -0.174 -0.088]
+#   male formants:   not monotone on either clip;  female sox: [0.081 0.372 0.209 0.352 -0.166] ...
+#   male -500 / +500 cents (formants kept): [0.478 0.0005] (raised is not heard as high-pitched)
+# scripts/eval_real_speech.py on four held-out speakers: pitch order 65 % (full band) / 68 % (telephone band),
+# strictly monotone over 5 steps in 0-6 % of clips. Strict: a `mini` that hears this makes them pass and the
+# markers must go (see MODEL_CARD.md, "Recorded human speech").
+KNOWN_GAP = "known gap of the shipped mini (MODEL_CARD.md, Recorded human speech): "
+MONOTONE_XFAIL = pytest.mark.xfail(strict=True, reason=KNOWN_GAP + "deep - high-pitched is not monotone in the "
+                                   "shift on real voices (0-6 % of held-out clips monotone; numbers above)")
+
+
+@needs_recordings
+@pytest.mark.parametrize("method", ["sox", "formants-kept"])
+@pytest.mark.parametrize("gender", ["male", "female"])
+@MONOTONE_XFAIL
+def test_raising_a_real_voice_never_makes_it_deeper(mini, gender, method):
+    for versions in shifted(gender, method):
+        score = deep_minus_high(mini, versions)
+        assert (np.diff(score) < 0).all(), f"deep - high-pitched at {CENTS} cents: {np.round(score, 4)}"
+
+
+@needs_recordings
+@pytest.mark.parametrize("gender", [
+    pytest.param("male", marks=pytest.mark.xfail(strict=True, reason=KNOWN_GAP + "a real man raised 5 semitones "
+                                                 "(formants kept) is not heard as high-pitched: deep - high 0.0005")),
+    "female"])
+def test_real_voice_lowered_is_deep_and_raised_is_high(mini, gender):
+    for versions in shifted(gender, "formants-kept"):
+        score = deep_minus_high(mini, [versions[0], versions[-1]])
+        assert score[0] > 0 > score[1], f"{gender}: deep - high-pitched at -500 / +500 cents: {np.round(score, 4)}"
