@@ -10,7 +10,7 @@ Each clip is made in versions that differ in one attribute:
 
 - pitch, -500 / 0 / +500 cents at constant tempo, two ways: sox ``pitch`` (formants move with F0) and WORLD
   resynthesis (pyworld; F0 scaled, spectral envelope and so formants kept). The 0-cent version goes through the
-  same processing.
+  same processing. Without pyworld (``pip install pyworld``) the formant-kept shift is Praat PSOLA instead.
 - rate: sox ``tempo -s`` 0.7 / 1.0 / 1.5 at constant pitch.
 
 each in full band and in telephone band (300-3400 Hz band-pass). "Pitch order" is the share of pairs (two versions
@@ -36,8 +36,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from real_speech import HELDOUT, load_16k, load_manifest  # noqa: E402
 
-from paraspeechclap.synth.voice_shift import (sox_pitch, sox_tempo, telephone_band, trim_silence,  # noqa: E402
-                                              world_analyse, world_pitch)
+from paraspeechclap.synth.voice_shift import (have_world, praat_pitch, sox_pitch, sox_tempo,  # noqa: E402
+                                              telephone_band, trim_silence, world_analyse, world_pitch)
 
 TEMPLATE = "A person is speaking in a {} style."
 PITCH_CENTS = [-500, 0, 500]
@@ -69,10 +69,14 @@ def pair_order(levels: list[float], scores: list[float]) -> tuple[int, int]:
 
 def versions(y: np.ndarray) -> dict[str, tuple[list[float], list[np.ndarray]]]:
     """kind -> (levels, waveforms) for one clip (full band)."""
-    analysis = world_analyse(y)
+    if have_world():
+        analysis = world_analyse(y)
+        kept = [world_pitch(y, c, analysis) for c in MONOTONE_CENTS]
+    else:  # pyworld missing: Praat PSOLA, also formant-preserving (reported under "world")
+        kept = [praat_pitch(y, c if c else 1e-3) for c in MONOTONE_CENTS]
     return {
         "pitch/sox": (MONOTONE_CENTS, [sox_pitch(y, c) if c else sox_pitch(y, 1e-3) for c in MONOTONE_CENTS]),
-        "pitch/world": (MONOTONE_CENTS, [world_pitch(y, c, analysis) for c in MONOTONE_CENTS]),
+        "pitch/world": (MONOTONE_CENTS, kept),
         "rate/sox": (TEMPOS, [sox_tempo(y, t) if t != 1.0 else sox_tempo(y, 1.0001) for t in TEMPOS]),
     }
 
@@ -132,7 +136,8 @@ def summarise(records: list[dict]) -> dict:
 
 def to_markdown(result: dict, model: str) -> str:
     pct = lambda v: f"{100 * v:.1f}"
-    lines = [f"model `{model}`; held-out speakers: {', '.join(result['speakers'])}; {result['clips']} clips", "",
+    lines = [f"formant-kept shifts: {'WORLD (pyworld)' if have_world() else 'Praat PSOLA (pyworld not installed)'}",
+             f"model `{model}`; held-out speakers: {', '.join(result['speakers'])}; {result['clips']} clips", "",
              "| band | pitch order (pairs) | sox pitch | WORLD pitch (formants kept) | male | female "
              "| monotone -500..+500 (5 steps): sox / WORLD | rate order (pairs) |",
              "|---|---|---|---|---|---|---|---|"]
