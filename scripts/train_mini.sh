@@ -4,16 +4,18 @@
 #   scripts/train_mini.sh [key=value ...]     # extra trainer overrides for stage 1, e.g. max_steps=100
 #
 # Stage 1: paraspeechclap/configs/train/mini.yaml on the synthetic corpus (2,000 steps, ~25 min on 2 cores).
-# Stage 2 (REAL=1, the default): fine-tune stage 1's result on synthetic + recorded human speech
+# Stage 2 (REAL=1; off by default: the shipped model is stage 1 only, see MODEL_CARD.md): fine-tune stage 1's result on synthetic + recorded human speech
 #   (scripts/real_speech.py: Debian packages, speakers of its HELDOUT list excluded; N labelled pitch/tempo/channel
 #   versions per clip), REAL_STEPS steps (default 600, ~10 min) at lr 4e-4, sources mixed 60/40; the speech tower
 #   gains the mel-mini-f0 front end (log-F0 channels from autocorrelation, their input weights starting at zero).
 #
 # Environment: CORPUS (default data/synth-v1; synthesized first when it has no train.jsonl),
 # RUN_DIR (default runs/mini; stage 2 in $RUN_DIR-real), PYTHON (default .venv/bin/python), INSTALL=0 to only
-# train (leave paraspeechclap/models/mini untouched), STAGE1=<save_pretrained folder or "mini"> to skip stage 1
-# and fine-tune that model, REAL=0 for stage 1 only, REAL_DIR (default data/real-speech), REAL_VERSIONS (4).
-# About 25 + 15 + 10 minutes on 2 CPU cores, plus ~30 minutes to synthesize the corpus when it is missing.
+# train (leave paraspeechclap/models/mini untouched), STAGE1=<save_pretrained folder> to skip stage 1
+# and fine-tune that model, REAL=1 for stage 2, REAL_DIR (default data/real-speech), REAL_VERSIONS (4), REAL_PROB
+# (0.4), REAL_LR (4e-4), REAL_TAG (suffix of the stage-2 run folder).
+# About 25 minutes on 2 CPU cores (stage 2: + ~15 to collect/augment recorded speech + ~10 to fine-tune), plus
+# ~30 minutes to synthesize the corpus when it is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-.venv/bin/python}
@@ -26,7 +28,7 @@ if [ ! -f "$CORPUS/train.jsonl" ]; then
     "$PYTHON" -m paraspeechclap synth --out "$CORPUS" --num-clips 10000 --seed 0 --workers 2
 fi
 
-REAL=${REAL:-1}
+REAL=${REAL:-0}
 REAL_DIR=${REAL_DIR:-data/real-speech}
 REAL_VERSIONS=${REAL_VERSIONS:-4}
 REAL_STEPS=${REAL_STEPS:-600}
@@ -57,7 +59,9 @@ if [ "$REAL" = "1" ]; then
     latest="$RUN_DIR-real${REAL_TAG:-}/checkpoints/$(cat "$RUN_DIR-real${REAL_TAG:-}/checkpoints/latest")/pretrained"
 fi
 
-if [ "$INSTALL" = "1" ]; then
+if [ "$INSTALL" = "1" ] && [ "$(realpath "$latest")" = "$(realpath paraspeechclap/models/mini)" ]; then
+    echo "== $latest is paraspeechclap/models/mini already: nothing to install"
+elif [ "$INSTALL" = "1" ]; then
     echo "== installing $latest as paraspeechclap/models/mini (MODEL_CARD.md kept)"
     mkdir -p paraspeechclap/models/mini
     for item in config.json model.safetensors tokenizer feature_extractor; do
