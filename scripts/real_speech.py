@@ -214,6 +214,21 @@ def augment_training(manifest: Path, out: Path, versions: int, workers: int, see
     return len(written)
 
 
+def pitch_only(src: Path, dst: Path, seed: int = 0) -> int:
+    """Copy of an --augment manifest claiming only gender and pitch (no rate tags, captions on pitch/gender only)."""
+    from paraspeechclap.synth import styles as S
+    from paraspeechclap.synth.captions import _bare, _who
+
+    rng = np.random.default_rng(seed)
+    rows = load_manifest(src)
+    for row in rows:
+        row["situational_tags"] = []
+        row["text_description"] = [_bare(_who(row["gender"], row["pitch"], False, rng), False, rng),
+                                   S.TAG_TEMPLATE.format(S.PITCH_TAGS[row["pitch"]][0])]
+    dst.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return len(rows)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="data/real-speech")
@@ -238,6 +253,9 @@ def main(argv: list[str] | None = None) -> int:
         (out / "train-aug").mkdir(parents=True, exist_ok=True)
         n = augment_training(out / "manifest.jsonl", out / "train-aug", args.augment, args.workers, args.seed)
         print(f"{n} training versions -> {out}/train-aug/train.jsonl")
+    if (out / "train-aug" / "train.jsonl").is_file():
+        n = pitch_only(out / "train-aug" / "train.jsonl", out / "train-aug" / "train-pitch.jsonl", args.seed)
+        print(f"{n} rows claiming gender and pitch only -> {out}/train-aug/train-pitch.jsonl")
     return 0 if rows else 1
 
 

@@ -32,7 +32,8 @@ REAL=${REAL:-0}
 REAL_DIR=${REAL_DIR:-data/real-speech}
 REAL_VERSIONS=${REAL_VERSIONS:-4}
 REAL_STEPS=${REAL_STEPS:-600}
-REAL_PROB=${REAL_PROB:-0.4}     # share of recorded-speech versions in stage 2 batches
+REAL_PROB=${REAL_PROB:-0.4}
+REAL_MANIFEST=${REAL_MANIFEST:-train.jsonl}   # or train-pitch.jsonl: recorded speech claims gender and pitch only     # share of recorded-speech versions in stage 2 batches
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
 
 if [ -z "${STAGE1:-}" ]; then
@@ -45,7 +46,7 @@ fi
 latest="$STAGE1"
 
 if [ "$REAL" = "1" ]; then
-    if [ ! -f "$REAL_DIR/train-aug/train.jsonl" ]; then
+    if [ ! -f "$REAL_DIR/train-aug/$REAL_MANIFEST" ]; then
         echo "== recorded human speech: install, measure, write $REAL_VERSIONS versions per training clip"
         "$PYTHON" scripts/real_speech.py --install --out "$REAL_DIR" --augment "$REAL_VERSIONS" --workers 2
     fi
@@ -53,7 +54,7 @@ if [ "$REAL" = "1" ]; then
     nice -n 10 "$PYTHON" -m paraspeechclap train \
         --config paraspeechclap/configs/train/mini.yaml \
         model.init=pretrained model.source="$STAGE1" model.speech_model=mel-mini-f0 \
-        "data.train=[$CORPUS/train.jsonl,$REAL_DIR/train-aug/train.jsonl]" data.audio_root="$CORPUS/audio" \
+        "data.train=[$CORPUS/train.jsonl,$REAL_DIR/train-aug/$REAL_MANIFEST]" data.audio_root="$CORPUS/audio" \
         "data.probabilities=[$(awk "BEGIN{print 1 - $REAL_PROB}"),$REAL_PROB]" optim.lr=${REAL_LR:-4e-4} optim.warmup_steps=20 optim.max_steps="$REAL_STEPS" \
         checkpoint.every_n_steps=200 run.output_dir="$RUN_DIR-real${REAL_TAG:-}"
     latest="$RUN_DIR-real${REAL_TAG:-}/checkpoints/$(cat "$RUN_DIR-real${REAL_TAG:-}/checkpoints/latest")/pretrained"
