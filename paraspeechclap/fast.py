@@ -45,6 +45,15 @@ def _wavlm_sdpa_attention_forward(self, hidden_states: torch.Tensor, attention_m
     return self.out_proj(output), None, position_bias
 
 
+def tensor_version(tensor: torch.Tensor) -> int | None:
+    """torch's in-place version counter of ``tensor``; None for inference tensors (made under
+    ``torch.inference_mode``), which keep no counter (and cannot be changed in place outside that mode)."""
+    try:
+        return tensor._version
+    except RuntimeError:
+        return None
+
+
 def toeplitz_bias(module: nn.Module, length: int) -> torch.Tensor:
     """Exactly ``module.compute_bias(T, T)`` as ``[1, heads, T, T]``, built from the 2T-1 distinct relative distances
     instead of a T x T grid: the bias depends only on j - i, so the buckets and embeddings of 2T-1 distances are
@@ -66,7 +75,7 @@ def _relative_position_bias(module: nn.Module, length: int) -> torch.Tensor:
     weight = module.rel_attn_embed.weight
     if torch.is_grad_enabled() and weight.requires_grad:
         return toeplitz_bias(module, length)
-    key = (length, weight.data_ptr(), weight._version, weight.dtype, weight.device)
+    key = (length, weight.data_ptr(), tensor_version(weight), weight.dtype, weight.device)
     cached = getattr(module, "_bias_cache", None)
     if cached is None or cached[0] != key:
         module._bias_cache = None  # let the old bias go before the new one is built

@@ -157,3 +157,18 @@ def test_toeplitz_bias_equals_the_stock_relative_position_bias(tiny_model):
         with torch.no_grad():
             stock = attention.compute_bias(length, length)[None]
             assert torch.equal(toeplitz_bias(attention, length), stock), length
+
+
+def test_towers_built_under_inference_mode_still_embed(fixture_dir):
+    """Inference tensors keep no version counter: the bias cache and the text cache must cope."""
+    import torch
+
+    from paraspeechclap import ParaSpeechCLAP
+
+    with torch.inference_mode():
+        model = ParaSpeechCLAP.from_pretrained(fixture_dir / "checkpoint.pth.tar", speech_model=fixture_dir / "speech",
+                                               text_model=fixture_dir / "text", embedding_dim=24, device="cpu",
+                                               precision="fp32")
+        first = model.embed_audio((np.zeros(8000, np.float32) + 0.1, 16000))
+        assert np.allclose(first, model.embed_audio((np.zeros(8000, np.float32) + 0.1, 16000)))
+        assert model.embed_text(["calm"]).shape == (1, 24)

@@ -239,7 +239,7 @@ class InferenceEngine:
                     result.embedding = embeddings[position]
         for result, _ in chunk:
             if result.error is not None:
-                log.warning("skipped %s: %s", result.name, result.error)
+                log.debug("skipped %s: %s", result.name, result.error)  # the caller reports it
             if bar is not None:
                 bar.update(1)
             yield result

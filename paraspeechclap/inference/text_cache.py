@@ -8,6 +8,8 @@ from typing import Callable, Hashable, Sequence
 import numpy as np
 import torch
 
+from ..fast import tensor_version
+
 
 def weights_version(*modules: torch.nn.Module) -> tuple:
     """A cheap fingerprint that changes whenever any parameter or buffer of ``modules`` is replaced or modified in
@@ -16,7 +18,7 @@ def weights_version(*modules: torch.nn.Module) -> tuple:
     parts = []
     for module in modules:
         for tensor in list(module.parameters()) + list(module.buffers()):
-            parts.append((tensor.data_ptr(), str(tensor.dtype), tensor._version))
+            parts.append((tensor.data_ptr(), str(tensor.dtype), tensor_version(tensor)))
     return tuple(parts)
 
 
