@@ -90,3 +90,46 @@ def test_real_voice_lowered_is_deep_and_raised_is_high(mini, gender):
     for versions in shifted(gender, "formants-kept"):
         score = deep_minus_high(mini, [versions[0], versions[-1]])
         assert score[0] > 0 > score[1], f"{gender}: deep - high-pitched at -500 / +500 cents: {np.round(score, 4)}"
+
+
+def _harmonic(f0: float, seconds: float = 1.0, sr: int = 16000) -> np.ndarray:
+    t = np.arange(int(seconds * sr)) / sr
+    wave = sum(np.sin(2 * np.pi * k * f0 * (1 + 0.02 * np.sin(2 * np.pi * 3 * t)) * t) / k
+               for k in range(1, int(3800 / f0)))
+    return (0.1 * wave).astype(np.float32)
+
+
+@pytest.mark.parametrize("band", ["full", "telephone"])
+def test_pitch_stats_front_end_rises_with_f0(band):
+    """mel-mini-f0's log-F0 channels (last 4) increase with F0, also without the fundamental (300-3400 Hz)."""
+    import torch
+
+    from paraspeechclap.encoders.mel import PITCH_STATS_CHANNELS, LogMelFrontEnd, MelEncoderConfig
+    from paraspeechclap.encoders.mini import MEL_PRESETS
+    from paraspeechclap.synth.voice_shift import telephone_band
+
+    config = MelEncoderConfig(**MEL_PRESETS["mel-mini-f0"])
+    assert config.feature_size == MelEncoderConfig(**MEL_PRESETS["mel-mini"]).feature_size + PITCH_STATS_CHANNELS
+    front = LogMelFrontEnd(config)
+    means = []
+    for f0 in (90.0, 130.0, 190.0, 280.0):
+        y = _harmonic(f0)
+        y = telephone_band(y) if band == "telephone" else y
+        feats, _ = front(torch.tensor(y)[None], torch.tensor([len(y)]))
+        means.append(float(feats[0, -PITCH_STATS_CHANNELS, 0]))
+    assert all(b > a for a, b in zip(means, means[1:])), means
+
+
+def test_real_speech_labels_follow_the_shifted_f0():
+    """A version's pitch tag is the gender-relative bin of its shifted F0: raising never gives a deeper tag."""
+    from paraspeechclap.synth.real import draw_version, offset_st, pitch_level
+
+    order = {"low": 0, "medium": 1, "high": 2}
+    rng = np.random.default_rng(0)
+    for gender, f0 in (("male", 132.0), ("female", 215.0)):
+        versions = [draw_version(f0, gender, rng) for _ in range(200)]
+        assert {v["pitch"] for v in versions} == set(order)
+        for v in versions:
+            assert pitch_level(offset_st(f0 * 2 ** (v["shift_cents"] / 1200), gender)) == v["pitch"]
+        by_shift = sorted(versions, key=lambda v: v["shift_cents"])
+        assert all(order[a["pitch"]] <= order[b["pitch"]] for a, b in zip(by_shift, by_shift[1:]))
