@@ -222,3 +222,10 @@ def test_timeline_scores_each_window_as_a_clip(tiny_model, golden_waveforms, tmp
                      "--out", str(tmp_path / name), *model_args]) == 0
     assert json.loads((tmp_path / "t.json").read_text())["captions"] == ["calm", "loud"]
     assert (tmp_path / "t.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_cpu_batch_default_follows_the_tower(tiny_model):
+    from paraspeechclap import ParaSpeechCLAP
+
+    assert tiny_model.default_batch_size == 1  # transformer towers: one clip at a time on CPU (BENCHMARKS.md)
+    assert ParaSpeechCLAP.from_pretrained("mini", device="cpu").default_batch_size == 8  # the log-mel tower asks for 8
