@@ -399,7 +399,8 @@ def markdown(doc: dict) -> str:
         "",
         f"**Gain over a random pick: {s['gain']:+.3f} z** (95% bootstrap CI {s['gain_ci95'][0]:+.3f} .. "
         f"{s['gain_ci95'][1]:+.3f}), "
-        + (f"{100 * s['fraction_of_oracle_gain']:.0f}% of the oracle's gain; " if s["fraction_of_oracle_gain"] is not None else "")
+        + (f"{100 * s['fraction_of_oracle_gain']:.0f}% of the oracle's gain; "
+           if s["fraction_of_oracle_gain"] is not None else "")
         + f"the pick beats the random-pick average in {s['prompts_pick_beats_random']}/{s['prompts']} prompts; "
         f"a scorer ranking at random does as well with p = {s['p_value_vs_random_scorer']:.4f}.",
         *([

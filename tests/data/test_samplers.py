@@ -28,7 +28,8 @@ def test_weights(strategy):
     counts = {"a": 100, "b": 10, "c": 1}
     w = tag_weights(counts, strategy)
     assert abs(sum(w.values()) - 3) < 1e-9
-    f = {"inverse_frequency": lambda c: 1 / c, "sqrt_inverse": lambda c: c ** -0.5, "log_inverse": lambda c: 1 / np.log(c + 1)}[strategy]
+    f = {"inverse_frequency": lambda c: 1 / c, "sqrt_inverse": lambda c: c ** -0.5,
+         "log_inverse": lambda c: 1 / np.log(c + 1)}[strategy]
     assert abs(w["a"] / w["c"] - f(100) / f(1)) < 1e-9
     sw = sample_weights([["a"], ["a", "c"], []], w)
     assert sw[0] == w["a"] and sw[1] == (w["a"] + w["c"]) / 2 and sw[2] == min(w.values())
