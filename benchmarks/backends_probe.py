@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from harness import git_revision, machine_info, result_stem, write_results  # noqa: E402
 
 
-def tower(layers: int):
+def tower(layers: int, sdpa: bool = True):
     from transformers import WavLMConfig, WavLMModel
 
     from paraspeechclap.fast import use_sdpa_attention
@@ -31,7 +31,8 @@ def tower(layers: int):
     config = WavLMConfig(hidden_size=1024, num_hidden_layers=layers, num_attention_heads=16, intermediate_size=4096,
                          feat_extract_norm="layer", do_stable_layer_norm=True, conv_bias=True)
     model = WavLMModel(config).eval()
-    use_sdpa_attention(model)
+    if sdpa:  # the engine's attention; the ONNX exporter takes the stock module (same maths)
+        use_sdpa_attention(model)
     return model
 
 
@@ -83,7 +84,7 @@ def main(argv=None) -> int:
         start = time.perf_counter()
         with tempfile.TemporaryDirectory() as tmp:
             path = str(Path(tmp) / "tower.onnx")
-            torch.onnx.export(Hidden(tower(args.layers)).eval(), (x,), path, input_names=["x"], output_names=["h"],
+            torch.onnx.export(Hidden(tower(args.layers, sdpa=False)).eval(), (x,), path, input_names=["x"], output_names=["h"],
                               dynamic_axes={"x": {1: "n"}, "h": {1: "t"}}, opset_version=17, dynamo=False)
             options = ort.SessionOptions()
             options.intra_op_num_threads = torch.get_num_threads()

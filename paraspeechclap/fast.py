@@ -30,7 +30,10 @@ def _wavlm_sdpa_attention_forward(self, hidden_states: torch.Tensor, attention_m
     def split(x: torch.Tensor) -> torch.Tensor:
         return x.view(batch, length, heads, head_dim).transpose(1, 2)
 
-    projected = self.gru_rel_pos_linear(split(hidden_states)).view(batch, heads, length, 2, 4).sum(-1)
+    # the gate's linear layer acts per (frame, head): apply it on the contiguous [B, T, heads, head_dim] view and
+    # transpose the small result, rather than copying the transposed hidden states
+    projected = self.gru_rel_pos_linear(hidden_states.view(batch, length, heads, head_dim))
+    projected = projected.view(batch, length, heads, 2, 4).sum(-1).transpose(1, 2)  # [B, heads, T, 2]
     gate_a, gate_b = torch.sigmoid(projected).chunk(2, dim=-1)
     gate = gate_a * (gate_b * self.gru_rel_pos_const - 1.0) + 2.0  # [B, heads, T, 1]
     query = split(self.q_proj(hidden_states))
