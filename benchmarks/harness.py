@@ -191,19 +191,12 @@ def build_model(kind: str, precision: str = "fp32", seed: int = 0, device: str =
     return model.prepare_for_inference(device=device, precision=precision)
 
 
-def set_stock_attention(model, stock: bool) -> int:
-    """WavLM's own attention (``stock=True``: the class's ``forward``) or this project's SDPA patch; returns the
-    number of attention modules switched."""
-    if not stock:
-        from paraspeechclap.fast import use_sdpa_attention
+def set_stock_paths(model, stock: bool) -> int:
+    """WavLM's own attention and conv layers (``stock=True``: the classes' ``forward``, the reference code) or this
+    project's drop-in forwards (``fast.use_fast_paths``); returns the number of modules switched."""
+    from paraspeechclap.fast import use_fast_paths, use_stock_paths
 
-        return use_sdpa_attention(model)
-    restored = 0
-    for module in model.modules():
-        if type(module).__name__ == "WavLMAttention" and "forward" in vars(module):
-            del module.forward
-            restored += 1
-    return restored
+    return use_stock_paths(model) if stock else sum(use_fast_paths(model).values())
 
 
 def weights_fingerprint(model) -> float:

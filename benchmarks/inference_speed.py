@@ -2,8 +2,8 @@
 
 Paths, each model in its own worker process (``--inline``: all in this one):
 
-* (a) reference: fp32, WavLM's stock attention, one clip at a time, no mask (the authors' CLI);
-* (b) reference batched: fp32, stock attention, batches of 8 sorted by length, padded, with masks (their eval);
+* (a) reference: fp32, WavLM's stock attention and conv layers, one clip at a time, no mask (the authors' CLI);
+* (b) reference batched: fp32, stock WavLM modules, batches of 8 sorted by length, padded, with masks (their eval);
 * (c) default: ``ParaSpeechCLAP`` prepared with ``precision="auto"``, ``embed_audio`` with its default batching;
 * fp32, bf16 batch 1, bf16 (default batching), int8 (CPU): the explicit precisions through ``embed_audio``.
 
@@ -41,7 +41,7 @@ def cmd_audio(model, waves, mode: str, stock: bool = False, batch_size: int | No
     """Embeddings of ``waves`` by one path, timed (wall, CPU, peak RSS)."""
     import torch
 
-    H.set_stock_attention(model, stock)
+    H.set_stock_paths(model, stock)
     if mode == "single":  # the authors' CLI: one clip at a time, no mask
         def run():
             with torch.inference_mode():
@@ -67,7 +67,7 @@ def cmd_audio(model, waves, mode: str, stock: bool = False, batch_size: int | No
     try:
         embeddings, stats = H.measure(run, model.device)
     finally:
-        H.set_stock_attention(model, False)
+        H.set_stock_paths(model, False)
     return {"embeddings": np.asarray(embeddings, np.float32), **stats}
 
 
@@ -138,8 +138,8 @@ ALL_PATHS = ("a", "b", "c", "fp32", "bf16-1", "bf16", "int8")
 
 def plan_paths(keys: list[str]) -> list[PathSpec]:
     specs = {
-        "a": PathSpec("a", "reference: fp32, stock attention, 1 clip at a time", "fp32", "single", stock=True),
-        "b": PathSpec("b", "reference batched: fp32, stock attention, batches of 8 by length, masks", "fp32",
+        "a": PathSpec("a", "reference: fp32, stock WavLM modules, 1 clip at a time", "fp32", "single", stock=True),
+        "b": PathSpec("b", "reference batched: fp32, stock WavLM modules, batches of 8 by length, masks", "fp32",
                       "batched", stock=True, batch_size=8),
         "c": PathSpec("c", "default: precision auto, embed_audio default batching", "auto", "embed_audio"),
         "fp32": PathSpec("fp32", "fp32, embed_audio default batching", "fp32", "embed_audio"),

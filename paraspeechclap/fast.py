@@ -88,6 +88,43 @@ def _relative_position_bias(module: nn.Module, length: int) -> torch.Tensor:
     return cached[1]
 
 
+def _layer_norm_conv_forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+    """Drop-in for WavLM's/wav2vec2's ``LayerNormConvLayer.forward`` (conv, layer norm over channels, activation)
+    without the layout copies of the stock version, which transposes ``[B, C, T]`` to ``[B, T, C]`` for the norm and
+    back, so that every next convolution first copies its whole input (the largest copies of the speech tower).
+
+    Here the activations stay in ``[B, T, C]`` memory and are handed on as a ``[B, C, T]`` view (channels last):
+    the first layer (one input channel) is a matrix product of the wave's overlapping frames (``unfold``, a view)
+    with the kernel, far faster than oneDNN's single-channel convolution; later layers run ``conv2d`` on the
+    channels-last view, which reads it in place and writes channels last, so the norm reads its ``[B, T, C]``
+    transpose directly. Same maths; float rounding differs only by summation order."""
+    conv = self.conv
+    (kernel,), (stride,) = conv.kernel_size, conv.stride
+    if hidden_states.shape[1] == 1:
+        frames = hidden_states[:, 0].unfold(-1, kernel, stride)  # [B, T', kernel]
+        out = F.linear(frames, conv.weight.view(conv.out_channels, kernel), conv.bias)  # [B, T', C']
+    else:
+        out = F.conv2d(hidden_states.unsqueeze(2), conv.weight.unsqueeze(2), conv.bias, stride=(1, stride))
+        out = out.squeeze(2).transpose(1, 2)  # [B, T', C']: contiguous when conv2d wrote channels last
+    return self.activation(self.layer_norm(out)).transpose(1, 2)
+
+
+def _plain_conv(conv: nn.Module) -> bool:
+    return (isinstance(conv, nn.Conv1d) and conv.padding == (0,) and conv.dilation == (1,) and conv.groups == 1
+            and conv.padding_mode == "zeros")
+
+
+def use_fast_feature_encoder(model: nn.Module) -> int:
+    """Switch every layer-norm conv layer of a WavLM/wav2vec2 feature encoder inside ``model`` to
+    ``_layer_norm_conv_forward``; returns how many were switched."""
+    switched = 0
+    for module in model.modules():
+        if type(module).__name__.endswith("LayerNormConvLayer") and _plain_conv(getattr(module, "conv", None)):
+            module.forward = types.MethodType(_layer_norm_conv_forward, module)
+            switched += 1
+    return switched
+
+
 def use_sdpa_attention(model: nn.Module) -> int:
     """Switch every WavLM attention module inside ``model`` to SDPA; returns how many were switched."""
     switched = 0
@@ -96,6 +133,27 @@ def use_sdpa_attention(model: nn.Module) -> int:
             module.forward = types.MethodType(_wavlm_sdpa_attention_forward, module)
             switched += 1
     return switched
+
+
+_FAST_FORWARDS = (_wavlm_sdpa_attention_forward, _layer_norm_conv_forward)
+
+
+def use_fast_paths(model: nn.Module) -> dict[str, int]:
+    """This project's drop-in forwards (same maths) for the WavLM modules inside ``model``: SDPA attention and the
+    copy-free feature encoder. Returns how many modules of each kind were switched."""
+    return {"attention": use_sdpa_attention(model), "feature_encoder": use_fast_feature_encoder(model)}
+
+
+def use_stock_paths(model: nn.Module) -> int:
+    """Back to the classes' own forwards (the reference code) for every module switched by ``use_fast_paths``;
+    returns how many were restored."""
+    restored = 0
+    for module in model.modules():
+        forward = vars(module).get("forward")
+        if isinstance(forward, types.MethodType) and forward.__func__ in _FAST_FORWARDS:
+            del module.forward
+            restored += 1
+    return restored
 
 
 def quantize_int8(model: nn.Module) -> nn.Module:

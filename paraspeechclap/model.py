@@ -157,9 +157,9 @@ class ParaSpeechCLAPModel(nn.Module):
         self.config = config
         speech_base = speech_base if speech_base is not None else build_encoder(config.speech_config)
         text_base = text_base if text_base is not None else build_encoder(config.text_config)
-        from .fast import use_sdpa_attention
+        from .fast import use_fast_paths
 
-        use_sdpa_attention(speech_base)  # same maths as WavLM's stock attention, without materialised weights
+        use_fast_paths(speech_base)  # WavLM's attention and conv layers: same maths, fewer copies (fast.py)
         self.audio_branch = SpeechEncoder(speech_base, config.speech_pooling)
         self.text_branch = TextEncoder(text_base, config.text_pooling)
         self.audio_projection = Projection(self.audio_branch.hidden_size, config.embedding_dim, config.projection_dropout)

@@ -3,7 +3,7 @@ for its precision explicitly, so the tests mean the same on CPUs with and withou
 
 On a paper-shaped but shallow random speech tower (the WavLM-Large conv stack, 4 x 256 transformer layers; the
 reference-tiny fixture's text tower), against WavLM's stock attention in fp32, one clip at a time, no mask:
-* fp32, SDPA attention, batched with masks through ``embed_audio``: within 2e-5 (same maths, float rounding);
+* fp32, SDPA attention and the copy-free conv layers, batched with masks through ``embed_audio``: within 2e-5;
 * bf16 (weights converted once): centred cosine >= 0.99 and every clip's nearest reference neighbour kept (also on
   the reference-tiny fixture; the paper-shaped tower only where bf16 is native, emulated bf16 takes minutes there);
 * int8 dynamic quantization: centred cosine >= 0.99, nearest neighbours kept, audio->text rankings kept.
@@ -21,6 +21,8 @@ import pytest
 import torch
 
 from reference_fixture import FIXTURE
+
+from paraspeechclap.fast import use_stock_paths
 
 SMALL_SPEECH = {
     "model_type": "wavlm", "hidden_size": 256, "num_hidden_layers": 4, "num_attention_heads": 4,
@@ -59,15 +61,6 @@ def small_model(precision: str):
     return model.prepare_for_inference(device="cpu", precision=precision)
 
 
-def use_stock_attention(model) -> int:
-    restored = 0
-    for module in model.modules():
-        if type(module).__name__ == "WavLMAttention" and "forward" in vars(module):
-            del module.forward
-            restored += 1
-    return restored
-
-
 def clips(count: int = 6, seed: int = 1) -> list[np.ndarray]:
     """Harmonic, syllable-modulated clips of 0.5-2 s (speech-like enough to tell apart)."""
     rng = np.random.default_rng(seed)
@@ -91,9 +84,9 @@ def centred(reference: np.ndarray, other: np.ndarray) -> tuple[float, bool]:
 
 @pytest.fixture(scope="module")
 def reference():
-    """fp32, WavLM's stock attention, one clip at a time, no mask (the authors' CLI), and its text scores."""
+    """fp32, WavLM's stock attention and conv layers, one clip at a time, no mask (the authors' CLI), and its text scores."""
     model = small_model("fp32")
-    assert use_stock_attention(model) == 4
+    assert use_stock_paths(model) == 4 + 7  # attention layers, conv layers
     waves = clips()
     with torch.no_grad():
         audio = np.concatenate([model.encode_audio(model.prepare_audio([w])[0], None).numpy() for w in waves])
@@ -111,11 +104,11 @@ def test_fp32_sdpa_batched_with_masks_matches_stock_attention_one_clip_at_a_time
 
 @pytest.fixture(scope="module")
 def tiny_reference():
-    """The reference-tiny fixture in fp32, stock attention, one clip at a time (cheap even where bf16 is emulated)."""
+    """The reference-tiny fixture in fp32, stock WavLM modules, one clip at a time (cheap even where bf16 is emulated)."""
     from reference_fixture import load_tiny
 
     model = load_tiny(precision="fp32")
-    assert use_stock_attention(model) == 2
+    assert use_stock_paths(model) == 2 + 3
     waves = clips()
     with torch.no_grad():
         return waves, np.concatenate([model.encode_audio(model.prepare_audio([w])[0], None).numpy() for w in waves])

@@ -139,7 +139,7 @@ def test_worker_process_holds_the_same_model_and_reports_its_memory(H, speed):
         waves = H.make_clips(2, 0.3, 0.8, seed=2)
         reply = worker.call(speed.cmd_audio, waves=waves, mode="single", stock=True)
         local = H.build_model("tiny", "fp32")
-        H.set_stock_attention(local, True)
+        H.set_stock_paths(local, True)
         expected = speed.cmd_audio(local, waves, "single", stock=True)["embeddings"]
         np.testing.assert_allclose(reply["embeddings"], expected, atol=1e-6)
         assert worker.info["fingerprint"] == H.weights_fingerprint(local) and worker.info["precision"] == "fp32"
