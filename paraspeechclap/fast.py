@@ -159,22 +159,81 @@ def use_sdpa_attention(model: nn.Module) -> int:
     return switched
 
 
-_FAST_FORWARDS = (_wavlm_sdpa_attention_forward, _layer_norm_conv_forward)
+def _have_onednn_linear() -> bool:
+    try:
+        return torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
+    except (AttributeError, RuntimeError):
+        return False
+
+
+_ONEDNN_LINEAR = _have_onednn_linear()
+
+
+def _linear(x: torch.Tensor, module: nn.Linear, gelu: bool = False) -> torch.Tensor:
+    """``F.linear`` (then exact GELU when ``gelu``); without gradients on CPU, through oneDNN's matmul with the GELU
+    fused. torch's CPU ``addmm`` calls MKL, whose fp32 GEMM on the AMD CPUs measured here runs at about two thirds of
+    oneDNN's speed (paper-size layer shapes, Zen 4; BENCHMARKS.md). oneDNN's op has no autograd formula, so anything
+    that may need gradients takes ``F.linear``."""
+    weight = module.weight
+    if (_ONEDNN_LINEAR and not torch.is_grad_enabled() and x.device.type == "cpu" and x.dtype == weight.dtype
+            and x.dtype in (torch.float32, torch.bfloat16)):
+        if gelu:
+            return torch.ops.mkldnn._linear_pointwise(x, weight, module.bias, "gelu", [], "none")
+        return torch.ops.mkldnn._linear_pointwise(x, weight, module.bias, "none", [], "")
+    out = F.linear(x, weight, module.bias)
+    return F.gelu(out) if gelu else out
+
+
+def _onednn_linear_forward(self, x: torch.Tensor) -> torch.Tensor:
+    """Drop-in for ``nn.Linear.forward`` (see ``_linear``)."""
+    return _linear(x, self)
+
+
+def _feed_forward_forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+    """Drop-in for WavLM's/wav2vec2's ``FeedForward.forward`` with exact GELU fused into the first matmul."""
+    hidden = self.intermediate_dropout(_linear(hidden_states, self.intermediate_dense, gelu=True))
+    return self.output_dropout(self.output_dense(hidden))
+
+
+def _exact_gelu(activation) -> bool:
+    return activation is F.gelu or (getattr(activation, "act", None) is F.gelu) or (
+        isinstance(activation, nn.GELU) and activation.approximate == "none")
+
+
+def use_onednn_linear(model: nn.Module) -> int:
+    """Route every ``nn.Linear`` inside ``model`` through ``_linear`` and fuse exact GELU into WavLM's feed-forward
+    blocks; returns how many modules were switched (0 where torch has no oneDNN)."""
+    if not _ONEDNN_LINEAR:
+        return 0
+    switched = 0
+    for module in model.modules():
+        if type(module) is nn.Linear:
+            module.forward = types.MethodType(_onednn_linear_forward, module)
+            switched += 1
+        elif (type(module).__name__.endswith("FeedForward") and isinstance(getattr(module, "intermediate_dense", None), nn.Linear)
+              and _exact_gelu(getattr(module, "intermediate_act_fn", None))):
+            module.forward = types.MethodType(_feed_forward_forward, module)
+            switched += 1
+    return switched
+
+
+_FAST_FORWARDS = (_wavlm_sdpa_attention_forward, _layer_norm_conv_forward, _onednn_linear_forward, _feed_forward_forward)
 
 
 def use_fast_paths(model: nn.Module) -> dict[str, int]:
-    """This project's drop-in forwards (same maths) for the WavLM modules inside ``model``: SDPA attention and the
-    copy-free feature encoder. Returns how many modules of each kind were switched."""
-    return {"attention": use_sdpa_attention(model), "feature_encoder": use_fast_feature_encoder(model)}
+    """This project's drop-in forwards (same maths) for the modules inside ``model``: WavLM's SDPA attention and
+    copy-free feature encoder, oneDNN linear layers. Returns how many modules of each kind were switched."""
+    return {"attention": use_sdpa_attention(model), "feature_encoder": use_fast_feature_encoder(model),
+            "linear": use_onednn_linear(model)}
 
 
-def use_stock_paths(model: nn.Module) -> int:
-    """Back to the classes' own forwards (the reference code) for every module switched by ``use_fast_paths``;
-    returns how many were restored."""
+def use_stock_paths(model: nn.Module, forwards: tuple = _FAST_FORWARDS) -> int:
+    """Back to the classes' own forwards (the reference code) for every module switched by ``use_fast_paths`` (or
+    only those switched to one of ``forwards``); returns how many were restored."""
     restored = 0
     for module in model.modules():
         forward = vars(module).get("forward")
-        if isinstance(forward, types.MethodType) and forward.__func__ in _FAST_FORWARDS:
+        if isinstance(forward, types.MethodType) and forward.__func__ in forwards:
             del module.forward
             restored += 1
     return restored
@@ -188,6 +247,8 @@ def quantize_int8(model: nn.Module) -> nn.Module:
     """
     from torch.ao.quantization import quantize_dynamic
 
+    # the quantized modules take over the float modules' attributes; the oneDNN forwards read float weights
+    use_stock_paths(model.audio_branch, (_onednn_linear_forward, _feed_forward_forward))
     quantize_dynamic(model.audio_branch, {nn.Linear}, dtype=torch.qint8, inplace=True)
     release_freed_memory()  # the replaced fp32 weights stay in the heap otherwise (~1.3 GB for WavLM-Large)
     return model

@@ -159,7 +159,8 @@ class ParaSpeechCLAPModel(nn.Module):
         text_base = text_base if text_base is not None else build_encoder(config.text_config)
         from .fast import use_fast_paths
 
-        use_fast_paths(speech_base)  # WavLM's attention and conv layers: same maths, fewer copies (fast.py)
+        use_fast_paths(speech_base)  # WavLM's attention, conv and linear layers: same maths, faster (fast.py)
+        use_fast_paths(text_base)
         self.audio_branch = SpeechEncoder(speech_base, config.speech_pooling)
         self.text_branch = TextEncoder(text_base, config.text_pooling)
         self.audio_projection = Projection(self.audio_branch.hidden_size, config.embedding_dim, config.projection_dropout)

@@ -1,12 +1,13 @@
 """fast.py's drop-in forwards keep the maths of the modules they replace: the copy-free feature encoder (fp32 within
-1e-5, gradients too) and the unfused bf16 CPU attention (against fp32 attention, within bf16's stated tolerance)."""
+1e-5, gradients too), the oneDNN linear layers (fp32 within 1e-5; F.linear whenever gradients are on) and the
+unfused bf16 CPU attention (against fp32 attention, within bf16's stated tolerance)."""
 from __future__ import annotations
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from paraspeechclap.fast import _bf16_cpu_attention, use_fast_paths, use_stock_paths
+from paraspeechclap.fast import _FAST_FORWARDS, _bf16_cpu_attention, use_fast_paths, use_stock_paths
 
 
 def _feature_encoder(model):
@@ -19,11 +20,18 @@ def test_fast_feature_encoder_matches_the_stock_conv_layers(tiny_model_factory):
     waves = torch.from_numpy(np.random.default_rng(0).standard_normal((3, 12000)).astype(np.float32) * 0.1)
     with torch.no_grad():
         fast = encoder(waves)
-        assert use_stock_paths(model) == 2 + 3  # attention layers, conv layers of the fixture tower
+        restored = use_stock_paths(model)
+        assert fast_forwards(model) == 0
         stock = encoder(waves)
     assert fast.shape == stock.shape
     torch.testing.assert_close(fast, stock, atol=1e-5, rtol=1e-5)
-    assert use_fast_paths(model) == {"attention": 2, "feature_encoder": 3}
+    switched = use_fast_paths(model.audio_branch.base)
+    assert switched["attention"] == 2 and switched["feature_encoder"] == 3  # the fixture tower's layers
+    assert sum(switched.values()) + sum(use_fast_paths(model.text_branch.base).values()) == restored
+
+
+def fast_forwards(model) -> int:
+    return sum(getattr(vars(m).get("forward"), "__func__", None) in _FAST_FORWARDS for m in model.modules())
 
 
 def test_fast_feature_encoder_gradients_match_the_stock_ones(tiny_model_factory):
@@ -72,3 +80,21 @@ def test_bf16_cpu_attention_is_fp32_attention_within_bf16_tolerance():
     v_changed[1, :, 60:] += 100.0  # values behind the mask must not leak into the output
     again = _bf16_cpu_attention(*(x.bfloat16() for x in (q, k, v_changed, gate, bias)), mask).float()
     assert torch.equal(again[1], got[1])
+
+
+def test_onednn_linear_layers_equal_torch_linear_and_keep_gradients(tiny_model_factory):
+    """fp32 through oneDNN within 1e-5 of F.linear (stock) on the whole fixture model; with gradients enabled the
+    layers take F.linear, so training gets real gradients."""
+    import torch.nn as nn
+
+    model = tiny_model_factory()
+    linear = next(m for m in model.audio_branch.base.modules() if type(m) is nn.Linear)
+    assert getattr(vars(linear).get("forward"), "__func__", None) in _FAST_FORWARDS
+    x = torch.randn(3, 5, linear.in_features, requires_grad=True)
+    y = linear(x)
+    y.sum().backward()
+    assert x.grad is not None and torch.allclose(y, F.linear(x, linear.weight, linear.bias))
+    waves = [(np.random.default_rng(2).standard_normal(9000).astype(np.float32) * 0.1, 16000)]
+    fast = model.embed_audio(waves)
+    use_stock_paths(model)
+    np.testing.assert_allclose(model.embed_audio(waves), fast, atol=1e-5)

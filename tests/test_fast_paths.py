@@ -86,7 +86,7 @@ def centred(reference: np.ndarray, other: np.ndarray) -> tuple[float, bool]:
 def reference():
     """fp32, WavLM's stock attention and conv layers, one clip at a time, no mask (the authors' CLI), and its text scores."""
     model = small_model("fp32")
-    assert use_stock_paths(model) == 4 + 7  # attention layers, conv layers
+    assert use_stock_paths(model) >= 4 + 7  # attention layers, conv layers (and linear layers)
     waves = clips()
     with torch.no_grad():
         audio = np.concatenate([model.encode_audio(model.prepare_audio([w])[0], None).numpy() for w in waves])
@@ -108,7 +108,7 @@ def tiny_reference():
     from reference_fixture import load_tiny
 
     model = load_tiny(precision="fp32")
-    assert use_stock_paths(model) == 2 + 3
+    assert use_stock_paths(model) >= 2 + 3
     waves = clips()
     with torch.no_grad():
         return waves, np.concatenate([model.encode_audio(model.prepare_audio([w])[0], None).numpy() for w in waves])
