@@ -273,9 +273,9 @@ def matmul_gflops(dtype_name: str, size: int = 2048, repeats: int = 5, device: s
         a, b = a.to(dtype), torch.randn(size, size, device=device).to(dtype)
         run = lambda: a @ b  # noqa: E731
         if torch.device(device).type == "cpu":
-            from paraspeechclap.fast import _ONEDNN_LINEAR
+            from paraspeechclap.fast import onednn_linear_supports
 
-            if _ONEDNN_LINEAR:
+            if onednn_linear_supports(dtype):
                 bt = b.t().contiguous()
                 onednn = lambda: torch.ops.mkldnn._linear_pointwise(a, bt, None, "none", [], "")  # noqa: E731
                 return max(_best_rate(run, repeats, device, size), _best_rate(onednn, repeats, device, size))
@@ -590,6 +590,8 @@ def machine_info(threads: int | None = None, device: str = "cpu") -> dict:
             "avx512_bf16": "avx512_bf16" in flags, "amx_bf16": "amx_bf16" in flags,
             "native_bf16_cpu": native_bf16(torch.device("cpu")),
             "native_bf16_override": os.environ.get("PARASPEECHCLAP_NATIVE_BF16") or None,
+            # kernel ISA caps (oneDNN, MKL, ATen): set to emulate an older CPU's instruction set on this one
+            "isa_caps": {k: os.environ[k] for k in ISA_CAP_VARIABLES if os.environ.get(k)},
             "logical_cpus": os.cpu_count(), "torch_threads": threads or torch.get_num_threads(),
             "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
             "torch": torch.__version__, "transformers": transformers.__version__, "python": platform.python_version(),
@@ -606,9 +608,14 @@ def machine_info(threads: int | None = None, device: str = "cpu") -> dict:
     return info
 
 
+ISA_CAP_VARIABLES = ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS", "ATEN_CPU_CAPABILITY")
+
+
 def machine_line(m: dict) -> str:
     gpu = f"; GPU {m['gpu']} (capability {m['gpu_capability']}, CUDA {m['cuda_version']})" if m.get("gpu") else ""
-    return (f"Machine: {m['cpu']}; ISA {', '.join(m['isa']) or 'n/a'}; native bf16 on {m['device']}: "
+    caps = m.get("isa_caps") or {}
+    capped = f" (kernels capped: {', '.join(f'{k}={v}' for k, v in caps.items())})" if caps else ""
+    return (f"Machine: {m['cpu']}; ISA {', '.join(m['isa']) or 'n/a'}{capped}; native bf16 on {m['device']}: "
             f"{m['native_bf16']}" + (f" (forced by PARASPEECHCLAP_NATIVE_BF16={m['native_bf16_override']})"
                                      if m.get("native_bf16_override") else "")
             + f"; {m['logical_cpus']} logical CPUs, {m['torch_threads']} torch threads; {m['memory_gb']} GB RAM; "

@@ -167,6 +167,26 @@ def _have_onednn_linear() -> bool:
 
 
 _ONEDNN_LINEAR = _have_onednn_linear()
+_ONEDNN_DTYPES: dict[torch.dtype, bool] = {}
+
+
+def onednn_linear_supports(dtype: torch.dtype) -> bool:
+    """Whether oneDNN's matmul runs in ``dtype`` on this CPU, probed once per dtype: bf16 needs the ISA oneDNN
+    asks for (AVX-512 or AVX2-VNNI-2; an AVX2-only CPU has no bf16 primitive and torch falls back to its own
+    kernels there), so a bf16 model on such a CPU keeps ``F.linear``."""
+    if dtype not in _ONEDNN_DTYPES:
+        ok = _ONEDNN_LINEAR and dtype in (torch.float32, torch.bfloat16)
+        if ok and dtype == torch.bfloat16:
+            ok = bool(getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: False)())
+        if ok:
+            try:
+                with torch.no_grad():
+                    x, w = torch.ones(2, 8, dtype=dtype), torch.ones(4, 8, dtype=dtype)
+                    ok = torch.equal(torch.ops.mkldnn._linear_pointwise(x, w, None, "none", [], ""), F.linear(x, w))
+            except RuntimeError:
+                ok = False
+        _ONEDNN_DTYPES[dtype] = ok
+    return _ONEDNN_DTYPES[dtype]
 
 
 def _linear(x: torch.Tensor, module: nn.Linear, gelu: bool = False) -> torch.Tensor:
@@ -175,8 +195,8 @@ def _linear(x: torch.Tensor, module: nn.Linear, gelu: bool = False) -> torch.Ten
     oneDNN's speed (paper-size layer shapes, Zen 4; BENCHMARKS.md). oneDNN's op has no autograd formula, so anything
     that may need gradients takes ``F.linear``."""
     weight = module.weight
-    if (_ONEDNN_LINEAR and not torch.is_grad_enabled() and x.device.type == "cpu" and x.dtype == weight.dtype
-            and x.dtype in (torch.float32, torch.bfloat16)):
+    if (not torch.is_grad_enabled() and x.device.type == "cpu" and x.dtype == weight.dtype
+            and onednn_linear_supports(x.dtype)):
         if gelu:
             return torch.ops.mkldnn._linear_pointwise(x, weight, module.bias, "gelu", [], "none")
         return torch.ops.mkldnn._linear_pointwise(x, weight, module.bias, "none", [], "")
