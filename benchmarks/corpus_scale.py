@@ -301,6 +301,7 @@ def main(argv=None) -> int:
     parser.add_argument("--skip", default="", help="comma list of parts to skip: annotation,resume,memory,search")
     parser.add_argument("--work", default=None, help="scratch folder (default: a temporary one)")
     parser.add_argument("--out", default=str(harness.RESULTS), help="results folder")
+    parser.add_argument("--name", default=None, help="file stem of the results (default corpus-scale-<date>-<rev>)")
     args = parser.parse_args(argv)
     if args.quick:
         args.clips, args.min_seconds, args.max_seconds, args.shard_size, args.memory_clips = 48, 1.0, 2.0, 8, 24
@@ -321,12 +322,72 @@ def main(argv=None) -> int:
     if "search" not in skip:
         results["search"] = bench_search(args, work)
     results["total_s"] = time.perf_counter() - started
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    name = "corpus_scale_quick" if args.quick else "corpus_scale"
-    (out / f"{name}.json").write_text(json.dumps(results, indent=2, default=str) + "\n")
+    stem = harness.result_stem("corpus-scale", args.name, "quick" if args.quick else "")
+    json_path, md_path = harness.write_results(Path(args.out), stem, results, markdown(results))
+    harness.log(f"wrote {md_path} and {json_path.name}")
     print(json.dumps({k: v for k, v in results.items() if k != "machine"}, indent=2, default=str))
     return 0
+
+
+def _met(ok) -> str:
+    return "n/a" if ok is None else ("yes" if ok else "**no**")
+
+
+def markdown(results: dict) -> str:
+    """The run as tables and the issue's targets, each with its measured value."""
+    lines = [f"# corpus scale, {results['when']} ({results['git']})", "", f"Command: `{results['command']}`", "",
+             harness.machine_line(results["machine"]), ""]
+    targets = []
+    ann = results.get("annotation")
+    if ann:
+        lines += [f"## Annotation ({ann['clips']} clips, shards of {ann['shard_size']}, mini, fp32)", "",
+                  "| run | wall s | clips/s | audio-h per h |", "|---|---:|---:|---:|"]
+        for name, run in ann["runs"].items():
+            lines.append(f"| {name} | {run['wall_s']:.1f} | {run['clips_per_s']:.1f} | {run['audio_h_per_h']:.0f} |"
+                         if "wall_s" in run else f"| {name} | failed: {run.get('error', '')[-200:]!r} | | |")
+        ratio, ray = ann.get("local_2_vs_1"), ann.get("ray_vs_local_2")
+        lines += ["", f"2 workers / 1 worker: {ratio:.2f}x (same rows: {ann.get('local_2_equals_1')}); "
+                      f"Ray Data / local 2 workers: {ray if ray is None else f'{ray:.2f}x'} "
+                      f"(same rows: {ann.get('ray_equals_local')})", ""] if ratio else [""]
+        targets.append(("2 local workers >= 1.7x one worker (mini, 2 cores)", f"{ratio:.2f}x" if ratio else "-",
+                        None if ratio is None else ratio >= 1.7 and ann.get("local_2_equals_1")))
+        targets.append(("Ray Data within 15 % of the local engine on the same job", f"{ray:.2f}x" if ray else "-",
+                        None if ray is None else ray >= 0.85 and ann.get("ray_equals_local")))
+    res = results.get("resume")
+    if res:
+        lines += ["## SIGKILL and rerun", "", f"Killed {res['kill_after_s']:.1f} s after the start "
+                  f"({res['shards_done_at_kill']} of {res['shards']} shards recorded); the rerun redid "
+                  f"{res['redone_shards']} shards in {res['rerun_wall_s']:.1f} s, kept the finished ones "
+                  f"({res['finished_shards_kept']}), {res['duplicates']} duplicate rows, equal to an uninterrupted run: "
+                  f"{res['equal_to_uninterrupted']}.", ""]
+        targets.append(("rerun after SIGKILL equals an uninterrupted run, no duplicates, only unfinished shards redone",
+                        f"equal {res['equal_to_uninterrupted']}, {res['duplicates']} duplicates, finished shards kept "
+                        f"{res['finished_shards_kept']}", res["equal_to_uninterrupted"] and not res["duplicates"]
+                        and res["finished_shards_kept"]))
+    mem = results.get("memory")
+    if mem:
+        lines += ["## Memory", "", f"Peak RSS of one worker: {mem['1x']['rows']} rows {mem['1x']['peak_rss_mb']:.0f} MB, "
+                  f"{mem['10x']['rows']} rows {mem['10x']['peak_rss_mb']:.0f} MB ({mem['ratio_10x_vs_1x']:.2f}x).", ""]
+        targets.append(("peak RSS bounded by batch/prefetch, not corpus size (1x vs 10x rows)",
+                        f"{mem['ratio_10x_vs_1x']:.2f}x", mem["ratio_10x_vs_1x"] <= 1.1))
+    search = results.get("search")
+    if search:
+        lines += ["## Search (top-20, one query at a time)", "",
+                  "| vectors / backend | n | build s | index memory MB | file MB | p50 ms | p99 ms | recall@20 |",
+                  "|---|---:|---:|---:|---:|---:|---:|---:|"]
+        for key, row in search.items():
+            lines.append(f"| {key} | {row['n']:,} | {row['build_s']:.0f} | {row['index_memory_mb']:.0f} | "
+                         f"{row['index_file_mb']:.0f} | {row['p50_ms']:.2f} | {row['p99_ms']:.2f} | {row['recall_at_20']:.3f} |")
+        lines.append("")
+        for key, row in search.items():
+            if key.startswith("clustered/"):
+                targets.append((f"{key}: p50 <= 10 ms, p99 <= 50 ms, recall@20 >= 0.95 ({row['n']:,} x {row['dim']})",
+                                f"{row['p50_ms']:.2f} / {row['p99_ms']:.2f} ms, {row['recall_at_20']:.3f}",
+                                row["n"] >= 1_000_000 and row["p50_ms"] <= 10 and row["p99_ms"] <= 50
+                                and row["recall_at_20"] >= 0.95))
+    lines += ["## Targets (issue 13)", "", "| target | measured | met |", "|---|---|---|"]
+    lines += [f"| {t} | {m} | {_met(ok)} |" for t, m, ok in targets]
+    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":
