@@ -15,8 +15,9 @@ def annotate(inputs, out, model: str = "mini", engine: str = "local", workers: i
              shard_size: int = 1000, embedding_dtype: str = "float32", device: str | None = None,
              precision: str = "auto", batch_size: int | None = None, captions: bool = True,
              attributes: str | None = None, audio_root: str | None = None, address: str | None = None,
-             quiet: bool = True, **model_options: Any) -> dict:
-    """Annotate ``inputs`` (folders, files, manifests) into the folder ``out``; finished shards are skipped."""
+             threads: int | None = None, quiet: bool = True, **model_options: Any) -> dict:
+    """Annotate ``inputs`` (folders, files, manifests) into the folder ``out``; finished shards are skipped.
+    ``threads``: torch threads per worker (default: the cores split between the workers)."""
     from .engines import run
     from .job import JobConfig, ModelSpec
 
@@ -24,7 +25,7 @@ def annotate(inputs, out, model: str = "mini", engine: str = "local", workers: i
                        out=str(out), model=ModelSpec(model, device=device, precision=precision, **model_options),
                        shard_size=shard_size, embedding_dtype=embedding_dtype, batch_size=batch_size,
                        captions=captions, attributes=attributes, audio_root=audio_root)
-    return run(config, engine=engine, workers=workers, address=address, quiet=quiet)
+    return run(config, engine=engine, workers=workers, threads=threads, address=address, quiet=quiet)
 
 
 __all__ = ["annotate"]

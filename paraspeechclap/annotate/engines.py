@@ -5,16 +5,15 @@
   One worker runs in this process.
 * ``torchrun``: every rank (``RANK``/``WORLD_SIZE``/``LOCAL_RANK`` from the launcher) takes shards ``rank::world``
   on ``cuda:LOCAL_RANK`` (or CPU); no collectives are needed: the manifest is updated under a file lock.
-* ``ray``: the rows of the pending shards as a Ray dataset, ``map_batches`` with one model actor per CPU/GPU slot,
-  Parquet written by Ray into a staging folder, then committed shard by shard (same file names, schema, ids and
-  manifest records as the other engines), in waves so that a kill loses at most the wave in flight.
+* ``ray``: the rows of the pending shards as one Ray dataset (a block per shard), ``map_batches`` on one pool of model
+  actors (one per CPU/GPU slot) for the whole job, results streamed back to the driver and each shard committed as
+  soon as its rows are in (same file names, schema, ids and manifest records as the other engines): a kill loses
+  only the shards in flight.
 """
 from __future__ import annotations
 
 import os
-import shutil
 import sys
-import uuid
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
@@ -153,10 +152,15 @@ class RayAnnotator:
 
 
 def run_ray(job: Job, address: str | None = None, workers: int | None = None, threads: int | None = None,
-            wave_shards: int | None = None, quiet: bool = False) -> dict:
+            quiet: bool = False) -> dict:
+    """One Ray dataset over the pending shards (one block per shard), ``map_batches`` on one actor pool for the whole
+    job, results streamed back and each shard committed as soon as all its rows are in: actors load the model once,
+    and a kill loses only the shards in flight."""
+    import numpy as np
     import pyarrow as pa
-    import pyarrow.dataset as pads
     import ray
+
+    from .job import arrow_schema
 
     if not ray.is_initialized():
         ray.init(address=address, ignore_reinit_error=True, log_to_driver=False)
@@ -173,39 +177,31 @@ def run_ray(job: Job, address: str | None = None, workers: int | None = None, th
     del model
     pending = job.pending()
     progress = _progress(job, set(range(job.num_shards)) - set(pending), quiet)
-    wave_shards = wave_shards or max(1, 4 * workers)
-    schema = None
-    for start in range(0, len(pending), wave_shards):
-        wave = pending[start:start + wave_shards]
-        items = [{"row": r.row, "id": r.id, "audio": r.audio or "", "read_error": r.error or ""}
-                 for k in wave for r in job.shard_rows(k)]
-        ds = ray.data.from_items(items)
-        options: dict = {"num_gpus": 1} if gpus else {"num_cpus": threads}
-        ds = ds.map_batches(RayAnnotator, fn_constructor_args=(job.config, threads, bool(gpus)),
-                            batch_size=max(1, min(job.config.shard_size, 256)), batch_format="pyarrow",
-                            compute=ray.data.ActorPoolStrategy(size=workers), **options)
-        staging = job.out / f".ray-staging-{uuid.uuid4().hex[:8]}"
-        try:
-            ds.write_parquet(str(staging))
-            staged = pads.dataset(str(staging), format="parquet").to_table()
-            if schema is None:
-                from .job import arrow_schema
-
-                schema = arrow_schema(table, dim, job.config.embedding_dtype)
-            staged = staged.cast(schema).sort_by("row")
-            rows = staged.column("row").to_numpy()
-            for k in wave:
-                lo, hi = k * job.config.shard_size, min((k + 1) * job.config.shard_size, len(job.rows))
-                import numpy as np
-
-                a, b = int(np.searchsorted(rows, lo)), int(np.searchsorted(rows, hi))
-                part = staged.slice(a, b - a)
-                if part.num_rows != hi - lo:
-                    raise RuntimeError(f"Ray returned {part.num_rows} rows for shard {k}, expected {hi - lo}")
-                progress.update(job.commit(k, pa.Table.from_batches(part.to_batches(), schema=schema),
+    if not pending:
+        return progress.summary() | {"engine": "ray", "workers": workers}
+    schema = arrow_schema(table, dim, job.config.embedding_dtype)
+    blocks = [pa.table({"row": [r.row for r in rows], "id": [r.id for r in rows],
+                        "audio": [r.audio or "" for r in rows], "read_error": [r.error or "" for r in rows]})
+              for rows in (job.shard_rows(k) for k in pending)]
+    options: dict = {"num_gpus": 1} if gpus else {"num_cpus": threads}
+    ds = ray.data.from_arrow(blocks).map_batches(
+        RayAnnotator, fn_constructor_args=(job.config, threads, bool(gpus)), batch_size=None, batch_format="pyarrow",
+        compute=ray.data.ActorPoolStrategy(size=workers), **options)
+    size = job.config.shard_size
+    waiting: dict[int, list] = {}
+    for batch in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
+        batch = batch.cast(schema)
+        shards = np.asarray(batch.column("row")) // size
+        for k in np.unique(shards):
+            k = int(k)
+            waiting.setdefault(k, []).append(batch.filter(pa.array(shards == k)))
+            expected = len(job.shard_rows(k))
+            if sum(part.num_rows for part in waiting[k]) == expected:
+                rows = pa.concat_tables(waiting.pop(k)).sort_by("row")
+                progress.update(job.commit(k, pa.Table.from_batches(rows.to_batches(), schema=schema),
                                            identity=identity_cpu if not gpus else None))
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
+    if waiting:
+        raise RuntimeError(f"Ray returned incomplete shards {sorted(waiting)}")
     return progress.summary() | {"engine": "ray", "workers": workers}
 
 
