@@ -66,6 +66,7 @@ class MelEncoderConfig(PretrainedConfig):
         spectral_lags: tuple[int, ...] | list[int] = (),
         activity_range: float = 5.0,
         pitch_stats: bool = False,
+        pitch_skip: bool = False,
         conv_channels: int = 256,
         conv_kernel: int = 5,
         conv_strides: tuple[int, ...] | list[int] = (2, 2),
@@ -102,6 +103,7 @@ class MelEncoderConfig(PretrainedConfig):
         self.spectral_lags = [int(lag) for lag in spectral_lags]
         self.activity_range = float(activity_range)
         self.pitch_stats = bool(pitch_stats)
+        self.pitch_skip = bool(pitch_skip)
         self.conv_channels = int(conv_channels)
         self.conv_kernel = int(conv_kernel)
         self.conv_strides = [int(s) for s in conv_strides]
@@ -137,6 +139,8 @@ class MelEncoderConfig(PretrainedConfig):
             problems.append(f"modulation_hz must lie in (0, {frame_rate / 2}) Hz, got {self.modulation_hz}")
         if self.pitch_stats and not self.pitch_bins:
             problems.append("pitch_stats needs pitch_bins > 0")
+        if self.pitch_skip and not self.pitch_stats:
+            problems.append("pitch_skip needs pitch_stats")
         if any(lag < 1 for lag in self.spectral_lags):
             problems.append(f"spectral_lags must be positive frame counts, got {self.spectral_lags}")
         if self.conv_kernel % 2 != 1 or self.position_conv_kernel % 2 != 1:
@@ -449,7 +453,13 @@ class MelEncoderModel(MelEncoderPreTrainedModel):
         )
         self.layers = nn.ModuleList(EncoderLayer(config) for _ in range(config.num_hidden_layers))
         self.final_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        # pitch_skip: the utterance log-F0 statistics (mean, 20th, 80th percentile) added to every output frame through
+        # one linear map, past the transformer: the pooled vector then moves monotonically with the voice's F0
+        # along a learned direction, whatever the rest of the tower makes of formants or gender. Starts at zero.
+        self.pitch_skip = nn.Linear(3, config.hidden_size, bias=False) if getattr(config, "pitch_skip", False) else None
         self.post_init()
+        if self.pitch_skip is not None:
+            nn.init.zeros_(self.pitch_skip.weight)
 
     def _get_feat_extract_output_lengths(self, input_lengths: torch.Tensor | int) -> torch.Tensor | int:
         """Encoder frames for clips of ``input_lengths`` samples (same formula as the forward pass)."""
@@ -495,6 +505,9 @@ class MelEncoderModel(MelEncoderPreTrainedModel):
         else:
             sample_lengths = attention_mask.sum(-1).long()
         feats, frame_lengths = self.front_end(input_values, sample_lengths)
+        # utterance F0 statistics: the last pitch_stats channels but one, broadcast over frames (taken before
+        # SpecAugment, which may mask the first frame)
+        pitch = feats[:, -PITCH_STATS_CHANNELS:-1, 0] if self.pitch_skip is not None else None
         if self.training and self.config.apply_spec_augment:
             feats = self._spec_augment(feats, frame_lengths)
         feats = feats.to(self.final_norm.weight.dtype)
@@ -508,7 +521,10 @@ class MelEncoderModel(MelEncoderPreTrainedModel):
             x = layer(x, key_mask) * frame_mask
             if output_hidden_states:
                 hidden_states.append(x)
-        x = self.final_norm(x) * frame_mask
+        x = self.final_norm(x)
+        if pitch is not None:
+            x = x + self.pitch_skip(pitch.to(x.dtype))[:, None, :]
+        x = x * frame_mask
         if return_dict is False:
             return (x,) + ((tuple(hidden_states),) if output_hidden_states else ())
         return BaseModelOutput(last_hidden_state=x, hidden_states=tuple(hidden_states) if output_hidden_states else None)

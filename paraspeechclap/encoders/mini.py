@@ -28,6 +28,10 @@ MEL_PRESETS: dict[str, dict[str, Any]] = {
     "mel-mini-f0": dict(hidden_size=192, conv_channels=192, num_hidden_layers=3, num_attention_heads=4,
                         intermediate_size=768, pitch_bins=48, modulation_hz=[2.0, 3.0, 4.0, 5.5, 7.0, 9.0],
                         spectral_lags=[2, 3, 4, 6, 8, 12], pitch_stats=True),
+    # + those statistics added past the transformer through one linear map (starts at zero; see encoders/mel.py)
+    "mel-mini-f0-skip": dict(hidden_size=192, conv_channels=192, num_hidden_layers=3, num_attention_heads=4,
+                             intermediate_size=768, pitch_bins=48, modulation_hz=[2.0, 3.0, 4.0, 5.5, 7.0, 9.0],
+                             spectral_lags=[2, 3, 4, 6, 8, 12], pitch_stats=True, pitch_skip=True),
 }
 #: projection-head dropout of `mini` (the reference uses 0.5 with its much larger towers).
 MINI_PROJECTION_DROPOUT = 0.1
@@ -201,5 +205,6 @@ def load_trained_weights(model, source: str | Path) -> None:
             grown[:, : value.shape[1]] = value
             state[key] = grown
     missing, unexpected = model.load_state_dict(state, strict=False)
-    if unexpected or any(not k.startswith("text_branch.base.") for k in missing):
+    # the frozen text tower keeps its package weights; a pitch skip the source lacks starts at zero
+    if unexpected or any(not k.startswith(("text_branch.base.", "audio_branch.base.pitch_skip.")) for k in missing):
         raise ValueError(f"{folder}: weights do not fit (missing {missing[:5]}, unexpected {unexpected[:5]})")

@@ -177,3 +177,30 @@ def test_mini_factory_builds_a_working_paraspeechclap(tmp_path):
     wave = (np.random.default_rng(0).standard_normal(16000).astype(np.float32), 16000)
     np.testing.assert_allclose(reloaded.embed_audio([wave]), model.embed_audio([wave]), atol=1e-5)
     np.testing.assert_allclose(reloaded.embed_text(["a deep voice"]), model.embed_text(["a deep voice"]), atol=1e-5)
+
+
+def test_pitch_skip_starts_at_zero_and_moves_the_output_with_f0():
+    """pitch_skip adds the utterance log-F0 statistics past the transformer through one linear map: at its zero start
+    the encoder answers as without it; with a weight, every frame moves along that map's direction, monotonically
+    in the voice's F0 (harmonic tones at 100, 140 and 200 Hz)."""
+    torch.manual_seed(0)
+    plain = MelEncoderModel(MelEncoderConfig(**SMALL, pitch_stats=True)).eval()
+    torch.manual_seed(0)
+    skip = MelEncoderModel(MelEncoderConfig(**SMALL, pitch_stats=True, pitch_skip=True)).eval()
+    skip.load_state_dict(plain.state_dict(), strict=False)
+    assert torch.count_nonzero(skip.pitch_skip.weight) == 0
+    t = np.arange(24000) / 16000
+    waves = torch.from_numpy(np.stack([sum(np.sin(2 * np.pi * f0 * k * t) / k for k in range(1, 25)) * 0.05
+                                       for f0 in (100.0, 140.0, 200.0)]).astype(np.float32))
+    mask = torch.ones_like(waves, dtype=torch.long)
+    with torch.no_grad():
+        torch.testing.assert_close(skip(waves, attention_mask=mask).last_hidden_state,
+                                   plain(waves, attention_mask=mask).last_hidden_state)
+        direction = torch.randn(SMALL["hidden_size"])
+        skip.pitch_skip.weight.copy_(direction[:, None].expand(-1, 3))
+        moved = _pooled(skip, waves, mask) - _pooled(plain, waves, mask)
+    along = moved @ direction / direction.norm() ** 2  # the summed F0 statistics of each tone
+    assert torch.allclose(moved, along[:, None] * direction[None], atol=1e-4)
+    assert along[0] < along[1] < along[2]
+    with pytest.raises(ValueError, match="pitch_skip needs pitch_stats"):
+        MelEncoderConfig(**SMALL, pitch_skip=True)
