@@ -663,10 +663,15 @@ def met_cell(met: bool | None) -> str:
 
 
 def write_results(out: Path, stem: str, result: dict, markdown: str) -> tuple[Path, Path]:
-    """``<stem>.json`` and ``<stem>.md`` in ``out``, each written atomically through :mod:`paraspeechclap.fileio`."""
+    """``<stem>.json`` and ``<stem>.md`` in ``out``, each written atomically through :mod:`paraspeechclap.fileio`.
+    An earlier run's results are never replaced: a taken stem gets ``-2``, ``-3``, ... (same day, same revision)."""
     from paraspeechclap.fileio import atomic_write_text
 
     out = Path(out)
+    base, n = stem, 1
+    while (out / f"{stem}.json").exists() or (out / f"{stem}.md").exists():
+        n += 1
+        stem = f"{base}-{n}"
     json_path = atomic_write_text(out / f"{stem}.json", json.dumps(result, indent=2, default=_jsonable) + "\n")
     md_path = atomic_write_text(out / f"{stem}.md", markdown)
     return Path(json_path), Path(md_path)

@@ -126,6 +126,8 @@ def test_results_are_written_atomically_with_a_revision_in_the_name(H, tmp_path)
     json_path, md_path = H.write_results(tmp_path / "out", "r", {"x": np.float32(1.5), "a": np.arange(2)}, "# t\n")
     assert json.loads(json_path.read_text()) == {"x": 1.5, "a": [0, 1]} and md_path.read_text() == "# t\n"
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["r.json", "r.md"]  # no temporaries left
+    again, _ = H.write_results(tmp_path / "out", "r", {"x": 2}, "# u\n")  # a second run keeps the first one's files
+    assert again.name == "r-2.json" and json.loads(json_path.read_text())["x"] == 1.5
     stem = H.result_stem("inference", None, "quick", "")
     assert stem.startswith("inference-") and stem.endswith("-quick") and "+" not in stem
     assert H.result_stem("x", "given") == "given"
