@@ -143,14 +143,14 @@ def bench_annotation(args, work: Path) -> dict:
     return out
 
 
-def bench_resume(args, work: Path) -> dict:
+def bench_resume(args, work: Path, annotation: dict) -> dict:
     """Kill an annotation at a random moment with SIGKILL, rerun, compare with the uninterrupted local_1 run."""
     corpus = work / "audio"
     folder = work / "killed"
     reference = work / "local_1"
     full = json.loads((reference / "_manifest.json").read_text())
-    audio_seconds = sum(info["audio_seconds"] for info in full["shards"].values())
-    per_shard = audio_seconds / full["num_shards"] / 50.0  # mini runs at roughly 50x real time per worker
+    # seconds per shard of the same 2-worker job measured just before (start-up included, so a little long)
+    per_shard = annotation["runs"]["local_2"]["wall_s"] / full["num_shards"]
     rng = random.Random(args.seed)
     cmd = cli(str(corpus), "--out", str(folder), "--shard-size", str(args.shard_size), "--device", "cpu",
               "--precision", "fp32", "--quiet", "--workers", "2")
@@ -164,7 +164,7 @@ def bench_resume(args, work: Path) -> dict:
         if manifest_path.is_file() and json.loads(manifest_path.read_text()).get("shards"):
             break
         time.sleep(0.05)
-    delay = rng.uniform(0.0, max(0.5, per_shard * (full["num_shards"] - 1) / 2))
+    delay = rng.uniform(0.0, max(0.5, per_shard * (full["num_shards"] - 1) * 0.6))  # lands before the end
     time.sleep(delay)
     os.killpg(child.pid, signal.SIGKILL)
     child.wait()
@@ -177,6 +177,7 @@ def bench_resume(args, work: Path) -> dict:
     ids = rows.column("id").to_pylist()
     return {"kill_after_s": killed_at, "extra_delay_after_first_shard_s": delay, "shards": full["num_shards"],
             "shards_done_at_kill": len(done_before),
+            "killed_before_the_end": len(done_before) < full["num_shards"],
             "finished_shards_kept": kept, "redone_shards": full["num_shards"] - len(done_before),
             "duplicates": len(ids) - len(set(ids)), "equal_to_uninterrupted": same_rows(rows_of(reference), rows, 1e-4),
             "rerun_wall_s": wall}
@@ -188,9 +189,11 @@ def bench_memory(args, work: Path) -> dict:
     out = {}
     for times in (1, 10):
         manifest = repeated_manifest(corpus, work / f"rows{times}x.jsonl", times)
+        # VmHWM is this process's own peak; ru_maxrss survives execve and would report this benchmark's own peak
         cmd = [sys.executable, "-c",
-               "import json, resource, sys; from paraspeechclap.cli import main; main(sys.argv[1:]); "
-               "print(json.dumps({'peak_rss_mb': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))",
+               "import json, re, sys; from paraspeechclap.cli import main; main(sys.argv[1:]); "
+               "hwm = re.search(r'VmHWM:\\s+(\\d+) kB', open('/proc/self/status').read()).group(1); "
+               "print(json.dumps({'peak_rss_mb': int(hwm) / 1024}))",
                "annotate", str(manifest), "--out", str(work / f"mem{times}x"), "--shard-size", str(args.shard_size),
                "--device", "cpu", "--precision", "fp32", "--quiet", "--workers", "1"]
         done = subprocess.run(cmd, env=_env(), capture_output=True, text=True)
@@ -323,7 +326,7 @@ def main(argv=None) -> int:
     if "annotation" not in skip:
         results["annotation"] = bench_annotation(args, work)
         if "resume" not in skip:
-            results["resume"] = bench_resume(args, work)
+            results["resume"] = bench_resume(args, work, results["annotation"])
         if "memory" not in skip:
             results["memory"] = bench_memory(args, work)
     if "search" not in skip:
@@ -372,8 +375,9 @@ def markdown(results: dict) -> str:
                   f"{res['equal_to_uninterrupted']}.", ""]
         targets.append(("rerun after SIGKILL equals an uninterrupted run, no duplicates, only unfinished shards redone",
                         f"equal {res['equal_to_uninterrupted']}, {res['duplicates']} duplicates, finished shards kept "
-                        f"{res['finished_shards_kept']}", res["equal_to_uninterrupted"] and not res["duplicates"]
-                        and res["finished_shards_kept"]))
+                        f"{res['finished_shards_kept']}, killed before the end {res.get('killed_before_the_end')}",
+                        res["equal_to_uninterrupted"] and not res["duplicates"] and res["finished_shards_kept"]
+                        and res.get("killed_before_the_end", False)))
     mem = results.get("memory")
     if mem:
         lines += ["## Memory", "", f"Peak RSS of one worker: {mem['1x']['rows']} rows {mem['1x']['peak_rss_mb']:.0f} MB, "
