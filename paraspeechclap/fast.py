@@ -138,25 +138,28 @@ def _plain_conv(conv: nn.Module) -> bool:
             and conv.padding_mode == "zeros")
 
 
+def _switch(model: nn.Module, forward, matches) -> int:
+    """Give every module inside ``model`` for which ``matches(module)`` holds ``forward`` as its own (instance-level)
+    forward, which ``use_stock_paths`` removes again; returns how many modules were switched."""
+    switched = 0
+    for module in model.modules():
+        if matches(module):
+            module.forward = types.MethodType(forward, module)
+            switched += 1
+    return switched
+
+
 def use_fast_feature_encoder(model: nn.Module) -> int:
     """Switch every layer-norm conv layer of a WavLM/wav2vec2 feature encoder inside ``model`` to
     ``_layer_norm_conv_forward``; returns how many were switched."""
-    switched = 0
-    for module in model.modules():
-        if type(module).__name__.endswith("LayerNormConvLayer") and _plain_conv(getattr(module, "conv", None)):
-            module.forward = types.MethodType(_layer_norm_conv_forward, module)
-            switched += 1
-    return switched
+    return _switch(model, _layer_norm_conv_forward, lambda m: type(m).__name__.endswith("LayerNormConvLayer")
+                   and _plain_conv(getattr(m, "conv", None)))
 
 
 def use_sdpa_attention(model: nn.Module) -> int:
     """Switch every WavLM attention module inside ``model`` to SDPA; returns how many were switched."""
-    switched = 0
-    for module in model.modules():
-        if type(module).__name__ == "WavLMAttention" and hasattr(module, "gru_rel_pos_linear"):
-            module.forward = types.MethodType(_wavlm_sdpa_attention_forward, module)
-            switched += 1
-    return switched
+    return _switch(model, _wavlm_sdpa_attention_forward,
+                   lambda m: type(m).__name__ == "WavLMAttention" and hasattr(m, "gru_rel_pos_linear"))
 
 
 def _have_onednn_linear() -> bool:
@@ -220,21 +223,18 @@ def _exact_gelu(activation) -> bool:
         isinstance(activation, nn.GELU) and activation.approximate == "none")
 
 
+def _fusable_feed_forward(module: nn.Module) -> bool:
+    return (type(module).__name__.endswith("FeedForward") and isinstance(getattr(module, "intermediate_dense", None), nn.Linear)
+            and _exact_gelu(getattr(module, "intermediate_act_fn", None)))
+
+
 def use_onednn_linear(model: nn.Module) -> int:
     """Route every ``nn.Linear`` inside ``model`` through ``_linear`` and fuse exact GELU into WavLM's feed-forward
     blocks; returns how many modules were switched (0 where torch has no oneDNN)."""
     if not _ONEDNN_LINEAR:
         return 0
-    switched = 0
-    for module in model.modules():
-        if type(module) is nn.Linear:
-            module.forward = types.MethodType(_onednn_linear_forward, module)
-            switched += 1
-        elif (type(module).__name__.endswith("FeedForward") and isinstance(getattr(module, "intermediate_dense", None), nn.Linear)
-              and _exact_gelu(getattr(module, "intermediate_act_fn", None))):
-            module.forward = types.MethodType(_feed_forward_forward, module)
-            switched += 1
-    return switched
+    return (_switch(model, _onednn_linear_forward, lambda m: type(m) is nn.Linear)
+            + _switch(model, _feed_forward_forward, _fusable_feed_forward))
 
 
 _FAST_FORWARDS = (_wavlm_sdpa_attention_forward, _layer_norm_conv_forward, _onednn_linear_forward, _feed_forward_forward)
