@@ -13,7 +13,7 @@ import pytest
 from conftest import NUM_CLIPS, NUM_SHARDS, SHARD_SIZE, assert_same_rows
 
 from paraspeechclap.annotate.engines import annotated_rows
-from paraspeechclap.annotate.job import MANIFEST
+from paraspeechclap.annotate.job import LOCK, MANIFEST, SHARD_GLOB
 
 # The child runs the real CLI; the test slows each commit down (after the shard is recorded) so that the kill
 # lands while later shards are in flight. Nothing in the package knows about it.
@@ -108,7 +108,8 @@ def test_ray_data_matches_one_worker(corpus, reference, tmp_path):
     finally:
         ray.shutdown()
     assert summary["engine"] == "ray" and summary["shards_done"] == NUM_SHARDS
-    assert not list(out.glob(".ray-staging-*"))
+    kept = {MANIFEST, LOCK} | {p.name for p in out.glob(SHARD_GLOB)}
+    assert {p.name for p in out.iterdir()} <= kept  # shards committed straight from the stream: nothing else left
     assert_same_rows(annotated_rows(out), reference[1])
     manifest = json.loads((out / MANIFEST).read_text())
     assert manifest["model"]["identity"] == json.loads((reference[0] / MANIFEST).read_text())["model"]["identity"]
