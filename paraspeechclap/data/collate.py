@@ -59,3 +59,30 @@ class Collator:
 
     def __call__(self, items):
         return collate(items, mask_padding=self.mask_padding, tag_columns=self.tag_columns)
+
+
+def concat(first: dict, second: dict, *, audio_only: bool = False) -> dict:
+    """Two collated batches as one (audio padded to the longer), ``second``'s rows after ``first``'s; with
+    ``audio_only`` only ``second``'s audio is added (captions and tags stay ``first``'s)."""
+    if not second.get("size") or (audio_only and not first.get("size")):
+        return {**first, "errors": first.get("errors", []) + second.get("errors", [])}
+    if not first.get("size"):
+        return {**second, "errors": first.get("errors", []) + second.get("errors", [])}
+    longest = max(first["audio"].shape[1], second["audio"].shape[1])
+
+    def pad(x):
+        return torch.nn.functional.pad(x, (0, longest - x.shape[1]))
+
+    out = {"size": first["size"] + second["size"], "errors": first.get("errors", []) + second.get("errors", []),
+           "audio": torch.cat([pad(first["audio"]), pad(second["audio"])]),
+           "audio_attention_mask": torch.cat([pad(first["audio_attention_mask"]), pad(second["audio_attention_mask"])]),
+           "audio_lengths": torch.cat([first["audio_lengths"], second["audio_lengths"]]),
+           "paths": first["paths"] + second["paths"], "indices": first["indices"] + second["indices"],
+           "tags": {c: first["tags"].get(c, []) + second["tags"].get(c, []) for c in first["tags"]}}
+    if audio_only:
+        out["tags"] = first["tags"]
+        if "text" in first:
+            out["text"] = first["text"]
+    elif "text" in first and "text" in second:
+        out["text"] = first["text"] + second["text"]
+    return out

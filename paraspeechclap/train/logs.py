@@ -16,7 +16,7 @@ from . import distributed as D
 
 logger = logging.getLogger("paraspeechclap.train")
 
-CSV_FIELDS = ["step", "epoch", "loss", "contrastive_loss", "classification_loss", "logit_scale", "lr",
+CSV_FIELDS = ["step", "epoch", "loss", "contrastive_loss", "classification_loss", "order_loss", "logit_scale", "lr",
               "samples_per_s", "audio_hours_per_hour", "skipped_items", "time"]
 LOG_FILES = ("train_log.csv", "val_log.csv")
 
@@ -83,7 +83,7 @@ class RunLogger:
 
     def reset_window(self) -> None:
         self.win = {"t": time.perf_counter(), "samples": 0, "audio": 0.0,
-                    "loss": torch.zeros(3, dtype=torch.float64), "n": 0}
+                    "loss": torch.zeros(4, dtype=torch.float64), "n": 0}
 
     def add_step(self, losses: torch.Tensor, n_micro: int, samples: int, audio_seconds: float) -> None:
         """Account one applied optimizer step: summed [total, contrastive, classification] over its micro-batches."""
@@ -103,11 +103,11 @@ class RunLogger:
         w = self.win
         elapsed = max(now - w["t"], 1e-9)
         g = D.all_reduce_sum([w["samples"], w["audio"], *w["loss"].tolist(), w["n"]], self.dist.device)
-        samples, audio_s, l_tot, l_con, l_cls, n = g[0], g[1], g[2], g[3], g[4], max(g[5], 1)
+        samples, audio_s, l_tot, l_con, l_cls, l_ord, n = g[0], g[1], g[2], g[3], g[4], g[5], max(g[6], 1)
         epoch = round(state.epoch + state.position / max(sampler_len, 1), 4) if sampler_len else state.epoch
         row = {
             "step": step, "epoch": epoch, "loss": l_tot / n, "contrastive_loss": l_con / n,
-            "classification_loss": l_cls / n, "logit_scale": float(model.log_logit_scale.detach().exp()),
+            "classification_loss": l_cls / n, "order_loss": l_ord / n, "logit_scale": float(model.log_logit_scale.detach().exp()),
             "lr": scheduler.get_last_lr()[0], "samples_per_s": samples / elapsed,
             "audio_hours_per_hour": audio_s / elapsed, "skipped_items": state.counters.get("bad_items", 0),
             "time": time.time(),
@@ -122,10 +122,10 @@ class RunLogger:
                                  ah_h=f"{row['audio_hours_per_hour']:.1f}", scale=f"{row['logit_scale']:.1f}",
                                  refresh=False)
         else:
-            logger.info("step %d: loss %.4f (contrastive %.4f, classification %.4f), scale %.2f, lr %.3g, "
+            logger.info("step %d: loss %.4f (contrastive %.4f, classification %.4f, order %.4f), scale %.2f, lr %.3g, "
                         "%.1f samples/s, %.1f audio-h/h", step, row["loss"], row["contrastive_loss"],
-                        row["classification_loss"], row["logit_scale"], row["lr"], row["samples_per_s"],
-                        row["audio_hours_per_hour"])
+                        row["classification_loss"], row["order_loss"], row["logit_scale"], row["lr"],
+                        row["samples_per_s"], row["audio_hours_per_hour"])
 
     def log_row(self, row: dict, *, kind: str = "train") -> None:
         path = self.csv_path if kind == "train" else self.val_csv_path

@@ -41,7 +41,7 @@ import torch
 from .. import fileio
 from .. import losses as L
 from ..data import schema
-from ..data.collate import Collator
+from ..data.collate import Collator, concat
 from ..data.dataset import ParaSpeechCapsDataset, StreamingParaSpeechCapsDataset
 from ..data.samplers import BalancedBatchSampler, ShuffleBatchSampler
 from ..data.sources import Table, load_sources
@@ -50,6 +50,7 @@ from . import checkpointing as C
 from . import distributed as D
 from .config import Config, ConfigError, apply_overrides, dump, validate, _wrap
 from .logs import LOG_FILES, RunLogger, copy_log_rows
+from .order import OrderLoss
 from .state import StopSignals, TrainState, agree, worker_ignore_signals
 
 logger = logging.getLogger("paraspeechclap.train")
@@ -237,11 +238,12 @@ class HeadSpec:
 
 def training_loss(model, inner, batch: dict, *, device, heads: Sequence[HeadSpec] = (), step: int = 0,
                   seed: int = 0, classification_weight: float = 1.0, autocast=contextlib.nullcontext,
-                  max_length: int = 512) -> dict:
+                  max_length: int = 512, order: tuple | None = None) -> dict:
     """Forward one (local) batch and compute the global-batch loss (gathering across ranks).
 
     ``model`` is what to call for the forward (a DDP wrapper or the model itself), ``inner`` the
-    unwrapped model (tokenizer, tag-prompt embeddings)."""
+    unwrapped model (tokenizer, tag-prompt embeddings). ``order``: ``(OrderLoss, first row, table indices, groups)``
+    when the batch ends with order groups (:mod:`.order`)."""
     audio = batch["audio"].to(device, non_blocking=True)
     mask = batch["audio_attention_mask"].to(device, non_blocking=True)
     tokens = _to(inner.tokenize(list(batch["text"]), max_length=max_length), device)
@@ -249,7 +251,7 @@ def training_loss(model, inner, batch: dict, *, device, heads: Sequence[HeadSpec
         text_emb, speech_emb, logit_scale = model(audio, tokens, audio_attention_mask=mask)
     text_emb, speech_emb = text_emb.float(), speech_emb.float()
     all_text = L.gather_features(text_emb)
-    all_audio = L.gather_features(speech_emb)
+    all_audio = L.gather_features(speech_emb[: text_emb.shape[0]])  # order rows without captions come last
     head_objs = []
     for h in heads:
         local_tags = batch["tags"].get(h.column)
@@ -264,6 +266,14 @@ def training_loss(model, inner, batch: dict, *, device, heads: Sequence[HeadSpec
         head_objs.append(L.ClassificationHead(tag_emb.float(), tags, h.tag_to_idx, name=h.column))
     out = L.multitask_loss(all_text, all_audio, logit_scale.float(), head_objs,
                            classification_weight=classification_weight)
+    out["order_loss"] = torch.zeros((), device=speech_emb.device)
+    if order is not None:
+        rule, start, indices, groups = order
+        ptoks = _to(inner.tokenize(rule.prompts, max_length=max_length), device)
+        with autocast():
+            prompt_emb = inner.encode_text(ptoks, normalize=False)
+        out["order_loss"] = rule.loss(speech_emb[start:], prompt_emb, logit_scale, indices, groups)
+        out["total_loss"] = out["total_loss"] + rule.weight * out["order_loss"]
     out["logit_scale"] = logit_scale.detach()
     out["global_batch"] = all_audio.shape[0]
     return out
@@ -443,6 +453,12 @@ class Trainer:
             crop_seconds=d.crop_seconds, random_crop=bool(d.random_crop), mask_padding=bool(d.mask_padding),
             normalize=self.normalize, caption_column=d.caption_column, tag_columns=wanted_tags, seed=int(cfg.run.seed))
         self.collator = Collator(mask_padding=bool(d.mask_padding), tag_columns=wanted_tags)
+        self.order = None
+        if cfg.loss.order.data:
+            self.order = OrderLoss.from_config(
+                cfg.loss.order, audio_root=d.audio_root, crop_seconds=d.crop_seconds, random_crop=bool(d.random_crop),
+                mask_padding=bool(d.mask_padding), normalize=self.normalize, caption_column=d.caption_column,
+                tag_columns=wanted_tags, template=cfg.loss.prompt_template, seed=int(cfg.run.seed))
         B = int(cfg.optim.batch_size)
         self.heads: list[HeadSpec] = []
         if isinstance(data, Table):
@@ -568,21 +584,28 @@ class Trainer:
         return None
 
     def _new_accumulator(self) -> dict:
-        return {"micro": 0, "loss": torch.zeros(3, dtype=torch.float64, device=self.dist.device), "samples": 0,
+        return {"micro": 0, "loss": torch.zeros(4, dtype=torch.float64, device=self.dist.device), "samples": 0,
                 "audio": 0.0}
 
     def _forward_backward(self, batch: dict, st: TrainState, acc: dict, *, sync: bool) -> None:
         cfg = self.cfg
         ctx = self.ddp.no_sync() if (self.dist.distributed and not sync) else contextlib.nullcontext()
+        order = None
+        if self.order is not None:
+            extra = self.order.batch(st.step * int(cfg.optim.grad_accum) + acc["micro"], self.dist.rank,
+                                     self.collator)
+            self._account_errors(extra, st.counters)
+            order = (self.order, batch["size"], extra.get("indices", []), extra["order_groups"])
+            batch = concat(batch, extra, audio_only=not self.order.joint)
         with ctx:
             out = training_loss(self.ddp, self.model, batch, device=self.dist.device, heads=self.heads, step=st.step,
                                 seed=int(cfg.run.seed), classification_weight=float(cfg.loss.classification_weight),
-                                autocast=self.autocast)
+                                autocast=self.autocast, order=order)
             self.scaler.scale(out["total_loss"] / int(cfg.optim.grad_accum)).backward()
         acc["micro"] += 1
         # accumulated on the device: the only host sync is the finiteness check at the step
         acc["loss"] += torch.stack([out["total_loss"].detach(), out["contrastive_loss"].detach(),
-                                    out["classification_loss"].detach()]).double()
+                                    out["classification_loss"].detach(), out["order_loss"].detach()]).double()
         n, secs = batch["size"], float(batch["audio_lengths"].sum()) / SR
         acc["samples"] += n
         acc["audio"] += secs

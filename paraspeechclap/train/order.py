@@ -1,0 +1,114 @@
+"""An order loss over versions of one recording (``loss.order`` in a training config).
+
+The contrastive and classification losses learn absolute labels ("this clip is deep"). Where the labels are relative
+to a speaker (recorded speech shifted up and down: the same voice, higher or lower), what is known for sure is the
+*order*: of two versions of one recording, the lower one must score higher on ``classes[0]`` ("deep") minus
+``classes[1]`` ("high-pitched"). Each step adds ``groups_per_step`` groups (all versions of one recording, rows
+sharing ``group_column``) to the batch. They go through the same forward as the rest of the batch; with ``joint``
+they also count in the contrastive and classification losses, else only their audio is added. Every pair of one
+group whose ``value_column`` values differ by at least ``min_gap`` adds ``softplus(-s * (D_lower - D_higher))``,
+with ``D`` the cosine to the first class prompt minus the cosine to the second and ``s`` the model's logit scale
+(not trained by this loss).
+
+The groups of a step are drawn from ``(seed, step, rank)`` alone, so a resumed run draws the same ones.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from typing import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..data.dataset import ParaSpeechCapsDataset
+from ..data.sources import load_sources
+
+logger = logging.getLogger(__name__)
+
+
+class OrderLoss:
+    """Draws the order groups of a step and scores them; built once per run from ``cfg.loss.order``."""
+
+    def __init__(self, table, dataset: ParaSpeechCapsDataset, *, group_column: str, value_column: str,
+                 classes: Sequence[str], template: str, groups_per_step: int, min_gap: float, weight: float,
+                 seed: int, joint: bool = True):
+        if len(classes) != 2:
+            raise ValueError(f"loss.order.classes needs two classes (lower value first), not {list(classes)!r}")
+        self.dataset = dataset
+        self.classes = list(classes)
+        self.prompts = [template.format(c) for c in self.classes]
+        self.groups_per_step = int(groups_per_step)
+        self.min_gap = float(min_gap)
+        self.weight = float(weight)
+        self.seed = int(seed)
+        self.joint = bool(joint)
+        members: dict = defaultdict(list)
+        self.values = np.full(len(table), np.nan)
+        for i in range(len(table)):
+            row = table[i]
+            value, group = row.get(value_column), row.get(group_column)
+            if value is None or group is None:
+                continue
+            self.values[i] = float(value)
+            members[group].append(i)
+        self.groups = [g for g in members.values()
+                       if len(g) > 1 and np.ptp(self.values[g]) >= self.min_gap]
+        if not self.groups:
+            raise ValueError(f"loss.order: no group of {group_column!r} has two rows whose {value_column!r} "
+                             f"differ by >= {min_gap}")
+        logger.info("order loss: %d groups (%d rows), %d per step, classes %s", len(self.groups),
+                    sum(map(len, self.groups)), self.groups_per_step, " > ".join(self.classes))
+
+    @classmethod
+    def from_config(cls, ocfg, *, audio_root, crop_seconds, random_crop, mask_padding, normalize, caption_column,
+                    tag_columns, template: str, seed: int) -> "OrderLoss":
+        table = load_sources(ocfg.data, audio_root=audio_root, seed=seed)
+        dataset = ParaSpeechCapsDataset(table, audio_root=audio_root, train=True, crop_seconds=crop_seconds,
+                                        random_crop=random_crop, mask_padding=mask_padding, normalize=normalize,
+                                        caption_column=caption_column, tag_columns=tag_columns, seed=seed)
+        return cls(table, dataset, group_column=ocfg.group_column, value_column=ocfg.value_column,
+                   classes=ocfg.classes, template=template, groups_per_step=ocfg.groups_per_step,
+                   min_gap=ocfg.min_gap, weight=ocfg.weight, seed=seed, joint=ocfg.joint)
+
+    def items(self, step: int, rank: int = 0) -> tuple[list[dict], list[int]]:
+        """The dataset items of ``step``'s groups on ``rank`` (drawn from ``(seed, step, rank)``), their group ids."""
+        rng = np.random.default_rng([self.seed, int(step), int(rank), 0x0DE5])
+        picked = rng.choice(len(self.groups), size=min(self.groups_per_step, len(self.groups)), replace=False)
+        items, group_of = [], []
+        for g in picked:
+            for row in self.groups[g]:
+                items.append(self.dataset[(row, int(rng.integers(2**62)))])
+                group_of.append(int(g))
+        return items, group_of
+
+    def batch(self, step: int, rank: int, collator) -> dict:
+        """:meth:`items` collated; ``order_groups`` holds the group of each readable row."""
+        items, groups = self.items(step, rank)
+        out = collator(items)
+        out["order_groups"] = [g for it, g in zip(items, groups) if "error" not in it]
+        return out
+
+    def pairs(self, indices: Sequence[int], groups: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        """(lower, higher) positions of every pair of one group at least ``min_gap`` apart."""
+        lo, hi = [], []
+        for a in range(len(indices)):
+            for b in range(len(indices)):
+                if groups[a] == groups[b] and self.values[indices[b]] - self.values[indices[a]] >= self.min_gap:
+                    lo.append(a)
+                    hi.append(b)
+        return torch.tensor(lo, dtype=torch.long), torch.tensor(hi, dtype=torch.long)
+
+    def loss(self, speech_emb: torch.Tensor, prompt_emb: torch.Tensor, logit_scale: torch.Tensor,
+             indices: Sequence[int], groups: Sequence[int]) -> torch.Tensor:
+        """``speech_emb`` [n, d] of the order rows (unnormalised), ``prompt_emb`` [2, d] of the two class prompts."""
+        lo, hi = self.pairs(indices, groups)
+        if len(lo) == 0:
+            return speech_emb.sum() * 0.0
+        a = F.normalize(speech_emb.float(), dim=-1)
+        t = F.normalize(prompt_emb.float(), dim=-1)
+        d = a @ (t[0] - t[1])
+        return F.softplus(-logit_scale.detach().float() * (d[lo] - d[hi])).mean()
+
