@@ -7,8 +7,12 @@ to a speaker (recorded speech shifted up and down: the same voice, higher or low
 sharing ``group_column``) to the batch. They go through the same forward as the rest of the batch; with ``joint``
 they also count in the contrastive and classification losses, else only their audio is added. Every pair of one
 group whose ``value_column`` values differ by at least ``min_gap`` adds ``softplus(-s * (D_lower - D_higher))``,
-with ``D`` the cosine to the first class prompt minus the cosine to the second and ``s`` the model's logit scale
-(not trained by this loss).
+with ``D`` the cosine to the first class prompt minus the cosine to the second and ``s`` ``scale`` (default: the
+model's logit scale, not trained by this loss). A larger ``s`` is content with smaller gaps: its gradient fades once a
+pair is in order by a few ``1/s``. ``orthogonal_to``: class pairs whose gap the order must not move: ``D`` then
+uses the part of ``t_0 - t_1`` orthogonal to each pair's ``t_a - t_b``, so pushing versions apart along it leaves
+those scores alone (in `mini`, "deep" minus "high-pitched" leans 0.18 (cosine) towards "whispered" minus "normal":
+without this, lowered voices drift towards whispered).
 
 The groups of a step are drawn from ``(seed, step, rank)`` alone, so a resumed run draws the same ones.
 """
@@ -34,17 +38,22 @@ class OrderLoss:
 
     def __init__(self, table, dataset: ParaSpeechCapsDataset, *, group_column: str, value_column: str,
                  classes: Sequence[str], template: str, groups_per_step: int, min_gap: float, weight: float,
-                 seed: int, joint: bool = True):
+                 seed: int, joint: bool = True, scale: float | None = None,
+                 orthogonal_to: Sequence[Sequence[str]] = ()):
         if len(classes) != 2:
             raise ValueError(f"loss.order.classes needs two classes (lower value first), not {list(classes)!r}")
         self.dataset = dataset
         self.classes = list(classes)
-        self.prompts = [template.format(c) for c in self.classes]
+        self.orthogonal_to = [list(p) for p in orthogonal_to or ()]
+        if any(len(p) != 2 for p in self.orthogonal_to):
+            raise ValueError(f"loss.order.orthogonal_to holds class pairs, not {orthogonal_to!r}")
+        self.prompts = [template.format(c) for c in self.classes + [c for p in self.orthogonal_to for c in p]]
         self.groups_per_step = int(groups_per_step)
         self.min_gap = float(min_gap)
         self.weight = float(weight)
         self.seed = int(seed)
         self.joint = bool(joint)
+        self.scale = None if scale is None else float(scale)
         members: dict = defaultdict(list)
         self.values = np.full(len(table), np.nan)
         for i in range(len(table)):
@@ -71,7 +80,8 @@ class OrderLoss:
                                         caption_column=caption_column, tag_columns=tag_columns, seed=seed)
         return cls(table, dataset, group_column=ocfg.group_column, value_column=ocfg.value_column,
                    classes=ocfg.classes, template=template, groups_per_step=ocfg.groups_per_step,
-                   min_gap=ocfg.min_gap, weight=ocfg.weight, seed=seed, joint=ocfg.joint)
+                   min_gap=ocfg.min_gap, weight=ocfg.weight, seed=seed, joint=ocfg.joint,
+                   scale=ocfg.scale, orthogonal_to=ocfg.orthogonal_to or ())
 
     def items(self, step: int, rank: int = 0) -> tuple[list[dict], list[int]]:
         """The dataset items of ``step``'s groups on ``rank`` (drawn from ``(seed, step, rank)``), their group ids."""
@@ -101,14 +111,29 @@ class OrderLoss:
                     hi.append(b)
         return torch.tensor(lo, dtype=torch.long), torch.tensor(hi, dtype=torch.long)
 
+    def direction(self, t: torch.Tensor) -> torch.Tensor:
+        """``t[0] - t[1]`` without its components along the ``orthogonal_to`` pairs' differences (Gram-Schmidt)."""
+        u = t[0] - t[1]
+        basis: list[torch.Tensor] = []
+        for k in range(len(self.orthogonal_to)):
+            v = t[2 + 2 * k] - t[3 + 2 * k]
+            for b in basis:
+                v = v - (v @ b) * b
+            basis.append(F.normalize(v, dim=0))
+        for b in basis:
+            u = u - (u @ b) * b
+        return u
+
     def loss(self, speech_emb: torch.Tensor, prompt_emb: torch.Tensor, logit_scale: torch.Tensor,
              indices: Sequence[int], groups: Sequence[int]) -> torch.Tensor:
-        """``speech_emb`` [n, d] of the order rows (unnormalised), ``prompt_emb`` [2, d] of the two class prompts."""
+        """``speech_emb`` [n, d] of the order rows (unnormalised), ``prompt_emb`` [len(prompts), d] of the class
+        prompts (detached: the order shapes the speech side only)."""
         lo, hi = self.pairs(indices, groups)
         if len(lo) == 0:
             return speech_emb.sum() * 0.0
         a = F.normalize(speech_emb.float(), dim=-1)
-        t = F.normalize(prompt_emb.float(), dim=-1)
-        d = a @ (t[0] - t[1])
-        return F.softplus(-logit_scale.detach().float() * (d[lo] - d[hi])).mean()
+        t = F.normalize(prompt_emb.detach().float(), dim=-1)
+        d = a @ self.direction(t)
+        scale = logit_scale.detach().float() if self.scale is None else self.scale
+        return F.softplus(-scale * (d[lo] - d[hi])).mean()
 

@@ -127,3 +127,18 @@ def test_order_groups_without_their_captions(tmp_path, corpus):
     rows = list(csv.DictReader(open(Path(res["run_dir"]) / "train_log.csv")))
     assert len(rows) == 2 and all(float(r["order_loss"]) > 0 and float(r["contrastive_loss"]) > 0 for r in rows)
     assert res["step"] == 2
+
+
+
+def test_orthogonal_to_keeps_the_order_off_other_attributes():
+    rule = _rule(orthogonal_to=[["whispered", "normal"]])
+    assert rule.prompts[2:] == ["A person is speaking in a whispered style.", "A person is speaking in a normal style."]
+    t = torch.nn.functional.normalize(torch.tensor([[1.0, 0.0, 0.3], [0.0, 1.0, 0.0], [0.6, 0.0, 1.0],
+                                                    [0.0, 0.0, 1.0]]), dim=-1)  # deep, high, whispered, normal
+    u = rule.direction(t)
+    w = t[2] - t[3]
+    assert float((t[0] - t[1]) @ w) > 0.1  # the plain gap leans towards whispered ...
+    assert abs(float(u @ w)) < 1e-6 and float(u @ (t[0] - t[1])) > 0  # ... the order's direction does not
+    assert torch.equal(_rule().direction(t), t[0] - t[1])
+    with pytest.raises(ValueError, match="class pairs"):
+        _rule(orthogonal_to=[["whispered"]])
