@@ -15,6 +15,10 @@ def test_recipes_defaults():
     c = load_config("combined")
     assert c.optim.epochs == 5 and c.data.mixing == "interleave" and len(c.data.train) == 2
     assert c.data.stopping_strategy == "all_exhausted" and c.data.probabilities is None
+    r = load_config("mini-real", ["model.source=stage1", "data.train=x.jsonl"])  # mini's stage 2 inherits mini
+    assert r.model.factory == load_config("mini", ["data.train=x.jsonl"]).model.factory and r.model.init == "pretrained"
+    assert not r.loss.order.joint and r.loss.order.orthogonal_to == [["whispered", "normal"]]
+    assert load_config("mini", ["data.train=x.jsonl"]).loss.order.data is None  # the order loss is off by default
 
 
 def test_overrides():
