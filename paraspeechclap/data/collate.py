@@ -77,12 +77,13 @@ def concat(first: dict, second: dict, *, audio_only: bool = False) -> dict:
            "audio": torch.cat([pad(first["audio"]), pad(second["audio"])]),
            "audio_attention_mask": torch.cat([pad(first["audio_attention_mask"]), pad(second["audio_attention_mask"])]),
            "audio_lengths": torch.cat([first["audio_lengths"], second["audio_lengths"]]),
-           "paths": first["paths"] + second["paths"], "indices": first["indices"] + second["indices"],
-           "tags": {c: first["tags"].get(c, []) + second["tags"].get(c, []) for c in first["tags"]}}
+           "paths": first["paths"] + second["paths"], "indices": first["indices"] + second["indices"]}
     if audio_only:
         out["tags"] = first["tags"]
         if "text" in first:
             out["text"] = first["text"]
-    elif "text" in first and "text" in second:
+        return out
+    out["tags"] = {c: first["tags"].get(c, []) + second["tags"].get(c, []) for c in first["tags"]}
+    if "text" in first and "text" in second:
         out["text"] = first["text"] + second["text"]
     return out

@@ -236,6 +236,13 @@ class HeadSpec:
         self.template = template
 
 
+def _encode_prompts(inner, prompts: Sequence[str], device, autocast, max_length: int) -> torch.Tensor:
+    """Unnormalised text embeddings of class prompts (the classification heads' and the order loss')."""
+    tokens = _to(inner.tokenize(list(prompts), max_length=max_length), device)
+    with autocast():
+        return inner.encode_text(tokens, normalize=False)
+
+
 def training_loss(model, inner, batch: dict, *, device, heads: Sequence[HeadSpec] = (), step: int = 0,
                   seed: int = 0, classification_weight: float = 1.0, autocast=contextlib.nullcontext,
                   max_length: int = 512, order: tuple | None = None) -> dict:
@@ -260,18 +267,15 @@ def training_loss(model, inner, batch: dict, *, device, heads: Sequence[HeadSpec
         tags = [t for part in L.gather_objects(local_tags) for t in part]
         tags = [[t for t in row if t in h.tag_to_idx] for row in tags]
         prompts = step_prompts(h.vocab, h.templates, h.template, seed, step, h.column)
-        ptoks = _to(inner.tokenize(prompts, max_length=max_length), device)
-        with autocast():
-            tag_emb = inner.encode_text(ptoks, normalize=False)
+        tag_emb = _encode_prompts(inner, prompts, device, autocast, max_length)
         head_objs.append(L.ClassificationHead(tag_emb.float(), tags, h.tag_to_idx, name=h.column))
     out = L.multitask_loss(all_text, all_audio, logit_scale.float(), head_objs,
                            classification_weight=classification_weight)
     out["order_loss"] = torch.zeros((), device=speech_emb.device)
     if order is not None:
         rule, start, indices, groups = order
-        ptoks = _to(inner.tokenize(rule.prompts, max_length=max_length), device)
-        with autocast():
-            prompt_emb = inner.encode_text(ptoks, normalize=False)
+        with torch.no_grad():  # the order loss holds its prompts fixed: no graph for them
+            prompt_emb = _encode_prompts(inner, rule.prompts, device, autocast, max_length)
         out["order_loss"] = rule.loss(speech_emb[start:], prompt_emb, logit_scale, indices, groups)
         out["total_loss"] = out["total_loss"] + rule.weight * out["order_loss"]
     out["logit_scale"] = logit_scale.detach()
