@@ -12,7 +12,10 @@ model's logit scale, not trained by this loss). A larger ``s`` is content with s
 pair is in order by a few ``1/s``. ``orthogonal_to``: class pairs whose gap the order must not move: ``D`` then
 uses the part of ``t_0 - t_1`` orthogonal to each pair's ``t_a - t_b``, so pushing versions apart along it leaves
 those scores alone (in `mini`, "deep" minus "high-pitched" leans 0.18 (cosine) towards "whispered" minus "normal":
-without this, lowered voices drift towards whispered).
+without this, lowered voices drift towards whispered). ``keep``: class pairs every version must keep in this order
+(the versions are all, say, normal speech: ``[[normal, whispered]]``): each version adds
+``softplus(-s * (cos_first - cos_second))``, averaged, to the same loss; where ``orthogonal_to`` keeps the order from
+moving a gap directly, ``keep`` holds the versions' side of it in place while the rest of the network moves.
 
 The groups of a step are drawn from ``(seed, step, rank)`` alone, so a resumed run draws the same ones.
 """
@@ -39,15 +42,18 @@ class OrderLoss:
     def __init__(self, table, dataset: ParaSpeechCapsDataset, *, group_column: str, value_column: str,
                  classes: Sequence[str], template: str, groups_per_step: int, min_gap: float, weight: float,
                  seed: int, joint: bool = True, scale: float | None = None,
-                 orthogonal_to: Sequence[Sequence[str]] = ()):
+                 orthogonal_to: Sequence[Sequence[str]] = (), keep: Sequence[Sequence[str]] = ()):
         if len(classes) != 2:
             raise ValueError(f"loss.order.classes needs two classes (lower value first), not {list(classes)!r}")
         self.dataset = dataset
         self.classes = list(classes)
         self.orthogonal_to = [list(p) for p in orthogonal_to or ()]
-        if any(len(p) != 2 for p in self.orthogonal_to):
-            raise ValueError(f"loss.order.orthogonal_to holds class pairs, not {orthogonal_to!r}")
-        self.prompts = [template.format(c) for c in self.classes + [c for p in self.orthogonal_to for c in p]]
+        self.keep = [list(p) for p in keep or ()]
+        for name, given in (("orthogonal_to", self.orthogonal_to), ("keep", self.keep)):
+            if any(len(p) != 2 for p in given):
+                raise ValueError(f"loss.order.{name} holds class pairs, not {given!r}")
+        pairs = [c for p in self.orthogonal_to + self.keep for c in p]
+        self.prompts = [template.format(c) for c in self.classes + pairs]
         self.groups_per_step = int(groups_per_step)
         self.min_gap = float(min_gap)
         self.weight = float(weight)
@@ -74,14 +80,15 @@ class OrderLoss:
     @classmethod
     def from_config(cls, ocfg, *, audio_root, crop_seconds, random_crop, mask_padding, normalize, caption_column,
                     tag_columns, template: str, seed: int) -> "OrderLoss":
-        table = load_sources(ocfg.data, audio_root=audio_root, seed=seed)
+        # several sources (a list, or a+b) are concatenated: every group once, none repeated to match lengths
+        table = load_sources(ocfg.data, audio_root=audio_root, seed=seed, mode="concatenate")
         dataset = ParaSpeechCapsDataset(table, audio_root=audio_root, train=True, crop_seconds=crop_seconds,
                                         random_crop=random_crop, mask_padding=mask_padding, normalize=normalize,
                                         caption_column=caption_column, tag_columns=tag_columns, seed=seed)
         return cls(table, dataset, group_column=ocfg.group_column, value_column=ocfg.value_column,
                    classes=ocfg.classes, template=template, groups_per_step=ocfg.groups_per_step,
                    min_gap=ocfg.min_gap, weight=ocfg.weight, seed=seed, joint=ocfg.joint,
-                   scale=ocfg.scale, orthogonal_to=ocfg.orthogonal_to or ())
+                   scale=ocfg.scale, orthogonal_to=ocfg.orthogonal_to or (), keep=ocfg.keep or ())
 
     def items(self, step: int, rank: int = 0) -> tuple[list[dict], list[int]]:
         """The dataset items of ``step``'s groups on ``rank`` (drawn from ``(seed, step, rank)``), their group ids."""
@@ -129,11 +136,16 @@ class OrderLoss:
         """``speech_emb`` [n, d] of the order rows (unnormalised), ``prompt_emb`` [len(prompts), d] of the class
         prompts (detached: the order shapes the speech side only)."""
         lo, hi = self.pairs(indices, groups)
-        if len(lo) == 0:
-            return speech_emb.sum() * 0.0
         a = F.normalize(speech_emb.float(), dim=-1)
         t = F.normalize(prompt_emb.detach().float(), dim=-1)
-        d = a @ self.direction(t)
         scale = logit_scale.detach().float() if self.scale is None else self.scale
-        return F.softplus(-scale * (d[lo] - d[hi])).mean()
+        total = speech_emb.sum() * 0.0
+        if len(lo):
+            d = a @ self.direction(t)
+            total = total + F.softplus(-scale * (d[lo] - d[hi])).mean()
+        first = 2 + 2 * len(self.orthogonal_to)
+        for k in range(len(self.keep)):
+            gap = a @ (t[first + 2 * k] - t[first + 2 * k + 1])
+            total = total + F.softplus(-scale * gap).mean()
+        return total
 

@@ -142,3 +142,39 @@ def test_orthogonal_to_keeps_the_order_off_other_attributes():
     assert torch.equal(_rule().direction(t), t[0] - t[1])
     with pytest.raises(ValueError, match="class pairs"):
         _rule(orthogonal_to=[["whispered"]])
+
+
+def test_keep_holds_every_version_on_the_first_side_of_a_pair():
+    rule = _rule(orthogonal_to=[["whispered", "normal"]], keep=[["normal", "whispered"]])
+    assert rule.prompts[4:] == ["A person is speaking in a normal style.", "A person is speaking in a whispered style."]
+    t = torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0], [0.0, 0.6, 0.8], [0.0, 0.6, 0.8],
+                      [0.0, 0.0, 1.0]])  # deep, high, whispered, normal, normal, whispered
+    # two versions of one recording already in pitch order (lower is deeper), both nearer "whispered" than "normal"
+    speech = torch.tensor([[1.0, -0.2, 0.9], [-1.0, -0.2, 0.9]], requires_grad=True)
+    with_keep = rule.loss(speech, t, torch.tensor(10.0), [0, 2], [0, 0])
+    without = _rule(orthogonal_to=[["whispered", "normal"]]).loss(speech, t, torch.tensor(10.0), [0, 2], [0, 0])
+    assert float(with_keep.detach()) > float(without.detach()) + 0.5  # the keep term counts the two versions on the wrong side
+    with_keep.backward()
+    gap = torch.tensor([0.0, 0.6, -0.2])  # normal - whispered
+    step = speech.detach() - 0.5 * speech.grad
+    before = torch.nn.functional.normalize(speech.detach(), dim=-1) @ gap
+    after = torch.nn.functional.normalize(step, dim=-1) @ gap
+    assert (after > before).all()  # the gradient moves each version towards "normal"
+    with pytest.raises(ValueError, match="keep holds class pairs"):
+        _rule(keep=[["normal"]])
+
+
+def test_several_order_sources_are_concatenated_each_group_once(tmp_path):
+    from types import SimpleNamespace
+
+    first = _versions(tmp_path / "one", n_recordings=3)
+    second = _versions(tmp_path / "two", n_recordings=2)
+    second.write_text(second.read_text().replace('"rec', '"other'))  # distinct recordings
+    ocfg = SimpleNamespace(data=f"{first}+{second}", group_column="original", value_column="shift_cents",
+                           classes=["deep", "shrill"], groups_per_step=2, min_gap=300, weight=1.0, joint=False,
+                           scale=None, orthogonal_to=[], keep=[["calm", "shrill"]])
+    rule = OrderLoss.from_config(ocfg, audio_root=None, crop_seconds=0.5, random_crop=False, mask_padding=True,
+                                 normalize=True, caption_column="text_description", tag_columns=["intrinsic_tags"],
+                                 template="A {} voice.", seed=0)
+    assert len(rule.groups) == 5 and sorted(map(len, rule.groups)) == [3] * 5  # no group repeated or padded
+    assert rule.prompts[-2:] == ["A calm voice.", "A shrill voice."]
