@@ -14,8 +14,8 @@ uses the part of ``t_0 - t_1`` orthogonal to each pair's ``t_a - t_b``, so pushi
 those scores alone (in `mini`, "deep" minus "high-pitched" leans 0.18 (cosine) towards "whispered" minus "normal":
 without this, lowered voices drift towards whispered). ``keep``: class pairs every version must keep in this order
 (the versions are all, say, normal speech: ``[[normal, whispered]]``): each version adds
-``softplus(-s * (cos_first - cos_second))``, averaged, to the same loss; where ``orthogonal_to`` keeps the order from
-moving a gap directly, ``keep`` holds the versions' side of it in place while the rest of the network moves.
+``keep_weight * softplus(-s * (cos_first - cos_second))``, averaged, to the same loss; where ``orthogonal_to`` keeps
+the order from moving a gap directly, ``keep`` holds the versions' side of it in place while the rest of the network moves.
 
 The groups of a step are drawn from ``(seed, step, rank)`` alone, so a resumed run draws the same ones.
 """
@@ -42,13 +42,14 @@ class OrderLoss:
     def __init__(self, table, dataset: ParaSpeechCapsDataset, *, group_column: str, value_column: str,
                  classes: Sequence[str], template: str, groups_per_step: int, min_gap: float, weight: float,
                  seed: int, joint: bool = True, scale: float | None = None,
-                 orthogonal_to: Sequence[Sequence[str]] = (), keep: Sequence[Sequence[str]] = ()):
+                 orthogonal_to: Sequence[Sequence[str]] = (), keep: Sequence[Sequence[str]] = (), keep_weight: float = 1.0):
         if len(classes) != 2:
             raise ValueError(f"loss.order.classes needs two classes (lower value first), not {list(classes)!r}")
         self.dataset = dataset
         self.classes = list(classes)
         self.orthogonal_to = [list(p) for p in orthogonal_to or ()]
         self.keep = [list(p) for p in keep or ()]
+        self.keep_weight = float(keep_weight)
         for name, given in (("orthogonal_to", self.orthogonal_to), ("keep", self.keep)):
             if any(len(p) != 2 for p in given):
                 raise ValueError(f"loss.order.{name} holds class pairs, not {given!r}")
@@ -88,7 +89,8 @@ class OrderLoss:
         return cls(table, dataset, group_column=ocfg.group_column, value_column=ocfg.value_column,
                    classes=ocfg.classes, template=template, groups_per_step=ocfg.groups_per_step,
                    min_gap=ocfg.min_gap, weight=ocfg.weight, seed=seed, joint=ocfg.joint,
-                   scale=ocfg.scale, orthogonal_to=ocfg.orthogonal_to or (), keep=ocfg.keep or ())
+                   scale=ocfg.scale, orthogonal_to=ocfg.orthogonal_to or (), keep=ocfg.keep or (),
+                   keep_weight=ocfg.keep_weight)
 
     def items(self, step: int, rank: int = 0) -> tuple[list[dict], list[int]]:
         """The dataset items of ``step``'s groups on ``rank`` (drawn from ``(seed, step, rank)``), their group ids."""
@@ -146,6 +148,6 @@ class OrderLoss:
         first = 2 + 2 * len(self.orthogonal_to)
         for k in range(len(self.keep)):
             gap = a @ (t[first + 2 * k] - t[first + 2 * k + 1])
-            total = total + F.softplus(-scale * gap).mean()
+            total = total + self.keep_weight * F.softplus(-scale * gap).mean()
         return total
 

@@ -160,6 +160,10 @@ def test_keep_holds_every_version_on_the_first_side_of_a_pair():
     before = torch.nn.functional.normalize(speech.detach(), dim=-1) @ gap
     after = torch.nn.functional.normalize(step, dim=-1) @ gap
     assert (after > before).all()  # the gradient moves each version towards "normal"
+    doubled = _rule(orthogonal_to=[["whispered", "normal"]], keep=[["normal", "whispered"]], keep_weight=2.0)
+    keep_part = float(with_keep.detach()) - float(without.detach())
+    assert float(doubled.loss(speech, t, torch.tensor(10.0), [0, 2], [0, 0]).detach()) == pytest.approx(
+        float(without.detach()) + 2 * keep_part, rel=1e-5)
     with pytest.raises(ValueError, match="keep holds class pairs"):
         _rule(keep=[["normal"]])
 
@@ -172,7 +176,7 @@ def test_several_order_sources_are_concatenated_each_group_once(tmp_path):
     second.write_text(second.read_text().replace('"rec', '"other'))  # distinct recordings
     ocfg = SimpleNamespace(data=f"{first}+{second}", group_column="original", value_column="shift_cents",
                            classes=["deep", "shrill"], groups_per_step=2, min_gap=300, weight=1.0, joint=False,
-                           scale=None, orthogonal_to=[], keep=[["calm", "shrill"]])
+                           scale=None, orthogonal_to=[], keep=[["calm", "shrill"]], keep_weight=1.0)
     rule = OrderLoss.from_config(ocfg, audio_root=None, crop_seconds=0.5, random_crop=False, mask_padding=True,
                                  normalize=True, caption_column="text_description", tag_columns=["intrinsic_tags"],
                                  template="A {} voice.", seed=0)
