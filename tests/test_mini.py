@@ -120,15 +120,9 @@ def test_mini_hears_slow_versus_fast(mini):
 
 @pytest.fixture(scope="module")
 def robustness_script():
-    import importlib.util
-    import sys
+    from repo_scripts import load_script
 
-    path = MINI_DIR.parents[2] / "scripts" / "robustness_mini.py"
-    spec = importlib.util.spec_from_file_location("robustness_mini", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["robustness_mini"] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_script("robustness_mini")
 
 
 def test_robustness_pair_order_accuracy(robustness_script):

@@ -3,24 +3,19 @@ and (with espeak-ng and the `mini` model) that reranking beats random picks on a
 
 from __future__ import annotations
 
-import importlib.util
 import math
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest
+from repo_scripts import load_script
 
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "rerank_demo.py"
 needs_espeak = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng is not installed")
 
 
 @pytest.fixture(scope="module")
 def demo():
-    spec = importlib.util.spec_from_file_location("rerank_demo", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("rerank_demo")
 
 
 def test_gain_summary_on_a_constructed_case(demo):

@@ -1,24 +1,20 @@
 """scripts/espeak_sweeps.py: pitch sweeps of the corpus' training voices as order groups for stage 2 of `mini`."""
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
 from pathlib import Path
 
 import pytest
+from repo_scripts import load_script
 
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "espeak_sweeps.py"
 needs_espeak = pytest.mark.skipif(shutil.which("espeak-ng") is None,
                                   reason="espeak-ng is not installed (run scripts/install_synth_deps.sh)")
 
 
 @pytest.fixture(scope="module")
 def sweeps():
-    spec = importlib.util.spec_from_file_location("espeak_sweeps", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("espeak_sweeps")
 
 
 def _corpus(root: Path) -> Path:
