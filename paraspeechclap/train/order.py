@@ -53,8 +53,11 @@ class OrderLoss:
         for name, given in (("orthogonal_to", self.orthogonal_to), ("keep", self.keep)):
             if any(len(p) != 2 for p in given):
                 raise ValueError(f"loss.order.{name} holds class pairs, not {given!r}")
-        pairs = [c for p in self.orthogonal_to + self.keep for c in p]
-        self.prompts = [template.format(c) for c in self.classes + pairs]
+        # prompt rows: the two classes, then each pair's two; the pairs' (first, second) rows are kept with them
+        classes_then_pairs = self.classes + [c for p in self.orthogonal_to + self.keep for c in p]
+        self.prompts = [template.format(c) for c in classes_then_pairs]
+        rows = [(2 + 2 * k, 3 + 2 * k) for k in range(len(self.orthogonal_to) + len(self.keep))]
+        self._orthogonal_rows, self._keep_rows = rows[:len(self.orthogonal_to)], rows[len(self.orthogonal_to):]
         self.groups_per_step = int(groups_per_step)
         self.min_gap = float(min_gap)
         self.weight = float(weight)
@@ -124,8 +127,8 @@ class OrderLoss:
         """``t[0] - t[1]`` without its components along the ``orthogonal_to`` pairs' differences (Gram-Schmidt)."""
         u = t[0] - t[1]
         basis: list[torch.Tensor] = []
-        for k in range(len(self.orthogonal_to)):
-            v = t[2 + 2 * k] - t[3 + 2 * k]
+        for i, j in self._orthogonal_rows:
+            v = t[i] - t[j]
             for b in basis:
                 v = v - (v @ b) * b
             basis.append(F.normalize(v, dim=0))
@@ -145,9 +148,8 @@ class OrderLoss:
         if len(lo):
             d = a @ self.direction(t)
             total = total + F.softplus(-scale * (d[lo] - d[hi])).mean()
-        first = 2 + 2 * len(self.orthogonal_to)
-        for k in range(len(self.keep)):
-            gap = a @ (t[first + 2 * k] - t[first + 2 * k + 1])
+        for i, j in self._keep_rows:
+            gap = a @ (t[i] - t[j])
             total = total + self.keep_weight * F.softplus(-scale * gap).mean()
         return total
 
