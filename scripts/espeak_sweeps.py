@@ -51,13 +51,13 @@ def training_voices(corpus: Path) -> list[tuple[str, str]]:
 
 def sweep(variant: str, sentence: str) -> list[dict]:
     """One voice and sentence at every setting of PITCHES: waveform, rate and measured median F0 per kept clip."""
-    from paraspeechclap.synth.engines import EngineError, synthesize, text_to_ssml
+    from paraspeechclap.synth.engines import EngineError, build_ssml, synthesize, text_to_ssml
     from paraspeechclap.synth.measure import measure_clip
 
     out, last = [], 0.0
     for p in PITCHES:
         try:
-            wave, sr = synthesize("espeak", f"en-us+{variant}", f"<speak>{text_to_ssml(sentence)}</speak>", p, 165)
+            wave, sr = synthesize("espeak", f"en-us+{variant}", build_ssml(text_to_ssml(sentence), None), p, 165)
         except EngineError as err:
             print(f"warning: {variant} p{p}: {err}", file=sys.stderr)
             continue
