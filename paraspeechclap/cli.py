@@ -20,6 +20,7 @@ from .data.rows import AUDIO_SUFFIXES, read_rows  # noqa: F401 - AUDIO_SUFFIXES 
 # command -> module (each exposes HELP, add_arguments, run)
 ROOM_COMMANDS = {
     "train": "paraspeechclap.train.cli",
+    "soup": "paraspeechclap.train.soup",
     "evaluate": "paraspeechclap.evaluate.cli",
     "rerank": "paraspeechclap.rerank.cli",
     "synth": "paraspeechclap.synth.cli",
@@ -311,7 +312,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except (FileNotFoundError, ValueError, RuntimeError) as err:
+    except (FileNotFoundError, FileExistsError, ValueError, RuntimeError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
 
