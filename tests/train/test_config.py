@@ -18,6 +18,9 @@ def test_recipes_defaults():
     r = load_config("mini-real", ["model.source=stage1", "data.train=x.jsonl"])  # mini's stage 2 inherits mini
     assert r.model.factory == load_config("mini", ["data.train=x.jsonl"]).model.factory and r.model.init == "pretrained"
     assert not r.loss.order.joint and r.loss.order.orthogonal_to == [["whispered", "normal"]]
+    k = load_config("mini-real-keep", ["model.source=stage1", "data.train=x.jsonl"])  # an ingredient of mini's soup
+    assert k.loss.order.keep == [["normal", "whispered"]] and k.loss.order.keep_weight == 2.0
+    assert k.loss.order.orthogonal_to == r.loss.order.orthogonal_to and k.optim.max_steps == r.optim.max_steps == 600
     assert load_config("mini", ["data.train=x.jsonl"]).loss.order.data is None  # the order loss is off by default
 
 
