@@ -59,10 +59,12 @@ def deep_minus_high(model, waves: list[np.ndarray]) -> np.ndarray:
     return sims[:, 0] - sims[:, 1]
 
 
-# Measured with the shipped `mini` (stage 2: the order loss on recorded speech of other speakers), pyworld installed:
-#   male sox:       deep - high at -500..+500 cents [0.547 0.403 0.124 -0.056 -0.144], [0.475 0.363 0.205 -0.047 -0.096]
-#   male formants:  [0.484 0.236 0.077 -0.002 -0.057], [0.52 0.223 0.174 -0.115 -0.236]
-#   female sox:     [0.051 -0.142 -0.234 -0.251 -0.622], [0.077 -0.206 -0.249 -0.649 -0.654]
+# Measured with the shipped `mini` (stage 2: the soup of three fine-tunes with the order loss on recorded speech of
+# other speakers, MODEL_CARD.md), pyworld installed:
+#   male sox:         deep - high at -500..+500 cents [0.512 0.267 0.055 -0.048 -0.152], [0.473 0.334 0.23 -0.058 -0.14]
+#   male formants:    [0.417 0.179 0.026 -0.055 -0.117], [0.529 0.202 0.194 -0.113 -0.282] (the closest step: 0.008)
+#   female sox:       [0.095 -0.122 -0.243 -0.289 -0.624], [0.044 -0.225 -0.268 -0.681 -0.695]
+#   female formants:  [0.047 -0.201 -0.322 -0.491 -0.756], [0.059 -0.128 -0.327 -0.513 -0.666]
 # (the synthetic-only stage 1 was monotone on none of these; scripts/eval_real_speech.py: MODEL_CARD.md)
 
 
