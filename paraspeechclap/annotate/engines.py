@@ -8,14 +8,14 @@
 * ``ray``: the rows of the pending shards as one Ray dataset (a block per shard, built in the driver),
   ``map_batches`` on one pool of model actors (one per CPU/GPU slot) for the whole job, results streamed back to the
   driver and each shard committed as soon as its rows are in (same file names, schema, ids and manifest records as
-  the other engines): a kill loses only the shards in flight.
+  the other engines): a kill loses only the shards in flight. The driver loads no model: the actors send what the
+  manifest needs (provenance, attribute table, width) in their batches' schema metadata.
 """
 from __future__ import annotations
 
-import itertools
 import os
 import sys
-from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor, as_completed
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
 
@@ -133,15 +133,23 @@ def run_torchrun(job: Job, threads: int | None = None, quiet: bool = False) -> d
 
 
 # ---------------------------------------------------------------------------------------------- Ray Data
+RAY_META_KEY = b"paraspeechclap.annotate"  # schema metadata of every batch a Ray actor returns
+
+
 class RayAnnotator:
-    """A Ray Data actor: one model, annotating batches of rows (Arrow in, Arrow out)."""
+    """A Ray Data actor: one model, annotating batches of rows (Arrow in, Arrow out). Each batch carries, as schema
+    metadata, what the driver needs for the manifest: the model's provenance, attribute table and width."""
 
     def __init__(self, config: JobConfig, threads: int | None, use_gpu: bool):
+        import json
+
         set_threads(threads)
         self.config = config
         self.model = config.model.load(device="cuda" if use_gpu else config.model.device)
         self.table = table_for_model(self.model, config.attributes)
         self.dim = model_dim(self.model)
+        self.meta = json.dumps({"provenance": self.model.provenance(), "table": self.table.to_dict(),
+                                "source": self.table.source, "dim": self.dim}, default=str).encode()
 
     def __call__(self, batch):
         from .inputs import InputRow
@@ -149,14 +157,22 @@ class RayAnnotator:
         cols = [batch.column(name).to_pylist() for name in ("row", "id", "audio", "read_error")]
         rows = [InputRow(int(r), i, a or None, e or None) for r, i, a, e in zip(*cols)]
         c = self.config
-        return annotate_rows(self.model, self.table, rows, self.dim, c.embedding_dtype, c.batch_size, c.captions)
+        out = annotate_rows(self.model, self.table, rows, self.dim, c.embedding_dtype, c.batch_size, c.captions)
+        return out.replace_schema_metadata({**(out.schema.metadata or {}), RAY_META_KEY: self.meta})
 
 
-def _prepare_on_cpu(job: Job) -> tuple[Any, int, str]:
-    """The driver's part of a Ray job: the manifest (from a CPU copy of the model), its table, width and identity."""
-    model = job.config.model.load(device="cpu")
-    table, dim, _ = prepare(job, model)
-    return table, dim, model.identity()
+def _manifest_from_actor(job: Job, meta: bytes | None) -> tuple[Any, int, str]:
+    """The manifest of a Ray job from an actor's batch metadata: (attribute table, width, model identity)."""
+    import json
+
+    from .attributes import AttributeTable
+
+    if meta is None:
+        raise RuntimeError("a Ray actor returned a batch without the model's metadata")
+    doc = json.loads(meta)
+    table = AttributeTable.from_dict(doc["table"], source=doc.get("source", ""))
+    job.ensure_manifest(doc["provenance"], table, int(doc["dim"]))
+    return table, int(doc["dim"]), doc["provenance"]["identity"]
 
 
 def run_ray(job: Job, address: str | None = None, workers: int | None = None, threads: int | None = None,
@@ -181,31 +197,31 @@ def run_ray(job: Job, address: str | None = None, workers: int | None = None, th
         threads = max(1, cpus // workers) if not gpus else None
     pending = job.pending()
     progress = _progress(job, set(range(job.num_shards)) - set(pending), quiet)
-    # the driver's own model load (for the manifest: attribute table, width, identity) runs while Ray Data starts
-    # (its first dataset of a session starts helper actors) and the actors load theirs: it is needed only at the
-    # first commit
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        prepared = pool.submit(_prepare_on_cpu, job)
-        if not pending:
-            prepared.result()
-            return progress.summary() | {"engine": "ray", "workers": workers}
-        blocks = [pa.table({"row": [r.row for r in rows], "id": [r.id for r in rows],
-                            "audio": [r.audio or "" for r in rows], "read_error": [r.error or "" for r in rows]})
-                  for rows in (job.shard_rows(k) for k in pending)]
-        options: dict = {"num_gpus": 1} if gpus else {"num_cpus": threads}
-        # from_blocks keeps one block per shard and reads their metadata here; from_arrow would run a remote task
-        # per block for it (worker processes started just for that: ~4-15 s before the first actor, measured)
-        from_blocks = getattr(ray.data, "from_blocks", ray.data.from_arrow)
-        ds = from_blocks(blocks).map_batches(
-            RayAnnotator, fn_constructor_args=(job.config, threads, bool(gpus)), batch_size=None,
-            batch_format="pyarrow", compute=ray.data.ActorPoolStrategy(size=workers), **options)
-        batches = iter(ds.iter_batches(batch_size=None, batch_format="pyarrow"))
-        first = next(batches, None)
-        table, dim, identity_cpu = prepared.result()
-    schema = arrow_schema(table, dim, job.config.embedding_dtype)
+    if not pending:  # nothing to compute: the manifest still records the model (as the other engines do)
+        prepare(job, job.config.model.load(device="cpu"))
+        return progress.summary() | {"engine": "ray", "workers": workers}
+    blocks = [pa.table({"row": [r.row for r in rows], "id": [r.id for r in rows],
+                        "audio": [r.audio or "" for r in rows], "read_error": [r.error or "" for r in rows]})
+              for rows in (job.shard_rows(k) for k in pending)]
+    options: dict = {"num_gpus": 1} if gpus else {"num_cpus": threads}
+    # from_blocks keeps one block per shard and reads their metadata here; from_arrow would run a remote task per
+    # block for it (worker processes started just for that: ~4-15 s before the first actor, measured)
+    from_blocks = getattr(ray.data, "from_blocks", ray.data.from_arrow)
+    ds = from_blocks(blocks).map_batches(
+        RayAnnotator, fn_constructor_args=(job.config, threads, bool(gpus)), batch_size=None,
+        batch_format="pyarrow", compute=ray.data.ActorPoolStrategy(size=workers), **options)
     size = job.config.shard_size
     waiting: dict[int, list] = {}
-    for batch in itertools.chain([] if first is None else [first], batches):
+    schema = identity = meta = None
+    for batch in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
+        batch_meta = (batch.schema.metadata or {}).get(RAY_META_KEY)
+        if schema is None:  # the first batch: the manifest from its actor's model (no model in the driver)
+            table, dim, identity = _manifest_from_actor(job, batch_meta)
+            schema, meta = arrow_schema(table, dim, job.config.embedding_dtype), batch_meta
+        elif batch_meta != meta:  # another actor: it must hold the same model
+            _, _, other = _manifest_from_actor(job, batch_meta)
+            if other != identity:
+                raise RuntimeError(f"Ray actors hold different models ({identity} != {other})")
         batch = batch.cast(schema)
         shards = np.asarray(batch.column("row")) // size
         for k in np.unique(shards):
@@ -215,7 +231,7 @@ def run_ray(job: Job, address: str | None = None, workers: int | None = None, th
             if sum(part.num_rows for part in waiting[k]) == expected:
                 rows = pa.concat_tables(waiting.pop(k)).sort_by("row")
                 progress.update(job.commit(k, pa.Table.from_batches(rows.to_batches(), schema=schema),
-                                           identity=identity_cpu if not gpus else None))
+                                           identity=identity))
     if waiting:
         raise RuntimeError(f"Ray returned incomplete shards {sorted(waiting)}")
     return progress.summary() | {"engine": "ray", "workers": workers}

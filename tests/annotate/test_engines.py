@@ -111,5 +111,17 @@ def test_ray_data_matches_one_worker(corpus, reference, tmp_path):
     kept = {MANIFEST, LOCK} | {p.name for p in out.glob(SHARD_GLOB)}
     assert {p.name for p in out.iterdir()} <= kept  # shards committed straight from the stream: nothing else left
     assert_same_rows(annotated_rows(out), reference[1])
-    manifest = json.loads((out / MANIFEST).read_text())
-    assert manifest["model"]["identity"] == json.loads((reference[0] / MANIFEST).read_text())["model"]["identity"]
+    manifest = json.loads((out / MANIFEST).read_text())  # written from the actors' model metadata (none in the driver)
+    expected = json.loads((reference[0] / MANIFEST).read_text())
+    for key in ("model", "attributes", "embedding", "columns"):
+        assert manifest[key] == expected[key], key
+
+
+def test_ray_driver_refuses_batches_without_the_model_metadata(corpus, tmp_path):
+    from paraspeechclap.annotate.engines import _manifest_from_actor
+    from paraspeechclap.annotate.job import Job, JobConfig
+
+    job = Job(JobConfig(inputs=[str(corpus)], out=str(tmp_path / "out"), shard_size=SHARD_SIZE))
+    with pytest.raises(RuntimeError, match="without the model's metadata"):
+        _manifest_from_actor(job, None)
+    assert not (tmp_path / "out" / MANIFEST).exists()
