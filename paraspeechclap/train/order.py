@@ -16,6 +16,10 @@ without this, lowered voices drift towards whispered). ``keep``: class pairs eve
 (the versions are all, say, normal speech: ``[[normal, whispered]]``): each version adds
 ``keep_weight * softplus(-s * (cos_first - cos_second))``, averaged, to the same loss; where ``orthogonal_to`` keeps
 the order from moving a gap directly, ``keep`` holds the versions' side of it in place while the rest of the network moves.
+``margin`` ``m`` makes each pair's term ``softplus(-s * (D_lower - D_higher - m))``:
+pairs in order by less than ``m`` keep being pulled apart, so neighbours a small step apart do not settle at a tie.
+``shared_crop``: every version of a group is cropped with one seed (versions of one length: one window), so two
+versions compare the same stretch of speech rather than two random stretches of it.
 
 The groups of a step are drawn from ``(seed, step, rank)`` alone, so a resumed run draws the same ones.
 """
@@ -42,7 +46,8 @@ class OrderLoss:
     def __init__(self, table, dataset: ParaSpeechCapsDataset, *, group_column: str, value_column: str,
                  classes: Sequence[str], template: str, groups_per_step: int, min_gap: float, weight: float,
                  seed: int, joint: bool = True, scale: float | None = None,
-                 orthogonal_to: Sequence[Sequence[str]] = (), keep: Sequence[Sequence[str]] = (), keep_weight: float = 1.0):
+                 orthogonal_to: Sequence[Sequence[str]] = (), keep: Sequence[Sequence[str]] = (), keep_weight: float = 1.0,
+                 margin: float = 0.0, shared_crop: bool = False):
         if len(classes) != 2:
             raise ValueError(f"loss.order.classes needs two classes (lower value first), not {list(classes)!r}")
         self.dataset = dataset
@@ -64,6 +69,8 @@ class OrderLoss:
         self.seed = int(seed)
         self.joint = bool(joint)
         self.scale = None if scale is None else float(scale)
+        self.margin = float(margin)
+        self.shared_crop = bool(shared_crop)
         members: dict = defaultdict(list)
         self.values = np.full(len(table), np.nan)
         for i in range(len(table)):
@@ -93,7 +100,7 @@ class OrderLoss:
                    classes=ocfg.classes, template=template, groups_per_step=ocfg.groups_per_step,
                    min_gap=ocfg.min_gap, weight=ocfg.weight, seed=seed, joint=ocfg.joint,
                    scale=ocfg.scale, orthogonal_to=ocfg.orthogonal_to or (), keep=ocfg.keep or (),
-                   keep_weight=ocfg.keep_weight)
+                   keep_weight=ocfg.keep_weight, margin=ocfg.margin, shared_crop=ocfg.shared_crop)
 
     def items(self, step: int, rank: int = 0) -> tuple[list[dict], list[int]]:
         """The dataset items of ``step``'s groups on ``rank`` (drawn from ``(seed, step, rank)``), their group ids."""
@@ -101,8 +108,10 @@ class OrderLoss:
         picked = rng.choice(len(self.groups), size=min(self.groups_per_step, len(self.groups)), replace=False)
         items, group_of = [], []
         for g in picked:
+            shared = int(rng.integers(2**62)) if self.shared_crop else None  # one crop seed for the whole group
             for row in self.groups[g]:
-                items.append(self.dataset[(row, int(rng.integers(2**62)))])
+                seed = shared if shared is not None else int(rng.integers(2**62))
+                items.append(self.dataset[(row, seed)])
                 group_of.append(int(g))
         return items, group_of
 
@@ -147,7 +156,7 @@ class OrderLoss:
         total = speech_emb.sum() * 0.0
         if len(lo):
             d = a @ self.direction(t)
-            total = total + F.softplus(-scale * (d[lo] - d[hi])).mean()
+            total = total + F.softplus(-scale * (d[lo] - d[hi] - self.margin)).mean()
         for i, j in self._keep_rows:
             gap = a @ (t[i] - t[j])
             total = total + self.keep_weight * F.softplus(-scale * gap).mean()

@@ -75,6 +75,26 @@ def test_loss_is_small_in_order_and_its_gradient_puts_pairs_in_order():
     assert float(rule.loss(emb, t, scale, [0, 1], [0, 1]).detach()) == 0.0  # no pair: zero, still differentiable
 
 
+def test_shared_crop_gives_a_group_one_seed_and_leaves_independent_draws_as_they_were():
+    independent, shared = _rule(groups_per_step=2), _rule(groups_per_step=2, shared_crop=True)
+    items, groups = shared.items(4)
+    for g in set(groups):
+        assert len({it["seed"] for it, h in zip(items, groups) if h == g}) == 1
+    assert len({it["seed"] for it in items}) == 2  # each group its own seed
+    first, _ = independent.items(4)
+    assert len({it["seed"] for it in first}) == len(first)  # one seed per version, as before the option
+    assert [it["index"] for it in first] == [it["index"] for it in items]  # the same groups are drawn
+
+
+def test_margin_keeps_pulling_pairs_that_are_in_order_by_less():
+    t = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    close = torch.tensor([[0.55, 0.45], [0.45, 0.55]])  # in order, by a small gap (d: 0.16 vs -0.16 after norm)
+    scale = torch.tensor(20.0)
+    plain = float(_rule(min_gap=100).loss(close, t, scale, [6, 7], [2, 2]))
+    with_margin = float(_rule(min_gap=100, margin=1.0).loss(close, t, scale, [6, 7], [2, 2]))
+    assert plain < 0.01 and with_margin > 10.0  # softplus(-20 * 0.28) vs softplus(-20 * (0.28 - 1))
+
+
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
     return write_corpus(tmp_path_factory.mktemp("corpus"), 12, seconds=(0.3, 0.9))
@@ -176,7 +196,8 @@ def test_several_order_sources_are_concatenated_each_group_once(tmp_path):
     second.write_text(second.read_text().replace('"rec', '"other'))  # distinct recordings
     ocfg = SimpleNamespace(data=f"{first}+{second}", group_column="original", value_column="shift_cents",
                            classes=["deep", "shrill"], groups_per_step=2, min_gap=300, weight=1.0, joint=False,
-                           scale=None, orthogonal_to=[], keep=[["calm", "shrill"]], keep_weight=1.0)
+                           scale=None, orthogonal_to=[], keep=[["calm", "shrill"]], keep_weight=1.0, margin=0.0,
+                           shared_crop=False)
     rule = OrderLoss.from_config(ocfg, audio_root=None, crop_seconds=0.5, random_crop=False, mask_padding=True,
                                  normalize=True, caption_column="text_description", tag_columns=["intrinsic_tags"],
                                  template="A {} voice.", seed=0)
