@@ -214,6 +214,51 @@ def augment_training(manifest: Path, out: Path, versions: int, workers: int, see
     return len(written)
 
 
+def _ladder_speaker(job: tuple) -> list[dict]:
+    """Write the pitch ladders of one worker's share of the training clips."""
+    rows, out, seed = job
+    import soundfile as sf
+
+    from paraspeechclap.fileio import atomic_path
+    from paraspeechclap.synth.real import clip_ladder
+
+    rng = np.random.default_rng(seed)
+    written = []
+    for row in rows:
+        try:
+            y = load_16k(Path(row["path"]))
+            stem = Path(row["path"]).with_suffix("").name
+            for z, fields in clip_ladder(y, rng):
+                path = (out / "audio" / row["speaker"] / f"{stem}-r{fields['rung']}.wav").resolve()
+                path.parent.mkdir(parents=True, exist_ok=True)
+                with atomic_path(path) as tmp:
+                    sf.write(tmp, z, 16000, subtype="PCM_16", format="WAV")
+                written.append({"audio_path": str(path), "source": "real-ladder", "speaker": row["speaker"],
+                                "gender": row["gender"], "language": row["language"],
+                                "original": f"{row['path']}#ladder", "duration": round(len(z) / 16000, 3),
+                                **fields,
+                                # the loader needs a caption; stage 2 never uses it (joint: false)
+                                "text_description": [f"A {row['gender']} voice speaking."]})
+        except Exception as err:  # noqa: BLE001 - report the clip, make the rest
+            print(f"warning: {row['path']}: no ladder ({err})", file=sys.stderr)
+    return written
+
+
+def ladder_training(manifest: Path, out: Path, workers: int, seed: int = 0) -> int:
+    """A pitch ladder (:func:`paraspeechclap.synth.real.clip_ladder`) of every training clip -> ``out/train.jsonl``."""
+    from paraspeechclap.fileio import atomic_write_text
+
+    rows = load_manifest(manifest, split="train")
+    assert not any(r["speaker"] in HELDOUT for r in rows)
+    jobs = [(rows[i::workers * 4], out, seed + 1000 + i) for i in range(workers * 4)]
+    written: list[dict] = []
+    with ProcessPoolExecutor(workers) as pool:
+        for part in pool.map(_ladder_speaker, jobs):
+            written += part
+    atomic_write_text(out / "train.jsonl", "".join(json.dumps(r) + "\n" for r in written))
+    return len(written)
+
+
 def pitch_only(src: Path, dst: Path, seed: int = 0) -> int:
     """Copy of an --augment manifest claiming only gender and pitch (no rate tags, captions on pitch/gender only)."""
     from paraspeechclap.synth import styles as S
@@ -237,6 +282,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--augment", type=int, default=0, metavar="N",
                         help="also write N labelled pitch/tempo/channel versions of every training clip to "
                              "<out>/train-aug (train.jsonl + audio/) for the trainer")
+    parser.add_argument("--ladders", action="store_true",
+                        help="also write a pitch ladder of every training clip (rungs 200 cents apart, one method, "
+                             "tempo and channel per ladder) to <out>/train-ladder for the order loss")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--remeasure", action="store_true", help="measure again even when <out>/manifest.jsonl exists")
     args = parser.parse_args(argv)
@@ -253,6 +301,10 @@ def main(argv: list[str] | None = None) -> int:
         (out / "train-aug").mkdir(parents=True, exist_ok=True)
         n = augment_training(out / "manifest.jsonl", out / "train-aug", args.augment, args.workers, args.seed)
         print(f"{n} training versions -> {out}/train-aug/train.jsonl")
+    if args.ladders and rows:
+        (out / "train-ladder").mkdir(parents=True, exist_ok=True)
+        n = ladder_training(out / "manifest.jsonl", out / "train-ladder", args.workers, args.seed)
+        print(f"{n} ladder rungs -> {out}/train-ladder/train.jsonl")
     if (out / "train-aug" / "train.jsonl").is_file():
         n = pitch_only(out / "train-aug" / "train.jsonl", out / "train-aug" / "train-pitch.jsonl", args.seed)
         print(f"{n} rows claiming gender and pitch only -> {out}/train-aug/train-pitch.jsonl")

@@ -12,6 +12,11 @@ differ from it in pitch and rate by known amounts:
 - rate: tempo 0.7x (slow), 1.0x (the recording's own, taken as measured) or 1.5x (fast), +-5 %, sox ``tempo``.
 - channel: the synthetic corpus' train augmentation (EQ, reverberation, noise, level) plus, for a quarter of the
   versions, the telephone band (300-3400 Hz) or a low-pass at 3-5 kHz.
+
+Ladders (:func:`clip_ladder`) are the fine-grained complement: versions of one clip a fixed step apart (200 cents),
+one shift method, one tempo and one channel for all of them, so that of two neighbours only the pitch differs. The
+order loss then sees neighbours as close as the steps a listener (or ``eval_real_speech.py``'s monotone column) tells
+apart, not only the several-semitone jumps between the gender-relative bins above.
 """
 
 from __future__ import annotations
@@ -109,3 +114,29 @@ def clip_versions(y: np.ndarray, clip_f0_hz: float, gender: str, n: int, rng: np
         intrinsic, situational, caps = tags_and_captions(gender, v, rng)
         yield z, {**v, "channel": channel, "intrinsic_tags": intrinsic, "situational_tags": situational,
                   "text_description": caps}
+
+
+#: ladder rungs: semitone steps between neighbours, and how many rungs (centred on the original, jittered as a whole)
+LADDER_STEP_CENTS = 200.0
+LADDER_RUNGS = 6
+
+
+def clip_ladder(y: np.ndarray, rng: np.random.Generator, rungs: int = LADDER_RUNGS,
+                step_cents: float = LADDER_STEP_CENTS):
+    """Yield (waveform, row fields) for ``rungs`` versions of one 16 kHz clip ``step_cents`` apart.
+
+    The rungs are centred on the original (offset by up to half a step, drawn once), made by one method (WORLD or
+    sox, drawn once), at one tempo (0.9-1.1) and through one channel: the augmentation is drawn from the same seed
+    for every rung, so the versions differ in pitch alone."""
+    y = trim_silence(y)
+    method = "world" if rng.random() < 0.5 else "sox"
+    analysis = world_analyse(y) if method == "world" else None
+    jitter = float(rng.uniform(-0.5, 0.5)) * step_cents
+    tempo = round(float(rng.uniform(0.9, 1.1)), 3)
+    channel_seed = int(rng.integers(1 << 62))
+    for k in range(rungs):
+        cents = round((k - (rungs - 1) / 2) * step_cents + jitter, 1)
+        z = world_pitch(y, cents, analysis) if method == "world" else sox_pitch(y, cents)
+        z = sox_tempo(z, tempo)
+        z, params = augment(z, np.random.default_rng(channel_seed), "train")
+        yield z, {"shift_cents": cents, "method": method, "tempo": tempo, "rung": k, "channel": params}

@@ -247,3 +247,23 @@ def test_prepare_espeak_data_never_prunes_a_folder_it_did_not_copy(tmp_path):
     assert prepare_espeak_data(fresh, ["m4"]) == fresh
     assert prepare_espeak_data(fresh, ["m4"]) == fresh  # its own copy may be prepared again
     assert (fresh / "espeak-ng-data" / "voices" / "!v" / "psc_w_m4").is_file()
+
+
+def test_a_pitch_ladder_differs_in_pitch_alone():
+    """paraspeechclap.synth.real.clip_ladder: rungs a fixed step apart, one method, tempo and channel for all."""
+    from paraspeechclap.synth.measure import measure_clip
+    from paraspeechclap.synth.real import clip_ladder
+
+    t = np.arange(int(1.5 * 16000)) / 16000
+    f0 = 140 * (1 + 0.05 * np.sin(2 * np.pi * 1.5 * t))
+    phase = 2 * np.pi * np.cumsum(f0) / 16000
+    y = sum(0.3 / k * np.sin(k * phase) for k in range(1, 8)).astype(np.float32)
+    rungs = list(clip_ladder(y, np.random.default_rng(0), rungs=4, step_cents=300))
+    fields = [f for _, f in rungs]
+    assert [f["rung"] for f in fields] == [0, 1, 2, 3]
+    assert np.allclose(np.diff([f["shift_cents"] for f in fields]), 300)
+    assert len({f["method"] for f in fields}) == len({f["tempo"] for f in fields}) == 1
+    assert len({json.dumps(f["channel"], sort_keys=True) for f in fields}) == 1
+    measured = [measure_clip(z, 16000, voice_quality=False)["f0_median_hz"] for z, _ in rungs]
+    steps = 1200 * np.diff(np.log2(measured))
+    assert np.all(np.abs(steps - 300) < 60), steps
