@@ -22,6 +22,10 @@
 # folder> to skip stage 1 and fine-tune that model, REAL=0 to stop after stage 1, REAL_DIR (default data/real-speech),
 # REAL_VERSIONS (4), SWEEPS_DIR (default data/espeak-sweeps), SOUP_WEIGHTS, REAL_ARGS (extra trainer overrides for
 # each stage-2 run, e.g. "optim.max_steps=300"), REAL_TAG (suffix of the stage-2 folders).
+# LADDERS=1 adds a pitch ladder of every recorded training clip to each ingredient's order data (scripts/real_speech.py
+# --ladders: rungs 200 cents apart, one method, tempo and channel per ladder); the experiment in MODEL_CARD.md ran it as
+#   INSTALL=0 LADDERS=1 REAL_TAG=-L REAL_ARGS="loss.order.shared_crop=true loss.order.margin=0.1" scripts/train_mini.sh
+# (monotone over 250-cent steps on many more held-out clips, but ~3 points lower synthetic pitch UAR: not shipped).
 # About 25 minutes on 2 CPU cores for stage 1, ~15 to collect and augment the recorded speech and a few for the sweeps
 # (once), ~27 for stage 2, plus ~30 minutes to synthesize the corpus when it is missing.
 set -euo pipefail
@@ -39,6 +43,7 @@ fi
 REAL=${REAL:-1}
 REAL_DIR=${REAL_DIR:-data/real-speech}
 REAL_VERSIONS=${REAL_VERSIONS:-4}
+LADDERS=${LADDERS:-0}
 SWEEPS_DIR=${SWEEPS_DIR:-data/espeak-sweeps}
 SOUP_WEIGHTS=${SOUP_WEIGHTS:-0.5 0.2 0.3}
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
@@ -72,7 +77,12 @@ if [ "$REAL" = "1" ]; then
         echo "== pitch sweeps (espeak -p 5..95) of the corpus' male training voices into $SWEEPS_DIR"
         "$PYTHON" scripts/espeak_sweeps.py --corpus "$CORPUS" --out "$SWEEPS_DIR"
     fi
+    if [ "$LADDERS" = "1" ] && [ ! -f "$REAL_DIR/train-ladder/train.jsonl" ]; then
+        echo "== recorded human speech: a pitch ladder (rungs 200 cents apart) of every training clip"
+        "$PYTHON" scripts/real_speech.py --out "$REAL_DIR" --ladders --workers 2
+    fi
     real="$REAL_DIR/train-aug/train.jsonl"
+    if [ "$LADDERS" = "1" ]; then real="$real+$REAL_DIR/train-ladder/train.jsonl"; fi
     plain=$(stage2 real mini-real "$real")
     keep=$(stage2 real-keep mini-real-keep "$real")
     sweeps=$(stage2 real-keep-sweeps mini-real-keep "$real+$SWEEPS_DIR/train.jsonl")
