@@ -18,6 +18,8 @@ without this, lowered voices drift towards whispered). ``keep``: class pairs eve
 the order from moving a gap directly, ``keep`` holds the versions' side of it in place while the rest of the network moves.
 ``margin`` ``m`` makes each pair's term ``softplus(-s * (D_lower - D_higher - m))``:
 pairs in order by less than ``m`` keep being pulled apart, so neighbours a small step apart do not settle at a tie.
+``keep_by`` (``{column: gender, pairs: {male: [male, female], female: [female, male]}}``): like ``keep``, with the
+pair chosen by each version's value in ``column``, so that the order cannot carry a voice across that line.
 ``shared_crop``: every version of a group is cropped with one seed (versions of one length: one window), so two
 versions compare the same stretch of speech rather than two random stretches of it.
 
@@ -47,7 +49,7 @@ class OrderLoss:
                  classes: Sequence[str], template: str, groups_per_step: int, min_gap: float, weight: float,
                  seed: int, joint: bool = True, scale: float | None = None,
                  orthogonal_to: Sequence[Sequence[str]] = (), keep: Sequence[Sequence[str]] = (), keep_weight: float = 1.0,
-                 margin: float = 0.0, shared_crop: bool = False):
+                 margin: float = 0.0, shared_crop: bool = False, keep_by: dict | None = None):
         if len(classes) != 2:
             raise ValueError(f"loss.order.classes needs two classes (lower value first), not {list(classes)!r}")
         self.dataset = dataset
@@ -59,10 +61,19 @@ class OrderLoss:
             if any(len(p) != 2 for p in given):
                 raise ValueError(f"loss.order.{name} holds class pairs, not {given!r}")
         # prompt rows: the two classes, then each pair's two; the pairs' (first, second) rows are kept with them
-        classes_then_pairs = self.classes + [c for p in self.orthogonal_to + self.keep for c in p]
+        # keep_by: {column, pairs: {value: [first, second]}}: a version whose column holds value keeps that pair's order
+        keep_by = dict(keep_by or {})
+        self.keep_by_column = keep_by.get("column")
+        by_pairs = {str(k): list(v) for k, v in (keep_by.get("pairs") or {}).items()}
+        if any(len(p) != 2 for p in by_pairs.values()) or bool(self.keep_by_column) != bool(by_pairs):
+            raise ValueError(f"loss.order.keep_by needs a column and pairs {{value: [first, second]}}, not {keep_by!r}")
+        all_pairs = self.orthogonal_to + self.keep + list(by_pairs.values())
+        classes_then_pairs = self.classes + [c for p in all_pairs for c in p]
         self.prompts = [template.format(c) for c in classes_then_pairs]
-        rows = [(2 + 2 * k, 3 + 2 * k) for k in range(len(self.orthogonal_to) + len(self.keep))]
-        self._orthogonal_rows, self._keep_rows = rows[:len(self.orthogonal_to)], rows[len(self.orthogonal_to):]
+        rows = [(2 + 2 * k, 3 + 2 * k) for k in range(len(all_pairs))]
+        n_orth, n_keep = len(self.orthogonal_to), len(self.keep)
+        self._orthogonal_rows, self._keep_rows = rows[:n_orth], rows[n_orth:n_orth + n_keep]
+        self._keep_by_rows = dict(zip(by_pairs, rows[n_orth + n_keep:]))
         self.groups_per_step = int(groups_per_step)
         self.min_gap = float(min_gap)
         self.weight = float(weight)
@@ -73,8 +84,11 @@ class OrderLoss:
         self.shared_crop = bool(shared_crop)
         members: dict = defaultdict(list)
         self.values = np.full(len(table), np.nan)
+        self.keep_by_values: list = [None] * len(table)
         for i in range(len(table)):
             row = table[i]
+            if self.keep_by_column:
+                self.keep_by_values[i] = None if row.get(self.keep_by_column) is None else str(row[self.keep_by_column])
             value, group = row.get(value_column), row.get(group_column)
             if value is None or group is None:
                 continue
@@ -100,7 +114,8 @@ class OrderLoss:
                    classes=ocfg.classes, template=template, groups_per_step=ocfg.groups_per_step,
                    min_gap=ocfg.min_gap, weight=ocfg.weight, seed=seed, joint=ocfg.joint,
                    scale=ocfg.scale, orthogonal_to=ocfg.orthogonal_to or (), keep=ocfg.keep or (),
-                   keep_weight=ocfg.keep_weight, margin=ocfg.margin, shared_crop=ocfg.shared_crop)
+                   keep_weight=ocfg.keep_weight, margin=ocfg.margin, shared_crop=ocfg.shared_crop,
+                   keep_by=ocfg.keep_by)
 
     def items(self, step: int, rank: int = 0) -> tuple[list[dict], list[int]]:
         """The dataset items of ``step``'s groups on ``rank`` (drawn from ``(seed, step, rank)``), their group ids."""
@@ -160,5 +175,11 @@ class OrderLoss:
         for i, j in self._keep_rows:
             gap = a @ (t[i] - t[j])
             total = total + self.keep_weight * F.softplus(-scale * gap).mean()
+        if self._keep_by_rows:
+            terms = [F.softplus(-scale * (a[k] @ (t[self._keep_by_rows[v][0]] - t[self._keep_by_rows[v][1]])))
+                     for k, index in enumerate(indices)
+                     if (v := self.keep_by_values[index]) in self._keep_by_rows]
+            if terms:
+                total = total + self.keep_weight * torch.stack(terms).mean()
         return total
 

@@ -95,6 +95,23 @@ def test_margin_keeps_pulling_pairs_that_are_in_order_by_less():
     assert plain < 0.01 and with_margin > 10.0  # softplus(-20 * 0.28) vs softplus(-20 * (0.28 - 1))
 
 
+def test_keep_by_holds_each_version_on_its_own_side_of_the_pair():
+    rows = [dict(r, gender="male" if r.get("original") == "a" else "female") for r in ROWS]
+    rule = OrderLoss(rows, _Items(), group_column="original", value_column="shift_cents",
+                     classes=["deep", "high-pitched"], template="{}", groups_per_step=2, min_gap=300, weight=1.0, seed=5,
+                     keep_by={"column": "gender", "pairs": {"male": ["male", "female"], "female": ["female", "male"]}})
+    assert rule.prompts == ["deep", "high-pitched", "male", "female", "female", "male"]
+    t = torch.tensor([[1.0, 0, 0], [-1.0, 0, 0], [0, 1.0, 0], [0, -1.0, 0], [0, -1.0, 0], [0, 1.0, 0]])
+    male_side, female_side = torch.tensor([0.0, 1.0, 0.0]), torch.tensor([0.0, -1.0, 0.0])
+    scale = torch.tensor(20.0)
+    # rows 0 and 3: one male version (group a), one female (group b); no order pairs between them
+    right = float(rule.loss(torch.stack([male_side, female_side]), t, scale, [0, 3], [0, 1]))
+    wrong = float(rule.loss(torch.stack([female_side, male_side]), t, scale, [0, 3], [0, 1]))
+    assert right < 1e-6 and wrong > 10.0
+    with pytest.raises(ValueError, match="keep_by"):
+        _rule(keep_by={"column": "gender"})
+
+
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
     return write_corpus(tmp_path_factory.mktemp("corpus"), 12, seconds=(0.3, 0.9))
@@ -197,7 +214,7 @@ def test_several_order_sources_are_concatenated_each_group_once(tmp_path):
     ocfg = SimpleNamespace(data=f"{first}+{second}", group_column="original", value_column="shift_cents",
                            classes=["deep", "shrill"], groups_per_step=2, min_gap=300, weight=1.0, joint=False,
                            scale=None, orthogonal_to=[], keep=[["calm", "shrill"]], keep_weight=1.0, margin=0.0,
-                           shared_crop=False)
+                           shared_crop=False, keep_by=None)
     rule = OrderLoss.from_config(ocfg, audio_root=None, crop_seconds=0.5, random_crop=False, mask_padding=True,
                                  normalize=True, caption_column="text_description", tag_columns=["intrinsic_tags"],
                                  template="A {} voice.", seed=0)
