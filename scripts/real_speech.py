@@ -176,84 +176,66 @@ def load_manifest(path: str | Path = "data/real-speech/manifest.jsonl", split: s
     return [r for r in rows if split is None or r["split"] == split]
 
 
-def _augment_speaker(job: tuple) -> list[dict]:
-    """Write the training versions of one speaker's clips (a worker's share)."""
-    rows, out, versions, seed = job
-    import soundfile as sf
-
+def _augment_rows(row: dict, y: np.ndarray, rng: np.random.Generator, versions: int):
+    """(file name suffix, waveform, row fields) of the labelled versions of one clip (``--augment``)."""
     from paraspeechclap.synth.real import clip_versions
 
-    rng = np.random.default_rng(seed)
-    written = []
-    for row in rows:
-        y = load_16k(Path(row["path"]))
-        stem = Path(row["path"]).with_suffix("").name
-        for k, (z, fields) in enumerate(clip_versions(y, row["f0_median_hz"], row["gender"], versions, rng)):
-            path = out / "audio" / row["speaker"] / f"{stem}-{k}.wav"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            sf.write(path, z, 16000, subtype="PCM_16")
-            written.append({"audio_path": str(path.resolve()), "source": "real", "speaker": row["speaker"],
-                            "gender": row["gender"], "language": row["language"], "original": row["path"],
-                            "original_f0_median_hz": row["f0_median_hz"], "duration": round(len(z) / 16000, 3),
-                            **fields})
-    return written
+    for k, (z, fields) in enumerate(clip_versions(y, row["f0_median_hz"], row["gender"], versions, rng)):
+        yield str(k), z, {"source": "real", "original": row["path"], "original_f0_median_hz": row["f0_median_hz"],
+                          **fields}
 
 
-def augment_training(manifest: Path, out: Path, versions: int, workers: int, seed: int = 0) -> int:
-    """``versions`` labelled versions of every training clip -> ``out/train.jsonl`` (+ ``out/audio``)."""
-    rows = load_manifest(manifest, split="train")
-    assert not any(r["speaker"] in HELDOUT for r in rows)
-    jobs = [(rows[i::workers * 4], out, versions, seed + i) for i in range(workers * 4)]
-    written: list[dict] = []
-    with ProcessPoolExecutor(workers) as pool:
-        for part in pool.map(_augment_speaker, jobs):
-            written += part
-    with open(out / "train.jsonl", "w") as handle:
-        for row in written:
-            handle.write(json.dumps(row) + "\n")
-    return len(written)
+def _ladder_rows(row: dict, y: np.ndarray, rng: np.random.Generator, versions: int):
+    """(file name suffix, waveform, row fields) of the pitch ladder of one clip (``--ladders``; its own group)."""
+    from paraspeechclap.synth.real import clip_ladder
+
+    for z, fields in clip_ladder(y, rng):
+        # the loader needs a caption; stage 2 never uses it (joint: false)
+        yield f"r{fields['rung']}", z, {"source": "real-ladder", "original": f"{row['path']}#ladder", **fields,
+                                        "text_description": [f"A {row['gender']} voice speaking."]}
 
 
-def _ladder_speaker(job: tuple) -> list[dict]:
-    """Write the pitch ladders of one worker's share of the training clips."""
-    rows, out, seed = job
+VERSION_KINDS = {"augment": (_augment_rows, 0), "ladder": (_ladder_rows, 1000)}  # kind -> (rows, job seed offset)
+
+
+def _write_versions(job: tuple) -> list[dict]:
+    """Write the versions of one worker's share of the training clips; a clip that fails is reported and skipped."""
+    kind, rows, out, versions, seed = job
     import soundfile as sf
 
     from paraspeechclap.fileio import atomic_path
-    from paraspeechclap.synth.real import clip_ladder
 
+    make = VERSION_KINDS[kind][0]
     rng = np.random.default_rng(seed)
     written = []
     for row in rows:
         try:
             y = load_16k(Path(row["path"]))
             stem = Path(row["path"]).with_suffix("").name
-            for z, fields in clip_ladder(y, rng):
-                path = (out / "audio" / row["speaker"] / f"{stem}-r{fields['rung']}.wav").resolve()
-                path.parent.mkdir(parents=True, exist_ok=True)
+            for suffix, z, fields in make(row, y, rng, versions):
+                path = (out / "audio" / row["speaker"] / f"{stem}-{suffix}.wav").resolve()
                 with atomic_path(path) as tmp:
                     sf.write(tmp, z, 16000, subtype="PCM_16", format="WAV")
-                written.append({"audio_path": str(path), "source": "real-ladder", "speaker": row["speaker"],
-                                "gender": row["gender"], "language": row["language"],
-                                "original": f"{row['path']}#ladder", "duration": round(len(z) / 16000, 3),
-                                **fields,
-                                # the loader needs a caption; stage 2 never uses it (joint: false)
-                                "text_description": [f"A {row['gender']} voice speaking."]})
+                written.append({"audio_path": str(path), "speaker": row["speaker"], "gender": row["gender"],
+                                "language": row["language"], "duration": round(len(z) / 16000, 3), **fields})
         except Exception as err:  # noqa: BLE001 - report the clip, make the rest
-            print(f"warning: {row['path']}: no ladder ({err})", file=sys.stderr)
+            print(f"warning: {row['path']}: no {kind} versions ({err})", file=sys.stderr)
     return written
 
 
-def ladder_training(manifest: Path, out: Path, workers: int, seed: int = 0) -> int:
-    """A pitch ladder (:func:`paraspeechclap.synth.real.clip_ladder`) of every training clip -> ``out/train.jsonl``."""
+def write_training(manifest: Path, out: Path, kind: str, workers: int, seed: int = 0, versions: int = 0) -> int:
+    """Versions of every training clip -> ``out/train.jsonl`` (+ ``out/audio``): ``kind`` "augment" (``versions``
+    labelled pitch/tempo/channel versions, :func:`paraspeechclap.synth.real.clip_versions`) or "ladder" (a pitch
+    ladder, :func:`paraspeechclap.synth.real.clip_ladder`)."""
     from paraspeechclap.fileio import atomic_write_text
 
     rows = load_manifest(manifest, split="train")
     assert not any(r["speaker"] in HELDOUT for r in rows)
-    jobs = [(rows[i::workers * 4], out, seed + 1000 + i) for i in range(workers * 4)]
+    offset = VERSION_KINDS[kind][1]
+    jobs = [(kind, rows[i::workers * 4], out, versions, seed + offset + i) for i in range(workers * 4)]
     written: list[dict] = []
     with ProcessPoolExecutor(workers) as pool:
-        for part in pool.map(_ladder_speaker, jobs):
+        for part in pool.map(_write_versions, jobs):
             written += part
     atomic_write_text(out / "train.jsonl", "".join(json.dumps(r) + "\n" for r in written))
     return len(written)
@@ -299,11 +281,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{len(rows)} clips -> {out}/manifest.jsonl")
     if args.augment and rows:
         (out / "train-aug").mkdir(parents=True, exist_ok=True)
-        n = augment_training(out / "manifest.jsonl", out / "train-aug", args.augment, args.workers, args.seed)
+        n = write_training(out / "manifest.jsonl", out / "train-aug", "augment", args.workers, args.seed, args.augment)
         print(f"{n} training versions -> {out}/train-aug/train.jsonl")
     if args.ladders and rows:
         (out / "train-ladder").mkdir(parents=True, exist_ok=True)
-        n = ladder_training(out / "manifest.jsonl", out / "train-ladder", args.workers, args.seed)
+        n = write_training(out / "manifest.jsonl", out / "train-ladder", "ladder", args.workers, args.seed)
         print(f"{n} ladder rungs -> {out}/train-ladder/train.jsonl")
     if (out / "train-aug" / "train.jsonl").is_file():
         n = pitch_only(out / "train-aug" / "train.jsonl", out / "train-aug" / "train-pitch.jsonl", args.seed)

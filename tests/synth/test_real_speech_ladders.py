@@ -1,5 +1,5 @@
-"""scripts/real_speech.py --ladders: every training clip's ladder is one order group of its own; a clip that cannot
-be read is reported by path and the rest are written."""
+"""scripts/real_speech.py --ladders and --augment (one loop): every training clip's ladder is one order group of its
+own; a clip that cannot be read is reported by path and the rest are written."""
 from __future__ import annotations
 
 import json
@@ -29,7 +29,7 @@ def test_ladders_group_by_clip_and_skip_a_bad_one(tmp_path, capfd):
     manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
     out = tmp_path / "ladder"
     out.mkdir()
-    n = real_speech.ladder_training(manifest, out, workers=1)
+    n = real_speech.write_training(manifest, out, "ladder", workers=1)
     written = [json.loads(line) for line in (out / "train.jsonl").read_text().splitlines()]
     assert n == len(written) == 2 * 6
     assert "missing.wav" in capfd.readouterr().err
@@ -41,3 +41,23 @@ def test_ladders_group_by_clip_and_skip_a_bad_one(tmp_path, capfd):
     for group in by_group.values():
         cents = sorted(r["shift_cents"] for r in group)
         assert np.allclose(np.diff(cents), 200) and len({r["method"] for r in group}) == 1
+
+
+def test_augmented_versions_share_the_loop_and_skip_a_bad_clip(tmp_path, capfd):
+    """--augment writes through the same loop: labelled versions grouped by their original, the bad clip reported."""
+    real_speech = load_script("real_speech")
+    t = np.arange(16000) / 16000
+    path = tmp_path / "in" / "clip.wav"
+    path.parent.mkdir()
+    sf.write(path, (0.3 * np.sin(2 * np.pi * 130.0 * t)).astype(np.float32), 16000)
+    good = {"path": str(path), "speaker": "s0", "gender": "male", "language": "xx", "f0_median_hz": 130.0,
+            "split": "train"}
+    manifest = tmp_path / "manifest.jsonl"
+    manifest.write_text("".join(json.dumps(r) + "\n" for r in (good, {**good, "path": str(tmp_path / "gone.wav")})))
+    out = tmp_path / "aug"
+    out.mkdir()
+    assert real_speech.write_training(manifest, out, "augment", workers=1, versions=3) == 3
+    written = [json.loads(line) for line in (out / "train.jsonl").read_text().splitlines()]
+    assert {r["original"] for r in written} == {str(path)} and all(r["source"] == "real" for r in written)
+    assert all(Path(r["audio_path"]).is_file() for r in written)
+    assert "gone.wav" in capfd.readouterr().err
