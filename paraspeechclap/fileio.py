@@ -14,6 +14,7 @@ import contextlib
 import json
 import os
 import shutil
+import sys
 import uuid
 from pathlib import Path
 from typing import IO, Any, Callable, Iterator
@@ -154,6 +155,23 @@ def atomic_dir(target: str | os.PathLike, durable: bool = False, replace: bool =
 # are taken by files it does not own, and refuses if there are any; it deletes only with :func:`remove_owned`.
 # A digest of None reserves a name the command checked was free and is about to write (an interrupted run).
 # ------------------------------------------------------------------------------------------------------------------
+
+def read_jsonl(path: str | os.PathLike) -> Iterator[dict]:
+    """The rows of a JSON-lines file, in order; a line that is not a JSON object is reported on stderr with its line
+    number and skipped (the rest are still read); blank lines are skipped."""
+    with open(path) as fh:
+        for line_no, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:
+                row = None
+            if not isinstance(row, dict):
+                print(f"warning: {path}:{line_no}: not a JSON object, skipped", file=sys.stderr)
+                continue
+            yield row
+
 
 def file_digest(path: str | os.PathLike) -> str:
     """``sha256:<hex>`` of a file's bytes, or ``link:<target>`` for a symbolic link (not followed)."""

@@ -32,20 +32,16 @@ PITCHES = (5, 20, 35, 50, 65, 80, 95)
 
 def training_voices(corpus: Path) -> list[tuple[str, str]]:
     """(variant, gender) of every plain espeak variant in the corpus' training split, sorted."""
+    from paraspeechclap.fileio import read_jsonl
+
     voices = {}
-    with open(corpus / "train.jsonl") as fh:
-        for line_no, line in enumerate(fh, 1):
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError:
-                print(f"warning: {corpus / 'train.jsonl'}:{line_no}: not JSON, skipped", file=sys.stderr)
-                continue
-            name = row.get("espeak_voice") or ""
-            if row.get("engine") != "espeak" or row.get("held_out_voice") or "+" not in name:
-                continue
-            variant = name.split("+", 1)[1]
-            if not variant.startswith("psc_"):
-                voices[variant] = row.get("gender")
+    for row in read_jsonl(corpus / "train.jsonl"):
+        name = row.get("espeak_voice") or ""
+        if row.get("engine") != "espeak" or row.get("held_out_voice") or "+" not in name:
+            continue
+        variant = name.split("+", 1)[1]
+        if not variant.startswith("psc_"):
+            voices[variant] = row.get("gender")
     return sorted(voices.items())
 
 

@@ -29,19 +29,13 @@ LEVELS = ("low", "medium", "high")
 
 def labelled_rows(corpus: Path) -> dict[str, list[dict]]:
     """The corpus' training rows with a pitch label, by label; a line that is not JSON is reported and skipped."""
+    from paraspeechclap.fileio import read_jsonl
+
     by_level: dict[str, list[dict]] = {level: [] for level in LEVELS}
-    with open(corpus / "train.jsonl") as fh:
-        for line_no, line in enumerate(fh, 1):
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError:
-                print(f"warning: {corpus / 'train.jsonl'}:{line_no}: not JSON, skipped", file=sys.stderr)
-                continue
-            if row.get("held_out_voice") or row.get("pitch_level") not in by_level:
-                continue
-            if row.get("pitch_offset_st") is None:
-                continue
-            by_level[row["pitch_level"]].append(row)
+    for row in read_jsonl(corpus / "train.jsonl"):
+        if row.get("held_out_voice") or row.get("pitch_level") not in by_level or row.get("pitch_offset_st") is None:
+            continue
+        by_level[row["pitch_level"]].append(row)
     return by_level
 
 

@@ -33,7 +33,7 @@ def _corpus(root: Path) -> Path:
 
 def test_training_voices_are_plain_espeak_variants_never_held_out(sweeps, tmp_path, capsys):
     assert sweeps.training_voices(_corpus(tmp_path / "corpus")) == [("f1", "female"), ("m1", "male")]
-    assert "train.jsonl:7: not JSON" in capsys.readouterr().err  # a bad line is reported with its number
+    assert "train.jsonl:7: not a JSON object" in capsys.readouterr().err  # a bad line is reported with its number
 
 
 @needs_espeak

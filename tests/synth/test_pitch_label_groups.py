@@ -33,7 +33,7 @@ def test_groups_hold_one_clip_per_level_ordered_by_offset(groups_script, tmp_pat
     corpus = _corpus(tmp_path / "corpus")
     out = tmp_path / "groups"
     assert groups_script.main(["--corpus", str(corpus), "--out", str(out), "--groups", "5"]) == 0
-    assert "train.jsonl:12: not JSON" in capsys.readouterr().err  # a bad line is reported with its number
+    assert "train.jsonl:12: not a JSON object" in capsys.readouterr().err  # a bad line is reported with its number
     rows = [json.loads(line) for line in (out / "train.jsonl").read_text().splitlines()]
     assert len(rows) == 9  # 3 groups: the levels run out before 5
     by_group: dict = {}
