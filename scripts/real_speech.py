@@ -234,9 +234,13 @@ def write_training(manifest: Path, out: Path, kind: str, workers: int, seed: int
     offset = VERSION_KINDS[kind][1]
     jobs = [(kind, rows[i::workers * 4], out, versions, seed + offset + i) for i in range(workers * 4)]
     written: list[dict] = []
-    with ProcessPoolExecutor(workers) as pool:
-        for part in pool.map(_write_versions, jobs):
+    if workers <= 1:  # in this process: no fork (a forked child of a process with threads can deadlock)
+        for part in map(_write_versions, jobs):
             written += part
+    else:
+        with ProcessPoolExecutor(workers) as pool:
+            for part in pool.map(_write_versions, jobs):
+                written += part
     atomic_write_text(out / "train.jsonl", "".join(json.dumps(r) + "\n" for r in written))
     return len(written)
 
