@@ -336,7 +336,7 @@ def generate_corpus(out: str | os.PathLike, num_clips: int = 10000, seed: int = 
     scratch = Path(tempfile.mkdtemp(prefix="psc-espeak-"))
     try:
         data_path = str(prepare_espeak_data(scratch, [v.timbre for v in voices if v.engine == "espeak"]))
-        ctx = get_context("fork")
+        ctx = get_context("spawn")  # not fork: a forked child of a process with threads (a test run, a server) can deadlock
         with ctx.Pool(max(1, workers), initializer=_init_worker, initargs=(data_path,)) as pool:
             if calib is None:
                 calib = calibrate_voices(voices, pool, progress)

@@ -249,7 +249,7 @@ def verify_corpus(out: str | os.PathLike, workers: int = 2, progress: bool = Tru
     if not rows:
         raise FileNotFoundError(f"{out}: no train/validation/test.jsonl manifests")
     args = [(str(out / "audio" / r["source"] / r["relative_audio_path"]), r.get("syllables")) for r in rows]
-    with get_context("fork").Pool(max(1, workers)) as pool:
+    with get_context("spawn").Pool(max(1, workers)) as pool:  # not fork: see generate.py
         meas = list(tqdm(pool.imap(_measure_file, args, chunksize=8), total=len(args),
                          desc="re-measuring", disable=not progress))
     checks, ok_rows = [], []
