@@ -147,15 +147,6 @@ def atomic_dir(target: str | os.PathLike, durable: bool = False, replace: bool =
             shutil.rmtree(tmp, ignore_errors=True)
 
 
-# ------------------------------------------------------------------------------------------------------------------
-# Ownership records: a command may replace or delete only files it wrote itself.
-#
-# A command keeps, in a record of its own (e.g. rerank's selection.json), {relative path: digest} for every file it
-# wrote. Before writing into a folder that already exists it asks :func:`foreign_files` which of its planned paths
-# are taken by files it does not own, and refuses if there are any; it deletes only with :func:`remove_owned`.
-# A digest of None reserves a name the command checked was free and is about to write (an interrupted run).
-# ------------------------------------------------------------------------------------------------------------------
-
 def read_jsonl(path: str | os.PathLike) -> Iterator[dict]:
     """The rows of a JSON-lines file, in order; a line that is not a JSON object is reported on stderr with its line
     number and skipped (the rest are still read); blank lines are skipped."""
@@ -172,6 +163,15 @@ def read_jsonl(path: str | os.PathLike) -> Iterator[dict]:
                 continue
             yield row
 
+
+# ------------------------------------------------------------------------------------------------------------------
+# Ownership records: a command may replace or delete only files it wrote itself.
+#
+# A command keeps, in a record of its own (e.g. rerank's selection.json), {relative path: digest} for every file it
+# wrote. Before writing into a folder that already exists it asks :func:`foreign_files` which of its planned paths
+# are taken by files it does not own, and refuses if there are any; it deletes only with :func:`remove_owned`.
+# A digest of None reserves a name the command checked was free and is about to write (an interrupted run).
+# ------------------------------------------------------------------------------------------------------------------
 
 def file_digest(path: str | os.PathLike) -> str:
     """``sha256:<hex>`` of a file's bytes, or ``link:<target>`` for a symbolic link (not followed)."""
