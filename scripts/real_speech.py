@@ -196,6 +196,7 @@ def _ladder_rows(row: dict, y: np.ndarray, rng: np.random.Generator, versions: i
 
 
 VERSION_KINDS = {"augment": (_augment_rows, 0), "ladder": (_ladder_rows, 1000)}  # kind -> (rows, job seed offset)
+VERSION_JOBS = 8  # shares of the training clips written with seeds seed+offset+0..7 (what --workers 2 always ran)
 
 
 def _write_versions(job: tuple) -> list[dict]:
@@ -232,7 +233,8 @@ def write_training(manifest: Path, out: Path, kind: str, workers: int, seed: int
     rows = load_manifest(manifest, split="train")
     assert not any(r["speaker"] in HELDOUT for r in rows)
     offset = VERSION_KINDS[kind][1]
-    jobs = [(kind, rows[i::workers * 4], out, versions, seed + offset + i) for i in range(workers * 4)]
+    # a fixed number of shares, each with its own seed: the output does not depend on --workers
+    jobs = [(kind, rows[i::VERSION_JOBS], out, versions, seed + offset + i) for i in range(VERSION_JOBS)]
     written: list[dict] = []
     if workers <= 1:  # in this process: no fork (a forked child of a process with threads can deadlock)
         for part in map(_write_versions, jobs):
