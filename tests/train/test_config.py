@@ -18,9 +18,14 @@ def test_recipes_defaults():
     r = load_config("mini-real", ["model.source=stage1", "data.train=x.jsonl"])  # mini's stage 2 inherits mini
     assert r.model.factory == load_config("mini", ["data.train=x.jsonl"]).model.factory and r.model.init == "pretrained"
     assert not r.loss.order.joint and r.loss.order.orthogonal_to == [["whispered", "normal"]]
-    k = load_config("mini-real-keep", ["model.source=stage1", "data.train=x.jsonl"])  # an ingredient of mini's soup
+    k = load_config("mini-real-keep", ["model.source=stage1", "data.train=x.jsonl"])  # mini-ladders inherits it
     assert k.loss.order.keep == [["normal", "whispered"]] and k.loss.order.keep_weight == 2.0
     assert k.loss.order.orthogonal_to == r.loss.order.orthogonal_to and k.optim.max_steps == r.optim.max_steps == 600
+    ld = load_config("mini-ladders", ["model.source=stage1", "data.train=x.jsonl"])  # mini's stage-2 recipe now
+    assert ld.loss.order.keep == k.loss.order.keep and ld.optim.max_steps == 1200 and ld.loss.order.shared_crop
+    assert ld.loss.classification_weight == 5.0 and ld.run.seed == 1
+    assert ld.loss.order.keep_by["pairs"]["male"] == ["male", "female"] and ld.loss.order.margin == 0.1
+    assert load_config("mini", ["data.train=x.jsonl"]).model.speech_model == "mel-mini-f0"
     assert load_config("mini", ["data.train=x.jsonl"]).loss.order.data is None  # the order loss is off by default
 
 
