@@ -22,7 +22,7 @@
 # data/synth-male-ladders), REAL_ARGS (extra trainer overrides for stage 2, e.g. "optim.max_steps=300"), REAL_TAG
 # (suffix of the stage-2 folder).
 # Each data folder is made once and reused when its train.jsonl exists. Time on 2 CPU cores: see MODEL_CARD.md
-# ("Retraining").
+# ("Retraining time and exactness").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-.venv/bin/python}
