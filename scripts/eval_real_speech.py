@@ -28,6 +28,7 @@ import itertools
 import json
 import sys
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 
@@ -81,18 +82,26 @@ def versions(y: np.ndarray) -> dict[str, tuple[list[float], list[np.ndarray]]]:
     }
 
 
-def evaluate(model, clips: list[dict], batch_size: int = 16) -> dict:
-    prompts = model.embed_prompts(["deep", "high-pitched", "slow", "fast"], TEMPLATE)
-    records = []
+def version_sets(clips: list[dict]) -> Iterator[tuple[dict, list[np.ndarray]]]:
+    """(record without a score, waveforms) per clip, kind of version and band: what :func:`summarise` reads once
+    each record has a ``score`` per level (also used by scripts/probe_pitch_features.py)."""
     for clip in clips:
         y = trim_silence(load_16k(Path(clip["path"])))
         for kind, (levels, waves) in versions(y).items():
             for band, filt in BANDS.items():
-                sims = model.embed_waveforms([filt(w) for w in waves], batch_size=batch_size) @ prompts.T
-                # "higher level" must score higher: pitch -> high-pitched minus deep, rate -> fast minus slow
-                score = sims[:, 1] - sims[:, 0] if kind.startswith("pitch") else sims[:, 3] - sims[:, 2]
-                records.append({"speaker": clip["speaker"], "gender": clip["gender"], "path": clip["path"],
-                                "kind": kind, "band": band, "levels": list(levels), "score": score.tolist()})
+                yield ({"speaker": clip["speaker"], "gender": clip["gender"], "path": clip["path"], "kind": kind,
+                        "band": band, "levels": list(levels)}, [filt(w) for w in waves])
+
+
+def evaluate(model, clips: list[dict], batch_size: int = 16) -> dict:
+    prompts = model.embed_prompts(["deep", "high-pitched", "slow", "fast"], TEMPLATE)
+    records = []
+    for record, waves in version_sets(clips):
+        sims = model.embed_waveforms(waves, batch_size=batch_size) @ prompts.T
+        # "higher level" must score higher: pitch -> high-pitched minus deep, rate -> fast minus slow
+        pitch = record["kind"].startswith("pitch")
+        score = sims[:, 1] - sims[:, 0] if pitch else sims[:, 3] - sims[:, 2]
+        records.append({**record, "score": score.tolist()})
     return summarise(records)
 
 

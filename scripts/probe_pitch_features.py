@@ -29,24 +29,17 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from eval_real_speech import BANDS, pick_clips, summarise, versions  # noqa: E402
-from real_speech import HELDOUT, load_16k, load_manifest  # noqa: E402
-
-from paraspeechclap.synth.voice_shift import trim_silence  # noqa: E402
+from eval_real_speech import pick_clips, summarise, version_sets  # noqa: E402
+from real_speech import HELDOUT, load_manifest  # noqa: E402
 
 
 def version_waves(clips: list[dict]) -> tuple[list[dict], list[np.ndarray]]:
-    """One record per (clip, method, band) and the flat list of its five waveforms, in order."""
+    """One record per (clip, pitch method, band) and the flat list of its five waveforms, in order."""
     records, waves = [], []
-    for clip in clips:
-        y = trim_silence(load_16k(Path(clip["path"])))
-        for kind, (levels, ws) in versions(y).items():
-            if not kind.startswith("pitch"):
-                continue
-            for band, filt in BANDS.items():
-                records.append({"speaker": clip["speaker"], "gender": clip["gender"], "path": clip["path"],
-                                "kind": kind, "band": band, "levels": list(levels)})
-                waves += [filt(w) for w in ws]
+    for record, ws in version_sets(clips):
+        if record["kind"].startswith("pitch"):
+            records.append(record)
+            waves += ws
     return records, waves
 
 
@@ -93,7 +86,10 @@ def main(argv: list[str] | None = None) -> int:
     train_recs, train_w = version_waves(train_clips)
     test_recs, test_w = version_waves(test_clips)
     train_y = np.concatenate([r["levels"] for r in train_recs]).astype(np.float64)
-    feats = {name: (features(name, train_w, model), features(name, test_w, model)) for name in ("mini", "resemblyzer")}
+    feats = {}
+    for name in ("mini", "resemblyzer"):  # one pass over both sets: the encoder is loaded once
+        both = features(name, train_w + test_w, model)
+        feats[name] = (both[:len(train_w)], both[len(train_w):])
     feats["mini+resemblyzer"] = tuple(np.hstack([feats["mini"][i], feats["resemblyzer"][i]]) for i in (0, 1))
     lines = [f"### Linear pitch probe: {len(train_clips)} training-speaker clips -> {len(test_clips)} held-out clips "
              f"(model {args.model})", "",
