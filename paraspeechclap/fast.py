@@ -112,16 +112,27 @@ def _relative_position_bias(module: nn.Module, length: int) -> torch.Tensor:
     return cached[1]
 
 
+CONV_CHUNK_ROWS = 4096  # output frames per block of the no-gradient conv path (see _layer_norm_conv_forward)
+
+
 def _layer_norm_conv_forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
     """Drop-in for WavLM's/wav2vec2's ``LayerNormConvLayer.forward`` (conv, layer norm over channels, activation)
     without the layout copies of the stock version, which transposes ``[B, C, T]`` to ``[B, T, C]`` for the norm and
     back, so that every next convolution first copies its whole input (the largest copies of the speech tower).
 
-    Here the activations stay in ``[B, T, C]`` memory and are handed on as a ``[B, C, T]`` view (channels last):
-    the first layer (one input channel) is a matrix product of the wave's overlapping frames (``unfold``, a view)
-    with the kernel, far faster than oneDNN's single-channel convolution; later layers run ``conv2d`` on the
-    channels-last view, which reads it in place and writes channels last, so the norm reads its ``[B, T, C]``
-    transpose directly. Same maths; float rounding differs only by summation order."""
+    Here the activations stay in ``[B, T, C]`` memory and are handed on as a ``[B, C, T]`` view (channels last).
+    A convolution without padding is a matrix product of the input's windows with the kernel, and in channels-last
+    memory each window (``kernel`` frames of all channels) is one contiguous run, so the windows are a strided view
+    of the input. Without gradients the layer runs in blocks of ``CONV_CHUNK_ROWS`` output frames: window rows,
+    matrix product, norm and activation of one block while it is in cache (the first layers' outputs are tens of
+    megabytes: on the Intel Xeon with AMX, bf16, the second layer of a 15 s clip took 60 ms as oneDNN's
+    convolution plus a whole-tensor norm and GELU, 26 ms in blocks of 4,096 frames; 512-1,024-frame blocks were
+    slower). With gradients the single-channel first layer is the same product on the wave's
+    ``unfold`` and later layers run ``conv2d`` on the channels-last view. Same maths; float rounding differs only by
+    summation order."""
+    if not torch.is_grad_enabled() and (hidden_states.shape[1] == 1
+                                        or hidden_states.transpose(1, 2).is_contiguous()):
+        return _blocked_conv_forward(self, hidden_states).transpose(1, 2)
     conv = self.conv
     (kernel,), (stride,) = conv.kernel_size, conv.stride
     if hidden_states.shape[1] == 1:
@@ -131,6 +142,40 @@ def _layer_norm_conv_forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
         out = F.conv2d(hidden_states.unsqueeze(2), conv.weight.unsqueeze(2), conv.bias, stride=(1, stride))
         out = out.squeeze(2).transpose(1, 2)  # [B, T', C']: contiguous when conv2d wrote channels last
     return self.activation(self.layer_norm(out)).transpose(1, 2)
+
+
+def _window_weight(conv: nn.Conv1d) -> torch.Tensor:
+    """The kernel as ``[out, kernel * in]`` in window order (frame-major, channels inner), cached per weight
+    identity and in-place version like the position bias."""
+    weight = conv.weight
+    key = (weight.data_ptr(), tensor_version(weight), weight.dtype, weight.device)
+    cached = getattr(conv, "_window_weight", None)
+    if cached is None or cached[0] != key:
+        conv._window_weight = None
+        cached = (key, weight.detach().permute(0, 2, 1).reshape(conv.out_channels, -1).contiguous())
+        conv._window_weight = cached
+    return cached[1]
+
+
+def _blocked_conv_forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+    """``activation(layer_norm(conv(x)))`` as ``[B, T', C']``, block by block of output frames (no gradients);
+    ``hidden_states`` is ``[B, 1, T]`` or a channels-last ``[B, C, T]`` view."""
+    conv = self.conv
+    (kernel,), (stride,) = conv.kernel_size, conv.stride
+    batch, channels, length = hidden_states.shape
+    frames = (length - kernel) // stride + 1
+    base = hidden_states if channels == 1 else hidden_states.transpose(1, 2)  # [B, 1, T] or [B, T, C]: contiguous
+    base = base.contiguous()
+    windows = base.as_strided((batch, frames, kernel * channels),
+                              (length * channels, stride * channels, 1), base.storage_offset())
+    weight = _window_weight(conv)
+    out = torch.empty(batch, frames, conv.out_channels, dtype=hidden_states.dtype, device=hidden_states.device)
+    for row in range(batch):
+        for start in range(0, frames, CONV_CHUNK_ROWS):
+            block = windows[row, start:start + CONV_CHUNK_ROWS].contiguous()
+            out[row, start:start + CONV_CHUNK_ROWS] = self.activation(self.layer_norm(
+                _linear_weights(block, weight, conv.bias)))
+    return out
 
 
 def _plain_conv(conv: nn.Module) -> bool:
@@ -197,13 +242,18 @@ def _linear(x: torch.Tensor, module: nn.Linear, gelu: bool = False) -> torch.Ten
     fused. torch's CPU ``addmm`` calls MKL, whose fp32 GEMM on the AMD CPUs measured here runs at about two thirds of
     oneDNN's speed (paper-size layer shapes, Zen 4; BENCHMARKS.md). oneDNN's op has no autograd formula, so anything
     that may need gradients takes ``F.linear``."""
-    weight = module.weight
+    return _linear_weights(x, module.weight, module.bias, gelu)
+
+
+def _linear_weights(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
+                    gelu: bool = False) -> torch.Tensor:
+    """``_linear`` on bare weights."""
     if (not torch.is_grad_enabled() and x.device.type == "cpu" and x.dtype == weight.dtype
             and onednn_linear_supports(x.dtype)):
         if gelu:
-            return torch.ops.mkldnn._linear_pointwise(x, weight, module.bias, "gelu", [], "none")
-        return torch.ops.mkldnn._linear_pointwise(x, weight, module.bias, "none", [], "")
-    out = F.linear(x, weight, module.bias)
+            return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "gelu", [], "none")
+        return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "none", [], "")
+    out = F.linear(x, weight, bias)
     return F.gelu(out) if gelu else out
 
 

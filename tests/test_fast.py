@@ -7,6 +7,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+import paraspeechclap.fast as fast_module
 from paraspeechclap.fast import _FAST_FORWARDS, _bf16_cpu_attention, use_fast_paths, use_stock_paths
 
 
@@ -28,6 +29,20 @@ def test_fast_feature_encoder_matches_the_stock_conv_layers(tiny_model_factory):
     switched = use_fast_paths(model.audio_branch.base)
     assert switched["attention"] == 2 and switched["feature_encoder"] == 3  # the fixture tower's layers
     assert sum(switched.values()) + sum(use_fast_paths(model.text_branch.base).values()) == restored
+
+
+def test_feature_encoder_in_blocks_of_frames_matches_the_stock_conv_layers(tiny_model_factory, monkeypatch):
+    """Without gradients the conv layers run block by block of output frames; blocks of 7 frames (an uneven last
+    block in every layer, several rows) give the stock layers' output within 1e-5."""
+    model = tiny_model_factory()
+    encoder = _feature_encoder(model)
+    waves = torch.from_numpy(np.random.default_rng(3).standard_normal((2, 9001)).astype(np.float32) * 0.1)
+    monkeypatch.setattr(fast_module, "CONV_CHUNK_ROWS", 7)
+    with torch.no_grad():
+        blocked = encoder(waves)
+        use_stock_paths(model)
+        stock = encoder(waves)
+    torch.testing.assert_close(blocked, stock, atol=1e-5, rtol=1e-5)
 
 
 def fast_forwards(model) -> int:
