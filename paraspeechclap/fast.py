@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import ctypes
+import functools
 import sys
+import threading
 import types
 
 import torch
@@ -17,14 +19,23 @@ def _wavlm_sdpa_attention_forward(self, hidden_states: torch.Tensor, attention_m
     Same maths as the stock module: q/k/v projections, the per-head relative position bias scaled by the
     gru-style gate of each query frame, key padding mask. The stock version repeats the position bias for every
     batch row, copies it again to mask padding, and calls ``F.multi_head_attention_forward(need_weights=True)``,
-    which materialises and averages the attention weights. Here the bias is computed once per forward
-    (``[1, heads, T, T]``, shared by all rows and layers), gated into a single ``[B, heads, T, T]`` tensor that is
-    masked in place, and handed to SDPA.
+    which materialises and averages the attention weights. Here the bias is built once per forward and shared by all
+    rows and layers, gated into a single ``[B, heads, T, T]`` tensor that is masked in place, and handed to SDPA.
+
+    Without gradients the keys (and values and key mask) are taken in reverse frame order: the bias then depends on
+    ``i + j'`` instead of ``j - i``, so it is a strided view of its 2T-1 values (``flipped_bias``) and gating it reads
+    a few kilobytes instead of a ``T x T`` tensor; the gated bias is written into a per-thread scratch tensor that
+    every layer reuses (a fresh tensor of that size costs more in page faults than the multiplication itself).
+    Attention does not depend on the order of the keys, so only the summation order changes; fp32 keeps the keys
+    in order all the same, as it is the path held within 1e-5 of the authors' outputs (reordered sums moved the
+    fixture model's embeddings by ~5e-5).
     """
     batch, length, _ = hidden_states.shape
     heads, head_dim = self.num_heads, self.head_dim
     if position_bias is None:
-        position_bias = _relative_position_bias(self, length)  # [1, heads, T, T]
+        position_bias = _relative_position_bias(self, length)
+    shared = position_bias  # handed on to the next layer as it came (a view keeps its _keys_flipped mark)
+    flipped = getattr(position_bias, "_keys_flipped", False)
     position_bias = position_bias.view(-1, heads, length, length)  # also accepts the stock [B * heads, T, T]
 
     def split(x: torch.Tensor) -> torch.Tensor:
@@ -39,23 +50,54 @@ def _wavlm_sdpa_attention_forward(self, hidden_states: torch.Tensor, attention_m
     query = split(self.q_proj(hidden_states))
     key = split(self.k_proj(hidden_states))
     value = split(self.v_proj(hidden_states))
+    if flipped:
+        key, value = key.flip(2), value.flip(2)
+        attention_mask = None if attention_mask is None else attention_mask.flip(-1)
     if _unfused_wins(query, self.training):
         output = _bf16_cpu_attention(query, key, value, gate, position_bias, attention_mask)
     else:
-        bias = (gate * position_bias).to(query.dtype)  # [B, heads, T, T], the only full-size copy
+        bias = _gated_bias(gate, position_bias, query.dtype)  # [B, heads, T, T], the only full-size tensor
         if attention_mask is not None:
             bias.masked_fill_(attention_mask.ne(1)[:, None, None, :], float("-inf"))
         output = F.scaled_dot_product_attention(query, key, value, attn_mask=bias,
                                                 dropout_p=self.dropout if self.training else 0.0)
     output = output.transpose(1, 2).reshape(batch, length, heads * head_dim)
-    return self.out_proj(output), None, position_bias
+    return self.out_proj(output), None, shared
+
+
+_SCRATCH = threading.local()
+
+
+def _gated_bias(gate: torch.Tensor, position_bias: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """``gate * position_bias`` in ``dtype``; without gradients into this thread's scratch tensor, which the next
+    layer (and the next window of the same size) overwrites."""
+    if torch.is_grad_enabled():
+        return (gate * position_bias).to(dtype)
+    shape = torch.broadcast_shapes(gate.shape, position_bias.shape)
+    key = (shape, dtype, gate.device, torch.is_inference_mode_enabled())  # inference tensors stay in that mode
+    cached = getattr(_SCRATCH, "bias", None)
+    if cached is None or cached[0] != key:
+        _SCRATCH.bias = None
+        cached = _SCRATCH.bias = (key, torch.empty(shape, dtype=dtype, device=gate.device))
+    return torch.mul(gate, position_bias, out=cached[1])
 
 
 def _unfused_wins(query: torch.Tensor, training: bool) -> bool:
-    """bf16 inference on CPU: two batched matmuls around a softmax beat SDPA's fused CPU kernel with a float bias
-    (paper-size layers, 10 s clip, Zen 4 with AVX-512 BF16: ~6 ms against ~10 ms per layer; the whole tower 1.28 s
-    against 1.49 s per clip). fp32 keeps SDPA (faster there, and the exact path); so does training."""
-    return not training and query.dtype == torch.bfloat16 and query.device.type == "cpu"
+    """bf16 inference on a CPU without AMX: two batched matmuls around a softmax beat SDPA's fused CPU kernel with a
+    float bias (paper-size layers, 10 s clip, Zen 4 with AVX-512 BF16: ~6 ms against ~10 ms per layer; the whole
+    tower 1.28 s against 1.49 s per clip). With AMX tiles SDPA's kernel wins (Intel Xeon, 10 s clip: 2.8 against
+    3.4 ms per layer) and is closer to fp32. fp32 keeps SDPA (faster there, and the exact path); so does training."""
+    return not training and query.dtype == torch.bfloat16 and query.device.type == "cpu" and not cpu_has_amx()
+
+
+@functools.lru_cache(maxsize=1)
+def cpu_has_amx() -> bool:
+    """Whether torch's CPU kernels can use AMX tiles here (its own detection, which also checks the OS allows them)."""
+    check = getattr(getattr(torch, "cpu", None), "_is_amx_tile_supported", None)
+    try:
+        return bool(check()) if check is not None else False
+    except RuntimeError:
+        return False
 
 
 def _bf16_cpu_attention(query, key, value, gate, position_bias, attention_mask):
@@ -94,20 +136,34 @@ def toeplitz_bias(module: nn.Module, length: int) -> torch.Tensor:
     return rows.flip(1)[None]  # bias[h, i, j] = values[h, (T - 1 - i) + j] = embedding of distance j - i
 
 
+def flipped_bias(module: nn.Module, length: int) -> torch.Tensor:
+    """The first layer's relative-position bias for keys in reverse order, ``[1, heads, T, T]``:
+    ``flipped[h, i, j'] = bias[h, i, T - 1 - j']``, which depends on ``i + j'`` only, so it is a strided view of the
+    2T-1 values (no ``T x T`` tensor). The view carries ``_keys_flipped = True`` for the layers it is passed on to."""
+    device = module.rel_attn_embed.weight.device
+    distances = torch.arange(length - 1, -length, -1, dtype=torch.long, device=device)  # i + j' -> j - i
+    values = module.rel_attn_embed(module._relative_positions_bucket(distances)).transpose(0, 1).contiguous()
+    heads, count = values.shape
+    view = values.as_strided((1, heads, length, length), (heads * count, count, 1, 1))
+    view._keys_flipped = True
+    return view
+
+
 def _relative_position_bias(module: nn.Module, length: int) -> torch.Tensor:
-    """The first layer's relative-position bias, ``[1, heads, T, T]``. Without gradients it is cached per length
-    (windows of a long file, and clips of one length, share it): building it costs more than a small tower's
-    attention. The cache key includes the embedding weight's identity and in-place version, so new weights never
-    meet an old bias."""
+    """The first layer's relative-position bias: ``toeplitz_bias`` with gradients or in fp32, else ``flipped_bias``
+    (see ``_wavlm_sdpa_attention_forward``). Without gradients it is cached per length (windows of a long file, and
+    clips of one length, share it): building it costs more than a small tower's attention. The cache key includes the
+    embedding weight's identity and in-place version, so new weights never meet an old bias."""
     weight = module.rel_attn_embed.weight
     if torch.is_grad_enabled() and weight.requires_grad:
         return toeplitz_bias(module, length)
+    build = toeplitz_bias if weight.dtype == torch.float32 else flipped_bias
     key = (length, weight.data_ptr(), tensor_version(weight), weight.dtype, weight.device)
     cached = getattr(module, "_bias_cache", None)
     if cached is None or cached[0] != key:
         module._bias_cache = None  # let the old bias go before the new one is built
         with torch.inference_mode():
-            cached = (key, toeplitz_bias(module, length))
+            cached = (key, build(module, length))
         module._bias_cache = cached
     return cached[1]
 

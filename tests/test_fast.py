@@ -1,9 +1,11 @@
 """fast.py's drop-in forwards keep the maths of the modules they replace: the copy-free feature encoder (fp32 within
-1e-5, gradients too), the oneDNN linear layers (fp32 within 1e-5; F.linear whenever gradients are on) and the
-unfused bf16 CPU attention (against fp32 attention, within bf16's stated tolerance)."""
+1e-5, in blocks of frames too, gradients too), the oneDNN linear layers (fp32 within 1e-5; F.linear whenever
+gradients are on), the unfused bf16 CPU attention (against fp32 attention, within bf16's stated tolerance) and the
+bf16 attention layer with its keys in reverse order, by either kernel."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -113,3 +115,35 @@ def test_onednn_linear_layers_equal_torch_linear_and_keep_gradients(tiny_model_f
     fast = model.embed_audio(waves)
     use_stock_paths(model)
     np.testing.assert_allclose(model.embed_audio(waves), fast, atol=1e-5)
+
+
+@pytest.mark.parametrize("amx", [False, True])
+def test_bf16_attention_layer_with_reversed_keys_is_fp32_attention_within_bf16_tolerance(tiny_model_factory,
+                                                                                         monkeypatch, amx):
+    """The first attention layer of the fixture tower in bf16 without gradients (keys reversed, the bias a strided
+    view of its 2T-1 values, the gated bias in the per-thread scratch tensor) against the same layer in fp32 (keys
+    in order): the unfused kernel (CPUs without AMX) and SDPA (with AMX), both forced here. Stated tolerance: max
+    <= 0.05 and mean <= 2e-3 of the output's scale; padded keys get no weight; a second length reuses nothing."""
+    monkeypatch.setattr(fast_module, "cpu_has_amx", lambda: amx)
+    model = tiny_model_factory()
+    layer = next(m for m in model.audio_branch.base.modules()
+                 if type(m).__name__ == "WavLMAttention" and hasattr(m, "rel_attn_embed"))
+    torch.manual_seed(0)
+    for length in (61, 40):
+        hidden = torch.randn(2, length, layer.embed_dim)
+        mask = torch.ones(2, length, dtype=torch.long)
+        mask[1, length // 2:] = 0
+        with torch.no_grad():
+            exact, _, bias32 = layer(hidden, attention_mask=mask)
+            assert not getattr(bias32, "_keys_flipped", False)  # fp32 keeps the keys in order
+            layer.to(torch.bfloat16)
+            got, _, bias16 = layer(hidden.bfloat16(), attention_mask=mask)
+            moved = hidden.clone()
+            moved[1, length // 2:] += 100.0  # hidden states of padded frames: their keys and values are masked
+            again, _, _ = layer(moved.bfloat16(), attention_mask=mask)
+            layer.to(torch.float32)
+        assert bias16._keys_flipped and bias16.shape == (1, layer.num_heads, length, length)
+        scale = exact.abs().max()
+        error = (got.float() - exact).abs() / scale
+        assert error.max() <= 0.05 and error.mean() <= 2e-3, (length, amx, error.max(), error.mean())
+        torch.testing.assert_close(again[1, :length // 2], got[1, :length // 2], atol=0, rtol=0)
