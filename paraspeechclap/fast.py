@@ -70,7 +70,7 @@ _SCRATCH = threading.local()
 
 def _gated_bias(gate: torch.Tensor, position_bias: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     """``gate * position_bias`` in ``dtype``; without gradients into this thread's scratch tensor, which the next
-    layer (and the next window of the same size) overwrites."""
+    layer (and the next window of the same size) overwrites, until ``release_scratch``."""
     if torch.is_grad_enabled():
         return (gate * position_bias).to(dtype)
     shape = torch.broadcast_shapes(gate.shape, position_bias.shape)
@@ -80,6 +80,12 @@ def _gated_bias(gate: torch.Tensor, position_bias: torch.Tensor, dtype: torch.dt
         _SCRATCH.bias = None
         cached = _SCRATCH.bias = (key, torch.empty(shape, dtype=dtype, device=gate.device))
     return torch.mul(gate, position_bias, out=cached[1])
+
+
+def release_scratch() -> None:
+    """Let this thread's attention scratch tensor go (the engine does after each call: windows of one long file
+    share it, and an idle model holds nothing of that size)."""
+    _SCRATCH.bias = None
 
 
 def _unfused_wins(query: torch.Tensor, training: bool) -> bool:

@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from ..audio import AudioError, AudioInput, describe, load_audio, normalize_waveform, pad_batch
+from ..fast import release_scratch
 from .decode import prefetch
 from .plan import ATTENTION_BUDGET_BYTES, EncoderCost, Window, plan_batches, window_size, window_spans
 from .precision import resolve_device, resolve_precision, tower_accepts_bf16_weights
@@ -276,16 +277,19 @@ class InferenceEngine:
         sums = torch.zeros(len(waves), hidden, dtype=torch.float64)
         counts = torch.zeros(len(waves), dtype=torch.float64)
         errors: dict[int, str] = {}
-        for batch in plan_batches(windows, self.cost, batch_size, max_frames, self.attention_budget):
-            segments = [clips[windows[i].owner][windows[i].start:windows[i].end] for i in batch]
-            for i, outcome in zip(batch, self._pool_with_retry(segments)):
-                owner = windows[i].owner
-                if isinstance(outcome, str):
-                    errors.setdefault(owner, outcome)
-                    continue
-                pooled, frames = outcome
-                sums[owner] += pooled * frames
-                counts[owner] += frames
+        try:
+            for batch in plan_batches(windows, self.cost, batch_size, max_frames, self.attention_budget):
+                segments = [clips[windows[i].owner][windows[i].start:windows[i].end] for i in batch]
+                for i, outcome in zip(batch, self._pool_with_retry(segments)):
+                    owner = windows[i].owner
+                    if isinstance(outcome, str):
+                        errors.setdefault(owner, outcome)
+                        continue
+                    pooled, frames = outcome
+                    sums[owner] += pooled * frames
+                    counts[owner] += frames
+        finally:
+            release_scratch()
         pooled_all = (sums / counts.clamp(min=1.0).unsqueeze(-1)).float().to(self.device)
         embedding = self.model.audio_projection(pooled_all)
         embedding = F.normalize(embedding.float(), dim=-1).cpu().numpy()

@@ -45,6 +45,18 @@ def test_batched_equals_single_in_bf16_within_its_tolerance(tiny_model_factory, 
     assert (single * batched).sum(1).min() >= 0.999  # padding changes bf16 rounding, not the answer
 
 
+def test_attention_scratch_is_shared_within_a_call_and_let_go_after_it(tiny_model, golden_waveforms, monkeypatch):
+    """The layers (and windows) of one call share one gated-bias tensor; after the call none is held."""
+    import paraspeechclap.fast as fast
+
+    seen = []
+    gated_bias = fast._gated_bias
+    monkeypatch.setattr(fast, "_gated_bias", lambda *args: seen.append(gated_bias(*args)) or seen[-1])
+    tiny_model.embed_audio([(golden_waveforms[0], 16000)])
+    assert len(seen) >= 2 and len({t.data_ptr() for t in seen}) == 1
+    assert getattr(fast._SCRATCH, "bias", None) is None
+
+
 def test_text_cache_follows_the_weights_after_load_state_dict(tiny_model_factory):
     model = tiny_model_factory()
     before = model.embed_text(["a calm voice"])
