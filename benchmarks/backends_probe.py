@@ -2,9 +2,11 @@
 
 One WavLM-Large-width speech tower (hidden 1024, 16 heads, FFN 4096, the wavlm-large conv stack, random seeded
 weights; ``--layers`` of the 24, default 6 to keep it short), one clip of ``--seconds`` audio. Measured in one process,
-alternating: eager fp32 (SDPA attention, as the engine runs it), eager bf16 (weights converted), torch.compile of
-each, and ONNX Runtime fp32 (exported with torch.onnx, opset 17). Reports seconds per clip (median of ``--repeats``),
-the one-off compile/export time and the largest difference to eager fp32. Needs ``pip install onnxruntime onnx``.
+alternating: eager fp32 and bf16 (weights converted) with the engine's own forwards (``fast.use_fast_paths``),
+torch.compile of each (the stock modules with SDPA attention; ``--mode`` and ``--freezing`` choose inductor's mode and
+its weight-freezing pass, which prepacks weights for oneDNN), and ONNX Runtime fp32 (exported with torch.onnx, opset
+17; ``--no-onnx`` skips it). Reports seconds per clip (median of ``--repeats``), the one-off compile/export time and
+the largest difference to eager fp32. Needs ``pip install onnxruntime onnx``.
 """
 from __future__ import annotations
 
@@ -22,16 +24,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from harness import git_revision, machine_info, result_stem, write_results  # noqa: E402
 
 
-def tower(layers: int, sdpa: bool = True):
+def tower(layers: int, sdpa: bool = True, engine: bool = False):
     from transformers import WavLMConfig, WavLMModel
 
-    from paraspeechclap.fast import use_sdpa_attention
+    from paraspeechclap.fast import use_fast_paths, use_sdpa_attention
 
     torch.manual_seed(0)
     config = WavLMConfig(hidden_size=1024, num_hidden_layers=layers, num_attention_heads=16, intermediate_size=4096,
                          feat_extract_norm="layer", do_stable_layer_norm=True, conv_bias=True)
     model = WavLMModel(config).eval()
-    if sdpa:  # the engine's attention; the ONNX exporter takes the stock module (same maths)
+    if engine:  # all of the engine's eager forwards (they call oneDNN ops that the compiler does not trace)
+        use_fast_paths(model)
+    elif sdpa:  # the engine's attention; the ONNX exporter takes the stock module (same maths)
         use_sdpa_attention(model)
     return model
 
@@ -51,26 +55,39 @@ def main(argv=None) -> int:
     ap.add_argument("--layers", type=int, default=6)
     ap.add_argument("--seconds", type=float, default=10.0)
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--mode", default=None, help="torch.compile mode (default, reduce-overhead, max-autotune)")
+    ap.add_argument("--freezing", action="store_true", help="inductor's freezing pass (constant weights, prepacked)")
+    ap.add_argument("--no-onnx", action="store_true")
     ap.add_argument("--out", default=str(Path(__file__).resolve().parent / "results"))
     ap.add_argument("--name", default=None)
     args = ap.parse_args(argv)
     x = torch.randn(1, int(args.seconds * 16000))
     rows, outputs = [], {}
-    fp32 = tower(args.layers)  # built outside inference mode, as the engine builds its models
-    bf16 = tower(args.layers).to(torch.bfloat16)
+    if args.freezing:
+        import torch._inductor.config as inductor_config
+
+        inductor_config.freezing = True
+    fp32 = tower(args.layers, engine=True)  # built outside inference mode, as the engine builds its models
+    bf16 = tower(args.layers, engine=True).to(torch.bfloat16)
+    xb = x.to(torch.bfloat16)
     with torch.inference_mode():
         outputs["eager fp32"] = fp32(x).last_hidden_state.float()
         rows.append({"path": "eager fp32", "seconds": timed(lambda: fp32(x), args.repeats), "setup_s": 0.0})
-        xb = x.to(torch.bfloat16)
         outputs["eager bf16"] = bf16(xb).last_hidden_state.float()
         rows.append({"path": "eager bf16", "seconds": timed(lambda: bf16(xb), args.repeats), "setup_s": 0.0})
-        for name, model, inp in (("compile fp32", fp32, x), ("compile bf16", bf16, xb)):
+    label = "compile" + (f" {args.mode}" if args.mode else "") + (" frozen" if args.freezing else "")
+    for dtype, inp in ((torch.float32, x), (torch.bfloat16, xb)):
+        model = tower(args.layers).to(dtype)
+        with torch.no_grad():  # freezing needs parameters that are not inference tensors
             start = time.perf_counter()
-            compiled = torch.compile(model)
+            compiled = torch.compile(model, mode=args.mode)
+            name = f"{label} {'fp32' if dtype == torch.float32 else 'bf16'}"
             outputs[name] = compiled(inp).last_hidden_state.float()
             setup = time.perf_counter() - start
             rows.append({"path": name, "seconds": timed(lambda: compiled(inp), args.repeats), "setup_s": setup})
     try:
+        if args.no_onnx:
+            raise ImportError("--no-onnx")
         import onnxruntime as ort
 
         class Hidden(torch.nn.Module):
@@ -94,8 +111,8 @@ def main(argv=None) -> int:
         setup = time.perf_counter() - start
         rows.append({"path": "onnxruntime fp32", "seconds": timed(lambda: session.run(None, feed), args.repeats),
                      "setup_s": setup})
-    except ImportError:
-        print("onnxruntime not installed: skipped", file=sys.stderr)
+    except ImportError as error:
+        print(f"onnxruntime skipped: {error}", file=sys.stderr)
     reference = outputs["eager fp32"]
     for row in rows:
         row["max_abs_diff_vs_eager_fp32"] = float((outputs[row["path"]] - reference).abs().max())
@@ -103,6 +120,7 @@ def main(argv=None) -> int:
         print(f"{row['path']:<18} {row['seconds']:7.3f} s  x{row['x_eager_fp32']:.2f}  setup {row['setup_s']:6.1f} s"
               f"  max|diff| {row['max_abs_diff_vs_eager_fp32']:.2e}")
     result = {"layers": args.layers, "seconds_audio": args.seconds, "threads": torch.get_num_threads(), "rows": rows,
+              "compile_mode": args.mode, "freezing": args.freezing,
               "machine": machine_info(None), "git": git_revision()}
     lines = ["| path | s per clip | x eager fp32 | one-off setup (s) | max abs diff vs eager fp32 |", "|---|---|---|---|---|"]
     lines += [f"| {r['path']} | {r['seconds']:.3f} | {r['x_eager_fp32']:.2f} | {r['setup_s']:.1f} | "
