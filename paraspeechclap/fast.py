@@ -22,10 +22,11 @@ def _wavlm_sdpa_attention_forward(self, hidden_states: torch.Tensor, attention_m
     which materialises and averages the attention weights. Here the bias is built once per forward and shared by all
     rows and layers, gated into a single ``[B, heads, T, T]`` tensor that is masked in place, and handed to SDPA.
 
-    Without gradients the keys (and values and key mask) are taken in reverse frame order: the bias then depends on
-    ``i + j'`` instead of ``j - i``, so it is a strided view of its 2T-1 values (``flipped_bias``) and gating it reads
-    a few kilobytes instead of a ``T x T`` tensor; the gated bias is written into a per-thread scratch tensor that
-    every layer reuses (a fresh tensor of that size costs more in page faults than the multiplication itself).
+    In bf16 on CPU without gradients the keys (and values and key mask) are taken in reverse frame order: the bias
+    then depends on ``i + j'`` instead of ``j - i``, so it is a strided view of its 2T-1 values (``flipped_bias``)
+    and gating it reads a few kilobytes instead of a ``T x T`` tensor. Without gradients the gated bias is written
+    into a per-thread scratch tensor that every layer reuses (a fresh tensor of that size costs more in page faults
+    than the multiplication itself).
     Attention does not depend on the order of the keys, so only the summation order changes; fp32 keeps the keys
     in order all the same, as it is the path held within 1e-5 of the authors' outputs (reordered sums moved the
     fixture model's embeddings by ~5e-5).
@@ -156,14 +157,16 @@ def flipped_bias(module: nn.Module, length: int) -> torch.Tensor:
 
 
 def _relative_position_bias(module: nn.Module, length: int) -> torch.Tensor:
-    """The first layer's relative-position bias: ``toeplitz_bias`` with gradients or in fp32, else ``flipped_bias``
-    (see ``_wavlm_sdpa_attention_forward``). Without gradients it is cached per length (windows of a long file, and
-    clips of one length, share it): building it costs more than a small tower's attention. The cache key includes the
-    embedding weight's identity and in-place version, so new weights never meet an old bias."""
+    """The first layer's relative-position bias: ``flipped_bias`` for bf16 on CPU without gradients (see
+    ``_wavlm_sdpa_attention_forward``), else ``toeplitz_bias``. Without gradients it is cached per length
+    (windows of a long file, and clips of one length, share it): building it costs more than a small tower's
+    attention. The cache key includes the embedding weight's identity and in-place version, so new weights never
+    meet an old bias."""
     weight = module.rel_attn_embed.weight
     if torch.is_grad_enabled() and weight.requires_grad:
         return toeplitz_bias(module, length)
-    build = toeplitz_bias if weight.dtype == torch.float32 else flipped_bias
+    # measured on CPUs only: GPUs keep the keys in order
+    build = flipped_bias if weight.dtype != torch.float32 and weight.device.type == "cpu" else toeplitz_bias
     key = (length, weight.data_ptr(), tensor_version(weight), weight.dtype, weight.device)
     cached = getattr(module, "_bias_cache", None)
     if cached is None or cached[0] != key:
@@ -185,15 +188,15 @@ def _layer_norm_conv_forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
     Here the activations stay in ``[B, T, C]`` memory and are handed on as a ``[B, C, T]`` view (channels last).
     A convolution without padding is a matrix product of the input's windows with the kernel, and in channels-last
     memory each window (``kernel`` frames of all channels) is one contiguous run, so the windows are a strided view
-    of the input. Without gradients the layer runs in blocks of ``CONV_CHUNK_ROWS`` output frames: window rows,
+    of the input. Without gradients on CPU the layer runs in blocks of ``CONV_CHUNK_ROWS`` output frames: window rows,
     matrix product, norm and activation of one block while it is in cache (the first layers' outputs are tens of
     megabytes: on the Intel Xeon with AMX, bf16, the second layer of a 15 s clip took 60 ms as oneDNN's
     convolution plus a whole-tensor norm and GELU, 26 ms in blocks of 4,096 frames; 512-1,024-frame blocks were
-    slower). With gradients the single-channel first layer is the same product on the wave's
+    slower). Otherwise (gradients, GPUs) the single-channel first layer is the same product on the wave's
     ``unfold`` and later layers run ``conv2d`` on the channels-last view. Same maths; float rounding differs only by
     summation order."""
-    if not torch.is_grad_enabled() and (hidden_states.shape[1] == 1
-                                        or hidden_states.transpose(1, 2).is_contiguous()):
+    if not torch.is_grad_enabled() and hidden_states.device.type == "cpu" and (
+            hidden_states.shape[1] == 1 or hidden_states.transpose(1, 2).is_contiguous()):
         return _blocked_conv_forward(self, hidden_states).transpose(1, 2)
     conv = self.conv
     (kernel,), (stride,) = conv.kernel_size, conv.stride
