@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from ..audio import AudioError, AudioInput, describe, load_audio, normalize_waveform, pad_batch
-from ..fast import release_scratch
+from ..fast import cpu_has_amx, release_scratch
 from .decode import prefetch
 from .plan import ATTENTION_BUDGET_BYTES, EncoderCost, Window, plan_batches, window_size, window_spans
 from .precision import resolve_device, resolve_precision, tower_accepts_bf16_weights
@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 CHUNK_SECONDS = 600.0   # decoded audio gathered before it is windowed and batched (longer files form their own chunk)
 CHUNK_ITEMS = 256
 GPU_BATCH_SECONDS = 240.0
+AMX_BATCH_CLIPS, AMX_BATCH_SECONDS = 8, 16.0  # bf16 on CPUs with AMX: short clips share a forward pass
 
 
 @dataclass
@@ -144,18 +145,32 @@ class InferenceEngine:
     def default_batch_size(self) -> int:
         """Clips per forward pass when none is given. On CPU a transformer speech tower runs fastest one clip at a
         time (paper-size model, this repo's benchmark on a Zen 4 CPU: bf16 batch 1 2.00x the reference against 1.71x
-        for batches of up to 8 within one window; the fixture-shaped small tower likewise); a tower whose per-call
-        overhead dominates can ask for batches with a class attribute ``cpu_batch_size`` (the log-mel tower of
-        ``mini``: 8, about 4x faster than one clip at a time). Accelerators: 8."""
+        for batches of up to 8 within one window; the fixture-shaped small tower likewise), except in bf16 on CPUs
+        with AMX (``_amx_batches``); a tower whose per-call overhead dominates can ask for batches with a class
+        attribute ``cpu_batch_size`` (the log-mel tower of ``mini``: 8, about 4x faster than one clip at a time).
+        Accelerators: 8."""
         if self.device.type != "cpu":
             return 8
+        if self._amx_batches:
+            return AMX_BATCH_CLIPS
         return int(getattr(self.model.audio_branch.base, "cpu_batch_size", 1))
 
     @property
     def default_max_batch_seconds(self) -> float:
         """Padded audio per forward pass: one window on CPU (a batch is no faster per second there, and memory grows
-        with every row), 240 s on accelerators."""
-        return self.window / self.sampling_rate if self.device.type == "cpu" else GPU_BATCH_SECONDS
+        with every row), ``AMX_BATCH_SECONDS`` in bf16 on CPUs with AMX, 240 s on accelerators."""
+        if self.device.type != "cpu":
+            return GPU_BATCH_SECONDS
+        window = self.window / self.sampling_rate
+        return min(window, AMX_BATCH_SECONDS) if self._amx_batches else window
+
+    @property
+    def _amx_batches(self) -> bool:
+        """bf16 on a CPU with AMX tiles, for a tower that states no batch size of its own: there a short clip's
+        forward pass is bound by reading the weights (a 1 s clip is ~50 frames per matrix product), so clips share
+        one within ``AMX_BATCH_SECONDS`` of padded audio (Intel Xeon, BENCHMARKS.md)."""
+        return (self.precision == "bf16" and cpu_has_amx()
+                and getattr(self.model.audio_branch.base, "cpu_batch_size", None) is None)
 
     def provenance(self) -> dict:
         """What produced an output: model identity, precision, device, versions. Recorded beside every result."""

@@ -244,3 +244,25 @@ def test_cpu_batch_default_follows_the_tower(tiny_model):
 
     assert tiny_model.default_batch_size == 1  # transformer towers: one clip at a time on CPU (BENCHMARKS.md)
     assert ParaSpeechCLAP.from_pretrained("mini", device="cpu").default_batch_size == 8  # the log-mel tower asks for 8
+
+
+@pytest.mark.parametrize("amx", [False, True])
+def test_cpu_batches_short_clips_in_bf16_only_where_amx_is(tiny_model_factory, golden_waveforms, monkeypatch, amx):
+    """bf16 on a CPU with AMX: up to 8 clips within 16 s of padded audio (the window, if shorter); otherwise one
+    clip per forward pass. fp32 and towers with their own batch size keep theirs. Detection forced both ways; the
+    batches give the single-clip answers within bf16's tolerance."""
+    import paraspeechclap.inference.engine as engine_module
+    from paraspeechclap import ParaSpeechCLAP
+
+    monkeypatch.setattr(engine_module, "cpu_has_amx", lambda: amx)
+    bf16 = tiny_model_factory(precision="bf16")
+    window = bf16.engine.window / bf16.engine.sampling_rate
+    assert bf16.default_batch_size == (8 if amx else 1)
+    assert bf16.default_max_batch_seconds == (min(window, 16.0) if amx else window)
+    fp32 = tiny_model_factory(precision="fp32")
+    assert (fp32.default_batch_size, fp32.default_max_batch_seconds) == (1, window)
+    mini = ParaSpeechCLAP.from_pretrained("mini", device="cpu", precision="bf16")
+    assert mini.default_batch_size == 8 and mini.precision == "bf16" and not mini.engine._amx_batches
+    clips = [(w[: 4000 + 800 * i], 16000) for i, w in enumerate(golden_waveforms)]
+    single = np.concatenate([bf16.embed_audio(c, batch_size=1) for c in clips])
+    assert (bf16.embed_audio(clips) * single).sum(1).min() >= 0.999
