@@ -42,9 +42,17 @@ def test_feature_encoder_in_blocks_of_frames_matches_the_stock_conv_layers(tiny_
     monkeypatch.setattr(fast_module, "CONV_CHUNK_ROWS", 7)
     with torch.no_grad():
         blocked = encoder(waves)
+        for conv in (m.conv for m in encoder.modules() if hasattr(m, "conv")):
+            conv.weight.mul_(1.5)  # the kernels in window order are cached: they must follow in-place changes
+        blocked_changed = encoder(waves)
         use_stock_paths(model)
+        stock_changed = encoder(waves)
+        for conv in (m.conv for m in encoder.modules() if hasattr(m, "conv")):
+            conv.weight.div_(1.5)
         stock = encoder(waves)
     torch.testing.assert_close(blocked, stock, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(blocked_changed, stock_changed, atol=1e-5, rtol=1e-5)
+    assert not torch.allclose(blocked_changed, blocked, atol=1e-3)
 
 
 def fast_forwards(model) -> int:
