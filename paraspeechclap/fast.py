@@ -76,11 +76,8 @@ def _gated_bias(gate: torch.Tensor, position_bias: torch.Tensor, dtype: torch.dt
         return (gate * position_bias).to(dtype)
     shape = torch.broadcast_shapes(gate.shape, position_bias.shape)
     key = (shape, dtype, gate.device, torch.is_inference_mode_enabled())  # inference tensors stay in that mode
-    cached = getattr(_SCRATCH, "bias", None)
-    if cached is None or cached[0] != key:
-        _SCRATCH.bias = None
-        cached = _SCRATCH.bias = (key, torch.empty(shape, dtype=dtype, device=gate.device))
-    return torch.mul(gate, position_bias, out=cached[1])
+    scratch = _cached(_SCRATCH, "bias", key, lambda: torch.empty(shape, dtype=dtype, device=gate.device))
+    return torch.mul(gate, position_bias, out=scratch)
 
 
 def release_scratch() -> None:
@@ -121,6 +118,22 @@ def _bf16_cpu_attention(query, key, value, gate, position_bias, attention_mask):
     return torch.matmul(torch.softmax(scores, dim=-1), value)
 
 
+def _cached(owner, attr: str, key, build):
+    """``owner.<attr>`` holds ``(key, value)``; when ``key`` differs the old value is let go first and ``build()``
+    makes the new one. The one cache of this module: position biases, conv kernels, the attention scratch."""
+    cached = getattr(owner, attr, None)
+    if cached is None or cached[0] != key:
+        setattr(owner, attr, None)
+        cached = (key, build())
+        setattr(owner, attr, cached)
+    return cached[1]
+
+
+def _weights_key(weight: torch.Tensor) -> tuple:
+    """What a value derived from ``weight`` depends on: its identity, in-place version, dtype and device."""
+    return weight.data_ptr(), tensor_version(weight), weight.dtype, weight.device
+
+
 def tensor_version(tensor: torch.Tensor) -> int | None:
     """torch's in-place version counter of ``tensor``; None for inference tensors (made under
     ``torch.inference_mode``), which keep no counter (and cannot be changed in place outside that mode)."""
@@ -135,21 +148,23 @@ def toeplitz_bias(module: nn.Module, length: int) -> torch.Tensor:
     instead of a T x T grid: the bias depends only on j - i, so the buckets and embeddings of 2T-1 distances are
     spread over the T x T matrix with one strided view and one copy. The stock version allocates about six T x T
     temporaries (positions, distances, logs, buckets), which for long windows of fine-stride towers is the peak."""
-    device = module.rel_attn_embed.weight.device
-    distances = torch.arange(-(length - 1), length, dtype=torch.long, device=device)  # j - i
-    values = module.rel_attn_embed(module._relative_positions_bucket(distances)).transpose(0, 1).contiguous()
+    values = _distance_embeddings(module, torch.arange(-(length - 1), length))  # j - i
     heads = values.shape[0]
     rows = values.as_strided((heads, length, length), (2 * length - 1, 1, 1))  # rows[h, r, j] = values[h, r + j]
     return rows.flip(1)[None]  # bias[h, i, j] = values[h, (T - 1 - i) + j] = embedding of distance j - i
+
+
+def _distance_embeddings(module: nn.Module, distances: torch.Tensor) -> torch.Tensor:
+    """``[heads, len(distances)]``: the bias of each relative distance ``j - i`` (its bucket's embedding)."""
+    distances = distances.to(module.rel_attn_embed.weight.device)
+    return module.rel_attn_embed(module._relative_positions_bucket(distances)).transpose(0, 1).contiguous()
 
 
 def flipped_bias(module: nn.Module, length: int) -> torch.Tensor:
     """The first layer's relative-position bias for keys in reverse order, ``[1, heads, T, T]``:
     ``flipped[h, i, j'] = bias[h, i, T - 1 - j']``, which depends on ``i + j'`` only, so it is a strided view of the
     2T-1 values (no ``T x T`` tensor). The view carries ``_keys_flipped = True`` for the layers it is passed on to."""
-    device = module.rel_attn_embed.weight.device
-    distances = torch.arange(length - 1, -length, -1, dtype=torch.long, device=device)  # i + j' -> j - i
-    values = module.rel_attn_embed(module._relative_positions_bucket(distances)).transpose(0, 1).contiguous()
+    values = _distance_embeddings(module, torch.arange(length - 1, -length, -1))  # i + j' -> j - i
     heads, count = values.shape
     view = values.as_strided((1, heads, length, length), (heads * count, count, 1, 1))
     view._keys_flipped = True
@@ -167,14 +182,8 @@ def _relative_position_bias(module: nn.Module, length: int) -> torch.Tensor:
         return toeplitz_bias(module, length)
     # measured on CPUs only: GPUs keep the keys in order
     build = flipped_bias if weight.dtype != torch.float32 and weight.device.type == "cpu" else toeplitz_bias
-    key = (length, weight.data_ptr(), tensor_version(weight), weight.dtype, weight.device)
-    cached = getattr(module, "_bias_cache", None)
-    if cached is None or cached[0] != key:
-        module._bias_cache = None  # let the old bias go before the new one is built
-        with torch.inference_mode():
-            cached = (key, build(module, length))
-        module._bias_cache = cached
-    return cached[1]
+    return _cached(module, "_bias_cache", (length, *_weights_key(weight)),
+                   torch.inference_mode()(lambda: build(module, length)))
 
 
 CONV_CHUNK_ROWS = 4096  # output frames per block of the no-gradient conv path (see _layer_norm_conv_forward)
@@ -213,13 +222,8 @@ def _window_weight(conv: nn.Conv1d) -> torch.Tensor:
     """The kernel as ``[out, kernel * in]`` in window order (frame-major, channels inner), cached per weight
     identity and in-place version like the position bias."""
     weight = conv.weight
-    key = (weight.data_ptr(), tensor_version(weight), weight.dtype, weight.device)
-    cached = getattr(conv, "_window_weight", None)
-    if cached is None or cached[0] != key:
-        conv._window_weight = None
-        cached = (key, weight.detach().permute(0, 2, 1).reshape(conv.out_channels, -1).contiguous())
-        conv._window_weight = cached
-    return cached[1]
+    return _cached(conv, "_window_weight", _weights_key(weight),
+                   lambda: weight.detach().permute(0, 2, 1).reshape(conv.out_channels, -1).contiguous())
 
 
 def _blocked_conv_forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
