@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import ctypes
 import functools
+import os
 import sys
 import threading
 import types
@@ -306,24 +307,49 @@ def onednn_linear_supports(dtype: torch.dtype) -> bool:
     return _ONEDNN_DTYPES[dtype]
 
 
+LINEAR_BACKEND_ENV = "PARASPEECHCLAP_CPU_LINEAR"  # "onednn", "torch", or unset / "auto" (see onednn_linear_wins)
+
+
+@functools.lru_cache(maxsize=None)
+def onednn_linear_wins(dtype: torch.dtype) -> bool:
+    """Whether the no-gradient CPU linear layers of ``dtype`` go through oneDNN rather than torch's own ``F.linear``.
+
+    bf16: oneDNN wherever it runs bf16 (torch's bf16 CPU matmul is oneDNN too; this path fuses GELU into it). fp32:
+    only where torch's kernels use AVX-512. On the AVX-512 Zen 4 measured here oneDNN's fp32 GEMM was ~1.25x MKL's;
+    on the AVX2-only Zen 3 it was no faster and its fused exact GELU ran the feed-forward matmul ~15 % slower, so
+    the whole fp32 tower was ~1.2x faster through ``F.linear`` (MKL) there (BENCHMARKS.md). A timed probe at load
+    was tried and dropped: on a shared 2-core machine one run's medians swapped from one second to the next.
+    ``PARASPEECHCLAP_CPU_LINEAR=onednn|torch`` fixes the choice. The answers agree up to summation order (fp32:
+    within 1e-7 on the paper-size tower)."""
+    if not onednn_linear_supports(dtype):
+        return False
+    choice = os.environ.get(LINEAR_BACKEND_ENV, "auto").strip().lower()
+    if choice in ("onednn", "torch"):
+        return choice == "onednn"
+    if choice not in ("", "auto"):
+        raise ValueError(f"{LINEAR_BACKEND_ENV}={choice!r}: expected onednn, torch or auto")
+    return dtype != torch.float32 or torch.backends.cpu.get_cpu_capability().startswith("AVX512")
+
+
 def _linear(x: torch.Tensor, module: nn.Linear, gelu: bool = False) -> torch.Tensor:
     """``F.linear`` (then exact GELU when ``gelu``); without gradients on CPU, through oneDNN's matmul with the GELU
-    fused. torch's CPU ``addmm`` calls MKL, whose fp32 GEMM on the AMD CPUs measured here runs at about two thirds of
-    oneDNN's speed (paper-size layer shapes, Zen 4; BENCHMARKS.md). oneDNN's op has no autograd formula, so anything
-    that may need gradients takes ``F.linear``."""
+    fused where that is faster (``onednn_linear_wins``). oneDNN's op has no autograd formula, so anything that may
+    need gradients takes ``F.linear``."""
     return _linear_weights(x, module.weight, module.bias, gelu)
 
 
 def _linear_weights(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
                     gelu: bool = False) -> torch.Tensor:
     """``_linear`` on bare weights."""
-    if (not torch.is_grad_enabled() and x.device.type == "cpu" and x.dtype == weight.dtype
-            and onednn_linear_supports(x.dtype)):
+    no_grad_cpu = not torch.is_grad_enabled() and x.device.type == "cpu"
+    if no_grad_cpu and x.dtype == weight.dtype and onednn_linear_wins(x.dtype):
         if gelu:
             return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "gelu", [], "none")
         return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "none", [], "")
     out = F.linear(x, weight, bias)
-    return F.gelu(out) if gelu else out
+    if not gelu:
+        return out
+    return torch.ops.aten.gelu_(out) if no_grad_cpu else F.gelu(out)  # in place: one allocation fewer
 
 
 def _onednn_linear_forward(self, x: torch.Tensor) -> torch.Tensor:

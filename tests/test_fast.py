@@ -178,3 +178,49 @@ def test_cached_position_bias_follows_the_weights(tiny_model_factory):
         in_order = second.flip(-1) if getattr(second, "_keys_flipped", False) else second
         assert getattr(second, "_keys_flipped", False) == (dtype == torch.bfloat16)
         torch.testing.assert_close(in_order.float(), stock.view_as(in_order).float(), atol=0, rtol=0)
+
+
+@pytest.mark.parametrize("capability, env, onednn", [("AVX512", None, True), ("AVX2", None, False),
+                                                     ("AVX2", "onednn", True), ("AVX512", "torch", False)])
+def test_fp32_linear_backend_follows_the_isa_or_the_environment(monkeypatch, tiny_model_factory, capability, env,
+                                                                onednn):
+    """fp32 linear layers go through oneDNN only where torch's kernels use AVX-512 (or when the environment says
+    so); both backends give the stock layers' answers within 1e-5, GELU fused or in place."""
+    if not fast_module.onednn_linear_supports(torch.float32):
+        pytest.skip("torch has no oneDNN linear op here")
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: capability)
+    if env is None:
+        monkeypatch.delenv(fast_module.LINEAR_BACKEND_ENV, raising=False)
+    else:
+        monkeypatch.setenv(fast_module.LINEAR_BACKEND_ENV, env)
+    fast_module.onednn_linear_wins.cache_clear()
+    try:
+        assert fast_module.onednn_linear_wins(torch.float32) is onednn
+        calls = []
+        pointwise = torch.ops.mkldnn._linear_pointwise
+        monkeypatch.setattr(torch.ops.mkldnn, "_linear_pointwise", lambda *a: calls.append(1) or pointwise(*a))
+        x, weight, bias = torch.randn(7, 16), torch.randn(32, 16), torch.randn(32)
+        with torch.no_grad():
+            for gelu in (False, True):
+                got = fast_module._linear_weights(x, weight, bias, gelu)
+                want = F.linear(x, weight, bias)
+                torch.testing.assert_close(got, F.gelu(want) if gelu else want, atol=1e-5, rtol=1e-5)
+        assert bool(calls) is onednn
+        model = tiny_model_factory()
+        waves = [(np.random.default_rng(5).standard_normal(9000).astype(np.float32) * 0.1, 16000)]
+        fast = model.embed_audio(waves)
+        use_stock_paths(model)
+        np.testing.assert_allclose(model.embed_audio(waves), fast, atol=1e-5)
+    finally:
+        fast_module.onednn_linear_wins.cache_clear()
+
+
+def test_an_unknown_linear_backend_is_refused(monkeypatch):
+    monkeypatch.setenv(fast_module.LINEAR_BACKEND_ENV, "mkl")
+    fast_module.onednn_linear_wins.cache_clear()
+    try:
+        if fast_module.onednn_linear_supports(torch.float32):
+            with pytest.raises(ValueError, match="onednn, torch or auto"):
+                fast_module.onednn_linear_wins(torch.float32)
+    finally:
+        fast_module.onednn_linear_wins.cache_clear()
