@@ -29,7 +29,7 @@ def test_fast_feature_encoder_matches_the_stock_conv_layers(tiny_model_factory):
     assert fast.shape == stock.shape
     torch.testing.assert_close(fast, stock, atol=1e-5, rtol=1e-5)
     switched = use_fast_paths(model.audio_branch.base)
-    assert switched["attention"] == 2 and switched["feature_encoder"] == 3  # the fixture tower's layers
+    assert switched["attention"] == 2 and switched["feature_encoder"] == 4  # the fixture tower: 3 conv layers, their encoder
     assert sum(switched.values()) + sum(use_fast_paths(model.text_branch.base).values()) == restored
 
 
@@ -53,6 +53,29 @@ def test_feature_encoder_in_blocks_of_frames_matches_the_stock_conv_layers(tiny_
     torch.testing.assert_close(blocked, stock, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(blocked_changed, stock_changed, atol=1e-5, rtol=1e-5)
     assert not torch.allclose(blocked_changed, blocked, atol=1e-3)
+
+
+def test_feature_encoder_layers_in_between_reuse_scratch_and_the_output_is_the_callers(tiny_model_factory):
+    """Without gradients the conv layers before the last write into two per-thread scratch tensors (and copy their
+    window rows into a third), reused by the next call; the encoder's output is a new tensor that a later call does
+    not overwrite; ``release_scratch`` lets them all go."""
+    model = tiny_model_factory()
+    encoder = _feature_encoder(model)
+    rng = np.random.default_rng(4)
+    first_wave, second_wave = (torch.from_numpy(rng.standard_normal((1, 8000)).astype(np.float32) * 0.1)
+                               for _ in range(2))
+    fast_module.release_scratch()
+    with torch.no_grad():
+        first = encoder(first_wave)
+        slots = {name: held[1].data_ptr() for name, held in vars(fast_module._SCRATCH).items()}
+        kept = first.clone()
+        second = encoder(second_wave)
+        again = {name: held[1].data_ptr() for name, held in vars(fast_module._SCRATCH).items()}
+    assert {"conv_out0", "conv_out1", "conv_block"} <= set(slots) and again == slots
+    assert torch.equal(first, kept) and not torch.allclose(first, second)
+    assert all(first.data_ptr() != ptr for ptr in slots.values())
+    fast_module.release_scratch()
+    assert not vars(fast_module._SCRATCH)
 
 
 def fast_forwards(model) -> int:
