@@ -29,7 +29,8 @@ def test_fast_feature_encoder_matches_the_stock_conv_layers(tiny_model_factory):
     assert fast.shape == stock.shape
     torch.testing.assert_close(fast, stock, atol=1e-5, rtol=1e-5)
     switched = use_fast_paths(model.audio_branch.base)
-    assert switched["attention"] == 2 and switched["feature_encoder"] == 4  # the fixture tower: 3 conv layers, their encoder
+    # the fixture tower: 2 attention layers, 3 conv layers and their encoder, 1 positional conv
+    assert (switched["attention"], switched["feature_encoder"], switched["positional_conv"]) == (2, 4, 1)
     assert sum(switched.values()) + sum(use_fast_paths(model.text_branch.base).values()) == restored
 
 
@@ -247,3 +248,26 @@ def test_an_unknown_linear_backend_is_refused(monkeypatch):
                 fast_module.onednn_linear_wins(torch.float32)
     finally:
         fast_module.onednn_linear_wins.cache_clear()
+
+
+def test_positional_conv_caches_its_weight_normed_kernel_and_follows_the_weights(tiny_model_factory):
+    """Without gradients the positional conv embedding computes its weight-normed kernel once per version of its
+    parameters: the same output as the stock module, before and after an in-place change; with gradients it is
+    the stock module (gradients reach both parameters)."""
+    model = tiny_model_factory()
+    module = next(m for m in model.audio_branch.base.modules() if type(m).__name__.endswith("PositionalConvEmbedding"))
+    assert getattr(vars(module).get("forward"), "__func__", None) is fast_module._positional_conv_forward
+    stock = type(module).forward
+    hidden = torch.randn(2, 37, module.conv.in_channels)
+    with torch.no_grad():
+        first = module(hidden)
+        cached = module.conv._normed_weight[1]
+        assert module(hidden) is not None and module.conv._normed_weight[1] is cached  # not recomputed
+        torch.testing.assert_close(first, stock(module, hidden), atol=0, rtol=0)
+        module.conv.parametrizations.weight.original1.mul_(-0.5)
+        changed = module(hidden)
+        torch.testing.assert_close(changed, stock(module, hidden), atol=0, rtol=0)
+    assert not torch.allclose(changed, first)
+    module(hidden).sum().backward()
+    originals = fast_module._weight_norm_originals(module.conv)
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in originals)
