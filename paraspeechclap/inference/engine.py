@@ -15,6 +15,7 @@ import copy
 import hashlib
 import json
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Iterable, Iterator, Sequence
 
@@ -35,6 +36,7 @@ CHUNK_SECONDS = 600.0   # decoded audio gathered before it is windowed and batch
 CHUNK_ITEMS = 256
 GPU_BATCH_SECONDS = 240.0
 AMX_BATCH_CLIPS, AMX_BATCH_SECONDS = 8, 16.0  # bf16 on CPUs with AMX: short clips share a forward pass
+CPU_LANES_MAX = 4  # fp32 on CPU: forward passes side by side, each on its share of torch's threads (cpu_lanes)
 
 
 @dataclass
@@ -70,7 +72,10 @@ class InferenceEngine:
     """Precision, device, windows, batches, decoding and the text cache around one ParaSpeechCLAP model."""
 
     def __init__(self, model: Any, device: str | torch.device | None = None, precision: str = "auto",
-                 attention_budget: int = ATTENTION_BUDGET_BYTES, decode_ahead: int = 4, decode_workers: int = 2):
+                 attention_budget: int = ATTENTION_BUDGET_BYTES, decode_ahead: int = 4, decode_workers: int = 2,
+                 cpu_lanes: int | None = None):
+        if cpu_lanes is not None and int(cpu_lanes) < 1:
+            raise ValueError(f"cpu_lanes must be >= 1, got {cpu_lanes}")
         self.model = model
         target = resolve_device(device)
         model.to(target)
@@ -87,6 +92,7 @@ class InferenceEngine:
         self._min_samples: int | None = None
         self._identity: tuple[tuple, str] | None = None
         self._cpu_tower = None
+        self._cpu_lanes = None if cpu_lanes is None else int(cpu_lanes)
 
     # ------------------------------------------------------------------ precision and placement
     def _apply_precision(self) -> None:
@@ -171,6 +177,22 @@ class InferenceEngine:
         one within ``AMX_BATCH_SECONDS`` of padded audio (Intel Xeon, BENCHMARKS.md)."""
         return (self.precision == "bf16" and cpu_has_amx()
                 and getattr(self.model.audio_branch.base, "cpu_batch_size", None) is None)
+
+    @property
+    def cpu_lanes(self) -> int:
+        """Forward passes run side by side on CPU, each on ``threads // lanes`` of torch's threads, for windows small
+        enough that the lanes together stay within one batch's frame and attention budget (longer ones run one at a
+        time on all threads). Default: fp32 on CPU, ``min(torch threads, CPU_LANES_MAX)``: on the 2-core AVX2 Zen 3,
+        two clips at a time on one thread each embedded the benchmark's clips 1.1-1.25x faster than one clip on two
+        threads (BENCHMARKS.md). 1 in bf16/int8 (not measured), for towers that state their own ``cpu_batch_size``,
+        and on accelerators; the ``cpu_lanes`` option fixes it."""
+        if self.device.type != "cpu":
+            return 1
+        if self._cpu_lanes is not None:
+            return self._cpu_lanes
+        if self.precision != "fp32" or getattr(self.model.audio_branch.base, "cpu_batch_size", None) is not None:
+            return 1
+        return max(1, min(torch.get_num_threads(), CPU_LANES_MAX))
 
     def provenance(self) -> dict:
         """What produced an output: model identity, precision, device, versions. Recorded beside every result."""
@@ -293,9 +315,10 @@ class InferenceEngine:
         counts = torch.zeros(len(waves), dtype=torch.float64)
         errors: dict[int, str] = {}
         try:
-            for batch in plan_batches(windows, self.cost, batch_size, max_frames, self.attention_budget):
-                segments = [clips[windows[i].owner][windows[i].start:windows[i].end] for i in batch]
-                for i, outcome in zip(batch, self._pool_with_retry(segments)):
+            batches = plan_batches(windows, self.cost, batch_size, max_frames, self.attention_budget)
+            segments_of = lambda batch: [clips[windows[i].owner][windows[i].start:windows[i].end] for i in batch]  # noqa: E731
+            for batch, outcomes in self._run_batches(batches, segments_of, windows, max_frames):
+                for i, outcome in zip(batch, outcomes):
                     owner = windows[i].owner
                     if isinstance(outcome, str):
                         errors.setdefault(owner, outcome)
@@ -311,6 +334,33 @@ class InferenceEngine:
         for owner in errors:
             embedding[owner] = 0.0
         return embedding, errors
+
+    def _run_batches(self, batches: list[list[int]], segments_of, windows: Sequence[Window],
+                     max_frames: int) -> list[tuple[list[int], list]]:
+        """``(batch, outcomes)`` of every batch, in order. With ``cpu_lanes`` > 1 the batches whose padded frames and
+        attention fit a lane's share of ``max_frames`` and the budget run side by side in that many threads, each
+        on its share of torch's threads (restored after); the others (the longest, planned first) one at a time."""
+        lanes = self.cpu_lanes if len(batches) > 1 else 1
+        share = lambda batch: (self.cost.frames(windows[batch[0]].length), len(batch))  # noqa: E731
+        small = [b for b in batches if lanes > 1 and share(b)[0] * share(b)[1] <= max_frames // lanes
+                 and self.cost.attention_bytes(*share(b)) <= self.attention_budget // lanes]
+        large = [b for b in batches if not any(b is s for s in small)]
+        results = [(batch, self._pool_with_retry(segments_of(batch))) for batch in large]
+        if len(small) < 2:
+            return results + [(batch, self._pool_with_retry(segments_of(batch))) for batch in small]
+        threads = torch.get_num_threads()
+
+        def lane(batch):
+            with torch.inference_mode():  # grad and inference modes are per thread
+                return self._pool_with_retry(segments_of(batch))
+
+        try:  # each lane thread's scratch tensors go with the thread
+            with ThreadPoolExecutor(min(lanes, len(small)), thread_name_prefix="paraspeechclap-lane",
+                                    initializer=torch.set_num_threads, initargs=(max(1, threads // lanes),)) as pool:
+                results += list(zip(small, pool.map(lane, small)))
+        finally:
+            torch.set_num_threads(threads)  # torch keeps the last setting of any thread for threads made later
+        return results
 
     def _pool(self, segments: Sequence[np.ndarray], tower=None, device=None, dtype=None):
         """Pooled hidden states (float64, CPU) and frame counts of one batch of windows."""

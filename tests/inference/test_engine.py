@@ -266,3 +266,53 @@ def test_cpu_batches_short_clips_in_bf16_only_where_amx_is(tiny_model_factory, g
     clips = [(w[: 4000 + 800 * i], 16000) for i, w in enumerate(golden_waveforms)]
     single = np.concatenate([bf16.embed_audio(c, batch_size=1) for c in clips])
     assert (bf16.embed_audio(clips) * single).sum(1).min() >= 0.999
+
+
+def test_cpu_lanes_default_follows_precision_and_tower(tiny_model_factory):
+    """fp32 on CPU: min(torch threads, CPU_LANES_MAX) lanes; bf16, int8 and towers with their own batch size: 1;
+    the option fixes it and is validated."""
+    import paraspeechclap.inference.engine as engine_module
+    from paraspeechclap import ParaSpeechCLAP
+
+    fp32 = tiny_model_factory(precision="fp32")
+    assert fp32.engine.cpu_lanes == max(1, min(torch.get_num_threads(), engine_module.CPU_LANES_MAX))
+    assert tiny_model_factory(precision="bf16").engine.cpu_lanes == 1
+    assert ParaSpeechCLAP.from_pretrained("mini", device="cpu").engine.cpu_lanes == 1  # asks for batches instead
+    assert fp32.prepare_for_inference("cpu", "fp32", cpu_lanes=3).engine.cpu_lanes == 3
+    with pytest.raises(ValueError, match="cpu_lanes"):
+        fp32.prepare_for_inference("cpu", "fp32", cpu_lanes=0)
+
+
+def test_cpu_lanes_give_the_one_lane_answers_and_keep_long_windows_alone(tiny_model_factory, golden_waveforms,
+                                                                         monkeypatch):
+    """Two lanes: short windows run in lane threads (one torch thread each), a window longer than a lane's share of
+    the batch budget runs alone on the caller's thread; the embeddings equal one lane's within 1e-5, a bad input is
+    still reported and skipped, and torch's thread count is restored after the call."""
+    model = tiny_model_factory(precision="fp32")
+    window = model.engine.window
+    clips = [(w[: 3000 + 700 * i], 16000) for i, w in enumerate(golden_waveforms)]
+    long_clip = (np.tile(golden_waveforms[0], 1 + window // len(golden_waveforms[0]))[: int(window * 0.8)], 16000)
+    items = [*clips, (np.zeros(10, np.float32), 16000), long_clip]
+    model.prepare_for_inference("cpu", "fp32", cpu_lanes=1)
+    one_lane = list(model.engine.embed_many(items))
+    seen = []
+    pool_with_retry = model.engine._pool_with_retry
+    threads = torch.get_num_threads()
+    model.prepare_for_inference("cpu", "fp32", cpu_lanes=2)
+    engine = model.engine
+
+    def spy(segments):
+        seen.append((threading.current_thread().name, max(len(s) for s in segments), torch.get_num_threads()))
+        return pool_with_retry(segments)
+
+    monkeypatch.setattr(engine, "_pool_with_retry", spy)
+    two_lanes = list(engine.embed_many(items))
+    assert torch.get_num_threads() == threads
+    assert [r.ok for r in two_lanes] == [r.ok for r in one_lane] == [True] * len(clips) + [False, True]
+    for a, b in zip(one_lane, two_lanes):
+        if a.ok:
+            np.testing.assert_allclose(b.embedding, a.embedding, atol=1e-5)
+    in_lanes = [s for s in seen if s[0].startswith("paraspeechclap-lane")]
+    alone = [s for s in seen if not s[0].startswith("paraspeechclap-lane")]
+    assert len(in_lanes) == len(clips) and all(n == 1 for *_, n in in_lanes)
+    assert [length for _, length, _ in alone] == [len(long_clip[0])]
