@@ -491,6 +491,30 @@ def quantize_int8(model: nn.Module) -> nn.Module:
     return model
 
 
+MALLOC_ENV = "PARASPEECHCLAP_MALLOC"  # "0": leave glibc's malloc settings alone
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameter numbers
+MMAP_THRESHOLD_BYTES = 32 << 20  # the ceiling of glibc's own dynamic mmap threshold on 64-bit
+
+
+@functools.lru_cache(maxsize=1)
+def keep_freed_blocks() -> bool:
+    """Put glibc's malloc in the state it reaches by itself once a 32 MB block has been freed: blocks under 32 MB
+    come from the heap and up to 64 MB of freed memory stays at its top (``mallopt``; process-wide, once; the
+    engine calls it on CPU). Until glibc gets there, every tensor over 128 KB is a fresh ``mmap`` whose pages fault
+    in on first touch, and whether it gets there depends on what happened to be freed before: on the 2-core Zen 3
+    VM one 8 MB feed-forward output cost 27 ms of page faults (its GELU 1.4 ms), and the paper-size tower embedded
+    the benchmark's clips ~1.2x faster in this state (BENCHMARKS.md). ``PARASPEECHCLAP_MALLOC=0`` leaves malloc
+    alone; False there and where the C library is not glibc."""
+    if os.environ.get(MALLOC_ENV, "1").strip() == "0" or not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        return bool(libc.mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES)) and bool(
+            libc.mallopt(_M_TRIM_THRESHOLD, 2 * MMAP_THRESHOLD_BYTES))
+    except (OSError, AttributeError):  # musl and other libcs have no mallopt
+        return False
+
+
 def release_freed_memory() -> bool:
     """Give freed heap pages back to the OS (glibc ``malloc_trim``); False where that is not available."""
     if not sys.platform.startswith("linux"):

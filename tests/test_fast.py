@@ -271,3 +271,20 @@ def test_positional_conv_caches_its_weight_normed_kernel_and_follows_the_weights
     module(hidden).sum().backward()
     originals = fast_module._weight_norm_originals(module.conv)
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in originals)
+
+
+def test_malloc_is_tuned_once_on_glibc_and_left_alone_when_asked(monkeypatch):
+    """``keep_freed_blocks`` sets glibc's thresholds (True on Linux with glibc, as here) and does nothing with
+    PARASPEECHCLAP_MALLOC=0."""
+    import platform
+
+    fast_module.keep_freed_blocks.cache_clear()
+    try:
+        monkeypatch.setenv(fast_module.MALLOC_ENV, "0")
+        assert fast_module.keep_freed_blocks() is False
+        fast_module.keep_freed_blocks.cache_clear()
+        monkeypatch.delenv(fast_module.MALLOC_ENV)
+        glibc = platform.libc_ver()[0] == "glibc"
+        assert fast_module.keep_freed_blocks() is glibc
+    finally:
+        fast_module.keep_freed_blocks.cache_clear()

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from ..audio import AudioError, AudioInput, describe, load_audio, normalize_waveform, pad_batch
-from ..fast import cpu_has_amx, release_scratch
+from ..fast import cpu_has_amx, keep_freed_blocks, release_scratch
 from .decode import prefetch
 from .plan import ATTENTION_BUDGET_BYTES, EncoderCost, Window, plan_batches, window_size, window_spans
 from .precision import resolve_device, resolve_precision, tower_accepts_bf16_weights
@@ -78,6 +78,8 @@ class InferenceEngine:
             raise ValueError(f"cpu_lanes must be >= 1, got {cpu_lanes}")
         self.model = model
         target = resolve_device(device)
+        if target.type == "cpu":
+            keep_freed_blocks()  # page faults of fresh blocks otherwise cost as much as whole layers (fast.py)
         model.to(target)
         model.eval()
         self.precision = resolve_precision(precision, target, model.audio_branch.base)
