@@ -96,6 +96,16 @@ def _gated_bias(gate: torch.Tensor, position_bias: torch.Tensor, dtype: torch.dt
     return torch.mul(gate, position_bias, out=_scratch("bias", shape, dtype, gate.device))
 
 
+def _scratch_bytes(slot: str) -> int:
+    held = getattr(_SCRATCH, slot, None)
+    return 0 if held is None else held[1].numel() * held[1].element_size()
+
+
+def _release_scratch_slots(*slots: str) -> None:
+    for slot in slots:
+        setattr(_SCRATCH, slot, None)
+
+
 def release_scratch() -> None:
     """Let this thread's scratch tensors go (attention bias, conv blocks and layer outputs; the engine does after each
     call: windows of one long file share them, and an idle model holds nothing of that size)."""
@@ -204,6 +214,7 @@ def _relative_position_bias(module: nn.Module, length: int) -> torch.Tensor:
 
 
 CONV_CHUNK_ROWS = 4096  # output frames per block of the no-gradient conv path (see _layer_norm_conv_forward)
+CONV_SCRATCH_KEEP_BYTES = 160 << 20  # conv layer outputs kept for the next clip up to this size (15 s in fp32)
 
 
 def _layer_norm_conv_forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
@@ -275,7 +286,8 @@ def _feature_encoder_forward(self, input_values: torch.Tensor) -> torch.Tensor:
     CPU, when every layer runs ``_layer_norm_conv_forward``, the layers in between write their outputs into two
     per-thread scratch tensors in turn (each layer reads one and writes the other; the first layers' outputs are
     the tower's largest tensors, 65 MB for 10 s in fp32, made afresh for every clip otherwise), and the last layer's
-    output is a new tensor as before."""
+    output is a new tensor as before. Slots over ``CONV_SCRATCH_KEEP_BYTES`` together (windows over ~15 s in fp32)
+    are let go before the transformer layers run, which keeps the peak of a 30 s window where it was."""
     layers = self.conv_layers
     if torch.is_grad_enabled() or input_values.device.type != "cpu" or not all(
             getattr(vars(layer).get("forward"), "__func__", None) is _layer_norm_conv_forward for layer in layers):
@@ -284,6 +296,9 @@ def _feature_encoder_forward(self, input_values: torch.Tensor) -> torch.Tensor:
     for index, layer in enumerate(layers):
         slot = None if index == len(layers) - 1 else f"conv_out{index % 2}"
         hidden = _blocked_conv_forward(layer, hidden, slot).transpose(1, 2)
+    slots = ("conv_out0", "conv_out1")
+    if sum(_scratch_bytes(slot) for slot in slots) > CONV_SCRATCH_KEEP_BYTES:
+        _release_scratch_slots(*slots)  # long windows: not held through the transformer layers (peak memory)
     return hidden
 
 

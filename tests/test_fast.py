@@ -288,3 +288,20 @@ def test_malloc_is_tuned_once_on_glibc_and_left_alone_when_asked(monkeypatch):
         assert fast_module.keep_freed_blocks() is glibc
     finally:
         fast_module.keep_freed_blocks.cache_clear()
+
+
+def test_feature_encoder_lets_large_scratch_go_before_the_transformer(tiny_model_factory, monkeypatch):
+    """Layer outputs over CONV_SCRATCH_KEEP_BYTES together are not held after the encoder (long windows keep the
+    peak they had); under it they are."""
+    model = tiny_model_factory()
+    encoder = _feature_encoder(model)
+    wave = torch.from_numpy(np.random.default_rng(6).standard_normal((1, 8000)).astype(np.float32) * 0.1)
+    for keep, held in ((1 << 30, True), (1024, False)):
+        monkeypatch.setattr(fast_module, "CONV_SCRATCH_KEEP_BYTES", keep)
+        fast_module.release_scratch()
+        with torch.no_grad():
+            out = encoder(wave)
+        assert (fast_module._scratch_bytes("conv_out0") > 0) is held
+        assert (fast_module._scratch_bytes("conv_out1") > 0) is held
+        assert out.shape[-1] > 0
+    fast_module.release_scratch()
