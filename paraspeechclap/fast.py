@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import ctypes
 import functools
+import math
 import os
 import sys
 import threading
@@ -75,9 +76,7 @@ def _scratch(slot: str, shape: tuple, dtype: torch.dtype, device: torch.device) 
     shrinks) and is reused by every later call until ``release_scratch``. Large tensors made afresh for each layer
     cost more in page faults than the arithmetic on them (a 25 MB block: ~5 ms fresh against ~1 ms reused on the
     Zen 3). A caller must be done with a slot's previous tensor before it asks for the slot again."""
-    numel = 1
-    for size in shape:
-        numel *= size
+    numel = math.prod(shape)
     key = (dtype, torch.device(device), torch.is_inference_mode_enabled())  # inference tensors stay in that mode
     held = getattr(_SCRATCH, slot, None)
     if held is None or held[0] != key or held[1].numel() < numel:

@@ -339,14 +339,16 @@ class InferenceEngine:
 
     def _run_batches(self, batches: list[list[int]], segments_of, windows: Sequence[Window],
                      max_frames: int) -> list[tuple[list[int], list]]:
-        """``(batch, outcomes)`` of every batch, in order. With ``cpu_lanes`` > 1 the batches whose padded frames and
-        attention fit a lane's share of ``max_frames`` and the budget run side by side in that many threads, each
-        on its share of torch's threads (restored after); the others (the longest, planned first) one at a time."""
+        """``(batch, outcomes)`` of every batch: first those run one at a time on all of torch's threads, then, with
+        ``cpu_lanes`` > 1, those whose padded frames and attention fit a lane's share of ``max_frames`` and of the
+        budget, side by side in that many threads, each on its share of torch's threads (restored after)."""
         lanes = self.cpu_lanes if len(batches) > 1 else 1
-        share = lambda batch: (self.cost.frames(windows[batch[0]].length), len(batch))  # noqa: E731
-        small = [b for b in batches if lanes > 1 and share(b)[0] * share(b)[1] <= max_frames // lanes
-                 and self.cost.attention_bytes(*share(b)) <= self.attention_budget // lanes]
-        large = [b for b in batches if not any(b is s for s in small)]
+        small, large = [], []
+        for batch in batches:
+            frames, rows = self.cost.frames(windows[batch[0]].length), len(batch)
+            fits = (lanes > 1 and frames * rows <= max_frames // lanes
+                    and self.cost.attention_bytes(frames, rows) <= self.attention_budget // lanes)
+            (small if fits else large).append(batch)
         results = [(batch, self._pool_with_retry(segments_of(batch))) for batch in large]
         if len(small) < 2:
             return results + [(batch, self._pool_with_retry(segments_of(batch))) for batch in small]
