@@ -7,7 +7,7 @@ from __future__ import annotations
 import io
 import os
 from pathlib import Path
-from typing import Sequence, Tuple, Union
+from typing import Iterator, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -78,6 +78,16 @@ def _open(source: AudioInput, name: str):
         raise AudioError(name, f"unreadable or corrupt audio ({err})") from None
 
 
+def file_seconds(source: AudioInput, name: str | None = None) -> float | None:
+    """Duration of a path or bytes input from its header (None for arrays, or when the header does not say);
+    raises :class:`AudioError` for what cannot be opened."""
+    if not isinstance(source, (str, os.PathLike, bytes, bytearray)):
+        return None
+    with _open(source, name or describe(source)) as handle:
+        frames, rate = int(handle.frames), int(handle.samplerate)
+    return frames / rate if frames > 0 and rate > 0 else None
+
+
 def _mono(block: np.ndarray) -> np.ndarray:
     return block.mean(axis=1, dtype=np.float32) if block.ndim == 2 else block
 
@@ -87,9 +97,14 @@ def _check_finite(block: np.ndarray, name: str) -> None:
         raise AudioError(name, "contains NaN or Inf samples")
 
 
-def _stream_file(source: AudioInput, sampling_rate: int, name: str, block_seconds: float) -> np.ndarray:
-    """Read a file block by block, mix each block to mono and resample it with soxr's streaming resampler: the
-    file is never held whole at its original rate or channel count."""
+def stream_audio(source: AudioInput, sampling_rate: int = TARGET_SAMPLE_RATE, name: str | None = None,
+                 block_seconds: float = BLOCK_SECONDS) -> Iterator[np.ndarray]:
+    """Mono float32 blocks at ``sampling_rate`` of a file (path or bytes): read ``block_seconds`` at a time at the
+    file's own rate, mixed to mono and resampled with soxr's streaming resampler, so the file is never held whole.
+    Concatenated, the blocks are exactly what :func:`load_audio` returns. Raises :class:`AudioError` (unreadable,
+    non-finite or zero-length audio) when it meets the problem."""
+    name = name or describe(source)
+    total = 0
     with _open(source, name) as handle:
         rate = int(handle.samplerate)
         stream = None
@@ -97,22 +112,27 @@ def _stream_file(source: AudioInput, sampling_rate: int, name: str, block_second
             import soxr
 
             stream = soxr.ResampleStream(rate, sampling_rate, 1, dtype="float32", quality="HQ")
-        pieces: list[np.ndarray] = []
-        blocksize = max(1, int(block_seconds * rate))
-        try:
-            for block in handle.blocks(blocksize=blocksize, dtype="float32", always_2d=True):
-                mono = _mono(block)
-                _check_finite(mono, name)
-                pieces.append(stream.resample_chunk(mono) if stream is not None else mono.copy())
-        except AudioError:
-            raise
-        except Exception as err:
-            raise AudioError(name, f"unreadable or corrupt audio ({err})") from None
-        if stream is not None:
-            pieces.append(stream.resample_chunk(np.zeros(0, np.float32), last=True))
-    if not pieces or sum(len(p) for p in pieces) == 0:
+        blocks = handle.blocks(blocksize=max(1, int(block_seconds * rate)), dtype="float32", always_2d=True)
+        while True:
+            try:
+                block = next(blocks, None)
+                if block is None:
+                    out = stream.resample_chunk(np.zeros(0, np.float32), last=True) if stream is not None else None
+                else:
+                    mono = _mono(block)
+                    _check_finite(mono, name)
+                    out = stream.resample_chunk(mono) if stream is not None else mono.copy()
+            except AudioError:
+                raise
+            except Exception as err:
+                raise AudioError(name, f"unreadable or corrupt audio ({err})") from None
+            if out is not None and len(out):
+                total += len(out)
+                yield out
+            if block is None:
+                break
+    if total == 0:
         raise AudioError(name, "zero-length audio")
-    return np.concatenate(pieces).astype(np.float32, copy=False)
 
 
 def load_audio(source: AudioInput, sampling_rate: int = TARGET_SAMPLE_RATE, name: str | None = None,
@@ -125,7 +145,8 @@ def load_audio(source: AudioInput, sampling_rate: int = TARGET_SAMPLE_RATE, name
     """
     name = name or describe(source)
     if not isinstance(source, tuple):
-        return np.ascontiguousarray(_stream_file(source, sampling_rate, name, block_seconds))
+        pieces = list(stream_audio(source, sampling_rate, name, block_seconds))
+        return np.ascontiguousarray(np.concatenate(pieces), dtype=np.float32)
     array, rate = _array_input(source, name)
     array = _mono(array)
     if array.size == 0:
@@ -146,7 +167,41 @@ def normalize_waveform(wave: np.ndarray, eps: float = 1e-7) -> np.ndarray:
     Identical to ``Wav2Vec2FeatureExtractor.zero_mean_unit_var_norm`` for one unpadded utterance.
     """
     wave = np.asarray(wave, dtype=np.float32)
-    return ((wave - wave.mean()) / np.sqrt(wave.var() + eps)).astype(np.float32)
+    return normalize_with(wave, wave.mean(), np.sqrt(wave.var() + eps))
+
+
+def normalize_with(wave: np.ndarray, mean: np.float32, scale: np.float32) -> np.ndarray:
+    """``(wave - mean) / scale`` in float32: a part of an utterance normalised with the whole utterance's statistics
+    (:func:`normalize_waveform`, :class:`WaveStats`)."""
+    return ((np.asarray(wave, dtype=np.float32) - mean) / scale).astype(np.float32)
+
+
+class WaveStats:
+    """Mean and scale of an utterance seen block by block (float64 sums around the first block's mean, so a DC offset
+    costs no precision): what :func:`normalize_waveform` computes on the whole array, within float32 rounding."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._shift: float | None = None
+        self._sum = self._squares = 0.0
+
+    def update(self, block: np.ndarray) -> None:
+        if len(block) == 0:
+            return
+        values = np.asarray(block, dtype=np.float64)
+        if self._shift is None:
+            self._shift = float(values.mean())
+        values = values - self._shift
+        self.count += len(values)
+        self._sum += float(values.sum())
+        self._squares += float(np.dot(values, values))
+
+    def mean_and_scale(self, eps: float = 1e-7) -> tuple[np.float32, np.float32]:
+        if self.count == 0:
+            raise ValueError("no samples seen")
+        offset = self._sum / self.count
+        variance = max(self._squares / self.count - offset * offset, 0.0)
+        return np.float32(self._shift + offset), np.float32(np.sqrt(np.float32(variance) + np.float32(eps)))
 
 
 def pad_batch(waves: Sequence[np.ndarray], padding_value: float = 0.0) -> tuple[np.ndarray, np.ndarray]:

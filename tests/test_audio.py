@@ -92,3 +92,39 @@ def test_window_spans_cover_signal():
     assert covered.all()
     with pytest.raises(ValueError):
         window_spans(1000, 300, 300)
+
+
+def test_stream_audio_blocks_are_load_audio_in_pieces(tmp_path):
+    from paraspeechclap.audio import file_seconds, stream_audio
+
+    rng = np.random.default_rng(3)
+    path = tmp_path / "s.flac"
+    sf.write(path, (0.1 * rng.standard_normal((44100 * 7 + 5, 2))).astype(np.float32), 44100)
+    blocks = list(stream_audio(path, 16000, block_seconds=2.0))
+    assert len(blocks) >= 4 and all(b.dtype == np.float32 for b in blocks)
+    np.testing.assert_array_equal(np.concatenate(blocks), load_audio(path, block_seconds=2.0))
+    assert file_seconds(path) == pytest.approx(7 + 5 / 44100)
+    assert file_seconds(path.read_bytes()) == pytest.approx(7 + 5 / 44100)
+    assert file_seconds((np.zeros(10, np.float32), 16000)) is None
+    with pytest.raises(AudioError, match="not found"):
+        file_seconds(tmp_path / "missing.wav")
+
+
+def test_wave_stats_seen_block_by_block_give_the_whole_clip_normalisation():
+    from paraspeechclap.audio import WaveStats, normalize_with
+
+    rng = np.random.default_rng(4)
+    wave = (0.5 + 0.01 * rng.standard_normal(160_003)).astype(np.float32)  # a DC offset far above the signal
+    whole = normalize_waveform(wave)
+    stats = WaveStats()
+    for start in range(0, len(wave), 16000):
+        stats.update(wave[start:start + 16000])
+    mean, scale = stats.mean_and_scale()
+    assert stats.count == len(wave) and mean.dtype == scale.dtype == np.float32
+    np.testing.assert_allclose(normalize_with(wave, mean, scale), whole, atol=2e-5)  # float32 rounding of mean/scale
+    np.testing.assert_array_equal(normalize_with(wave, wave.mean(), np.sqrt(wave.var() + 1e-7)), whole)
+    silence = WaveStats()
+    silence.update(np.zeros(100, np.float32))
+    assert np.isfinite(normalize_with(np.zeros(100, np.float32), *silence.mean_and_scale())).all()
+    with pytest.raises(ValueError, match="no samples"):
+        WaveStats().mean_and_scale()
