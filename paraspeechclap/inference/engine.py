@@ -1,6 +1,7 @@
 """The inference engine: the one road from audio and text to embeddings.
 
-decode (bounded prefetch, streamed resampling) -> whole-clip normalisation -> windows bounded in encoder frames ->
+decode (bounded prefetch, streamed resampling; files over ``stream.STREAM_SECONDS`` are streamed twice instead of
+held: statistics, then windows) -> whole-clip normalisation -> windows bounded in encoder frames ->
 batches of similar length (no mask when a batch's windows are equally long) -> speech tower in the chosen precision
 -> masked mean -> windows averaged by frame count -> projection (fp32) -> L2-normalise -> numpy.
 
@@ -23,17 +24,19 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..audio import AudioError, AudioInput, describe, load_audio, normalize_waveform, pad_batch
+from ..audio import AudioError, AudioInput, describe, file_seconds, load_audio, normalize_waveform, pad_batch
 from ..fast import cpu_has_amx, keep_freed_blocks, release_scratch
 from .decode import prefetch
 from .plan import ATTENTION_BUDGET_BYTES, EncoderCost, Window, plan_batches, window_size, window_spans
 from .precision import resolve_device, resolve_precision, tower_accepts_bf16_weights
+from .stream import STREAM_SECONDS, LongAudio, measure, windows as stream_windows
 from .text_cache import TextCache, weights_version
 
 log = logging.getLogger(__name__)
 
 CHUNK_SECONDS = 600.0   # decoded audio gathered before it is windowed and batched (longer files form their own chunk)
 CHUNK_ITEMS = 256
+LONG_GROUP_SECONDS = 240.0  # a streamed file's windows are batched this much audio at a time
 GPU_BATCH_SECONDS = 240.0
 AMX_BATCH_CLIPS, AMX_BATCH_SECONDS = 8, 16.0  # bf16 on CPUs with AMX: short clips share a forward pass
 CPU_LANES_MAX = 4  # fp32 on CPU: forward passes side by side, each on its share of torch's threads (cpu_lanes)
@@ -244,6 +247,15 @@ class InferenceEngine:
         self.check_length(wave, name)
         return wave
 
+    def _decode_for_embedding(self, item: AudioInput) -> np.ndarray | LongAudio:
+        """A decoded input, or for a file longer than ``STREAM_SECONDS`` its first streamed pass (length and
+        statistics; the windows are read in a second pass by :meth:`_embed_long`)."""
+        name = describe(item)
+        seconds = file_seconds(item, name)
+        if seconds is None or seconds <= STREAM_SECONDS:
+            return self.decode(item)
+        return measure(item, self.sampling_rate, name)
+
     # ------------------------------------------------------------------ audio: the bulk loop
     def embed_many(self, items: Iterable[AudioInput], batch_size: int | None = None,
                    max_batch_seconds: float | None = None, progress: bool = False,
@@ -258,12 +270,17 @@ class InferenceEngine:
         chunk: list[tuple[ItemResult, np.ndarray | None]] = []
         chunk_samples = 0
         limit = int(CHUNK_SECONDS * self.sampling_rate)
-        decoded = prefetch(enumerate(items), lambda pair: self.decode(pair[1]), self.decode_ahead, self.decode_workers)
+        decoded = prefetch(enumerate(items), lambda pair: self._decode_for_embedding(pair[1]), self.decode_ahead,
+                           self.decode_workers)
         for (index, item), wave in decoded:
             result = ItemResult(index, describe(item))
             if isinstance(wave, BaseException):
                 result.error = wave.problem if isinstance(wave, AudioError) else f"{type(wave).__name__}: {wave}"
                 chunk.append((result, None))
+            elif isinstance(wave, LongAudio):  # embedded at once, window by window, after what came before it
+                result.seconds = wave.samples / self.sampling_rate
+                chunk.append((result, wave))
+                chunk_samples = limit
             else:
                 result.seconds = len(wave) / self.sampling_rate
                 chunk.append((result, wave))
@@ -276,7 +293,7 @@ class InferenceEngine:
             bar.close()
 
     def _flush(self, chunk, batch_size, max_frames, bar) -> Iterator[ItemResult]:
-        good = [(result, wave) for result, wave in chunk if wave is not None]
+        good = [(result, wave) for result, wave in chunk if isinstance(wave, np.ndarray)]
         if good:
             embeddings, errors = self._embed_decoded([wave for _, wave in good], batch_size, max_frames)
             for position, (result, _) in enumerate(good):
@@ -284,6 +301,9 @@ class InferenceEngine:
                     result.error = errors[position]
                 else:
                     result.embedding = embeddings[position]
+        for result, wave in chunk:
+            if isinstance(wave, LongAudio):
+                result.embedding, result.error = self._embed_long(wave, batch_size, max_frames)
         for result, _ in chunk:
             if result.error is not None:
                 log.debug("skipped %s: %s", result.name, result.error)  # the caller reports it
@@ -304,32 +324,78 @@ class InferenceEngine:
     def _embed_decoded(self, waves: Sequence[np.ndarray], batch_size: int,
                        max_frames: int) -> tuple[np.ndarray, dict[int, str]]:
         """Embeddings ``[N, D]`` of decoded waveforms (rows of failed inputs are zero) and {position: error}."""
-        if self.model.training:
-            raise RuntimeError("embed_* runs in eval mode; call model.eval() first")
+        pooled = self._pooled_sums(len(waves))
         clips: list[np.ndarray] = []
         windows: list[Window] = []
         for owner, wave in enumerate(waves):
             clip = normalize_waveform(wave) if self.model.config.do_normalize else np.asarray(wave, np.float32)
             clips.append(clip)  # the whole clip is normalised, as the reference does
             windows += [Window(owner, start, end) for start, end in window_spans(len(clip), self.window, self.overlap)]
-        hidden = self.model.audio_branch.hidden_size
-        sums = torch.zeros(len(waves), hidden, dtype=torch.float64)
-        counts = torch.zeros(len(waves), dtype=torch.float64)
-        errors: dict[int, str] = {}
         try:
-            batches = plan_batches(windows, self.cost, batch_size, max_frames, self.attention_budget)
-            segments_of = lambda batch: [clips[windows[i].owner][windows[i].start:windows[i].end] for i in batch]  # noqa: E731
-            for batch, outcomes in self._run_batches(batches, segments_of, windows, max_frames):
-                for i, outcome in zip(batch, outcomes):
-                    owner = windows[i].owner
-                    if isinstance(outcome, str):
-                        errors.setdefault(owner, outcome)
-                        continue
-                    pooled, frames = outcome
-                    sums[owner] += pooled * frames
-                    counts[owner] += frames
+            self._accumulate(windows, lambda i: clips[windows[i].owner][windows[i].start:windows[i].end], pooled,
+                             batch_size, max_frames)
         finally:
             release_scratch()
+        return self._project(*pooled)
+
+    @torch.inference_mode()
+    def _embed_long(self, audio: LongAudio, batch_size: int, max_frames: int) -> tuple[np.ndarray | None, str | None]:
+        """One streamed file's embedding (or its error): its windows are read in a second pass, normalised with the
+        whole file's statistics and batched ``LONG_GROUP_SECONDS`` of audio at a time, so memory holds a group of
+        windows, never the file."""
+        pooled = self._pooled_sums(1)
+        spans = window_spans(audio.samples, self.window, self.overlap)
+        group: list[np.ndarray] = []
+        limit = int(LONG_GROUP_SECONDS * self.sampling_rate)
+
+        errors = pooled[2]
+
+        def run(group):
+            self._accumulate([Window(0, 0, len(segment)) for segment in group], group.__getitem__, pooled, batch_size,
+                             max_frames)
+
+        try:
+            for segment in stream_windows(audio, spans, self.sampling_rate, self.model.config.do_normalize):
+                group.append(segment)
+                if sum(len(g) for g in group) >= limit:
+                    run(group)
+                    group = []
+                if errors:
+                    break
+            if group and not errors:
+                run(group)
+        except AudioError as err:
+            return None, err.problem
+        finally:
+            release_scratch()
+        embedding, errors = self._project(*pooled)
+        return (None, errors[0]) if errors else (embedding[0], None)
+
+    def _pooled_sums(self, count: int) -> tuple[torch.Tensor, torch.Tensor, dict[int, str]]:
+        """Per input: the frame-weighted sum of its windows' pooled states, its frame count, its error."""
+        if self.model.training:
+            raise RuntimeError("embed_* runs in eval mode; call model.eval() first")
+        hidden = self.model.audio_branch.hidden_size
+        return torch.zeros(count, hidden, dtype=torch.float64), torch.zeros(count, dtype=torch.float64), {}
+
+    def _accumulate(self, windows: list[Window], segment, pooled, batch_size: int, max_frames: int) -> None:
+        """Run ``windows`` (the samples of window ``i`` are ``segment(i)``) in planned batches into ``pooled``
+        (:meth:`_pooled_sums`, rows by ``Window.owner``)."""
+        sums, counts, errors = pooled
+        batches = plan_batches(windows, self.cost, batch_size, max_frames, self.attention_budget)
+        segments_of = lambda batch: [segment(i) for i in batch]  # noqa: E731
+        for batch, outcomes in self._run_batches(batches, segments_of, windows, max_frames):
+            for i, outcome in zip(batch, outcomes):
+                owner = windows[i].owner
+                if isinstance(outcome, str):
+                    errors.setdefault(owner, outcome)
+                    continue
+                pooled_state, frames = outcome
+                sums[owner] += pooled_state * frames
+                counts[owner] += frames
+
+    def _project(self, sums: torch.Tensor, counts: torch.Tensor, errors: dict[int, str]) -> tuple[np.ndarray, dict]:
+        """Frame-weighted means of the windows -> projection -> L2-normalised numpy; failed rows zero."""
         pooled_all = (sums / counts.clamp(min=1.0).unsqueeze(-1)).float().to(self.device)
         embedding = self.model.audio_projection(pooled_all)
         embedding = F.normalize(embedding.float(), dim=-1).cpu().numpy()
