@@ -2,9 +2,10 @@
 
 The harness writes a speech-like 48 kHz stereo FLAC of ``--seconds``; a fresh process builds the model and calls
 ``model.embed_audio(path)`` (streamed decoding and resampling, windows, batches: the engine's defaults), and its peak
-RSS is reported. Before the model is built, the same process decodes and normalises the file alone and measures what
-those copies cost; where ``--seconds`` is shorter than the target length, the target's peak is **estimated** as the
-measured peak plus that per-second cost times the missing seconds (labelled as an estimate).
+RSS is reported. Before the model is built, the same process decodes the file the way the engine does, without the
+encoder (whole and normalised; or, past ``stream.STREAM_SECONDS``, the two streamed passes: statistics, then every
+window normalised) and measures what that costs; where ``--seconds`` is shorter than the target length, the target's
+peak is **estimated** as the measured peak plus that cost's per-second growth times the missing seconds (labelled).
 
 Targets: the paper-size model, a 2-hour file, <= 4 GB; the reference-tiny model, a 5-minute file, <= 2 GB.
 
@@ -36,28 +37,39 @@ def long_file_job(kind: str, precision: str, seed: int, path: str, max_batch_sec
     import numpy as np
     import torch
 
-    from paraspeechclap.audio import load_audio, normalize_waveform
+    from paraspeechclap.audio import file_seconds, load_audio, normalize_waveform
+    from paraspeechclap.inference import stream
     from paraspeechclap.inference.plan import window_spans
+    from paraspeechclap.model import ParaSpeechCLAPConfig
 
     if threads:
         torch.set_num_threads(threads)
     from paraspeechclap.fast import release_freed_memory
 
     def decode_cost(source: str) -> tuple[float, float, float]:
-        """Audio seconds, decode seconds and the peak RSS growth of decoding and normalising ``source`` alone."""
+        """Audio seconds, decode seconds and the peak RSS growth of decoding ``source`` as the engine does, without
+        the encoder (the configuration's default 30 s windows)."""
         gc.collect()
         release_freed_memory()
         before = H.current_rss_mb()
         H.reset_peak_rss()
         start = time.perf_counter()
-        wave = load_audio(source, SR)
-        normalised = normalize_waveform(wave)
-        cost = (len(wave) / SR, time.perf_counter() - start, H.peak_rss_mb() - before)
-        del wave, normalised
-        return cost
+        if file_seconds(source) > stream.STREAM_SECONDS:
+            audio = stream.measure(source, SR, source)
+            config = ParaSpeechCLAPConfig(speech_config={}, text_config={})
+            spans = window_spans(audio.samples, int(config.window_seconds * SR), int(config.window_overlap_seconds * SR))
+            samples = audio.samples
+            for _ in stream.windows(audio, spans, SR):
+                pass
+        else:
+            wave = load_audio(source, SR)
+            samples = len(normalize_waveform(wave))
+            del wave
+        return samples / SR, time.perf_counter() - start, H.peak_rss_mb() - before
 
     decoded_seconds, decode_s, buffer_mb = decode_cost(path)
-    decode = {"decoded_seconds": decoded_seconds, "decode_s": decode_s, "buffer_mb": buffer_mb}
+    decode = {"decoded_seconds": decoded_seconds, "decode_s": decode_s, "buffer_mb": buffer_mb,
+              "streamed": file_seconds(path) > stream.STREAM_SECONDS}
     if slope_files:  # the per-second cost without the fixed part (decoder blocks, libraries): two lengths
         (s1, _, mb1), (s2, _, mb2) = decode_cost(slope_files[0]), decode_cost(slope_files[1])
         decode.update(slope_seconds=[s1, s2], slope_buffer_mb=[mb1, mb2],
@@ -86,16 +98,17 @@ def long_file_job(kind: str, precision: str, seed: int, path: str, max_batch_sec
 
 
 def estimate(row: dict, target_seconds: float) -> dict:
-    """The target length's peak: measured when the file was that long, else the measured peak plus the decoded
-    copies' per-second cost for the missing seconds (measured between two decode-only files, both longer than the
-    decoder's block; never below the two float32 16 kHz copies the engine holds, 128 kB per second)."""
+    """The target length's peak: measured when the file was that long, else the measured peak plus the decoding's
+    per-second cost for the missing seconds (measured between two decode-only files, both longer than the decoder's
+    block and, when the file is streamed, than ``STREAM_SECONDS``; for a file decoded whole never below the two
+    float32 16 kHz copies that holds, 128 kB per second)."""
     if "error" in row:
         return {}
     peak = max(row["process_peak_rss_mb"], row["inference_peak_rss_mb"])
     if row["file_seconds"] >= target_seconds:
         return {"target_peak_mb": peak, "target_peak_estimated": False}
-    per_second = max(row.get("buffer_mb_per_second", row["buffer_mb"] / max(row["decoded_seconds"], 1e-9)),
-                     2 * 4 * SR / 2**20)
+    floor = 0.0 if row.get("streamed") else 2 * 4 * SR / 2**20
+    per_second = max(row.get("buffer_mb_per_second", row["buffer_mb"] / max(row["decoded_seconds"], 1e-9)), floor)
     return {"target_peak_mb": peak + per_second * (target_seconds - row["file_seconds"]),
             "target_peak_estimated": True, "buffer_mb_per_audio_second": per_second}
 
@@ -143,8 +156,11 @@ def run(args: argparse.Namespace) -> dict:
         slope_files = None
         if args.seconds < args.target_seconds:  # two decode-only lengths, both past the decoder's block size
             from paraspeechclap.audio import BLOCK_SECONDS
+            from paraspeechclap.inference.stream import STREAM_SECONDS
 
             short = max(2 * BLOCK_SECONDS, args.seconds / 2)
+            if args.seconds > STREAM_SECONDS:  # both past the streaming threshold, as the file is
+                short = max(short, STREAM_SECONDS + 2 * BLOCK_SECONDS)
             slope_files = [str(H.write_long_flac(Path(folder) / f"slope-{n}.flac", seconds, args.seed + 8 + n,
                                                  args.rate, args.channels))
                            for n, seconds in enumerate((short, 2 * short))]
@@ -185,9 +201,10 @@ def render(result: dict) -> str:
              "", f"Command: `{result['command']}`", "", H.machine_line(result["machine"]), "",
              f"A speech-like {result['rate']} Hz {result['channels']}-channel FLAC through `model.embed_audio(path)` "
              "in a fresh process" + (" (inline: the peaks include the calling process)" if result["inline"] else "")
-             + ". \"decoded copies\" is what decoding and normalising the file alone costs (measured before the "
-             f"model is built); where the file is shorter, the {t['seconds'] / 60:g}-minute column adds the decoded "
-             "copies' per-second cost (measured between two decode-only files) for the missing seconds.", ""]
+             + ". \"decoding (MB)\" is what decoding the file as the engine does costs without the encoder (whole "
+             "and normalised, or streamed twice past the streaming threshold: \"streamed\"; measured before the model "
+             f"is built); where the file is shorter, the {t['seconds'] / 60:g}-minute column adds that cost's "
+             "per-second growth (measured between two decode-only files) for the missing seconds.", ""]
     table = []
     for r in result["rows"]:
         if "error" in r:
@@ -195,11 +212,12 @@ def render(result: dict) -> str:
                           "", "", "", ""])
             continue
         table.append([r["precision"], f"{r['file_seconds']:g} s", f"{r['windows']} x {r['window_seconds']:.2f} s",
-                      f"{r['max_batch_seconds']:.4g}", f"{r['seconds']:.0f}", f"{r['buffer_mb']:.0f}",
+                      f"{r['max_batch_seconds']:.4g}", f"{r['seconds']:.0f}",
+                      f"{r['buffer_mb']:.0f}" + (" (streamed)" if r.get("streamed") else ""),
                       f"{r['rss_after_build_mb'] / 1024:.2f}",
                       f"{max(r['process_peak_rss_mb'], r['inference_peak_rss_mb']) / 1024:.2f}",
                       f"{r['target_peak_mb'] / 1024:.2f}" + (" (estimated)" if r["target_peak_estimated"] else "")])
-    lines += H.markdown_table(["precision", "file", "windows", "max_batch_seconds", "seconds", "decoded copies (MB)",
+    lines += H.markdown_table(["precision", "file", "windows", "max_batch_seconds", "seconds", "decoding (MB)",
                                "RSS after build (GB)", "peak RSS (GB)", f"{t['seconds'] / 60:g}-min file (GB)"],
                               table, [False, False] + [True] * 7)
     lines += [""] + H.markdown_table(["target", "measured", "met"],
