@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import hashlib
+import itertools
 import json
 import logging
 from concurrent.futures import ThreadPoolExecutor
@@ -508,22 +509,29 @@ class InferenceEngine:
             raise ValueError("timeline needs at least one caption")
         if not 0 < hop_seconds <= window_seconds:
             raise ValueError(f"need 0 < hop <= window, got hop {hop_seconds} s, window {window_seconds} s")
-        wave = self.decode(audio)
+        decoded = self._decode_for_embedding(audio)
+        samples = decoded.samples if isinstance(decoded, LongAudio) else len(decoded)
         window = max(int(window_seconds * self.sampling_rate), self.min_audio_samples)
         overlap = window - max(1, int(hop_seconds * self.sampling_rate))
-        spans = window_spans(len(wave), window, min(overlap, window - 1))
+        spans = window_spans(samples, window, min(overlap, window - 1))
+        if isinstance(decoded, LongAudio):  # a long file is read again window by window, never held whole
+            segments = stream_windows(decoded, spans, self.sampling_rate, normalise=False)
+        else:
+            segments = (decoded[a:b] for a, b in spans)
         text = self.embed_text(list(captions))
         batch_size, max_frames = self._limits(batch_size, None)
         rows = []
-        for start in range(0, len(spans), CHUNK_ITEMS):  # bounded: a chunk of windows is normalised at a time
-            part = [wave[a:b] for a, b in spans[start:start + CHUNK_ITEMS]]
-            embedding, errors = self._embed_decoded(part, batch_size, max_frames)
-            if errors:
-                raise RuntimeError(f"{describe(audio)}: {next(iter(errors.values()))}")
-            rows.append(embedding @ text.T)
+        try:
+            while part := list(itertools.islice(segments, CHUNK_ITEMS)):  # bounded: each window normalised alone
+                embedding, errors = self._embed_decoded(part, batch_size, max_frames)
+                if errors:
+                    raise RuntimeError(f"{describe(audio)}: {next(iter(errors.values()))}")
+                rows.append(embedding @ text.T)
+        finally:
+            segments.close()
         return {"captions": list(captions), "start": [a / self.sampling_rate for a, _ in spans],
                 "end": [b / self.sampling_rate for _, b in spans], "scores": np.concatenate(rows).tolist(),
-                "seconds": len(wave) / self.sampling_rate, "provenance": self.provenance()}
+                "seconds": samples / self.sampling_rate, "provenance": self.provenance()}
 
     # ------------------------------------------------------------------ text
     def embed_text(self, texts: str | Sequence[str], batch_size: int = 64) -> np.ndarray:

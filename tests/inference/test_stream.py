@@ -96,3 +96,15 @@ def test_an_encoder_failure_in_a_streamed_file_is_reported_for_that_file(tiny_mo
     group = -(-13 * 16000 // model.engine.window)  # windows in the first group (the last one reaches 13 s)
     assert len(calls) == group < len(window_spans(len(load_audio(long_file)), model.engine.window,
                                                   model.engine.overlap))  # no later group is encoded
+
+
+def test_timeline_of_a_streamed_file_equals_the_decoded_one(tiny_model, long_file, monkeypatch):
+    expected = tiny_model.engine.timeline(str(long_file), ["calm", "angry"], window_seconds=4.0, hop_seconds=3.0)
+    monkeypatch.setattr(engine_module, "STREAM_SECONDS", 10.0)
+    monkeypatch.setattr(engine_module, "CHUNK_ITEMS", 5)  # windows taken from the stream five at a time
+    monkeypatch.setattr(engine_module, "load_audio", lambda *a, **k: pytest.fail("the long file was decoded whole"))
+    streamed = tiny_model.engine.timeline(str(long_file), ["calm", "angry"], window_seconds=4.0, hop_seconds=3.0)
+    assert len(streamed["start"]) == 16 and streamed["start"] == expected["start"] and streamed["end"] == expected["end"]
+    assert streamed["seconds"] == expected["seconds"]
+    # the same samples, each window normalised alone; chunks of 5 instead of 256 change how windows share threads
+    np.testing.assert_allclose(streamed["scores"], expected["scores"], atol=1e-6)
