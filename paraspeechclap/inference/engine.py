@@ -304,7 +304,7 @@ class InferenceEngine:
                     result.embedding = embeddings[position]
         for result, wave in chunk:
             if isinstance(wave, LongAudio):
-                result.embedding, result.error = self._embed_long(wave, batch_size, max_frames)
+                result.embedding, result.error = self._embed_long(wave, batch_size, max_frames, bar is not None)
         for result, _ in chunk:
             if result.error is not None:
                 log.debug("skipped %s: %s", result.name, result.error)  # the caller reports it
@@ -340,20 +340,27 @@ class InferenceEngine:
         return self._project(*pooled)
 
     @torch.inference_mode()
-    def _embed_long(self, audio: LongAudio, batch_size: int, max_frames: int) -> tuple[np.ndarray | None, str | None]:
+    def _embed_long(self, audio: LongAudio, batch_size: int, max_frames: int,
+                    progress: bool = False) -> tuple[np.ndarray | None, str | None]:
         """One streamed file's embedding (or its error): its windows are read in a second pass, normalised with the
         whole file's statistics and batched ``LONG_GROUP_SECONDS`` of audio at a time, so memory holds a group of
-        windows, never the file."""
+        windows, never the file. ``progress``: a bar of the file's windows."""
         pooled = self._pooled_sums(1)
         spans = window_spans(audio.samples, self.window, self.overlap)
         group: list[np.ndarray] = []
         limit = int(LONG_GROUP_SECONDS * self.sampling_rate)
-
         errors = pooled[2]
+        bar = None
+        if progress:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=len(spans), desc=f"windows of {audio.name}", unit="window", leave=False)
 
         def run(group):
             self._accumulate([Window(0, 0, len(segment)) for segment in group], group.__getitem__, pooled, batch_size,
                              max_frames)
+            if bar is not None:
+                bar.update(len(group))
 
         try:
             for segment in stream_windows(audio, spans, self.sampling_rate, self.model.config.do_normalize):
@@ -369,6 +376,8 @@ class InferenceEngine:
             return None, err.problem
         finally:
             release_scratch()
+            if bar is not None:
+                bar.close()
         embedding, errors = self._project(*pooled)
         return (None, errors[0]) if errors else (embedding[0], None)
 

@@ -79,6 +79,16 @@ def test_engine_streams_long_files_and_answers_as_for_the_decoded_array(tiny_mod
     assert len(whole_decodes) == 1 and isinstance(whole_decodes[0], tuple)  # the array only (corrupt: its header)
 
 
+def test_a_streamed_file_shows_its_windows_progress(tiny_model_factory, long_file, monkeypatch, capsys):
+    model = tiny_model_factory()
+    model.config.window_seconds, model.config.window_overlap_seconds = 6.0, 1.0
+    monkeypatch.setattr(engine_module, "STREAM_SECONDS", 10.0)
+    spans = window_spans(len(load_audio(long_file)), model.engine.window, model.engine.overlap)
+    model.embed_audio(str(long_file), progress=True)
+    err = capsys.readouterr().err
+    assert f"windows of {long_file}" in err and f"{len(spans)}/{len(spans)}" in err
+
+
 def test_an_encoder_failure_in_a_streamed_file_is_reported_for_that_file(tiny_model_factory, long_file, monkeypatch):
     model = tiny_model_factory()
     model.config.window_seconds, model.config.window_overlap_seconds = 6.0, 1.0
