@@ -245,6 +245,26 @@ def test_long_file_memory_quick_tiny_estimates_the_five_minute_target(long_file,
     assert "5-min file (GB)" in markdown and "(estimated from 8 s)" in markdown
 
 
+def test_long_file_memory_measures_the_streamed_road_past_the_threshold(long_file, tmp_path, monkeypatch):
+    """A file past the streaming threshold: the decode-only cost is the engine's two streamed passes, measured between
+    two files that are past it too, and the estimate takes no two-copy floor."""
+    from paraspeechclap.inference import engine, stream
+
+    monkeypatch.setattr(stream, "STREAM_SECONDS", 10.0)
+    monkeypatch.setattr(engine, "STREAM_SECONDS", 10.0)
+    argv = ["--tiny", "--seconds", "24", "--inline", "--threads", "1", "--precision", "fp32",
+            "--out", str(tmp_path), "--name", "lf"]
+    assert long_file.main(argv) == 0
+    result = json.loads((tmp_path / "lf.json").read_text())
+    (row,) = result["rows"]
+    assert row["streamed"] is True and row["finite"] and row["slope_seconds"] == [50.0, 100.0]
+    per_second = max(0.0, (row["slope_buffer_mb"][1] - row["slope_buffer_mb"][0]) / 50.0)
+    assert row["buffer_mb_per_audio_second"] == pytest.approx(per_second)
+    assert row["target_peak_mb"] == pytest.approx(
+        max(row["process_peak_rss_mb"], row["inference_peak_rss_mb"]) + per_second * (300 - 24))
+    assert "(streamed)" in (tmp_path / "lf.md").read_text()
+
+
 def test_gpu_parity_script_passes_on_cpu(H, capsys):
     """The parity check gpu_check.sh runs on CUDA, here on CPU: the golden outputs within 1e-5 in fp32."""
     parity = importlib.import_module("gpu_parity")
