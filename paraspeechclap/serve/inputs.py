@@ -144,9 +144,17 @@ def allowed_path(path: Any, config: ServeConfig, where: str) -> str:
 
 
 def decode(model: Any, source: bytes | str, max_seconds: float, where: str = "audio") -> tuple[np.ndarray, int]:
-    """Decoded 16 kHz mono ``(wave, rate)`` as the engine reads it; corrupt or too long audio is a 4xx."""
+    """Decoded 16 kHz mono ``(wave, rate)`` as the engine reads it; corrupt or too long audio is a 4xx (a file whose
+    header already says it is too long is refused before it is decoded)."""
+    from ..audio import file_seconds
+
     try:
+        seconds = file_seconds(source)
+        if seconds is not None and seconds > max_seconds + 1.0:  # resampling may add a few samples: decode near it
+            raise ApiError(413, "audio_too_long", f"{where} lasts {seconds:.1f} s; the limit is {max_seconds:g} s")
         wave = model.engine.decode(source)
+    except ApiError:
+        raise
     except Exception as err:  # noqa: BLE001 - AudioError (or anything the decoder raised): the client's file
         problem = getattr(err, "problem", None) or f"{type(err).__name__}: {err}"
         raise ApiError(400, "bad_audio", f"{where} could not be decoded: {problem}") from None
