@@ -268,7 +268,7 @@ class InferenceEngine:
             from tqdm.auto import tqdm
 
             bar = tqdm(total=total, desc="embedding audio", unit="clip")
-        chunk: list[tuple[ItemResult, np.ndarray | None]] = []
+        chunk: list[tuple[ItemResult, np.ndarray | LongAudio | None]] = []
         chunk_samples = 0
         limit = int(CHUNK_SECONDS * self.sampling_rate)
         decoded = prefetch(enumerate(items), lambda pair: self._decode_for_embedding(pair[1]), self.decode_ahead,
