@@ -112,25 +112,23 @@ def stream_audio(source: AudioInput, sampling_rate: int = TARGET_SAMPLE_RATE, na
             import soxr
 
             stream = soxr.ResampleStream(rate, sampling_rate, 1, dtype="float32", quality="HQ")
-        blocks = handle.blocks(blocksize=max(1, int(block_seconds * rate)), dtype="float32", always_2d=True)
-        while True:
-            try:
-                block = next(blocks, None)
-                if block is None:
-                    out = stream.resample_chunk(np.zeros(0, np.float32), last=True) if stream is not None else None
-                else:
-                    mono = _mono(block)
-                    _check_finite(mono, name)
-                    out = stream.resample_chunk(mono) if stream is not None else mono.copy()
-            except AudioError:
-                raise
-            except Exception as err:
-                raise AudioError(name, f"unreadable or corrupt audio ({err})") from None
-            if out is not None and len(out):
+        try:
+            for block in handle.blocks(blocksize=max(1, int(block_seconds * rate)), dtype="float32", always_2d=True):
+                mono = _mono(block)
+                _check_finite(mono, name)
+                out = stream.resample_chunk(mono) if stream is not None else mono.copy()
+                if len(out):
+                    total += len(out)
+                    yield out
+        except AudioError:
+            raise
+        except Exception as err:  # what the decoder or resampler raised (the consumer's errors never come in here)
+            raise AudioError(name, f"unreadable or corrupt audio ({err})") from None
+        if stream is not None:
+            out = stream.resample_chunk(np.zeros(0, np.float32), last=True)
+            if len(out):
                 total += len(out)
                 yield out
-            if block is None:
-                break
     if total == 0:
         raise AudioError(name, "zero-length audio")
 
