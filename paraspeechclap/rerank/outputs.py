@@ -179,6 +179,7 @@ def selection_records(data: RerankInput, results: Sequence[PromptResult], out: P
             entry = {
                 "candidate": cand.index,
                 **({"iteration": cand.label} if layout else {}),
+                "name": cand.name,
                 "path": str(cand.path),
                 "score": _num(outcome.score),
                 "combined": _num(outcome.combined),
@@ -197,6 +198,7 @@ def selection_records(data: RerankInput, results: Sequence[PromptResult], out: P
             chosen = {
                 "candidate": winner.index,
                 **({"iteration": winner.label} if layout else {}),
+                "name": winner.name,
                 "path": str(winner.path),
                 "output": str((out / "audios" / name) if out else Path("audios") / name),
                 "score": _num(outcome.score),
@@ -249,7 +251,7 @@ def _csv_text(records: Sequence[dict], layout: bool) -> str:
     return buf.getvalue()
 
 
-_CSV_BASE = ["candidate", "iteration", "path", "score", "combined", "rank", "chosen", "eligible", "reasons", "error"]
+_CSV_BASE = ["candidate", "iteration", "name", "path", "score", "combined", "rank", "chosen", "eligible", "reasons", "error"]
 
 
 def _reference_summary(records: Sequence[dict]) -> list[dict]:
