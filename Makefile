@@ -4,8 +4,11 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 SYSSTAMP := $(VENV)/.system-deps
+# veRL pins its own transformers and deps: its test (tests/rerank/test_rerank_verl.py) runs in a venv of its own
+VERL_VENV  := .venv-verl
+VERL_STAMP := $(VERL_VENV)/.installed
 
-.PHONY: test-avx2 demo test install system-deps benchmark clean
+.PHONY: test-avx2 demo test install system-deps verl-venv benchmark docs-all clean
 
 install: $(STAMP) $(SYSSTAMP)
 
@@ -23,13 +26,24 @@ $(SYSSTAMP):
 
 system-deps: $(SYSSTAMP)
 
+$(VERL_STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VERL_VENV)
+	$(VERL_VENV)/bin/python -m pip install --quiet --upgrade pip
+	# the local CPU torch first, then held there by a constraint: nothing below may swap in a CUDA build
+	$(VERL_VENV)/bin/python -m pip install --quiet torch==2.13.0
+	echo "torch==2.13.0" > $(VERL_VENV)/torch-constraint.txt
+	$(VERL_VENV)/bin/python -m pip install --quiet -c $(VERL_VENV)/torch-constraint.txt "verl==0.9.1" -e .
+	touch $(VERL_STAMP)
+
+verl-venv: $(VERL_STAMP)
+
 demo: install
 	HF_HUB_OFFLINE=1 $(PY) -m paraspeechclap demo --out demo-output
 
-test: install
+test: install $(VERL_STAMP)
 	$(PY) -m ruff check paraspeechclap tests benchmarks scripts
 	$(VENV)/bin/lint-imports
-	HF_HUB_OFFLINE=1 OMP_NUM_THREADS=2 $(PY) -m pytest -q
+	HF_HUB_OFFLINE=1 OMP_NUM_THREADS=2 PARASPEECHCLAP_REQUIRE_VERL=1 $(PY) -m pytest -q
 	$(MAKE) --no-print-directory test-avx2
 
 # The precision- and kernel-dependent tests again as an AVX2-only CPU without native bf16 (AMD Zen 3) runs them:
@@ -50,4 +64,4 @@ benchmark: install
 	$(PY) benchmarks/backends_probe.py
 
 clean:
-	rm -rf $(VENV) demo-output .pytest_cache
+	rm -rf $(VENV) $(VERL_VENV) demo-output .pytest_cache
