@@ -19,7 +19,8 @@ there as in the repository root. A block runs as written unless the line before 
     <!-- doc-test: skip: REASON -->   never run (needs the hub, a GPU, a cluster, installs packages, ...)
     <!-- doc-test: slow: REASON -->   run only with --all (a valid but long block)
 
-and hidden set-up, run in place, not shown by a Markdown renderer (what stands in for the reader's own objects):
+and hidden set-up, run in place, not shown by a Markdown renderer (what stands in for the reader's own objects; a
+skip or slow mark on the line before it applies to it too):
 
     <!-- doc-test: setup python
     my_asr_wer = lambda audio: 0.1
@@ -46,7 +47,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 PYTHON_LANGS = {"python", "py"}
 SHELL_LANGS = {"bash", "sh", "shell", "console"}
-BLOCK_TIMEOUT = 600  # seconds one block may run
+BLOCK_TIMEOUT = 240  # seconds an ordinary block may run (one that starts a server and waits fails here)
+SLOW_TIMEOUT = 1800  # seconds a block marked slow may run (--all)
 
 _FENCE = re.compile(r"^(?P<indent>\s*)(?P<fence>`{3,}|~{3,})\s*(?P<lang>[\w+-]*)")
 _MARK = re.compile(r"^\s*<!--\s*doc-test:\s*(?P<mode>skip|slow)\s*:\s*(?P<reason>\S.*?)\s*-->\s*$")
@@ -126,7 +128,9 @@ def parse(doc: Path) -> list[Block]:
             end = next((j for j in range(i + 1, len(lines)) if lines[j].strip() == "-->"), None)
             if end is None:
                 raise MarkError(f"{doc}:{i + 1}: a doc-test setup comment without its closing '-->' line")
-            blocks.append(Block(doc, i + 2, setup["lang"], "\n".join(lines[i + 1:end]) + "\n", "setup"))
+            mode, reason = (pending[0], pending[1]) if pending else ("setup", "")  # set-up for a slow block is slow
+            blocks.append(Block(doc, i + 2, setup["lang"], "\n".join(lines[i + 1:end]) + "\n", mode, reason))
+            pending = None
             i = end + 1
             continue
         if "doc-test:" in line:
@@ -364,7 +368,7 @@ def _kill_group(process: subprocess.Popen) -> None:
         process.wait()
 
 
-def run_doc(doc: Path, include_slow: bool = False, on_result=None) -> list[Result]:
+def run_doc(doc: Path, include_slow: bool = False, on_result=None, timeout: float = BLOCK_TIMEOUT) -> list[Result]:
     """Run one doc's blocks in one session, in order; skipped and (without ``include_slow``) slow blocks are reported
     with their reasons, not run."""
     blocks = parse(doc)
@@ -377,7 +381,7 @@ def run_doc(doc: Path, include_slow: bool = False, on_result=None) -> list[Resul
             else:
                 session = session or Session(doc)
                 start = time.monotonic()
-                ok, output = session.run(block)
+                ok, output = session.run(block, SLOW_TIMEOUT if block.mode == "slow" else timeout)
                 result = Result(block, "passed" if ok else "failed", time.monotonic() - start, output)
             results.append(result)
             if on_result is not None:
@@ -394,6 +398,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--all", action="store_true", help="run the blocks marked slow too")
     parser.add_argument("--list", action="store_true", help="list the blocks and their marks; run nothing")
     parser.add_argument("--json", type=Path, help="also write every result to this JSON file")
+    parser.add_argument("--timeout", type=float, default=BLOCK_TIMEOUT,
+                        help=f"seconds an ordinary block may run (default %(default)s; slow blocks: {SLOW_TIMEOUT})")
     args = parser.parse_args(argv)
     docs = args.docs or discover()
     try:
@@ -414,7 +420,7 @@ def main(argv: list[str] | None = None) -> int:
         if result.status == "failed":
             print("    " + "\n    ".join(result.output.strip().splitlines()[-40:]), flush=True)
 
-    results = [r for doc in docs for r in run_doc(doc, include_slow=args.all, on_result=show)]
+    results = [r for doc in docs for r in run_doc(doc, include_slow=args.all, on_result=show, timeout=args.timeout)]
     counts = {s: sum(r.status == s for r in results) for s in ("passed", "failed", "skipped")}
     print(f"{counts['passed']} passed, {counts['failed']} failed, {counts['skipped']} skipped "
           f"({sum(r.seconds for r in results):.0f} s of blocks)")
