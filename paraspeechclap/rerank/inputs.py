@@ -63,7 +63,7 @@ class Candidate:
     name: str = ""
 
     def __post_init__(self) -> None:
-        self.name = self.name or self.path.name
+        self.name = self.name or Path(self.path).name
 
 
 @dataclass
@@ -137,6 +137,58 @@ def _iteration_dirs(base: Path) -> dict[int, Path]:
     return dict(sorted(found.items()))
 
 
+def _layout_columns(iters: dict[int, Path], num_lines: int, issues: list[str]) -> dict[str, dict[int, list | None]]:
+    """Each iteration's optional per-prompt files, as lines ({column: {iteration: lines or None}})."""
+    found: dict[str, dict[int, list | None]] = {"wer_text": {}, "transcription": {}}
+    for k, folder in iters.items():
+        for column, name in (("wer_text", WER_FILE), ("transcription", TRANSCRIPTIONS_FILE)):
+            path = folder / name
+            lines = found[column][k] = _read_lines(path, issues) if path.is_file() else None
+            if lines is not None and len(lines) < num_lines:
+                issues.append(f"{path}: {len(lines)} lines for {num_lines} prompts; later prompts carry no value")
+        if not (folder / "audios").is_dir():
+            issues.append(f"{folder / 'audios'}: folder not found; iteration {k} has no candidates")
+    return found
+
+
+def _layout_prompt(idx: int, caption: str, iters: dict[int, Path], files: dict[str, dict[int, list | None]],
+                   issues: list[str]) -> Prompt:
+    """Prompt ``idx`` with its candidate of every iteration that has one, and their per-prompt columns."""
+    prompt = Prompt(index=idx, id=str(idx), caption=caption, output_stem=str(idx))
+    for k, folder in iters.items():
+        wav = folder / "audios" / f"{idx}.wav"
+        if not wav.is_file():
+            if (folder / "audios").is_dir():
+                issues.append(f"{wav}: candidate file missing, skipped (prompt {idx})")
+            continue
+        columns: dict[str, Any] = {}
+        for column, per_iter in files.items():
+            lines = per_iter[k]
+            if lines is not None:
+                line = lines[idx] if idx < len(lines) else None
+                columns[column] = line.strip() if line is not None else None
+                if column == "wer_text":
+                    columns["wer"] = _parse_float(columns[column])
+        prompt.candidates.append(Candidate(index=k - 1, label=k, path=wav, columns=columns,
+                                           name=f"{folder.name}/audios/{wav.name}"))
+    if not prompt.candidates:
+        issues.append(f"prompt {idx}: no candidate audio found in any iteration")
+    return prompt
+
+
+def _orphans(iters: dict[int, Path], lines: list[str | None], issues: list[str]) -> None:
+    """Files in audios/ that match no prompt line reveal a shifted or mismatched prompts file."""
+    for folder in iters.values():
+        audios = folder / "audios"
+        if not audios.is_dir():
+            continue
+        orphans = sorted(p.name for p in audios.glob("*.wav")
+                         if not (p.stem.isdigit() and int(p.stem) < len(lines) and (lines[int(p.stem)] or "").strip()))
+        if orphans:
+            issues.append(f"{audios}: {len(orphans)} wav file(s) match no prompt line "
+                          f"(e.g. {', '.join(orphans[:3])}); ignored")
+
+
 def read_layout(base: str | Path) -> RerankInput:
     """Read ``<base>/iter_1..iter_N/audios/{i}.wav`` with prompts in ``iter_1/input_descriptions.txt``.
 
@@ -156,88 +208,25 @@ def read_layout(base: str | Path) -> RerankInput:
     if not prompts_path.is_file():
         raise InputError(f"{prompts_path}: prompts file not found")
     issues: list[str] = []
-    expected = list(range(1, max(iters) + 1))
-    gaps = [k for k in expected if k not in iters]
+    gaps = [k for k in range(1, max(iters) + 1) if k not in iters]
     if gaps:
         issues.append(f"{base}: iteration folders missing: {', '.join(f'iter_{k}' for k in gaps)}")
-
     lines = _read_lines(prompts_path, issues)
-    per_iter_wer: dict[int, list[str | None] | None] = {}
-    per_iter_text: dict[int, list[str | None] | None] = {}
-    for k, folder in iters.items():
-        for name, store in ((WER_FILE, per_iter_wer), (TRANSCRIPTIONS_FILE, per_iter_text)):
-            path = folder / name
-            store[k] = _read_lines(path, issues) if path.is_file() else None
-            if store[k] is not None and len(store[k]) < len(lines):
-                issues.append(
-                    f"{path}: {len(store[k])} lines for {len(lines)} prompts; "
-                    "later prompts carry no value"
-                )
-        if not (folder / "audios").is_dir():
-            issues.append(f"{folder / 'audios'}: folder not found; iteration {k} has no candidates")
-
+    files = _layout_columns(iters, len(lines), issues)
     prompts: list[Prompt] = []
     for idx, raw in enumerate(lines):
         if raw is None:
             continue  # not UTF-8: reported by _read_lines; the index stays the line number
-        caption = raw.strip()
-        if not caption:
+        if not raw.strip():
             issues.append(f"{prompts_path}:{idx + 1}: blank prompt line, prompt {idx} skipped")
             continue
-        prompt = Prompt(index=idx, id=str(idx), caption=caption, output_stem=str(idx))
-        for k, folder in iters.items():
-            wav = folder / "audios" / f"{idx}.wav"
-            if not wav.is_file():
-                if (folder / "audios").is_dir():
-                    issues.append(f"{wav}: candidate file missing, skipped (prompt {idx})")
-                continue
-            columns: dict[str, Any] = {}
-            wer_lines = per_iter_wer[k]
-            if wer_lines is not None:
-                text = wer_lines[idx].strip() if idx < len(wer_lines) and wer_lines[idx] is not None else None
-                columns["wer_text"] = text
-                columns["wer"] = _parse_float(text)
-            text_lines = per_iter_text[k]
-            if text_lines is not None:
-                line = text_lines[idx] if idx < len(text_lines) else None
-                columns["transcription"] = line.strip() if line is not None else None
-            prompt.candidates.append(Candidate(index=k - 1, label=k, path=wav, columns=columns,
-                                               name=f"{folder.name}/audios/{wav.name}"))
-        if not prompt.candidates:
-            issues.append(f"prompt {idx}: no candidate audio found in any iteration")
-        prompts.append(prompt)
-
-    # Files in audios/ that match no prompt line reveal a shifted or mismatched prompts file.
-    for k, folder in iters.items():
-        audios = folder / "audios"
-        if not audios.is_dir():
-            continue
-        orphans = sorted(
-            p.name
-            for p in audios.glob("*.wav")
-            if not (p.stem.isdigit() and int(p.stem) < len(lines) and (lines[int(p.stem)] or "").strip())
-        )
-        if orphans:
-            issues.append(
-                f"{audios}: {len(orphans)} wav file(s) match no prompt line "
-                f"(e.g. {', '.join(orphans[:3])}); ignored"
-            )
-
-    per_prompt_files = {}
-    if any(v is not None for v in per_iter_wer.values()):
-        per_prompt_files["wer_text"] = WER_FILE
-    if any(v is not None for v in per_iter_text.values()):
-        per_prompt_files["transcription"] = TRANSCRIPTIONS_FILE
-    return RerankInput(
-        kind="layout",
-        source=base,
-        prompts=prompts,
-        issues=issues,
-        num_lines=len(lines),
-        iterations=list(iters),
-        common_files=[iters[1] / n for n in COMMON_FILES if (iters[1] / n).is_file()],
-        per_prompt_files=per_prompt_files,
-    )
+        prompts.append(_layout_prompt(idx, raw.strip(), iters, files, issues))
+    _orphans(iters, lines, issues)
+    per_prompt_files = {column: name for column, name in (("wer_text", WER_FILE), ("transcription", TRANSCRIPTIONS_FILE))
+                        if any(v is not None for v in files[column].values())}
+    return RerankInput(kind="layout", source=base, prompts=prompts, issues=issues, num_lines=len(lines),
+                       iterations=list(iters), per_prompt_files=per_prompt_files,
+                       common_files=[iters[1] / n for n in COMMON_FILES if (iters[1] / n).is_file()])
 
 
 _SAFE_ID = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._\-]*")  # used with fullmatch: no trailing newline slips in

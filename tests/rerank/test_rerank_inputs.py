@@ -38,6 +38,7 @@ def test_layout_carries_optional_wer_and_transcriptions(layout):
     data = read_layout(layout)
     first = data.prompts[0].candidates
     assert first[0].columns == {"wer_text": "0.0", "wer": 0.0, "transcription": "text 1.0"}
+    assert list(first[0].columns) == ["wer_text", "wer", "transcription"]  # the order of selection.csv's columns
     assert first[2].columns == {}  # iter_3 has neither file
     assert data.prompts[1].candidates[0].columns["wer"] == 0.5
     assert data.prompts[2].candidates[0].columns["wer"] is None  # "ERROR: not found"
