@@ -63,6 +63,9 @@ def test_verl_reward_loop_calls_compute_score_with_the_to_audio_hook(verl_result
 
     assert verl_result["versions"]["verl"].startswith("0.9.")
     assert "naive" in verl_result["registered"] and "batch" not in verl_result["registered"]
+    # docs/rerank.md's YAML block was the configuration: its manager and advantage estimator ran
+    assert {(r["manager"], r["estimator"]) for r in (verl_result["hook_in_process"], verl_result["path_in_process"])} == {
+        ("naive", "grpo")}
     speech = [[i - 3 for i in row if 3 <= i < len(speech_tokens.VOCAB)] for row in verl_result["speech"]]
     assert verl_result["decoded"] == [" ".join(f"s{k}" for k in row) for row in speech]  # what veRL hands over
     captions = ["A deep voice speaking slowly."] * 4 + ["A high-pitched voice talking fast."] * 4

@@ -7,7 +7,9 @@ Ray instance) builds its reward manager with ``load_reward_manager`` from the re
 ``reward_kwargs``; ``compute_rm_score`` turns the rollouts into ``rm_scores``; the advantage estimator registered as
 ``grpo`` (``core_algos.get_adv_estimator_fn``, what ``algorithm.adv_estimator: grpo`` runs: the trainer's
 ``compute_advantage`` calls the same ``compute_grpo_outcome_advantage``) normalises them per ``uid``.
-Writes what it saw as JSON (--out) for the test to check.
+The reward section and the advantage estimator come from docs/rerank.md's YAML block, merged into veRL's own config
+with unknown keys refused, so the documented keys are the ones tested; only the placeholders (the module path, the
+hook's path) and the backend are replaced. Writes what it saw as JSON (--out) for the test to check.
 """
 from __future__ import annotations
 
@@ -24,20 +26,35 @@ sys.path.insert(0, str(HERE))
 import speech_tokens  # noqa: E402
 
 PROMPT = [speech_tokens.VOCAB.index("s1"), speech_tokens.VOCAB.index("s2")]
+DOC = HERE.parents[1] / "docs" / "rerank.md"
 
 
-def _config(tokenizer_dir: Path, reward_kwargs: dict, manager: str):
-    """veRL's own default trainer config, with the reward section set as a user's YAML would set it."""
+def doc_yaml() -> str:
+    """The YAML block of docs/rerank.md (the veRL configuration it documents)."""
+    text = DOC.read_text(encoding="utf-8")
+    start = text.index("```yaml\n") + len("```yaml\n")
+    return text[start:text.index("```", start)]
+
+
+def _config(tokenizer_dir: Path, backend: dict, to_audio: str | None):
+    """veRL's own default trainer config with the doc's YAML merged in (struct mode: an unknown key is an error)."""
     import verl
-    from omegaconf import OmegaConf
+    from omegaconf import OmegaConf, open_dict
+
+    import paraspeechclap.rerank.rl as rl
 
     config = OmegaConf.load(Path(verl.__file__).parent / "trainer" / "config" / "_generated_ppo_trainer.yaml")
+    OmegaConf.set_struct(config, True)
+    doc = OmegaConf.create(doc_yaml())
+    function = doc.reward.custom_reward_function
+    function.path = rl.__file__  # the doc's placeholder path
+    kwargs = {k: v for k, v in function.reward_kwargs.items() if k not in ("model", "url", "to_audio")}
+    function.reward_kwargs = {**kwargs, **backend, "device": "cpu", "precision": "fp32",
+                              **({"to_audio": to_audio} if to_audio else {})}
+    with open_dict(config.reward.custom_reward_function):  # reward_kwargs is free-form in veRL's schema
+        config = OmegaConf.merge(config, doc)
     config.actor_rollout_ref.model.path = str(tokenizer_dir)
     config.reward.num_workers = 1
-    config.reward.reward_manager.name = manager
-    config.reward.custom_reward_function.path = str(Path(__import__("paraspeechclap.rerank.rl").rerank.rl.__file__))
-    config.reward.custom_reward_function.name = "compute_score"
-    config.reward.custom_reward_function.reward_kwargs = reward_kwargs
     return config
 
 
@@ -62,20 +79,21 @@ def _batch(responses: list[list[int]], captions: list[str], uids: list[str]):
 
 
 def _route(config, data) -> dict:
-    """veRL's reward loop on ``data``, then its GRPO advantage; the numbers it produced."""
+    """veRL's reward loop on ``data``, then the configured advantage estimator; the numbers it produced."""
     from verl.experimental.reward_loop import RewardLoopManager
-    from verl.trainer.ppo.core_algos import AdvantageEstimator, get_adv_estimator_fn
+    from verl.trainer.ppo.core_algos import get_adv_estimator_fn
 
     out = RewardLoopManager(config).compute_rm_score(data)
     rm = out.batch["rm_scores"]  # the trainer's token_level_scores (= token_level_rewards without a KL penalty)
     response_mask = data.batch["attention_mask"][:, len(PROMPT):]
-    advantages, _ = get_adv_estimator_fn(AdvantageEstimator.GRPO)(
+    advantages, _ = get_adv_estimator_fn(config.algorithm.adv_estimator)(
         token_level_rewards=rm, response_mask=response_mask, index=data.non_tensor_batch["uid"],
         norm_adv_by_std_in_grpo=True)
     last = response_mask.sum(dim=1) - 1
     rows = torch.arange(len(last))
     return {"scores": rm.sum(dim=-1).tolist(), "at_last_token": bool((rm[rows, last] == rm.sum(dim=-1)).all()),
-            "advantages": advantages[rows, 0].tolist(),
+            "advantages": advantages[rows, 0].tolist(), "estimator": str(config.algorithm.adv_estimator),
+            "manager": str(config.reward.reward_manager.name),
             "extra": {k: [float(v) for v in out.non_tensor_batch[k]] for k in out.meta_info["reward_extra_keys"]}}
 
 
@@ -99,7 +117,6 @@ def main() -> int:
     captions = ["A deep voice speaking slowly."] * 4 + ["A high-pitched voice talking fast."] * 4
     uids = ["p0"] * 4 + ["p1"] * 4
     hook = f"{HERE / 'speech_tokens.py'}:to_audio"
-    common = {"return_dict": True, "precision": "fp32", "device": "cpu"}
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, object_store_memory=200 * 1024 * 1024)
     try:
         result = {
@@ -108,14 +125,13 @@ def main() -> int:
             "registered": sorted(registry.REWARD_MANAGER),
             "decoded": [tok.decode(r, skip_special_tokens=True) for r in speech],
             "speech": speech,
-            "hook_in_process": _route(_config(args.work / "tokenizer", {**common, "model": "mini", "to_audio": hook},
-                                              "naive"), _batch(speech, captions, uids)),
-            "hook_http": _route(_config(args.work / "tokenizer", {**common, "url": args.url, "to_audio": hook}, "naive"),
-                                _batch(speech, captions, uids)),
+            "hook_in_process": _route(_config(args.work / "tokenizer", {"model": "mini"}, hook),
+                                      _batch(speech, captions, uids)),
+            "hook_http": _route(_config(args.work / "tokenizer", {"url": args.url}, hook), _batch(speech, captions, uids)),
         }
         paths = [[tok.convert_tokens_to_ids(w)] for w in wavs[:4]]
         result["paths"] = wavs[:4]
-        result["path_in_process"] = _route(_config(args.work / "tokenizer", {**common, "model": "mini"}, "naive"),
+        result["path_in_process"] = _route(_config(args.work / "tokenizer", {"model": "mini"}, None),
                                            _batch(paths, captions[:4], ["q"] * 4))
     finally:
         ray.shutdown()
