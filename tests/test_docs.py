@@ -87,9 +87,13 @@ def test_marked_blocks_are_skipped_with_their_reason(tmp_path):
 raise SystemExit("must not run")
 ```
 
+<!-- doc-test: slow: set-up of the slow block -->
+<!-- doc-test: setup bash
+touch slow-setup-ran
+-->
 <!-- doc-test: slow: about a minute -->
 ```bash
-touch slow-ran
+test -f slow-setup-ran
 ```
 
 ```json
@@ -98,8 +102,9 @@ touch slow-ran
 """)
     results = docs.run_doc(doc)
     assert [(r.status, r.output) for r in results] == [("skipped", "skip: needs the Hugging Face hub"),
+                                                        ("skipped", "slow: set-up of the slow block"),
                                                         ("skipped", "slow: about a minute")]
-    assert [r.status for r in docs.run_doc(doc, include_slow=True)] == ["skipped", "passed"]
+    assert [r.status for r in docs.run_doc(doc, include_slow=True)] == ["skipped", "passed", "passed"]
 
 
 @pytest.mark.parametrize("text, message", [
