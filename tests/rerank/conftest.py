@@ -126,9 +126,9 @@ def start_reward_service(precision: str = "fp32"):
             time.sleep(0.3)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def reward_service():
-    """The base URL of a real reward service (mini, fp32) for the tests of one module."""
+    """The base URL of a real reward service (mini, fp32), one for the session (the TRL and veRL tests share it)."""
     process, url = start_reward_service()
     try:
         yield url
