@@ -242,14 +242,13 @@ def prepare(workdir: Path, tools: Path) -> dict[str, str]:
     for name, make in FILES.items():
         make(workdir / name)
     os.symlink(ROOT / "scripts", workdir / "scripts")
-    (workdir / ".venv" / "bin").mkdir(parents=True)
-    os.symlink(sys.executable, workdir / ".venv" / "bin" / "python")
-    tools.mkdir(parents=True, exist_ok=True)
-    for name in ("python", "python3"):
-        os.symlink(sys.executable, tools / name)
-    wrapper = tools / "paraspeechclap"
-    wrapper.write_text(f'#!/bin/sh\nexec "{sys.executable}" -m paraspeechclap "$@"\n')
-    wrapper.chmod(0o755)
+    # wrappers, not links: a venv's interpreter finds its packages only when run by its own path
+    commands = {tools / "python": "", tools / "python3": "", workdir / ".venv" / "bin" / "python": "",
+                tools / "paraspeechclap": " -m paraspeechclap"}
+    for path, arguments in commands.items():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(f'#!/bin/sh\nexec "{sys.executable}"{arguments} "$@"\n')
+        path.chmod(0o755)
     env = {**os.environ, "PATH": f"{tools}{os.pathsep}{os.environ.get('PATH', '')}", "PYTHONPATH": str(ROOT),
            "HF_HUB_OFFLINE": "1", "HF_HOME": str(tools / "hf-home"), "PARASPEECHCLAP_CACHE": str(tools / "cache"),
            "MPLBACKEND": "Agg", "TOKENIZERS_PARALLELISM": "false", "PYTHONUNBUFFERED": "1"}

@@ -57,7 +57,8 @@ assert open("made.txt").read() == "from bash\\n" and open("usage.txt").read().st
 $ test -f made.txt && \\
   echo continued
 continued
-$ python -c "import paraspeechclap, os; assert os.environ['HF_HUB_OFFLINE'] == '1'"
+$ python -c "import numpy, paraspeechclap, os; assert os.environ['HF_HUB_OFFLINE'] == '1'"
+$ .venv/bin/python -c "import soundfile" && python3 scripts/run_doc_blocks.py --help > /dev/null
 ```
 """)
     results = docs.run_doc(doc)
