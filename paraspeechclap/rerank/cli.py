@@ -1,4 +1,4 @@
-"""``paraspeechclap rerank``: best-of-N selection over a TTS output layout or a JSONL manifest."""
+"""``paraspeechclap rerank``: best-of-N selection over a TTS output layout, a JSONL manifest or a folder."""
 
 from __future__ import annotations
 
@@ -13,11 +13,16 @@ _DESCRIPTION = """\
 Score every candidate audio against its style caption (cosine of the model's embeddings) and
 keep the best one per prompt.
 
-INPUT is either a ParaSpeechCaps TTS output layout
-  INPUT/iter_1/input_descriptions.txt   one style prompt per line (line number = prompt index)
-  INPUT/iter_K/audios/<index>.wav       candidate K of each prompt, K = 1..N (N found from iter_*)
-  INPUT/iter_K/wer_per_example.txt, output_transcriptions.txt   optional, carried along
-or a JSONL manifest with one {"id", "caption", "candidates": [paths], "wer": [...]} per line.
+INPUT is one of
+  a plain folder of candidate audio files, all for one caption given with --caption "..."
+    (the chosen file is written as OUTPUT/audios/<folder name><suffix>);
+  a ParaSpeechCaps TTS output layout
+    INPUT/iter_1/input_descriptions.txt   one style prompt per line (line number = prompt index)
+    INPUT/iter_K/audios/<index>.wav       candidate K of each prompt, K = 1..N (N found from iter_*)
+    INPUT/iter_K/wer_per_example.txt, output_transcriptions.txt   optional, carried along;
+  a JSONL manifest with one {"id", "caption", "candidates": [paths], "wer": [...]} per line.
+Results name every candidate by its file (the "name" field: the file name, iter_K/audios/<i>.wav,
+or the manifest's path).
 
 Ties go to the highest score, then the lowest candidate index (earliest iteration).
 --gate wer<=0.2 keeps only candidates passing the gate (all fail: fall back to the plain score,
@@ -42,7 +47,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Register the rerank options on ``parser``."""
     parser.description = _DESCRIPTION
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
-    parser.add_argument("input", type=Path, help="layout folder (with iter_*/) or manifest .jsonl")
+    parser.add_argument("input", type=Path,
+                        help="a folder of candidates (with --caption), a layout folder (with iter_*/) or a manifest .jsonl")
+    parser.add_argument("--caption", help="the style caption a plain folder's candidates should match")
     parser.add_argument("--output", "-o", type=Path, required=True, help="output folder")
     parser.add_argument("--link", action="store_true", help="symlink the chosen files instead of copying")
     parser.add_argument(
@@ -67,12 +74,12 @@ def _fmt(value: float | None, spec: str = ".4f") -> str:
     return "-" if value is None else format(value, spec)
 
 
-def _print_table(doc: dict, layout: bool, stream=None) -> None:
+def _print_table(doc: dict, stream=None) -> None:
     stream = stream or sys.stdout
     rows = []
     for rec in doc["prompts"]:
         chosen = rec["chosen"] if rec["status"] == "chosen" else None
-        which = "-" if chosen is None else (f"iter_{chosen['iteration']}" if layout else str(chosen["candidate"]))
+        which = "-" if chosen is None else chosen["name"]
         caption = rec["caption"] if len(rec["caption"]) <= 48 else rec["caption"][:45] + "..."
         rows.append(
             (
@@ -118,7 +125,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: --batch-size must be at least 1, got {args.batch_size}", file=err)
         return 2
     try:
-        data = read_input(args.input)
+        data = read_input(args.input, caption=args.caption)
         check_output_dir(args.output, overwrite=args.overwrite, data=data)
     except (InputError, OutputExistsError) as exc:
         print(f"error: {exc}", file=err)
@@ -167,7 +174,7 @@ def run(args: argparse.Namespace) -> int:
         json.dump(doc, sys.stdout, indent=2, ensure_ascii=False)
         print()
     else:
-        _print_table(doc, data.kind == "layout")
+        _print_table(doc)
     c = doc["counts"]
     print(
         f"{c['chosen']}/{c['prompts']} prompts chosen, {c['failed']} failed; {c['candidates']} candidates, "
