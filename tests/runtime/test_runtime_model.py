@@ -122,3 +122,28 @@ def test_folders_it_cannot_read_get_a_clear_error(folder, tmp_path):
             load(bad)
     with pytest.raises(ValueError, match="bf16 needs an OpenVINO export"):
         load(folder, precision="bf16")
+
+
+def test_the_http_app_serves_an_exported_model_without_torch(folder, golden_waveforms):
+    """serve.create_app over the runtime's model (what `serve --model DIR` will load): classify, score, embed and
+    timeline answer with the exported model's provenance."""
+    pytest.importorskip("fastapi")
+    import base64
+    import io
+
+    from fastapi.testclient import TestClient
+
+    from paraspeechclap.serve.app import create_app
+
+    model = load(folder)
+    buffer = io.BytesIO()
+    sf.write(buffer, golden_waveforms[0], 16000, format="WAV")
+    audio = {"base64": base64.b64encode(buffer.getvalue()).decode()}
+    with TestClient(create_app(model)) as client:
+        classify = client.post("/v1/classify", json={"audio": audio, "candidates": ["calm", "angry"]})
+        score = client.post("/v1/score", json={"audio": audio, "captions": ["a calm voice"]})
+        embed = client.post("/v1/embed", json={"audio": [audio], "texts": ["deep"]})
+    assert classify.status_code == score.status_code == embed.status_code == 200
+    assert classify.json()["provenance"]["identity"] == model.identity()
+    expected = model.embed_audio((golden_waveforms[0], 16000))[0]
+    np.testing.assert_allclose(embed.json()["audio"][0], expected, atol=1e-5)
