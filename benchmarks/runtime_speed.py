@@ -9,7 +9,8 @@
    CPUs with native bf16), torch fp32, ONNX Runtime fp32 and int8, OpenVINO fp32 and auto (bf16 where native).
 4. Cold start: process start to the first embedding of a 3 s clip with ``mini`` exported to ONNX, on 2 cores
    (``taskset``), against the torch path loading ``mini`` (median of ``--cold-runs``).
-5. ``--sizes``: two fresh venvs, the runtime distribution (runtime-dist/) and ``pip install .`` with torch, on disk.
+5. ``--sizes``: two fresh venvs, the runtime distribution (runtime-dist/) and ``pip install .`` with torch, on disk
+   (no timing: ``--sizes --paths '' --cold-runs 0`` measures only that).
 
 Heavy (paper size: ~8 GB at the export, several GB per path): run it under ``flock /tmp/pscl-heavy.lock``.
 
@@ -166,12 +167,13 @@ def main(argv=None) -> int:
         work.mkdir(parents=True, exist_ok=True)
         result = {"kind": args.kind, "clips": args.clips, "command": H.command_line(__file__, argv or sys.argv[1:]),
                   "machine": H.machine_info(None), "git": H.git_revision(), "exports": {}, "paths": {}}
-        for backend in ("onnx", "openvino"):
+        for backend in sorted({PATHS[p][0] for p in paths} - {"torch"}):
             if not (work / f"{args.kind}-{backend}").exists():
                 H.log(f"exporting {args.kind} to {backend}")
                 result["exports"][backend] = H.run_in_subprocess(do_export, args.kind, str(work), backend,
                                                                  memory_limit_gb=args.memory_limit_gb)
-        measure_paths(args, work, paths, result)
+        if paths:
+            measure_paths(args, work, paths, result)
         if args.cold_runs:
             H.log("cold start")
             result["cold_start"] = cold_start(work, args.cold_runs)

@@ -7,12 +7,17 @@ mask -> tower, first-token (or mean) pooling, projection, L2 norm, dynamic in ba
 
 Traced with ``torch.onnx.export(dynamo=True)`` from the reference forwards (``fast.use_stock_paths``: this project's
 fast forwards call oneDNN and keep per-thread scratch, which a graph has no use for). OpenVINO IR is converted from
-the ONNX graph. Variants: ONNX Runtime dynamic int8 quantization of the speech tower's matrix products (as the torch
-engine's int8 quantizes only the speech tower); OpenVINO bf16 is the same IR compiled with bf16 inference precision.
+the ONNX graph, traced with the STFT and inverse FFTs of mini's log-mel front end as DFT matrix products (OpenVINO
+2026.4 converts neither ONNX's STFT with a dynamic length nor its DFT). Variants: ONNX Runtime dynamic int8
+quantization of the speech tower's matrix products (as the torch engine's int8 quantizes only the speech tower);
+OpenVINO bf16 is the same IR compiled with bf16 inference precision.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
+import math
+import types
 from pathlib import Path
 
 import torch
@@ -77,13 +82,67 @@ def _weights_bytes(module: nn.Module) -> int:
     return sum(p.numel() * p.element_size() for p in module.parameters())
 
 
-def export_speech_tower(model, path: Path) -> Path:
+def _dft_basis(n: int, bins: int, inverse: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """Cosine and sine tables of the real DFT (``[bins, n]``), or of the inverse real DFT of a real spectrum
+    (``[n, bins]``, with the 1/n and the doubled middle bins folded in), computed in float64."""
+    k = torch.arange(bins, dtype=torch.float64)
+    t = torch.arange(n, dtype=torch.float64)
+    angle = 2 * math.pi * (t[:, None] * k[None, :] if inverse else k[:, None] * t[None, :]) / n
+    if not inverse:
+        return torch.cos(angle), torch.sin(angle)
+    weight = torch.full((bins,), 2.0, dtype=torch.float64)
+    weight[0] = 1.0
+    if n % 2 == 0 and bins == n // 2 + 1:
+        weight[-1] = 1.0
+    return torch.cos(angle) * weight / n, torch.sin(angle)
+
+
+def _stft_as_matmul(x, n_fft, hop_length=None, win_length=None, window=None, center=False, return_complex=True, **_):
+    """``torch.stft(center=False)`` as framing and two matrix products; ``.real`` and ``.imag`` as the complex
+    result has them (all the log-mel front end reads)."""
+    if center:
+        raise ExportError("only center=False STFTs are lowered to matrix products")
+    cos, sin = _dft_basis(n_fft, n_fft // 2 + 1, inverse=False)
+    if window is not None:
+        pad = (n_fft - window.shape[-1]) // 2
+        window = F.pad(window.double(), (pad, n_fft - window.shape[-1] - pad))
+        cos, sin = cos * window, sin * window
+    frames = x.unfold(-1, n_fft, hop_length or n_fft // 4)  # [B, frames, n_fft]
+    return types.SimpleNamespace(real=(frames @ cos.T.to(x.dtype)).transpose(1, 2),
+                                 imag=-(frames @ sin.T.to(x.dtype)).transpose(1, 2))
+
+
+def _irfft_as_matmul(x, n=None, dim=-1, norm=None, **_):
+    """``torch.fft.irfft`` of a real spectrum (zero imaginary part) as one matrix product."""
+    if torch.is_complex(x) or norm not in (None, "backward"):
+        raise ExportError("only inverse FFTs of real spectra (norm='backward') are lowered to matrix products")
+    bins = x.shape[dim]
+    cos, _ = _dft_basis(n or 2 * (bins - 1), bins, inverse=True)
+    return (x.movedim(dim, -1) @ cos.T.to(x.dtype)).movedim(-1, dim)
+
+
+@contextlib.contextmanager
+def dft_as_matmul():
+    """While tracing: ``torch.stft`` and ``torch.fft.irfft`` as matrix products with DFT tables, for runtimes that
+    convert neither ONNX's STFT with a dynamic length nor its inverse DFT (OpenVINO 2026.4). Same maths, summed in a
+    different order; the export's parity check holds the result to the fp32 tolerance."""
+    stft, irfft = torch.stft, torch.fft.irfft
+    torch.stft, torch.fft.irfft = _stft_as_matmul, _irfft_as_matmul
+    try:
+        yield
+    finally:
+        torch.stft, torch.fft.irfft = stft, irfft
+
+
+def export_speech_tower(model, path: Path, lower_fft: bool = False) -> Path:
+    """``lower_fft``: STFT and inverse FFTs as matrix products (:func:`dft_as_matmul`; the log-mel tower of mini)."""
     # two rows of different lengths: batch and length stay symbolic, and the masked mean is traced with a real mask
     values = torch.randn(2, 24000)
     mask = torch.ones(2, 24000, dtype=torch.int64)
     mask[1, 17000:] = 0
-    return _export(SpeechGraph(model), (values, mask), path, list(SPEECH_INPUTS), list(SPEECH_OUTPUTS),
-                   {"input_values": {0: "batch", 1: "samples"}, "attention_mask": {0: "batch", 1: "samples"}})
+    with dft_as_matmul() if lower_fft else contextlib.nullcontext():
+        return _export(SpeechGraph(model), (values, mask), path, list(SPEECH_INPUTS), list(SPEECH_OUTPUTS),
+                       {"input_values": {0: "batch", 1: "samples"}, "attention_mask": {0: "batch", 1: "samples"}})
 
 
 def export_projection(model, path: Path) -> Path:

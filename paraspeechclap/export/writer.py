@@ -64,7 +64,8 @@ def _write_graphs(model, tmp: Path, backend: str, variants: tuple[str, ...]) -> 
     work = tmp / ".onnx" if backend == "openvino" else tmp
     work.mkdir(exist_ok=True)
     files: dict[str, dict[str, str]] = {}
-    for graph, export in (("speech_tower", G.export_speech_tower), ("speech_projection", G.export_projection),
+    speech_tower = lambda model, path: G.export_speech_tower(model, path, lower_fft=backend == "openvino")  # noqa: E731
+    for graph, export in (("speech_tower", speech_tower), ("speech_projection", G.export_projection),
                           ("text", G.export_text)):
         path = export(model, work / f"{graph}.onnx")
         files[graph] = {"fp32": (G.to_openvino(path, tmp / f"{graph}.xml") if backend == "openvino" else path).name}

@@ -95,12 +95,31 @@ def test_mini_exports_to_onnx_and_keeps_its_answers(tmp_path_factory, golden_wav
     assert read_manifest(model.folder)["text"]["pooling"] == "mean"
 
 
-def test_openvino_refuses_mini_with_the_reason_and_leaves_nothing(tmp_path):
+def test_mini_exports_to_openvino_with_its_ffts_as_matrix_products(tmp_path_factory, golden_waveforms):
     pytest.importorskip("openvino")
-    out = tmp_path / "mini-ov"
-    with pytest.raises(ExportError, match="OpenVINO .* cannot convert speech_tower"):
-        export_model(load_source("mini"), out, "openvino")
-    assert not out.exists() and os.listdir(tmp_path) == []
+    source = load_source("mini")
+    model = load(exported(tmp_path_factory, "mini", "openvino"))
+    assert model.precision == "fp32"  # auto: the log-mel tower keeps fp32, as in torch
+    clips = [(w, 16000) for w in golden_waveforms] + [(golden_waveforms[1][:2000], 16000)]
+    assert np.abs(model.embed_audio(clips) - source.embed_audio(clips)).max() <= 1e-4
+
+
+def test_dft_tables_give_torchs_stft_and_irfft():
+    import torch
+
+    from paraspeechclap.export.graphs import _irfft_as_matmul, _stft_as_matmul
+
+    x = torch.randn(2, 5000, dtype=torch.float64)
+    window = torch.hann_window(400, dtype=torch.float64)
+    ours = _stft_as_matmul(x, 512, hop_length=160, win_length=400, window=window)
+    theirs = torch.stft(x, 512, hop_length=160, win_length=400, window=window, center=False, return_complex=True)
+    torch.testing.assert_close(ours.real, theirs.real, atol=1e-9, rtol=0)
+    torch.testing.assert_close(ours.imag, theirs.imag, atol=1e-9, rtol=0)
+    spectrum = torch.rand(2, 257, 7, dtype=torch.float64)
+    torch.testing.assert_close(_irfft_as_matmul(spectrum, n=512, dim=1), torch.fft.irfft(spectrum, n=512, dim=1),
+                               atol=1e-12, rtol=0)
+    with pytest.raises(ExportError, match="center=False"):
+        _stft_as_matmul(x, 512, center=True)
 
 
 def test_the_command_replaces_only_its_own_export(tmp_path_factory, tmp_path, tiny, fixture_dir, capsys):
