@@ -45,8 +45,9 @@ class OnnxGraphs:
             raise ValueError("ONNX Runtime exports run in fp32 or int8; bf16 needs an OpenVINO export "
                              "(paraspeechclap export MODEL --format openvino)")
         self.version = ort.__version__
-        self.errors: tuple[type[BaseException], ...] = (RuntimeError, MemoryError, ort.capi.onnxruntime_pybind11_state.Fail,
-                                                        ort.capi.onnxruntime_pybind11_state.RuntimeException)
+        state = ort.capi.onnxruntime_pybind11_state  # what a failing run raises (none derive from RuntimeError)
+        self.errors: tuple[type[BaseException], ...] = (RuntimeError, MemoryError, state.Fail, state.InvalidArgument,
+                                                        state.RuntimeException, state.EPFail, state.EngineError)
         options = ort.SessionOptions()
         options.intra_op_num_threads = _threads(threads)
         options.inter_op_num_threads = 1

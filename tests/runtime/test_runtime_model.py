@@ -61,6 +61,28 @@ def test_bulk_loop_reports_bad_items_and_keeps_the_rest(model, golden_waveforms,
     np.testing.assert_allclose(np.stack([results[0].embedding, results[4].embedding]), expected, atol=1e-6)
 
 
+def test_a_failing_graph_run_costs_only_its_own_item(folder, golden_waveforms, monkeypatch):
+    """The one-window retry of the shared loop, with ONNX Runtime's own error type: a batch that fails is rerun one
+    window at a time and only the window that still fails is reported."""
+    from onnxruntime.capi.onnxruntime_pybind11_state import Fail
+
+    model = load(folder)
+    run = model.graphs.run
+    bad_length = len(golden_waveforms[1])
+
+    def flaky(graph, feeds):
+        if graph == "speech_tower" and (feeds["attention_mask"].sum(1) == bad_length).any():
+            raise Fail("injected failure")
+        return run(graph, feeds)
+
+    monkeypatch.setattr(model.graphs, "run", flaky)
+    items = [(w, 16000) for w in golden_waveforms[:3]]
+    results = list(model.engine.embed_many(items, batch_size=3))
+    assert [r.ok for r in results] == [True, False, True] and "injected failure" in results[1].error
+    expected = load(folder).embed_audio([items[0], items[2]])
+    np.testing.assert_allclose(np.stack([results[0].embedding, results[2].embedding]), expected, atol=1e-6)
+
+
 def test_long_files_stream_through_the_same_road(model, golden_waveforms, tmp_path):
     long = np.tile(np.concatenate(golden_waveforms), 5)[: 16000 * 20]
     path = tmp_path / "long.flac"
