@@ -27,6 +27,7 @@ import torch.nn.functional as F
 
 from ..audio import AudioError, AudioInput, describe, file_seconds, load_audio, normalize_waveform, pad_batch
 from ..fast import cpu_has_amx, keep_freed_blocks, release_scratch
+from ..prompts import fill_template
 from .decode import prefetch
 from .plan import ATTENTION_BUDGET_BYTES, EncoderCost, Window, plan_batches, window_size, window_spans
 from .precision import resolve_device, resolve_precision, tower_accepts_bf16_weights
@@ -578,7 +579,7 @@ class InferenceEngine:
         for t in templates:
             if "{}" not in t:
                 raise ValueError(f"template must contain '{{}}' where the class goes: {t!r}")
-        stacked = np.stack([self.embed_text([t.format(c) for c in candidates]) for t in templates])
+        stacked = np.stack([self.embed_text([fill_template(t, c) for c in candidates]) for t in templates])
         mean = stacked.mean(axis=0)
         return (mean / np.linalg.norm(mean, axis=1, keepdims=True)).astype(np.float32)
 
