@@ -1,9 +1,10 @@
-"""Request-body schemas for the OpenAPI page (the handlers parse bodies themselves, JSON or multipart)."""
+"""Request-body and error schemas for the OpenAPI page and the fuzzer (the handlers parse bodies themselves, JSON or
+multipart, and answer every malformed body with a 4xx naming the field)."""
 from __future__ import annotations
 
 AUDIO = {"description": "the clip: {\"base64\": \"<bytes of a wav/flac/ogg file>\"} or {\"path\": \"...\"} (only under "
                         "the server's --allow-root); in multipart, a file field",
-         "oneOf": [{"type": "object", "properties": {"base64": {"type": "string"}}, "required": ["base64"]},
+         "oneOf": [{"type": "object", "properties": {"base64": {"type": "string", "format": "byte"}}, "required": ["base64"]},
                    {"type": "object", "properties": {"path": {"type": "string"}}, "required": ["path"]}]}
 STRINGS = {"type": "array", "items": {"type": "string"}}
 FILE = {"type": "string", "format": "binary"}
@@ -22,15 +23,27 @@ REWARD = {"type": "object", "required": ["items"],
           "properties": {"items": {"type": "array", "items": {
               "type": "object", "required": ["audio", "caption"],
               "properties": {"audio": AUDIO, "caption": {"type": "string"},
-                             "group": {"type": "string", "description": "group id for group_norm (default: the "
-                                                                       "caption)"}}}},
+                             "group": {"oneOf": [{"type": "string"}, {"type": "integer"}],
+                                       "description": "group id for group_norm (default: the caption)"}}}},
               "shaping": {"type": "string", "enum": ["cosine", "logit", "group_norm"], "default": "cosine"}}}
 TIMELINE = {"type": "object", "required": ["audio", "captions"],
             "properties": {"audio": AUDIO, "captions": STRINGS,
                            "window_seconds": {"type": "number", "default": 3.0},
                            "hop_seconds": {"type": "number", "default": 1.0}}}
 SEARCH = {"type": "object", "required": ["text"],
-          "properties": {"text": {"type": "string"}, "k": {"type": "integer", "default": 10}}}
+          "properties": {"text": {"type": "string"}, "k": {"type": "integer", "default": 10},
+                         "filters": {"type": "object", "additionalProperties": {"type": "string"}},
+                         "min_duration": {"type": "number"}, "max_duration": {"type": "number"}}}
+
+ERROR = {"type": "object", "required": ["error", "code"],
+         "properties": {"error": {"type": "string"}, "code": {"type": "string"}}}
+ERRORS = {400: "malformed body or field (the message names it)", 401: "token missing or wrong",
+          403: "path outside the root, or Host / Origin not allowed", 404: "no such file, clip or index",
+          408: "the body did not arrive in time", 413: "too large, too long or too costly",
+          415: "neither JSON nor multipart", 429: "busy: retry after Retry-After seconds",
+          499: "the client closed the connection", 504: "the model did not answer in time"}
+RESPONSES = {status: {"description": text, "content": {"application/json": {"schema": ERROR}}}
+             for status, text in ERRORS.items()}
 
 
 def _multipart(schema: dict) -> dict:
