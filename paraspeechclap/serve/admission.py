@@ -30,7 +30,7 @@ class Budget:
         """Take ``amount`` if it fits (a large taker may not use the reserve); False otherwise."""
         limit = self.capacity if amount <= self.small else self.capacity - self.reserve
         with self._lock:
-            if amount > 0 and self.used + amount > limit and self.used > 0:
+            if amount > 0 and self.used + amount > limit:
                 return False
             self.used += amount
             return True

@@ -118,12 +118,11 @@ class Batcher:
         return self._in_flight >= self.max_queue_items or self._cost >= self.max_queue_cost
 
     def admit(self, items: int = 1, cost: float = 0.0) -> Ticket:
-        """Reserve room for ``items`` items and ``cost`` seconds of work or raise :class:`QueueFull` (a request
-        larger than a whole bound is admitted only when nothing else is in flight)."""
+        """Reserve room for ``items`` items and ``cost`` seconds of work or raise :class:`QueueFull`."""
         items, cost = max(1, int(items)), max(0.0, float(cost))
         with self._lock:
             over_items = self._in_flight + items > self.max_queue_items
-            over_cost = self._cost + cost > self.max_queue_cost and self._cost > 0
+            over_cost = self._cost + cost > self.max_queue_cost
             if over_items or over_cost:
                 rate = self._rate or 10.0
                 retry = int(min(60, max(1, math.ceil(self._in_flight / rate))))
