@@ -6,7 +6,8 @@ AUDIO = {"description": "the clip: {\"base64\": \"<bytes of a wav/flac/ogg file>
                         "the server's --allow-root); in multipart, a file field",
          "oneOf": [{"type": "object", "properties": {"base64": {"type": "string", "format": "byte"}}, "required": ["base64"]},
                    {"type": "object", "properties": {"path": {"type": "string"}}, "required": ["path"]}]}
-STRINGS = {"type": "array", "items": {"type": "string"}}
+TEXT = {"type": "string", "minLength": 1, "maxLength": 1000, "pattern": r"\S"}
+STRINGS = {"type": "array", "items": TEXT, "minItems": 1, "maxItems": 64}
 FILE = {"type": "string", "format": "binary"}
 
 SCORE = {"type": "object", "required": ["audio", "captions"],
@@ -16,22 +17,24 @@ CLASSIFY = {"type": "object", "required": ["audio"],
                            "attributes": {"description": "{name: [classes]} or \"default\" (the model's table)",
                                           "oneOf": [{"type": "object", "additionalProperties": STRINGS},
                                                     {"type": "string", "enum": ["default"]}]},
-                           "template": {"type": "string", "example": "A person is speaking in a {} style."}}}
-EMBED = {"type": "object", "properties": {"audio": {"oneOf": [AUDIO, {"type": "array", "items": AUDIO}]},
-                                          "texts": STRINGS}}
+                           "template": {"type": "string", "pattern": r"^[^{}]*\{\}[^{}]*$",
+                                        "example": "A person is speaking in a {} style."}}}
+EMBED = {"type": "object", "properties": {"audio": {"oneOf": [AUDIO, {"type": "array", "items": AUDIO, "maxItems": 128}]},
+                                          "texts": {**STRINGS, "maxItems": 128}}}
 REWARD = {"type": "object", "required": ["items"],
           "properties": {"items": {"type": "array", "items": {
               "type": "object", "required": ["audio", "caption"],
-              "properties": {"audio": AUDIO, "caption": {"type": "string"},
+              "properties": {"audio": AUDIO, "caption": TEXT,
                              "group": {"oneOf": [{"type": "string"}, {"type": "integer"}],
-                                       "description": "group id for group_norm (default: the caption)"}}}},
+                                       "description": "group id for group_norm (default: the caption)"}}},
+              "minItems": 1, "maxItems": 128},
               "shaping": {"type": "string", "enum": ["cosine", "logit", "group_norm"], "default": "cosine"}}}
 TIMELINE = {"type": "object", "required": ["audio", "captions"],
             "properties": {"audio": AUDIO, "captions": STRINGS,
-                           "window_seconds": {"type": "number", "default": 3.0},
-                           "hop_seconds": {"type": "number", "default": 1.0}}}
+                           "window_seconds": {"type": "number", "default": 3.0, "minimum": 0.1, "maximum": 60},
+                           "hop_seconds": {"type": "number", "default": 1.0, "minimum": 0.05, "maximum": 60}}}
 SEARCH = {"type": "object", "required": ["text"],
-          "properties": {"text": {"type": "string"}, "k": {"type": "integer", "default": 10},
+          "properties": {"text": TEXT, "k": {"type": "integer", "default": 10, "minimum": 1, "maximum": 100},
                          "filters": {"type": "object", "additionalProperties": {"type": "string"}},
                          "min_duration": {"type": "number"}, "max_duration": {"type": "number"}}}
 
@@ -52,7 +55,7 @@ def _multipart(schema: dict) -> dict:
         if value is AUDIO or name == "audio":
             properties[name] = FILE
         elif value.get("type") == "array":
-            properties[name] = {"type": "array", "items": {"type": "string"}}
+            properties[name] = value
         elif value.get("type") == "object" or "oneOf" in value:
             properties[name] = {"type": "string", "description": "JSON text"}
         else:
