@@ -61,7 +61,7 @@ class ServeConfig:
     max_audio_memory: int = _opt(64 * MB, "--max-audio-memory-mb", "memory for decoded audio in flight, in MiB "
                                  "(seconds x 16 kHz x 4 bytes; a timeline counts the windows it holds); 429 beyond",
                                  scale=MB)
-    max_decoders: int = _opt(2, "--max-decoders", "audio files decoded at once")
+    max_decoders: int = _opt(1, "--max-decoders", "large audio files (over 2M samples x channels) decoded at once")
     max_json_depth: int = _opt(32, "--max-json-depth", "deepest nesting of a JSON body or JSON field")
     max_json_values: int = _opt(100_000, "--max-json-values", "most values in a JSON body (counted before parsing)")
     header_timeout: float = _opt(10.0, "--header-timeout", "seconds a connection may take to send a request's headers; "

@@ -7,7 +7,7 @@ import binascii
 import math
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -17,7 +17,7 @@ from .config import ServeConfig
 from .errors import ApiError
 
 __all__ = ["ApiError", "Upload", "string_list", "text", "number", "template", "audio_source", "allowed_path",
-           "probe", "decode"]
+           "probe", "Probe", "decode"]
 
 B64_PIECE = 4 * 2**20   # base64 is decoded this many characters at a time, so the GIL is let go between pieces
 
@@ -148,7 +148,15 @@ def allowed_path(path: Any, config: ServeConfig, where: str) -> str:
     return str(real)
 
 
-def probe(source: bytes | str, config: ServeConfig, max_seconds: float, where: str = "audio") -> float:
+class Probe(NamedTuple):
+    """What a file's header says it will cost: seconds of audio, and samples to decode (frames x channels at its own
+    rate)."""
+
+    seconds: float
+    samples: int
+
+
+def probe(source: bytes | str, config: ServeConfig, max_seconds: float, where: str = "audio") -> Probe:
     """Seconds of audio the file holds, by its header (``max_seconds`` when the header does not say), checked against
     the service's rate and channel ceilings and ``max_seconds``: nothing is decoded."""
     try:
@@ -159,7 +167,9 @@ def probe(source: bytes | str, config: ServeConfig, max_seconds: float, where: s
     seconds = info.seconds
     if seconds is not None and seconds > max_seconds + 1.0:  # resampling may add a few samples: decode near it
         raise ApiError(413, "audio_too_long", f"{where} lasts {seconds:.1f} s; the limit is {max_seconds:g} s")
-    return max_seconds if seconds is None else min(seconds, max_seconds + 1.0)
+    if seconds is None:
+        return Probe(max_seconds, int(max_seconds * info.rate * info.channels))
+    return Probe(min(seconds, max_seconds + 1.0), info.frames * info.channels)
 
 
 def decode(model: Any, source: bytes | str, max_seconds: float, where: str = "audio") -> tuple[np.ndarray, int]:

@@ -19,6 +19,7 @@ from .errors import ApiError
 from .inputs import decode
 
 POLL = 0.25  # seconds between checks of the deadline and the client while a request waits for the worker
+SMALL_DECODE = 2**21  # samples (frames x channels): about 20 s of 48 kHz stereo; larger decodes are bounded in number
 
 
 class Work:
@@ -34,13 +35,14 @@ class Work:
         amount = int(seconds * SAMPLE_BYTES)
         self.audio_bytes += self.state.audio_budget.take(amount, what)
 
-    async def decode(self, source, max_seconds: float, where: str = "audio"):
-        """``(wave, rate)``, decoded in the thread pool, at most ``max_decoders`` files at once."""
-        async with self.state.decoders:
-            return await run_in_threadpool(decode, self.state.model, source, max_seconds, where)
+    async def decode(self, source, max_seconds: float, where: str = "audio", samples: int = 0):
+        """``(wave, rate)``, decoded in the thread pool; a large file (``samples`` to decode, by its header) waits
+        for one of ``max_decoders`` places, a small one does not queue behind it."""
+        return await self.in_thread(lambda: decode(self.state.model, source, max_seconds, where), samples)
 
-    async def in_thread(self, fn: Callable[[], Any]) -> Any:
-        """``fn()`` in the thread pool under the decoder bound (a timeline's streamed windows)."""
+    async def in_thread(self, fn: Callable[[], Any], samples: int = 0) -> Any:
+        if samples <= SMALL_DECODE:
+            return await run_in_threadpool(fn)
         async with self.state.decoders:
             return await run_in_threadpool(fn)
 

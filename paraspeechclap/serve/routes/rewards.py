@@ -14,7 +14,7 @@ from .. import schemas
 from ..admission import PROMPT_COST
 from ..deps import guard, request_body, serve_state
 from ..errors import ApiError
-from ..inputs import audio_source, probe, string_list, text
+from ..inputs import Probe, audio_source, probe, string_list, text
 from ..state import ServeState
 from ..work import Work, admitted
 
@@ -34,33 +34,33 @@ def chunks(positions: list[int], seconds: dict[int, float], limit: float) -> lis
     return out
 
 
-async def probe_items(state: ServeState, specs: list, where: str) -> tuple[dict[int, Any], dict[int, float], list]:
-    """Per item its source and seconds (by the header), or its error: one bad item fails only itself."""
-    sources, seconds, errors = {}, {}, [None] * len(specs)
+async def probe_items(state: ServeState, specs: list, where: str) -> tuple[dict[int, Any], dict[int, Probe], list]:
+    """Per item its source and header, or its error: one bad item fails only itself."""
+    sources, headers, errors = {}, {}, [None] * len(specs)
     for i, spec in enumerate(specs):
         if spec is None and where.startswith("items"):
             continue
         name = where.format(i)
         try:
             source = audio_source(spec, state.config, where=name)
-            seconds[i] = await run_in_threadpool(probe, source, state.config, state.config.max_audio_seconds, name)
+            headers[i] = await run_in_threadpool(probe, source, state.config, state.config.max_audio_seconds, name)
             sources[i] = source
         except ApiError as err:
             errors[i] = err.message
-    return sources, seconds, errors
+    return sources, headers, errors
 
 
-async def embed_items(work: Work, state: ServeState, sources: dict, seconds: dict, errors: list, where: str,
+async def embed_items(work: Work, state: ServeState, sources: dict, headers: dict, errors: list, where: str,
                       after: Callable[[list[int], list], Any]) -> list:
     """Decode the good items, then embed them chunk by chunk; ``after(positions, results)`` runs on the worker for
     each chunk. Returns the chunks' ``after`` results (decode failures land in ``errors``)."""
     waves = {}
     for i, source in sources.items():
         try:
-            waves[i] = await work.decode(source, state.config.max_audio_seconds, where.format(i))
+            waves[i] = await work.decode(source, state.config.max_audio_seconds, where.format(i), headers[i].samples)
         except ApiError as err:
             errors[i] = err.message
-    runs = chunks(list(waves), seconds, state.config.chunk_seconds)
+    runs = chunks(list(waves), {i: h.seconds for i, h in headers.items()}, state.config.chunk_seconds)
     return await work.embed_chunks([([waves[i] for i in run], lambda results, run=run: after(run, results))
                                     for run in runs])
 
@@ -76,8 +76,8 @@ async def embed(request: Request, body: dict = Depends(request_body), state: Ser
         raise ApiError(400, "missing_field", "give 'audio' (one or a list) and/or 'texts'")
     if len(specs) > c.max_items:
         raise ApiError(413, "too_many", f"{len(specs)} audio items; the limit is {c.max_items}")
-    sources, seconds, errors = await probe_items(state, specs, "audio[{}]")
-    total = sum(seconds.values())
+    sources, headers, errors = await probe_items(state, specs, "audio[{}]")
+    total = sum(h.seconds for h in headers.values())
     model = state.model
     vectors: list = [None] * len(specs)
     text_emb = None
@@ -89,7 +89,7 @@ async def embed(request: Request, body: dict = Depends(request_body), state: Ser
                     vectors[i] = [float(x) for x in result.embedding]
                 else:
                     errors[i] = result.error
-        await embed_items(work, state, sources, seconds, errors, "audio[{}]", keep)
+        await embed_items(work, state, sources, headers, errors, "audio[{}]", keep)
         if texts:
             text_emb = await work.call(lambda: model.embed_text(texts))
     return {"audio": vectors, "errors": errors,
@@ -135,13 +135,14 @@ async def reward(request: Request, body: dict = Depends(request_body), state: Se
     if shaping not in SHAPINGS:
         raise ApiError(400, "bad_field", f"'shaping' must be one of {list(SHAPINGS)}, got {str(shaping)[:60]!r}")
     specs, captions, groups, errors = reward_items(items, state)
-    sources, seconds, probe_errors = await probe_items(state, specs, "items[{}].audio")
+    sources, headers, probe_errors = await probe_items(state, specs, "items[{}].audio")
     errors = [e or p for e, p in zip(errors, probe_errors)]
+    seconds = sum(h.seconds for h in headers.values())
     cosines = np.full(len(items), np.nan)
     model = state.model
     prompts = len({captions[i] for i in sources})
-    async with admitted(state, request, "these items", sum(seconds.values()) + PROMPT_COST * prompts,
-                        items=max(1, len(sources)), audio_seconds=sum(seconds.values())) as work:
+    async with admitted(state, request, "these items", seconds + PROMPT_COST * prompts,
+                        items=max(1, len(sources)), audio_seconds=seconds) as work:
         def score(run, results):
             unique = list(dict.fromkeys(captions[i] for i in run))
             text_emb = model.embed_text(unique)
@@ -151,7 +152,7 @@ async def reward(request: Request, body: dict = Depends(request_body), state: Se
                     cosines[i] = float(text_emb[row[captions[i]]] @ result.embedding)
                 else:
                     errors[i] = result.error
-        await embed_items(work, state, sources, seconds, errors, "items[{}].audio", score)
+        await embed_items(work, state, sources, headers, errors, "items[{}].audio", score)
     rewards, components = shape_rewards(cosines, state.logit_scale, shaping,
                                         groups=[g if g is not None else f"\0{i}" for i, g in enumerate(groups)])
     return {"rewards": [float(r) if math.isfinite(r) else None for r in rewards],

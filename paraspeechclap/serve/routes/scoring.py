@@ -11,7 +11,7 @@ from ..admission import PROMPT_COST
 from ..body import parse_json_field
 from ..deps import guard, request_body, serve_state
 from ..errors import ApiError
-from ..inputs import audio_source, probe, string_list, template as check_template_field
+from ..inputs import Probe, audio_source, probe, string_list, template as check_template_field
 from ..state import ServeState
 from ..work import admitted
 
@@ -25,8 +25,8 @@ def single_embedding(results):
     return result.embedding
 
 
-async def probed(state: ServeState, body: dict, max_seconds: float) -> tuple[Any, float]:
-    """The request's audio source and its seconds by the header (nothing decoded yet)."""
+async def probed(state: ServeState, body: dict, max_seconds: float) -> tuple[Any, Probe]:
+    """The request's audio source and what its header says (nothing decoded yet)."""
     source = audio_source(body.get("audio"), state.config)
     return source, await run_in_threadpool(probe, source, state.config, max_seconds)
 
@@ -36,11 +36,11 @@ async def score(request: Request, body: dict = Depends(request_body), state: Ser
     """Cosines and scaled logits of one clip with each caption."""
     c = state.config
     captions = string_list(body, "captions", c.max_captions, c.max_caption_chars, max_depth=c.max_json_depth)
-    source, seconds = await probed(state, body, c.max_audio_seconds)
+    source, header = await probed(state, body, c.max_audio_seconds)
     model = state.model
-    async with admitted(state, request, "this clip", seconds + PROMPT_COST * len(captions),
-                        audio_seconds=seconds) as work:
-        wave = await work.decode(source, c.max_audio_seconds)
+    async with admitted(state, request, "this clip", header.seconds + PROMPT_COST * len(captions),
+                        audio_seconds=header.seconds) as work:
+        wave = await work.decode(source, c.max_audio_seconds, samples=header.samples)
         cosines = await work.embed([wave], lambda results: model.embed_text(captions) @ single_embedding(results))
     return {"captions": captions, "cosines": [float(x) for x in cosines],
             "logits": [float(state.logit_scale * x) for x in cosines], "logit_scale": state.logit_scale,
@@ -86,12 +86,12 @@ async def classify(request: Request, body: dict = Depends(request_body), state: 
     c = state.config
     sets = attribute_sets(body, state)
     template = check_template_field(body.get("template"), [x for s in sets.values() for x in s], c.max_caption_chars)
-    source, seconds = await probed(state, body, c.max_audio_seconds)
+    source, header = await probed(state, body, c.max_audio_seconds)
     model = state.model
     prompts = sum(len(classes) for classes in sets.values())
-    async with admitted(state, request, "this classification", seconds + PROMPT_COST * prompts,
-                        audio_seconds=seconds) as work:
-        wave = await work.decode(source, c.max_audio_seconds)
+    async with admitted(state, request, "this classification", header.seconds + PROMPT_COST * prompts,
+                        audio_seconds=header.seconds) as work:
+        wave = await work.decode(source, c.max_audio_seconds, samples=header.samples)
         row = (await work.embed([wave], single_embedding))[None, :]
         probabilities = {}
         for name, classes in sets.items():   # one set per job: a timeout or a client gone stops between sets

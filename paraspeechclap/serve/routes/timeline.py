@@ -41,10 +41,10 @@ async def timeline(request: Request, body: dict = Depends(request_body), state: 
     hop = number(body, "hop_seconds", 1.0, 0.05, 60.0)
     if hop > window:
         raise ApiError(400, "bad_field", f"need hop_seconds <= window_seconds, got {hop:g} > {window:g}")
-    source, seconds = await probed(state, body, c.max_timeline_seconds)
-    count = timeline_windows(seconds, window, hop)
+    source, header = await probed(state, body, c.max_timeline_seconds)
+    count = timeline_windows(header.seconds, window, hop)
     if count > c.max_timeline_windows:
-        raise ApiError(413, "too_many_windows", f"{seconds:.0f} s at a {hop:g} s hop is {count} windows, over "
+        raise ApiError(413, "too_many_windows", f"{header.seconds:.0f} s at a {hop:g} s hop is {count} windows, over "
                                                 f"{c.max_timeline_windows}; use a longer hop")
     per_chunk = max(1, int(c.chunk_seconds // window))
     held = (per_chunk + 1) * window + BLOCK_SECONDS   # a chunk of windows, the window being cut, one decoded block
@@ -52,7 +52,7 @@ async def timeline(request: Request, body: dict = Depends(request_body), state: 
     async with admitted(state, request, f"this timeline ({count} windows of {window:g} s)",
                         count * window + PROMPT_COST * len(captions), audio_seconds=held) as work:
         try:
-            audio = await work.in_thread(lambda: measure(source, engine.sampling_rate, "audio"))
+            audio = await work.in_thread(lambda: measure(source, engine.sampling_rate, "audio"), header.samples)
         except AudioError as err:
             raise ApiError(400, "bad_audio", f"audio could not be decoded: {err.problem}") from None
         if audio.samples < engine.min_audio_samples or audio.samples > (c.max_timeline_seconds + 1) * 16000:
@@ -63,7 +63,7 @@ async def timeline(request: Request, body: dict = Depends(request_body), state: 
         pieces = stream_windows(audio, spans, engine.sampling_rate, normalise=False)
         rows = []
         try:
-            while part := await work.in_thread(lambda: list(itertools.islice(pieces, per_chunk))):
+            while part := await work.in_thread(lambda: list(itertools.islice(pieces, per_chunk)), header.samples):
                 rows.append(await work.embed([(w, engine.sampling_rate) for w in part],
                                              lambda results: _scores(results, text)))
                 await work.check_client()
