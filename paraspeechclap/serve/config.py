@@ -55,7 +55,7 @@ class ServeConfig:
     # memory and the HTTP layer
     max_upload_bytes: int = _opt(25 * MB, "--max-upload-mb", "largest audio file in MiB; a body may be 4/3 of it plus "
                                  "64 KiB (base64)", scale=MB)
-    max_body_memory: int = _opt(112 * MB, "--max-body-memory-mb", "memory for request bodies being read and parsed, "
+    max_body_memory: int = _opt(128 * MB, "--max-body-memory-mb", "memory for request bodies being read and parsed, "
                                 "in MiB (each body is charged 3x its size: the bytes, the parsed text, the decoded "
                                 "audio file); a body that does not fit gets 429", scale=MB)
     max_audio_memory: int = _opt(64 * MB, "--max-audio-memory-mb", "memory for decoded audio in flight, in MiB "

@@ -17,9 +17,9 @@ from .config import ServeConfig
 from .errors import ApiError
 
 __all__ = ["ApiError", "Upload", "string_list", "text", "number", "template", "audio_source", "allowed_path",
-           "probe", "Probe", "decode"]
+           "probe", "Probe", "read_audio", "decode"]
 
-B64_PIECE = 4 * 2**20   # base64 is decoded this many characters at a time, so the GIL is let go between pieces
+B64_PIECE = 2**20       # base64 is decoded this many characters at a time, so the GIL is let go between pieces
 
 
 class Upload:
@@ -113,10 +113,12 @@ def audio_source(spec: Any, config: ServeConfig, where: str = "audio") -> bytes 
 
 
 def _base64(value: Any, where: str) -> bytes:
-    if not isinstance(value, str):
+    """Base64 text (a str, or the bytes of a long string the body parser cut out) decoded, a piece at a time."""
+    if not isinstance(value, (str, bytes)):
         raise ApiError(400, "bad_audio", f"{where}.base64 must be a string")
-    if value.startswith("data:") and "," in value[:256]:   # a data: URL from a browser
-        value = value.split(",", 1)[1]
+    head = value[:256] if isinstance(value, str) else value[:256].decode("latin-1")
+    if head.startswith("data:") and "," in head:   # a data: URL from a browser
+        value = value[head.index(",") + 1:]
     try:
         if len(value) <= B64_PIECE:
             return base64.b64decode(value, validate=True)
@@ -170,6 +172,12 @@ def probe(source: bytes | str, config: ServeConfig, max_seconds: float, where: s
     if seconds is None:
         return Probe(max_seconds, int(max_seconds * info.rate * info.channels))
     return Probe(min(seconds, max_seconds + 1.0), info.frames * info.channels)
+
+
+def read_audio(spec: Any, config: ServeConfig, max_seconds: float, where: str = "audio") -> tuple[bytes | str, Probe]:
+    """The source (base64 decoded) and its header: run in the thread pool, since a large upload takes a while."""
+    source = audio_source(spec, config, where)
+    return source, probe(source, config, max_seconds, where)
 
 
 def decode(model: Any, source: bytes | str, max_seconds: float, where: str = "audio") -> tuple[np.ndarray, int]:

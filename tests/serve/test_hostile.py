@@ -324,3 +324,23 @@ def test_a_timeout_or_a_client_gone_frees_the_worker_within_one_chunk(live_serve
     assert metrics.batch_items.total - gone <= 8          # stopped within a poll of chunks, not 238
     with httpx.Client(base_url=url, timeout=10) as http:
         assert http.get("/health").json()["queue"]["in_flight"] == 0
+
+
+def test_long_strings_are_cut_out_before_parsing_and_put_back():
+    from paraspeechclap.serve.body import LONG_STRING, lift_long_strings, parse_json, _parse_body
+    from paraspeechclap.serve.config import ServeConfig
+
+    long = "QUJD" * (LONG_STRING // 2)
+    body = {"audio": {"base64": long}, "captions": ["a \\\" quote", "x" * 10], "more": [long, "\\" + long]}
+    raw = json.dumps(body).encode()
+    text, cut = lift_long_strings(raw, "M:")
+    assert len(cut) == 2 and len(text) < len(long) + 200          # the escaped one stays for the parser
+    parsed = _parse_body(raw, ServeConfig())
+    assert parsed["audio"]["base64"] == long.encode() and parsed["more"][0] == long.encode()
+    assert parsed["more"][1] == "\\" + long and parsed["captions"] == body["captions"]
+    forged = json.dumps({"a": "long-0000:0", "b": long}).encode()   # a client cannot forge the random mark
+    assert _parse_body(forged, ServeConfig())["a"] == "long-0000:0"
+    broken = raw[:-5]
+    with pytest.raises(Exception) as caught:
+        _parse_body(broken, ServeConfig())
+    assert getattr(caught.value, "code", None) == "bad_json" and parse_json

@@ -14,7 +14,7 @@ from .. import schemas
 from ..admission import PROMPT_COST
 from ..deps import guard, request_body, serve_state
 from ..errors import ApiError
-from ..inputs import Probe, audio_source, probe, string_list, text
+from ..inputs import Probe, read_audio, string_list, text
 from ..state import ServeState
 from ..work import Work, admitted
 
@@ -42,9 +42,8 @@ async def probe_items(state: ServeState, specs: list, where: str) -> tuple[dict[
             continue
         name = where.format(i)
         try:
-            source = audio_source(spec, state.config, where=name)
-            headers[i] = await run_in_threadpool(probe, source, state.config, state.config.max_audio_seconds, name)
-            sources[i] = source
+            sources[i], headers[i] = await run_in_threadpool(read_audio, spec, state.config,
+                                                             state.config.max_audio_seconds, name)
         except ApiError as err:
             errors[i] = err.message
     return sources, headers, errors

@@ -11,7 +11,7 @@ from ..admission import PROMPT_COST
 from ..body import parse_json_field
 from ..deps import guard, request_body, serve_state
 from ..errors import ApiError
-from ..inputs import Probe, audio_source, probe, string_list, template as check_template_field
+from ..inputs import Probe, read_audio, string_list, template as check_template_field
 from ..state import ServeState
 from ..work import admitted
 
@@ -27,8 +27,7 @@ def single_embedding(results):
 
 async def probed(state: ServeState, body: dict, max_seconds: float) -> tuple[Any, Probe]:
     """The request's audio source and what its header says (nothing decoded yet)."""
-    source = audio_source(body.get("audio"), state.config)
-    return source, await run_in_threadpool(probe, source, state.config, max_seconds)
+    return await run_in_threadpool(read_audio, body.get("audio"), state.config, max_seconds)
 
 
 @router.post("/v1/score", openapi_extra=schemas.body(schemas.SCORE), responses=schemas.RESPONSES)
