@@ -89,3 +89,16 @@ class ServeConfig:
 def options() -> list:
     """The config fields that have a CLI flag, in declaration order."""
     return [f for f in fields(ServeConfig) if f.metadata.get("flag")]
+
+
+def limits_table() -> str:
+    """The Markdown table of every option and its default, as docs/serve.md shows it (a test keeps them equal)."""
+    rows = ["| option | default | what it bounds |", "|---|---|---|"]
+    for option in fields(ServeConfig):
+        meta, default = option.metadata, option.default
+        scale = meta["scale"]
+        shown = "none" if default in (None, ()) else f"{default / scale:g} MiB" if scale != 1 else f"{default:g}" \
+            if isinstance(default, (int, float)) else str(default)
+        flag = f"`{meta['flag']}`" if meta.get("flag") else "(Python only)"
+        rows.append(f"| {flag} (`{option.name}`) | {shown} | {meta['help']} |")
+    return "\n".join(rows)
