@@ -37,6 +37,7 @@ class Guard:
 
     def __init__(self, app, metrics: Metrics, config: ServeConfig, budget: Budget):
         self.app, self.metrics, self.config, self.budget = app, metrics, config, budget
+        self.readers = 0   # requests whose body is being received (one event loop: no lock needed)
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -72,23 +73,29 @@ class BodyReader:
         self.limit = guard.config.max_body_bytes
         self.received = self.charged = 0
         self.done = scope.get("method") in ("GET", "HEAD", "OPTIONS")
+        self.reading = False
 
     def refusal(self):
-        """A response for a body refused before it is read (declared too large, or no memory for it now)."""
-        length = dict(self.scope.get("headers") or []).get(b"content-length")
-        if length is None or not length.isdigit():
+        """A response for a body refused before it is read (declared too large, too many bodies being received, or
+        no memory for it now)."""
+        headers = dict(self.scope.get("headers") or [])
+        length = headers.get(b"content-length")
+        declared = int(length) if length is not None and length.isdigit() else None
+        if self.done or (declared in (None, 0) and b"transfer-encoding" not in headers):
+            self.done = True   # no body to receive
             return None
-        declared = int(length)
-        if declared > self.limit:
+        if declared is not None and declared > self.limit:
             return _refuse(413, "too_large", f"the request body is over the limit ({self.guard.config.max_upload_bytes} "
                                              f"bytes of audio, {self.limit} bytes of body)")
-        if declared == 0 or self.done:
-            return None
-        amount = BODY_CHARGE * declared
-        if not self.guard.budget.try_take(amount):
-            return error_response(429, "busy", f"the server is reading too many request bodies to take "
-                                               f"{declared} more bytes now; retry later", {"Retry-After": "1"})
-        self.charged = amount
+        if self.guard.readers >= self.guard.config.max_body_readers:
+            return _refuse(429, "busy", f"the server is receiving {self.guard.readers} request bodies, its limit; "
+                                        f"retry later", {"Retry-After": "1"})
+        if declared is not None and not self.guard.budget.try_take(BODY_CHARGE * declared):
+            return _refuse(429, "busy", f"the server is reading too many request bodies to take {declared} more "
+                                        f"bytes now; retry later", {"Retry-After": "1"})
+        self.charged = BODY_CHARGE * (declared or 0)
+        self.guard.readers += 1
+        self.reading = True
         return None
 
     async def receive(self):
@@ -105,7 +112,9 @@ class BodyReader:
             self.done = True
             return message
         self.received += len(message.get("body", b""))
-        self.done = not message.get("more_body", False)
+        if not message.get("more_body", False):
+            self.done = True
+            self._stop_reading()
         if self.received > self.limit:
             raise ApiError(413, "too_large", f"the request body is over the limit of {self.limit} bytes",
                            {"Connection": "close"})
@@ -117,13 +126,19 @@ class BodyReader:
             self.charged += owed
         return message
 
+    def _stop_reading(self) -> None:
+        if self.reading:
+            self.reading = False
+            self.guard.readers -= 1
+
     def release(self) -> None:
+        self._stop_reading()
         self.guard.budget.give(self.charged)
         self.charged = 0
 
 
-def _refuse(status: int, code: str, message: str):
-    return error_response(status, code, message, {"Connection": "close"})
+def _refuse(status: int, code: str, message: str, headers: dict | None = None):
+    return error_response(status, code, message, {"Connection": "close", **(headers or {})})
 
 
 class TimedH11Protocol(H11Protocol):

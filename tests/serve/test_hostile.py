@@ -344,3 +344,27 @@ def test_long_strings_are_cut_out_before_parsing_and_put_back():
     with pytest.raises(Exception) as caught:
         _parse_body(broken, ServeConfig())
     assert getattr(caught.value, "code", None) == "bad_json" and parse_json
+
+
+def test_bodies_being_received_are_bounded_in_number(live_server, clip):
+    import httpx
+
+    url, app = live_server(max_body_readers=2, body_timeout=5.0)
+    held = [raw(url) for _ in range(2)]
+    try:
+        for sock in held:   # two bodies that never finish
+            sock.sendall(b"POST /v1/score HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
+                         b"Content-Length: 1000\r\n\r\n{")
+        deadline = time.monotonic() + 5
+        while app.state.serve.body_budget.used < 6000 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        with httpx.Client(base_url=url, timeout=30) as http:
+            response = http.post("/v1/score", json={"audio": b64(clip), "captions": CAPTIONS})
+            expect_error(response, 429, "busy", "request bodies")
+            assert http.get("/health").status_code == 200          # no body: not counted
+    finally:
+        for sock in held:
+            sock.close()
+    time.sleep(0.5)
+    with httpx.Client(base_url=url, timeout=30) as http:
+        assert http.post("/v1/score", json={"audio": b64(clip), "captions": CAPTIONS}).status_code == 200
