@@ -35,7 +35,7 @@ class ServeConfig:
                                   group="model")
     request_timeout: float = _opt(60.0, "--timeout", "seconds a request may wait for the model; then 504 and its "
                                   "remaining chunks are dropped")
-    chunk_seconds: float = _opt(12.0, "--chunk-seconds", "work per model job: a request is cut into chunks of about "
+    chunk_seconds: float = _opt(6.0, "--chunk-seconds", "work per model job: a request is cut into chunks of about "
                                 "this many seconds of audio, checked for timeout and disconnect between chunks")
     # cost of one request
     max_request_cost: float = _opt(900.0, "--max-request-cost", "the most work one request may cause, in seconds of "
