@@ -30,7 +30,7 @@ def count_values(raw: bytes | bytearray) -> int:
 LONG_STRING = 2**16      # string literals longer than this (base64 audio) are cut out before the JSON parser runs
 
 
-def _string_end(raw: bytes, start: int) -> int:
+def _string_end(raw: bytes | bytearray, start: int) -> int:
     """The index of the quote closing the string literal opened at ``start`` (-1 when it is not closed)."""
     end = raw.find(b'"', start + 1)
     while end != -1:
@@ -43,7 +43,7 @@ def _string_end(raw: bytes, start: int) -> int:
     return -1
 
 
-def lift_long_strings(raw: bytes, mark: str) -> tuple[bytes, list[bytes]]:
+def lift_long_strings(raw: bytes | bytearray, mark: str) -> tuple[bytes, list]:
     """``raw`` with every string literal over :data:`LONG_STRING` bytes and free of escapes replaced by ``mark``
     and its number (``mark`` is random per body, so a client cannot forge one), and the cut strings' bytes.
 
@@ -90,7 +90,7 @@ def _parse_body(raw: bytes | bytearray, config: ServeConfig) -> Any:
     if len(raw) <= INLINE_JSON:
         return parse_json(raw, "the body", config.max_json_depth)
     mark = f"long-{secrets.token_hex(8)}:"
-    text, cut = lift_long_strings(bytes(raw), mark)
+    text, cut = lift_long_strings(raw, mark)
     return _put_back(parse_json(text, "the body", config.max_json_depth), cut, mark)
 
 

@@ -114,7 +114,7 @@ def audio_source(spec: Any, config: ServeConfig, where: str = "audio") -> bytes 
 
 def _base64(value: Any, where: str) -> bytes:
     """Base64 text (a str, or the bytes of a long string the body parser cut out) decoded, a piece at a time."""
-    if not isinstance(value, (str, bytes)):
+    if not isinstance(value, (str, bytes, bytearray)):
         raise ApiError(400, "bad_audio", f"{where}.base64 must be a string")
     head = value[:256] if isinstance(value, str) else value[:256].decode("latin-1")
     if head.startswith("data:") and "," in head:   # a data: URL from a browser
