@@ -17,6 +17,7 @@ import collections
 import io
 import json
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Callable
@@ -103,6 +104,21 @@ def _problem(response) -> str | None:
     return None
 
 
+def build_index(folder: Path, model: str) -> str:
+    """A small annotated corpus and its index (six tones and a file that is not audio), so that /v1/search and
+    /v1/clip/{row} are fuzzed against real rows."""
+    from paraspeechclap.annotate import annotate
+    from paraspeechclap.index import Index
+
+    corpus = folder / "corpus"
+    corpus.mkdir()
+    for i, data in enumerate(small_wavs() * 2):
+        (corpus / f"clip{i}.wav").write_bytes(base64.b64decode(data))
+    (corpus / "broken.wav").write_bytes(b"not audio")
+    annotate(corpus, folder / "annotations", workers=1, shard_size=8, device="cpu", model=model)
+    return str(Index.build(folder / "annotations").folder)
+
+
 def main(argv=None) -> int:
     import harness as H
     from serve_load import Server, free_port, rss_mb
@@ -111,10 +127,14 @@ def main(argv=None) -> int:
     parser.add_argument("--examples", type=int, default=600, help="generated requests per operation")
     parser.add_argument("--seed", type=int, default=None, help="hypothesis seed (default: a random run)")
     parser.add_argument("--model", default="mini")
+    parser.add_argument("--no-index", action="store_true", help="serve without an index (search and clips: 404)")
     parser.add_argument("--out", default=str(Path(__file__).resolve().parent / "results"))
     args = parser.parse_args(argv)
+    revision = H.git_revision()   # of the code the server runs (read now, not after the run)
     port = free_port()
-    server = Server(args.model, port, 256, 32, 10.0, None)
+    folder = tempfile.TemporaryDirectory()
+    extra = () if args.no_index else ("--index", build_index(Path(folder.name), args.model))
+    server = Server(args.model, port, 256, 32, 10.0, None, extra)
     try:
         import urllib.request
 
@@ -125,10 +145,11 @@ def main(argv=None) -> int:
                       server_alive=server.process.poll() is None)
     finally:
         server.stop()
+        folder.cleanup()
     fives = sum(n for c in result["statuses"].values() for s, n in c.items() if s.isdigit() and int(s) >= 500)
     result.update(command=H.command_line("benchmarks/serve_fuzz.py", argv or sys.argv[1:]), model=args.model,
                   examples_per_operation=args.examples, seed=args.seed, server_errors=fives,
-                  machine=H.machine_info(), revision=H.git_revision(), date=H.now())
+                  machine=H.machine_info(), revision=revision, date=H.now())
     rows = [[label, sum(c.values()), ", ".join(f"{s}: {n}" for s, n in c.items())]
             for label, c in result["statuses"].items()]
     markdown = "\n".join([f"# Service fuzzing ({result['requests']} requests, {fives} 5xx, "

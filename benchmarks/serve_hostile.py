@@ -291,9 +291,10 @@ def main(argv=None) -> int:
     if args.hostile:
         port, seconds, max_body, out = args.hostile
         return hostile(int(port), float(seconds), int(max_body), out)
+    revision = H.git_revision()   # of the code the server runs (read now, not after the run)
     port = free_port()
     process, health = start_server(args.model, port)
-    result: dict = {"limits": health["limits"]}
+    result: dict = {"limits": health["limits"], "revision": revision}
     try:
         result.update(measure(process, port, args, health))
     finally:
@@ -366,7 +367,7 @@ def measure(process, port: int, args, health: dict) -> dict:
 
 def report(result: dict, args, H) -> None:
     result.update(command=H.command_line("benchmarks/serve_hostile.py", sys.argv[1:]), model=args.model,
-                  seconds=args.seconds, machine=H.machine_info(), revision=H.git_revision(), date=H.now())
+                  seconds=args.seconds, machine=H.machine_info(), date=H.now())
     idle, attack = result.get("idle", {}), result.get("attack", {})
     rows = [[name, h["requests"], ", ".join(f"{k}: {v}" for k, v in h["statuses"].items()), f"{h['met']}/{h['requests']}",
              H.fmt(h["p50_s"]), H.fmt(h["max_s"]), H.fmt(h["refusal_max_s"])]

@@ -63,7 +63,7 @@ def rss_mb(pid: int) -> float:
 
 class Server:
     def __init__(self, model: str, port: int, queue_items: int, max_batch_items: int, max_wait_ms: float,
-                 threads: int | None):
+                 threads: int | None, extra: tuple[str, ...] = ()):
         env = {**os.environ, "HF_HUB_OFFLINE": "1"}
         if threads:
             env["OMP_NUM_THREADS"] = str(threads)
@@ -71,7 +71,7 @@ class Server:
         self.process = subprocess.Popen(
             [sys.executable, "-m", "paraspeechclap", "serve", "--model", model, "--host", "127.0.0.1", "--port",
              str(port), "--max-queue-items", str(queue_items), "--max-batch-items", str(max_batch_items),
-             "--max-wait-ms", str(max_wait_ms), "--log-level", "warning", "--device", "cpu"],
+             "--max-wait-ms", str(max_wait_ms), "--log-level", "warning", "--device", "cpu", *extra],
             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         deadline = time.time() + 180
         while time.time() < deadline:

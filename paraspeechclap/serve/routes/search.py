@@ -3,11 +3,11 @@ only regular files whose real path is inside the corpus or annotation folder."""
 from __future__ import annotations
 
 import os
-from pathlib import Path
+import pathlib
 from typing import Any
 
 import numpy as np
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Path, Request
 from fastapi.responses import FileResponse
 
 from .. import schemas
@@ -68,17 +68,16 @@ async def search(request: Request, body: dict = Depends(request_body), state: Se
         hit = plain(hit)
         audio = hit.pop("audio", None) if isinstance(hit, dict) else None
         if audio and hit.get("row") is not None:
-            hit["name"], hit["audio_url"] = Path(str(audio)).name, f"/v1/clip/{int(hit['row'])}"
+            hit["name"], hit["audio_url"] = pathlib.Path(str(audio)).name, f"/v1/clip/{int(hit['row'])}"
         results.append(hit)
     return {"text": query, "where": where, "results": results, "provenance": state.provenance}
 
 
 @router.get("/v1/clip/{row}", responses=schemas.RESPONSES)
-async def clip(row: str, request: Request, state: ServeState = Depends(serve_state)):
-    """The audio file of one indexed clip (rows come from /v1/search)."""
+async def clip(request: Request, row: int = Path(ge=0, le=MAX_ROW, description="a row number from /v1/search"),
+               state: ServeState = Depends(serve_state)):
+    """The audio file of one indexed clip (rows come from /v1/search); a row that is not a number in range is 422."""
     index = need_index(state)
-    if not row.isascii() or not row.isdigit() or len(row) > 19 or int(row) >= MAX_ROW:
-        raise ApiError(404, "no_such_clip", f"{row[:40]!r} is not a row number of the index")
     number_ = int(row)
     async with admitted(state, request, "this clip", SEARCH_COST) as work:
         found = await work.call(lambda: index.rows([number_], ["row", "audio", "status"]))
@@ -90,15 +89,15 @@ async def clip(row: str, request: Request, state: ServeState = Depends(serve_sta
     return FileResponse(path, media_type=AUDIO_TYPES.get(path.suffix.lower(), "application/octet-stream"))
 
 
-def clip_path(record: dict, roots: list[Path]) -> Path | None:
+def clip_path(record: dict, roots: list[pathlib.Path]) -> pathlib.Path | None:
     """The clip's file if it is a regular file whose real path (symlinks resolved) is inside one of ``roots``."""
     audio = record.get("audio")
     if not audio or not roots:
         return None
-    path = Path(str(audio))
+    path = pathlib.Path(str(audio))
     candidates = [path] if path.is_absolute() else [root / path for root in roots]
     for candidate in candidates:
-        real = Path(os.path.realpath(candidate))
+        real = pathlib.Path(os.path.realpath(candidate))
         if real.is_file() and any(real == root or root in real.parents for root in roots):
             return real
     return None
