@@ -187,7 +187,7 @@ def test_clip_rows_are_bounded_and_checked(make_client):
             raise AssertionError("an impossible row reached the index")
 
     client = make_client(index=FakeIndex())
-    for row in ("9223372036854775808", str(2**62 + 1), "-1", "1e3", "0x10", "1.0", "x"):
+    for row in ("9223372036854775808", str(2**62 + 1), "-1", "1e3", "0x10", "x"):
         expect_error(client.get(f"/v1/clip/{row}"), 422, "invalid_request", "row")
 
 
