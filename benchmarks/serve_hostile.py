@@ -43,7 +43,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 CAPTIONS = ["A man speaks slowly in a deep voice.", "A woman speaks quickly in a high-pitched voice."]
-BOUNDS = {"quick": 2.0}   # a refusal must come within this many seconds
+# seconds within which an answer must come: a refusal; a body (read within --body-timeout, 30 s, then parsed); a
+# request head (--header-timeout, 10 s); admitted work (--timeout, 60 s); each with 2 s for the answer to arrive
+BOUNDS = {"quick": 2.0, "body": 32.0, "headers": 12.0, "work": 62.0}
 
 
 # ---------------------------------------------------------------------------------------------- raw HTTP
@@ -129,17 +131,19 @@ def attacks(max_body: int) -> dict[str, list]:
     plain = lambda body, bound=BOUNDS["quick"]: (post("/v1/score", body), body, None, bound)  # noqa: E731
     return {
         "decode_bomb": [plain(score(b64(flac(60, 655_350, 8))))],
-        "decode_ceiling": [plain(score(b64(flac(60, 192_000, 8))), 60.0)],
-        "template_bomb": [(post("/v1/classify", b), b, None, 60.0) for b in (classify("{:>10000000}{{}}"),
+        "decode_ceiling": [plain(score(b64(flac(60, 192_000, 8))), BOUNDS["work"])],
+        "template_bomb": [(post("/v1/classify", b), b, None, BOUNDS["work"]) for b in (classify("{:>10000000}{{}}"),
                                                                              classify("{} {}"))],
         "prompt_bomb": [(post("/v1/classify", b), b, None, BOUNDS["quick"]) for b in
                         [json.dumps({"audio": {"base64": clip}, "attributes": sets}).encode()]],
-        "max_body": [(post("/v1/score", b"", length=max_body + 1), b"", None, BOUNDS["quick"]), plain(junk, 10.0)],
-        "slow_body": [(post("/v1/score", slow), slow, (20, 1.0), 31.0)],
-        "slow_headers": [(b"POST /v1/score HTTP/1.1\r\nHost: 127.0.0.1\r\n", b"X-A: b\r\n" * 30, (8, 1.0), 11.0)],
+        "max_body": [(post("/v1/score", b"", length=max_body + 1), b"", None, BOUNDS["quick"]),
+                     plain(junk, BOUNDS["body"])],
+        "slow_body": [(post("/v1/score", slow), slow, (20, 1.0), BOUNDS["body"])],
+        "slow_headers": [(b"POST /v1/score HTTP/1.1\r\nHost: 127.0.0.1\r\n", b"X-A: b\r\n" * 30, (8, 1.0),
+                          BOUNDS["headers"])],
         "long_timeline": [(post("/v1/timeline", b), b, None, bound) for b, bound in
                           ((timeline(silence, 0.05), BOUNDS["quick"]), (timeline(silence, 1), BOUNDS["quick"]),
-                           (timeline(b64(flac(280, 16000, 1)), 1), 60.0))],
+                           (timeline(b64(flac(280, 16000, 1)), 1), BOUNDS["work"]))],
         "deep_json": [plain(deep), plain(deeper),
                       (post("/v1/classify", form, f"multipart/form-data; boundary={boundary}"), form, None,
                        BOUNDS["quick"])],

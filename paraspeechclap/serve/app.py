@@ -28,6 +28,9 @@ def create_app(model: Any, config: ServeConfig | None = None, index: Any = None)
 
     @asynccontextmanager
     async def lifespan(app):
+        import anyio.to_thread
+
+        anyio.to_thread.current_default_thread_limiter().total_tokens = max(2, state.config.max_threads)
         yield
         state.close()
 

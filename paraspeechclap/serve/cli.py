@@ -89,7 +89,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: serve needs the 'serve' extra (pip install 'paraspeechclap[serve]'): {err}", file=sys.stderr)
         return 2
     from ..cli import load_model_from_args
+    from .http import limit_malloc_arenas
 
+    limit_malloc_arenas()
     config = config_from_args(args)
     if config.allow_root is not None and not os.path.isdir(config.allow_root):
         print(f"error: --allow-root {config.allow_root} is not a folder", file=sys.stderr)

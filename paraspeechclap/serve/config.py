@@ -64,6 +64,8 @@ class ServeConfig:
                                  "(seconds x 16 kHz x 4 bytes; a timeline counts the windows it holds); 429 beyond",
                                  scale=MB)
     max_decoders: int = _opt(1, "--max-decoders", "large audio files (over 2M samples x channels) decoded at once")
+    max_threads: int = _opt(16, "--max-threads", "threads for parsing, base64, headers and decoding (the model has "
+                            "its own)")
     max_json_depth: int = _opt(32, "--max-json-depth", "deepest nesting of a JSON body or JSON field")
     max_json_values: int = _opt(100_000, "--max-json-values", "most values in a JSON body (counted before parsing)")
     header_timeout: float = _opt(10.0, "--header-timeout", "seconds a connection may take to send a request's headers; "

@@ -1,5 +1,6 @@
 """Dependencies of the routes: the shared state, access (bearer token, or Host and Origin on a tokenless server),
-an early 429 when the worker's queue is full, and the parsed body."""
+an early 429 when the worker's queue is full, and the parsed body. All are coroutines: FastAPI runs a plain function
+dependency in the thread pool, where it would queue behind parsing and decoding."""
 from __future__ import annotations
 
 import hmac
@@ -15,7 +16,7 @@ from .state import ServeState
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
 
 
-def serve_state(request: Request) -> ServeState:
+async def serve_state(request: Request) -> ServeState:
     return request.app.state.serve
 
 
@@ -47,7 +48,7 @@ def check_origin(request: Request, state: ServeState) -> None:
             raise ApiError(403, "bad_origin", f"requests from origin {origin[:100]!r} are refused (cross-site)")
 
 
-def guard(request: Request, state: ServeState = Depends(serve_state)) -> None:
+async def guard(request: Request, state: ServeState = Depends(serve_state)) -> None:
     """Bearer token when one is set (timing-safe compare); otherwise the Host / Origin allow-list."""
     token = state.config.token
     if token is None:
@@ -59,7 +60,7 @@ def guard(request: Request, state: ServeState = Depends(serve_state)) -> None:
                        {"WWW-Authenticate": "Bearer"})
 
 
-def refuse_when_full(state: ServeState = Depends(serve_state)) -> None:
+async def refuse_when_full(state: ServeState = Depends(serve_state)) -> None:
     """A full queue refuses before the body is read or parsed, so that 429s stay cheap under overload."""
     if state.batcher.full():
         try:

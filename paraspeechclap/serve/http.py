@@ -12,6 +12,7 @@ import time
 
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from ..fast import release_freed_memory
 from .admission import Budget
 from .config import MB, ServeConfig
 from .errors import ApiError, error_response
@@ -23,6 +24,23 @@ BODY_CHARGE = 3            # bytes of memory per body byte: the bytes, the parse
 SMALL_BODY = 1 * MB        # bodies up to this size may use the reserve that large bodies leave free ...
 SMALL_RESERVE = 8 * MB     # ... so that small requests are never starved by large uploads
 KEEP_ALIVE_SECONDS = 5     # an idle keep-alive connection is closed after this (shorter than the header deadline)
+TRIM_AFTER = 4 * MB        # after a body this large, freed heap pages are given back to the OS ...
+TRIM_EVERY = 1.0           # ... at most once a second
+MALLOC_ARENAS = 2          # glibc gives each thread that allocates at once an arena of its own; each keeps freed memory
+
+
+def limit_malloc_arenas(count: int = MALLOC_ARENAS) -> bool:
+    """Cap glibc's malloc arenas (``mallopt(M_ARENA_MAX)``; call before threads start): with one arena per busy
+    thread, each holding the freed remains of large bodies, a server's RSS grows with its thread count."""
+    import ctypes
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        return bool(ctypes.CDLL("libc.so.6").mallopt(-8, int(count)))   # -8: M_ARENA_MAX
+    except (OSError, AttributeError):  # musl and other libcs have no mallopt
+        return False
 
 
 def body_budget(config: ServeConfig) -> Budget:
@@ -38,6 +56,7 @@ class Guard:
     def __init__(self, app, metrics: Metrics, config: ServeConfig, budget: Budget):
         self.app, self.metrics, self.config, self.budget = app, metrics, config, budget
         self.readers = 0   # requests whose body is being received (one event loop: no lock needed)
+        self.trimmed = 0.0
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -63,6 +82,9 @@ class Guard:
         finally:
             reader.release()
             self.metrics.request(endpoint, state["status"], time.perf_counter() - start)
+            if reader.received >= TRIM_AFTER and time.perf_counter() - self.trimmed > TRIM_EVERY:
+                self.trimmed = time.perf_counter()
+                asyncio.get_running_loop().run_in_executor(None, release_freed_memory)
 
 
 class BodyReader:

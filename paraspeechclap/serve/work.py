@@ -41,6 +41,14 @@ class Work:
         return await self.in_thread(lambda: decode(self.state.model, source, max_seconds, where), samples)
 
     async def in_thread(self, fn: Callable[[], Any], samples: int = 0) -> Any:
+        """``fn()`` in the thread pool (a large decode under the decoder bound), within the request's deadline."""
+        try:
+            return await asyncio.wait_for(self._in_thread(fn, samples), max(0.001, self.deadline - time.monotonic()))
+        except asyncio.TimeoutError:
+            raise ApiError(504, "timeout", f"the request did not finish within {self.state.config.request_timeout:g} s "
+                                           f"(decoding)") from None
+
+    async def _in_thread(self, fn: Callable[[], Any], samples: int) -> Any:
         if samples <= SMALL_DECODE:
             return await run_in_threadpool(fn)
         async with self.state.decoders:
