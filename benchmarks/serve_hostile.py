@@ -154,9 +154,10 @@ CLIENTS = {"decode_bomb": 7, "decode_ceiling": 7, "template_bomb": 7, "prompt_bo
            "slow_body": 7, "slow_headers": 8, "long_timeline": 7, "deep_json": 7}
 
 
-def hostile(port: int, seconds: float, max_body: int, out: str) -> int:
+def hostile(port: int, seconds: float, max_body: int, out: str, only: str = "") -> int:
     """The hostile process: every class's clients repeat its requests until ``seconds`` have passed."""
     plan = attacks(max_body)
+    clients = {name: count for name, count in CLIENTS.items() if not only or name in only.split(",")}
     records: list[dict] = []
     lock = threading.Lock()
     stop = time.perf_counter() + seconds
@@ -172,7 +173,7 @@ def hostile(port: int, seconds: float, max_body: int, out: str) -> int:
                                 "seconds": took, "bound": bound})
 
     threads = [threading.Thread(target=client, args=(name, i), daemon=True)
-               for name, count in CLIENTS.items() for i in range(count)]
+               for name, count in clients.items() for i in range(count)]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -267,7 +268,7 @@ def start_server(model: str, port: int):
 
 def summarize(records: list[dict]) -> dict:
     out = {}
-    for name in CLIENTS:
+    for name in sorted({r["attack"] for r in records}, key=list(CLIENTS).index):
         mine = [r for r in records if r["attack"] == name]
         statuses: dict[str, int] = {}
         for r in mine:
@@ -290,11 +291,13 @@ def main(argv=None) -> int:
     parser.add_argument("--idle-requests", type=int, default=300, help="normal /v1/score requests before the attack")
     parser.add_argument("--model", default="mini")
     parser.add_argument("--out", default=str(Path(__file__).resolve().parent / "results"))
-    parser.add_argument("--hostile", nargs=4, metavar=("PORT", "SECONDS", "MAX_BODY", "OUT"), help=argparse.SUPPRESS)
+    parser.add_argument("--only", default="", help="comma-separated attack classes (default: all, 64 clients)")
+    parser.add_argument("--hostile", nargs=5, metavar=("PORT", "SECONDS", "MAX_BODY", "OUT", "ONLY"),
+                        help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.hostile:
-        port, seconds, max_body, out = args.hostile
-        return hostile(int(port), float(seconds), int(max_body), out)
+        port, seconds, max_body, out, only = args.hostile
+        return hostile(int(port), float(seconds), int(max_body), out, only.strip())
     revision = H.git_revision()   # of the code the server runs (read now, not after the run)
     port = free_port()
     process, health = start_server(args.model, port)
@@ -331,7 +334,7 @@ def measure(process, port: int, args, health: dict) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         records_file = Path(tmp) / "hostile.json"
         attacker = subprocess.Popen([sys.executable, __file__, "--hostile", str(port), str(args.seconds),
-                                     str(max_body), str(records_file)])
+                                     str(max_body), str(records_file), args.only or " "])
         time.sleep(2.0)                                    # the attackers' payloads are built and sent
         rss_from = len(sampler.rss)
         attacked = normal.run(until=time.perf_counter() + args.seconds - 2.0)
@@ -356,6 +359,9 @@ def measure(process, port: int, args, health: dict) -> dict:
                       "rss_median_mb": float(np.median(attack_rss)) if attack_rss else float("nan"),
                       "health_requests": len(health_attack), "health_max_ms": max(health_attack, default=0) * 1000,
                       "health_p99_ms": percentile(health_attack, 99) * 1000},
+           "normal_ms": {"idle": [round(s * 1000, 1) for _, s in idle],
+                         "attack": [round(s * 1000, 1) for _, s in attacked]},
+           "rss_mb": {"idle": idle_rss, "attack": attack_rss},
            "hostile": hostile, "hostile_requests": len(records), "server_errors": five,
            "after_ok": all(st == 200 for st, _ in after), "exit_code": process.poll()}
     met = {"each hostile request 4xx within 2 s or bounded as declared":

@@ -4,8 +4,8 @@ Requests are admitted with :meth:`Batcher.admit` (``n`` items costing ``cost`` s
 ``max_queue_items`` or ``max_queue_cost`` in flight it raises :class:`QueueFull`, which the app answers with 429 and
 Retry-After) and then :meth:`submit` their decoded audio as jobs, each carrying a priority (the request's cost:
 lower runs first, ties in arrival order). The worker takes the first waiting job and gathers more until it holds
-``max_batch_items`` items or ``max_batch_seconds`` of audio or ``max_wait_ms`` has passed, whichever first (it waits
-only while more admitted work is on its way), runs the project's one bulk loop
+``max_batch_items`` items or ``max_batch_seconds`` of audio or ``max_wait_ms`` has passed, whichever first, taking
+only jobs of a similar cost (it waits only while more admitted work is on its way), runs the project's one bulk loop
 (:func:`paraspeechclap.inference.embed_items`) over all of them at once, then gives each job its own results and runs
 the job's ``after`` step (text embeddings, cosines, softmax) on the same thread, so that every model call happens on
 one thread. A :meth:`call` job runs alone. A job whose future was cancelled (its request timed out or its client
@@ -69,6 +69,15 @@ class _Call:
     fn: Callable[[], Any]
     future: Future
     enqueued: float = field(default_factory=time.perf_counter)
+
+
+SIMILAR_SLACK = 8.0  # seconds of work under which any two requests count as alike
+
+
+def similar(a: float, b: float) -> bool:
+    """Whether requests costing ``a`` and ``b`` may share a batch: within a factor of two (plus a slack), so that a
+    cheap request is never held up by an expensive one gathered with it."""
+    return max(a, b) + SIMILAR_SLACK <= 2 * (min(a, b) + SIMILAR_SLACK)
 
 
 def _seconds(item: Any) -> float:
@@ -170,45 +179,50 @@ class Batcher:
         self._thread.join(timeout)
 
     # ------------------------------------------------------------------ the worker
-    def _take(self, timeout: float | None, fits: Callable[[Any], bool] | None = None):
-        """The waiting job with the lowest priority (only if ``fits`` it), waiting up to ``timeout`` for one."""
+    def _take(self, timeout: float | None, fits: Callable[[tuple], bool] | None = None):
+        """The waiting ``(priority, order, job)`` with the lowest priority (only if it ``fits``), waiting up to
+        ``timeout`` for one."""
         with self._ready:
             if not self._heap and timeout != 0 and not self._stop.is_set():
                 self._ready.wait(timeout)
-            if not self._heap or (fits is not None and not fits(self._heap[0][2])):
+            if not self._heap or (fits is not None and not fits(self._heap[0])):
                 return None
-            return heapq.heappop(self._heap)[2]
+            return heapq.heappop(self._heap)
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            first = self._take(0.5)
-            if first is None:
+            entry = self._take(0.5)
+            if entry is None:
                 continue
-            if isinstance(first, _Call):
-                self._run_call(first)
+            if isinstance(entry[2], _Call):
+                self._run_call(entry[2])
                 continue
-            self._run_batch(self._gather(first))
+            self._run_batch(self._gather(entry))
 
-    def _gather(self, first: _Job) -> list[_Job]:
+    def _gather(self, entry: tuple) -> list[_Job]:
+        first_priority, _, first = entry
         jobs, count, seconds = [first], len(first.items), first.seconds
         deadline = time.perf_counter() + self.max_wait
 
-        def fits(job) -> bool:
+        def fits(entry) -> bool:
+            priority, _, job = entry
             return (isinstance(job, _Job) and count + len(job.items) <= self.max_batch_items
-                    and seconds + job.seconds <= self.max_batch_seconds)
+                    and seconds + job.seconds <= self.max_batch_seconds and similar(priority, first_priority))
 
         while count < self.max_batch_items and seconds < self.max_batch_seconds:
             remaining = deadline - time.perf_counter()
             if self._heap:
-                job = self._take(0, fits)
-                if job is None:
+                taken = self._take(0, fits)
+                if taken is None:
                     break   # the next job does not fit this batch: it runs next
+                job = taken[2]
             elif remaining <= 0 or self._incoming == 0:
                 break
             else:
-                job = self._take(min(remaining, 0.002), fits)
-                if job is None:
+                taken = self._take(min(remaining, 0.002), fits)
+                if taken is None:
                     continue
+                job = taken[2]
             jobs.append(job)
             count, seconds = count + len(job.items), seconds + job.seconds
         return jobs

@@ -43,14 +43,15 @@ def _string_end(raw: bytes | bytearray, start: int) -> int:
     return -1
 
 
-def lift_long_strings(raw: bytes | bytearray, mark: str) -> tuple[bytes, list]:
+def lift_long_strings(raw: bytes | bytearray, mark: str) -> tuple[bytes, list[memoryview]]:
     """``raw`` with every string literal over :data:`LONG_STRING` bytes and free of escapes replaced by ``mark``
-    and its number (``mark`` is random per body, so a client cannot forge one), and the cut strings' bytes.
+    and its number (``mark`` is random per body, so a client cannot forge one), and views of the cut strings.
 
     The stdlib parser holds the GIL for the whole of a long string, stalling the event loop; cut out, a long string
     costs a few searches (memchr) and one copy. Outside string literals JSON has no quotes, so quote pairs are
     found by search; for text that is not valid JSON the result is not either, and the parser says so."""
     pieces, cut = [], []
+    view = memoryview(raw)
     copied, start = 0, raw.find(b'"')
     while start != -1:
         end = _string_end(raw, start)
@@ -58,7 +59,7 @@ def lift_long_strings(raw: bytes | bytearray, mark: str) -> tuple[bytes, list]:
             break
         if end - start > LONG_STRING and raw.find(b"\\", start, end) == -1:
             pieces += [raw[copied:start], b'"%s%d"' % (mark.encode("ascii"), len(cut))]
-            cut.append(raw[start + 1:end])
+            cut.append(view[start + 1:end])   # no copy: the body's bytes stay until the request ends
             copied = end + 1
         start = raw.find(b'"', end + 1)
     if not cut:
@@ -66,8 +67,8 @@ def lift_long_strings(raw: bytes | bytearray, mark: str) -> tuple[bytes, list]:
     return b"".join(pieces + [raw[copied:]]), cut
 
 
-def _put_back(value: Any, cut: list[bytes], mark: str) -> Any:
-    """The cut strings put back (as bytes) where their markers are."""
+def _put_back(value: Any, cut: list[memoryview], mark: str) -> Any:
+    """The cut strings put back (as memoryviews of the body) where their markers are."""
     if isinstance(value, str):
         return cut[int(value[len(mark):])] if value.startswith(mark) else value
     stack = [value]

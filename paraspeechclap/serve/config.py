@@ -55,12 +55,12 @@ class ServeConfig:
     # memory and the HTTP layer
     max_upload_bytes: int = _opt(25 * MB, "--max-upload-mb", "largest audio file in MiB; a body may be 4/3 of it plus "
                                  "64 KiB (base64)", scale=MB)
-    max_body_memory: int = _opt(128 * MB, "--max-body-memory-mb", "memory for request bodies being read and parsed, "
-                                "in MiB (each body is charged 3x its size: the bytes, the parsed text, the decoded "
-                                "audio file); a body that does not fit gets 429", scale=MB)
+    max_body_memory: int = _opt(96 * MB, "--max-body-memory-mb", "memory for request bodies being read and parsed, "
+                                "in MiB (each body is charged 2x its size: the bytes, the audio file decoded from "
+                                "them); a body that does not fit gets 429", scale=MB)
     max_body_readers: int = _opt(64, "--max-body-readers", "request bodies being received at once; past it 429 "
                                  "before the body is read")
-    max_audio_memory: int = _opt(64 * MB, "--max-audio-memory-mb", "memory for decoded audio in flight, in MiB "
+    max_audio_memory: int = _opt(48 * MB, "--max-audio-memory-mb", "memory for decoded audio in flight, in MiB "
                                  "(seconds x 16 kHz x 4 bytes; a timeline counts the windows it holds); 429 beyond",
                                  scale=MB)
     max_decoders: int = _opt(1, "--max-decoders", "large audio files (over 2M samples x channels) decoded at once")

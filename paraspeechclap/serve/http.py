@@ -20,12 +20,11 @@ from .metrics import Metrics
 
 ENDPOINTS = ("/v1/score", "/v1/classify", "/v1/embed", "/v1/reward", "/v1/timeline", "/v1/search", "/v1/attributes",
              "/health", "/metrics", "/", "/docs", "/openapi.json")
-BODY_CHARGE = 3            # bytes of memory per body byte: the bytes, the parsed text, the audio file decoded from it
+BODY_CHARGE = 2            # bytes of memory per body byte: the bytes (long strings stay views of them), the audio file
 SMALL_BODY = 1 * MB        # bodies up to this size may use the reserve that large bodies leave free ...
 SMALL_RESERVE = 8 * MB     # ... so that small requests are never starved by large uploads
 KEEP_ALIVE_SECONDS = 5     # an idle keep-alive connection is closed after this (shorter than the header deadline)
-TRIM_AFTER = 4 * MB        # after a body this large, freed heap pages are given back to the OS ...
-TRIM_EVERY = 1.0           # ... at most once a second
+TRIM_EVERY = 1.0           # after requests with a body, freed heap pages go back to the OS at most once a second
 MALLOC_ARENAS = 2          # glibc gives each thread that allocates at once an arena of its own; each keeps freed memory
 
 
@@ -82,7 +81,7 @@ class Guard:
         finally:
             reader.release()
             self.metrics.request(endpoint, state["status"], time.perf_counter() - start)
-            if reader.received >= TRIM_AFTER and time.perf_counter() - self.trimmed > TRIM_EVERY:
+            if reader.received and time.perf_counter() - self.trimmed > TRIM_EVERY:
                 self.trimmed = time.perf_counter()
                 asyncio.get_running_loop().run_in_executor(None, release_freed_memory)
 

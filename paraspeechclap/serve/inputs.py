@@ -113,10 +113,10 @@ def audio_source(spec: Any, config: ServeConfig, where: str = "audio") -> bytes 
 
 
 def _base64(value: Any, where: str) -> bytes:
-    """Base64 text (a str, or the bytes of a long string the body parser cut out) decoded, a piece at a time."""
-    if not isinstance(value, (str, bytes, bytearray)):
+    """Base64 text (a str, or a view of a long string the body parser cut out) decoded, a piece at a time."""
+    if not isinstance(value, (str, bytes, bytearray, memoryview)):
         raise ApiError(400, "bad_audio", f"{where}.base64 must be a string")
-    head = value[:256] if isinstance(value, str) else value[:256].decode("latin-1")
+    head = value[:256] if isinstance(value, str) else bytes(value[:256]).decode("latin-1")
     if head.startswith("data:") and "," in head:   # a data: URL from a browser
         value = value[head.index(",") + 1:]
     try:

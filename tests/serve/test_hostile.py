@@ -349,6 +349,8 @@ def test_long_strings_are_cut_out_before_parsing_and_put_back():
 def test_bodies_being_received_are_bounded_in_number(live_server, clip):
     import httpx
 
+    from paraspeechclap.serve.http import BODY_CHARGE
+
     url, app = live_server(max_body_readers=2, body_timeout=5.0)
     held = [raw(url) for _ in range(2)]
     try:
@@ -356,7 +358,7 @@ def test_bodies_being_received_are_bounded_in_number(live_server, clip):
             sock.sendall(b"POST /v1/score HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
                          b"Content-Length: 1000\r\n\r\n{")
         deadline = time.monotonic() + 5
-        while app.state.serve.body_budget.used < 6000 and time.monotonic() < deadline:
+        while app.state.serve.body_budget.used < 2 * BODY_CHARGE * 1000 and time.monotonic() < deadline:
             time.sleep(0.02)
         with httpx.Client(base_url=url, timeout=30) as http:
             response = http.post("/v1/score", json={"audio": b64(clip), "captions": CAPTIONS})
