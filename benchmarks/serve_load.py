@@ -217,6 +217,7 @@ def main(argv=None) -> int:
     parser.add_argument("--out", default=str(H.RESULTS))
     parser.add_argument("--name", help="result file stem")
     args = parser.parse_args(argv)
+    revision = H.git_revision()   # of the code the server runs (read now, not after the run)
     if args.brief:
         args.requests, args.seconds, args.overload_seconds = 60, 15.0, 10.0
     levels = [int(c) for c in args.clients.split(",")]
@@ -264,7 +265,7 @@ def main(argv=None) -> int:
                    clip_seconds=args.clip_seconds, queue_items=queue_items, brief=args.brief,
                    threads=args.threads, load_average=os.getloadavg(),
                    command=H.command_line("benchmarks/serve_load.py", sys.argv[1:] if argv is None else argv),
-                   machine=H.machine_info(threads=args.threads), revision=H.git_revision(), date=H.now())
+                   machine=H.machine_info(threads=args.threads), revision=revision, date=H.now())
 
     rows = [[lv["clients"], lv["ok"], H.fmt(lv["items_per_s"], ".1f"), H.fmt(lv["ratio_to_in_process"], ".2f"),
              H.fmt(lv["p50_ms"], ".0f"), H.fmt(lv["p99_ms"], ".0f"), lv["rejected_429"], lv["errors"]]
