@@ -83,6 +83,12 @@ def _put_back(value: Any, cut: list[memoryview], mark: str) -> Any:
     return value
 
 
+def _join_and_parse(chunks: list[bytes], config: ServeConfig) -> Any:
+    raw = b"".join(chunks)
+    chunks.clear()   # the pieces go as soon as they are joined
+    return _parse_body(raw, config)
+
+
 def _parse_body(raw: bytes | bytearray, config: ServeConfig) -> Any:
     values = count_values(raw)
     if values > config.max_json_values:
@@ -149,14 +155,14 @@ async def read_body(request, config: ServeConfig) -> dict[str, Any]:
 
 
 async def _read_json(request, config: ServeConfig) -> dict[str, Any]:
-    raw = bytearray()
-    async for chunk in request.stream():
-        raw += chunk
-    if len(raw) <= INLINE_JSON:
-        body = _parse_body(bytes(raw), config)
+    chunks, size = [], 0
+    async for chunk in request.stream():   # joined once, not grown on the event loop (each growth a copy)
+        chunks.append(chunk)
+        size += len(chunk)
+    if size <= INLINE_JSON:
+        body = _parse_body(b"".join(chunks), config)
     else:
-        body = await run_in_threadpool(_parse_body, raw, config)
-    del raw
+        body = await run_in_threadpool(_join_and_parse, chunks, config)
     if not isinstance(body, dict):
         raise ApiError(400, "bad_json", f"the body must be a JSON object, got {type(body).__name__}")
     return body

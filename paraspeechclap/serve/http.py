@@ -24,7 +24,8 @@ BODY_CHARGE = 2            # bytes of memory per body byte: the bytes (long stri
 SMALL_BODY = 1 * MB        # bodies up to this size may use the reserve that large bodies leave free ...
 SMALL_RESERVE = 8 * MB     # ... so that small requests are never starved by large uploads
 KEEP_ALIVE_SECONDS = 5     # an idle keep-alive connection is closed after this (shorter than the header deadline)
-TRIM_EVERY = 1.0           # after requests with a body, freed heap pages go back to the OS at most once a second
+TRIM_AFTER = 1 * MB        # after a body this large, freed heap pages go back to the OS ...
+TRIM_EVERY = 1.0           # ... at most once a second
 MALLOC_ARENAS = 2          # glibc gives each thread that allocates at once an arena of its own; each keeps freed memory
 
 
@@ -81,7 +82,7 @@ class Guard:
         finally:
             reader.release()
             self.metrics.request(endpoint, state["status"], time.perf_counter() - start)
-            if reader.received and time.perf_counter() - self.trimmed > TRIM_EVERY:
+            if reader.received >= TRIM_AFTER and time.perf_counter() - self.trimmed > TRIM_EVERY:
                 self.trimmed = time.perf_counter()
                 asyncio.get_running_loop().run_in_executor(None, release_freed_memory)
 
