@@ -55,9 +55,11 @@ async def timeline(request: Request, body: dict = Depends(request_body), state: 
             audio = await work.in_thread(lambda: measure(source, engine.sampling_rate, "audio"), header.samples)
         except AudioError as err:
             raise ApiError(400, "bad_audio", f"audio could not be decoded: {err.problem}") from None
-        if audio.samples < engine.min_audio_samples or audio.samples > (c.max_timeline_seconds + 1) * 16000:
-            raise ApiError(400 if audio.samples < engine.min_audio_samples else 413, "bad_audio",
-                           f"audio has {audio.samples} samples at 16 kHz, outside what a timeline takes")
+        if audio.samples < engine.min_audio_samples:
+            raise ApiError(400, "bad_audio", f"audio is too short: {audio.samples} samples at 16 kHz")
+        if audio.samples > (c.max_timeline_seconds + 1) * engine.sampling_rate:   # a header that said less
+            raise ApiError(413, "audio_too_long", f"audio lasts {audio.samples / engine.sampling_rate:.1f} s; the "
+                                                  f"limit is {c.max_timeline_seconds:g} s")
         spans = spans_of(engine, audio.samples, window, hop)
         text = await work.call(lambda: model.embed_text(captions))
         pieces = stream_windows(audio, spans, engine.sampling_rate, normalise=False)
