@@ -7,6 +7,7 @@ Errors are JSON: ``{"error": "<what went wrong>", "code": "<machine-readable>"}`
 """
 from __future__ import annotations
 
+import gc
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -31,6 +32,8 @@ def create_app(model: Any, config: ServeConfig | None = None, index: Any = None)
         import anyio.to_thread
 
         anyio.to_thread.current_default_thread_limiter().total_tokens = max(2, state.config.max_threads)
+        gc.collect()
+        gc.freeze()   # the model's and the libraries' objects live as long as the server: no collection walks them
         yield
         state.close()
 

@@ -12,6 +12,7 @@ from typing import Any, Callable, Sequence
 
 from starlette.concurrency import run_in_threadpool
 
+from ..fast import release_freed_memory
 from .admission import check_request_cost
 from .batcher import QueueFull
 from .config import SAMPLE_BYTES
@@ -52,7 +53,8 @@ class Work:
         if samples <= SMALL_DECODE:
             return await run_in_threadpool(fn)
         async with self.state.decoders:
-            return await run_in_threadpool(fn)
+            return await run_in_threadpool(_then_trim, fn)
+
 
     # ------------------------------------------------------------------ jobs on the model worker
     async def embed(self, items: Sequence[Any], after: Callable | None = None) -> Any:
@@ -121,3 +123,12 @@ async def admitted(state, request, what: str, cost: float, items: int = 1, audio
         yield work
     finally:
         work.close()
+
+
+def _then_trim(fn: Callable[[], Any]) -> Any:
+    """``fn()``, then freed heap pages back to the OS: a large decode's blocks would otherwise stay with its thread's
+    malloc arena."""
+    try:
+        return fn()
+    finally:
+        release_freed_memory()

@@ -65,7 +65,8 @@ async def timeline(request: Request, body: dict = Depends(request_body), state: 
         pieces = stream_windows(audio, spans, engine.sampling_rate, normalise=False)
         rows = []
         try:
-            while part := await work.in_thread(lambda: list(itertools.islice(pieces, per_chunk)), header.samples):
+            # the windows are read a chunk at a time (one decoder block held): not a large decode, no decoder place
+            while part := await work.in_thread(lambda: list(itertools.islice(pieces, per_chunk))):
                 rows.append(await work.embed([(w, engine.sampling_rate) for w in part],
                                              lambda results: _scores(results, text)))
                 await work.check_client()
