@@ -14,9 +14,9 @@ from .. import schemas
 from ..admission import PROMPT_COST
 from ..deps import guard, request_body, serve_state
 from ..errors import ApiError
-from ..inputs import Probe, read_audio, string_list, text
+from ..inputs import Probe, decode, read_audio, string_list, text
 from ..state import ServeState
-from ..work import Work, admitted
+from ..work import SMALL_DECODE, Work, admitted
 
 router = APIRouter(dependencies=[Depends(guard)])
 
@@ -34,31 +34,54 @@ def chunks(positions: list[int], seconds: dict[int, float], limit: float) -> lis
     return out
 
 
-async def probe_items(state: ServeState, specs: list, where: str) -> tuple[dict[int, Any], dict[int, Probe], list]:
-    """Per item its source and header, or its error: one bad item fails only itself."""
+def _probe_all(state: ServeState, specs: list, where: str) -> tuple[dict[int, Any], dict[int, Probe], list]:
     sources, headers, errors = {}, {}, [None] * len(specs)
     for i, spec in enumerate(specs):
         if spec is None and where.startswith("items"):
             continue
-        name = where.format(i)
         try:
-            sources[i], headers[i] = await run_in_threadpool(read_audio, spec, state.config,
-                                                             state.config.max_audio_seconds, name)
+            sources[i], headers[i] = read_audio(spec, state.config, state.config.max_audio_seconds, where.format(i))
         except ApiError as err:
             errors[i] = err.message
     return sources, headers, errors
 
 
-async def embed_items(work: Work, state: ServeState, sources: dict, headers: dict, errors: list, where: str,
-                      after: Callable[[list[int], list], Any]) -> list:
-    """Decode the good items, then embed them chunk by chunk; ``after(positions, results)`` runs on the worker for
-    each chunk. Returns the chunks' ``after`` results (decode failures land in ``errors``)."""
-    waves = {}
+async def probe_items(state: ServeState, specs: list, where: str) -> tuple[dict[int, Any], dict[int, Probe], list]:
+    """Per item its source and header, or its error (one bad item fails only itself): all in one thread-pool call."""
+    return await run_in_threadpool(_probe_all, state, specs, where)
+
+
+def _decode_all(state: ServeState, sources: dict, where: str) -> dict[int, Any]:
+    """Each item's ``(wave, rate)`` or its error message (small files only: one thread-pool call for all)."""
+    out: dict[int, Any] = {}
     for i, source in sources.items():
         try:
-            waves[i] = await work.decode(source, state.config.max_audio_seconds, where.format(i), headers[i].samples)
+            out[i] = decode(state.model, source, state.config.max_audio_seconds, where.format(i))
         except ApiError as err:
-            errors[i] = err.message
+            out[i] = err.message
+    return out
+
+
+async def embed_items(work: Work, state: ServeState, sources: dict, headers: dict, errors: list, where: str,
+                      after: Callable[[list[int], list], Any]) -> list:
+    """Decode the good items (the small ones in one thread-pool call, each large one for a decoder place), then
+    embed them chunk by chunk; ``after(positions, results)`` runs on the worker for each chunk. Returns the chunks'
+    ``after`` results (decode failures land in ``errors``)."""
+    small = {i: source for i, source in sources.items() if headers[i].samples <= SMALL_DECODE}
+    outcomes = await work.in_thread(lambda: _decode_all(state, small, where)) if small else {}
+    for i, source in sources.items():
+        if i not in small:
+            try:
+                outcomes[i] = await work.decode(source, state.config.max_audio_seconds, where.format(i),
+                                                headers[i].samples)
+            except ApiError as err:
+                outcomes[i] = err.message
+    waves = {}
+    for i in sorted(outcomes):
+        if isinstance(outcomes[i], str):
+            errors[i] = outcomes[i]
+        else:
+            waves[i] = outcomes[i]
     runs = chunks(list(waves), {i: h.seconds for i, h in headers.items()}, state.config.chunk_seconds)
     return await work.embed_chunks([([waves[i] for i in run], lambda results, run=run: after(run, results))
                                     for run in runs])
