@@ -147,9 +147,10 @@ def _check_finite(block: np.ndarray, name: str) -> None:
 def stream_audio(source: AudioInput, sampling_rate: int = TARGET_SAMPLE_RATE, name: str | None = None,
                  block_seconds: float = BLOCK_SECONDS) -> Iterator[np.ndarray]:
     """Mono float32 blocks at ``sampling_rate`` of a file (path or bytes): read ``block_seconds`` at a time at the
-    file's own rate (at most :data:`BLOCK_BYTES` of input, see :func:`block_frames`), mixed to mono and resampled with soxr's streaming resampler, so the file is never held whole.
-    Concatenated, the blocks are exactly what :func:`load_audio` returns. Raises :class:`AudioError` (unreadable,
-    non-finite or zero-length audio) when it meets the problem."""
+    file's own rate (at most :data:`BLOCK_BYTES` of input, see :func:`block_frames`), mixed to mono and resampled
+    with soxr's streaming resampler, so the file is never held whole. Concatenated, the blocks are exactly what
+    :func:`load_audio` returns. Raises :class:`AudioError` (unreadable, non-finite or zero-length audio) when it
+    meets the problem."""
     name = name or describe(source)
     total = 0
     with _open(source, name) as handle:
