@@ -15,6 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from ..prompts import fill_template
+
 MODELS_DIR = Path(__file__).resolve().parents[1] / "models"
 
 
@@ -97,7 +99,7 @@ class AttributeTable:
         if not tags:
             return None
         words = tags[0] if len(tags) == 1 else ", ".join(tags[:-1]) + " and " + tags[-1]
-        return self.template.format(words)
+        return fill_template(self.template, words)
 
 
 def packaged_tables() -> list[AttributeTable]:

@@ -25,6 +25,7 @@ from typing import Any, Hashable, Iterable, Iterator, Sequence
 import numpy as np
 
 from ..audio import AudioError, AudioInput, describe, file_seconds, load_audio, normalize_waveform
+from ..prompts import fill_template
 from .decode import prefetch
 from .plan import Window, plan_batches, window_size, window_spans
 from .stream import STREAM_SECONDS, LongAudio, measure, windows as stream_windows
@@ -399,7 +400,7 @@ class EmbeddingLoop:
         for t in templates:
             if "{}" not in t:
                 raise ValueError(f"template must contain '{{}}' where the class goes: {t!r}")
-        stacked = np.stack([self.embed_text([t.format(c) for c in candidates]) for t in templates])
+        stacked = np.stack([self.embed_text([fill_template(t, c) for c in candidates]) for t in templates])
         mean = stacked.mean(axis=0)
         return (mean / np.linalg.norm(mean, axis=1, keepdims=True)).astype(np.float32)
 

@@ -42,7 +42,7 @@ def make_client(mini):
     clients = []
 
     def make(index=None, **config):
-        client = TestClient(create_app(mini, ServeConfig(**config), index=index))
+        client = TestClient(create_app(mini, ServeConfig(**config), index=index), base_url="http://localhost")
         client.__enter__()
         clients.append(client)
         return client
@@ -50,3 +50,46 @@ def make_client(mini):
     yield make
     for client in clients:
         client.__exit__(None, None, None)
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def live_server(mini):
+    """``live_server(index=None, **config)`` -> the base URL of the app served by real uvicorn (the service's own
+    settings: header deadline, keep-alive, connection limit) on a free 127.0.0.1 port, in a thread."""
+    import threading
+    import time
+
+    import uvicorn
+
+    from paraspeechclap.serve.app import create_app
+    from paraspeechclap.serve.config import ServeConfig
+    from paraspeechclap.serve.http import uvicorn_config
+
+    servers = []
+
+    def start(index=None, **config):
+        settings = ServeConfig(**config)
+        app = create_app(mini, settings, index=index)
+        port = free_port()
+        server = uvicorn.Server(uvicorn_config(app, settings, "127.0.0.1", port, "warning"))
+        thread = threading.Thread(target=server.run, daemon=True)
+        thread.start()
+        deadline = time.time() + 30
+        while not server.started:
+            assert thread.is_alive() and time.time() < deadline, "uvicorn did not start"
+            time.sleep(0.02)
+        servers.append((server, thread))
+        return f"http://127.0.0.1:{port}", app
+
+    yield start
+    for server, thread in servers:
+        server.should_exit = True
+        thread.join(10)

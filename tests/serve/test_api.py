@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import threading
+from pathlib import Path
 import time
 
 import numpy as np
@@ -155,9 +156,19 @@ def test_search_a_real_index_and_play_a_clip(make_client, mini, tmp_path):
     corpus.mkdir()
     for i, freq in enumerate((100, 140, 220, 300)):
         (corpus / f"clip{i}.wav").write_bytes(wav_bytes(1.0 + 0.2 * i, freq))
+    (corpus / "broken.wav").write_bytes(b"not audio at all")           # a row that failed to decode
+    (tmp_path / "outside.wav").write_bytes(wav_bytes(1.0, 180))
+    (corpus / "linked.wav").symlink_to(tmp_path / "outside.wav")       # decodes, but lives outside the corpus
     annotate(corpus, tmp_path / "ann", workers=1, shard_size=8, device="cpu")
     index = Index.build(tmp_path / "ann")
-    client = make_client(index=Index.open(index.folder))
+    opened = Index.open(index.folder)
+    client = make_client(index=opened)
+    rows = {Path(audio).name: (row, status) for row, audio, status in
+            opened.sql.execute("SELECT row, audio, status FROM clips").fetchall()}
+    assert rows["broken.wav"][1] != "ok" and rows["linked.wav"][1] == "ok"
+    expect_error(client.get(f"/v1/clip/{rows['broken.wav'][0]}"), 404, "no_such_clip")
+    expect_error(client.get(f"/v1/clip/{rows['linked.wav'][0]}"), 404, "no_such_clip")
+    assert client.get(f"/v1/clip/{rows['clip0.wav'][0]}").status_code == 200
     body = client.post("/v1/search", json={"text": "A man speaks in a deep voice.", "k": 3}).json()
     assert len(body["results"]) == 3 and body["results"][0]["score"] >= body["results"][-1]["score"]
     hit = body["results"][0]

@@ -1,0 +1,101 @@
+"""What the routes share: the model, its worker, the budgets, the attribute tables and the index (checked to hold
+this model's embeddings)."""
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .admission import Budget
+from .batcher import Batcher
+from .config import ServeConfig
+from .http import body_budget
+from .metrics import Metrics
+
+MODELS = Path(__file__).resolve().parents[1] / "models"
+
+
+def attribute_table(model: Any) -> tuple[str, dict[str, list[str]]]:
+    """The attributes the page draws probability bars for: the packaged table (``paraspeechclap/models/**/
+    attributes*.json``, the same data the annotate room reads) whose ``match`` fits the model's speech encoder, else
+    the paper's (intrinsic attributes and situational classes)."""
+    speech = getattr(getattr(model, "config", None), "speech_config", None)
+    kind = speech.get("model_type") if isinstance(speech, dict) else getattr(speech, "model_type", None)
+    docs = [json.loads(path.read_text(encoding="utf-8")) for path in sorted(MODELS.glob("**/attributes*.json"))]
+    chosen = next((d for d in docs if kind is not None and kind in d.get("match", {}).get("speech_model_type", [])),
+                  None) or next((d for d in docs if d.get("family") == "paper"), None)
+    if chosen is None:
+        return "none", {}
+    return chosen.get("family", "custom"), {name: list(spec["classes"]) for name, spec in chosen["attributes"].items()}
+
+
+def index_mismatch(meta: dict, provenance: dict, dim: int) -> str | None:
+    """Why an index cannot serve this model (another identity or embedding width), or None when it can."""
+    held = meta.get("model") or {}
+    held_dim = meta.get("dim")
+    same_identity = held.get("identity") == provenance.get("identity")
+    same_dim = held_dim is None or int(held_dim) == int(dim)
+    if same_identity and same_dim:
+        return None
+    message = (f"the index holds embeddings of model {held.get('model')!r} (identity {held.get('identity')}, "
+               f"dim {held_dim}, precision {held.get('precision')}) but the server runs {provenance.get('model')!r} "
+               f"(identity {provenance.get('identity')}, dim {dim}, precision {provenance.get('precision')})")
+    if same_dim and held.get("precision") and held.get("precision") != provenance.get("precision"):
+        message += f"; the identity includes the precision: try --precision {held.get('precision')}"
+    return message
+
+
+def corpus_roots(index: Any) -> list[Path]:
+    """Folders an indexed clip's audio may be served from: the annotation folder and the corpus it was made from
+    (the annotation manifest's audio root, else each input folder, or the folder of each input manifest file)."""
+    annotations = Path(str(getattr(index, "annotations", "") or ""))
+    roots = [annotations] if str(annotations) not in ("", ".") else []
+    try:
+        manifest = json.loads((annotations / "_manifest.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        manifest = {}
+    source = manifest.get("input") or {}
+    if source.get("audio_root"):
+        roots.append(Path(source["audio_root"]))
+    else:
+        for item in source.get("inputs") or []:
+            path = Path(item)
+            roots.append(path if path.is_dir() else path.parent)
+    return [Path(os.path.realpath(root)) for root in roots if root.is_dir()]
+
+
+@dataclass
+class ServeState:
+    model: Any
+    config: ServeConfig
+    index: Any = None
+    metrics: Metrics = field(default_factory=Metrics)
+
+    def __post_init__(self) -> None:
+        c = self.config
+        self.batcher = Batcher(self.model, c.max_batch_items, c.max_wait_ms, c.max_queue_items, c.batch_size,
+                               self.metrics, max_batch_seconds=c.max_batch_seconds, max_queue_cost=c.max_queue_cost)
+        self.body_budget = body_budget(c)
+        self.audio_budget = Budget("decoded-audio memory", c.max_audio_memory, "bytes")
+        self.decoders = asyncio.Semaphore(max(1, c.max_decoders))
+        self.provenance = self.model.provenance()
+        self.logit_scale = float(self.model.logit_scale)
+        self.dim = int(self.model.config.embedding_dim)
+        self.table_name, self.attributes = attribute_table(self.model)
+        self.index_attributes, self.roots = self.attributes, []
+        if self.index is not None:
+            meta = getattr(self.index, "meta", None) or {}
+            problem = index_mismatch(meta, self.provenance, self.dim) if meta.get("model") else None
+            if problem is not None:
+                raise ValueError(problem)
+            table = (meta.get("attributes") or {}).get("attributes")
+            if isinstance(table, dict):
+                self.index_attributes = {name: list(spec.get("classes", spec) if isinstance(spec, dict) else spec)
+                                         for name, spec in table.items()}
+            self.roots = corpus_roots(self.index)
+
+    def close(self) -> None:
+        self.batcher.close()
