@@ -30,6 +30,7 @@ ROOM_COMMANDS = {
     "index": "paraspeechclap.index.cli",
     "search": "paraspeechclap.index.search_cli",
     "serve": "paraspeechclap.serve.cli",
+    "tts-eval": "paraspeechclap.ttseval.cli",
 }
 
 
