@@ -124,8 +124,9 @@ def evaluate_systems(prompts: Any, systems: Any, model: Any = "mini", *, precisi
     if cache_dir == "default":
         from ..evaluate.cache import default_cache_dir
 
-        cache_dir = str(default_cache_dir())
-    embed = embedder(model, None if cache_dir is None else str(cache_dir), batch_size, progress)
+        cache_dir = default_cache_dir()
+    cache_dir = None if cache_dir is None else str(cache_dir)
+    embed = embedder(model, cache_dir, batch_size, progress)
     scores = score_clips(model, prompt_list, system_list, cf_table, attr_table, gate_table, problems, embed)
     fields = build_fields(model, cf_table, attr_table, gate_table, prompt_set_id(prompt_list), n_boot, seed, level)
     signature = format_signature(fields)
