@@ -154,16 +154,6 @@ def verified(row: dict, prompt: dict) -> bool:
     return all(checks[CHECK_NAME[SYNTH_ATTRIBUTE[attr]]][0] is not False for attr in prompt["labels"])
 
 
-def _render(task: tuple) -> dict:
-    from paraspeechclap.synth.generate import render_clip
-
-    job, audio_dir = task
-    try:
-        return render_clip(job, audio_dir)
-    except Exception as exc:  # noqa: BLE001 - a failed rendering is retried with another voice
-        return {"index": job["index"], "error": f"{type(exc).__name__}: {exc}"}
-
-
 def render_systems(out: Path, prompts: list[dict], seed: int, workers: int) -> dict:
     """Render every (system, prompt); a rendering whose named attributes fail verification is redone with another
     voice and seed, up to MAX_TRIES times. Returns per system its rate, adherent ids and unverified ids."""
@@ -175,7 +165,9 @@ def render_systems(out: Path, prompts: list[dict], seed: int, workers: int) -> d
 
     from paraspeechclap.synth import styles as S
     from paraspeechclap.synth.engines import prepare_espeak_data
-    from paraspeechclap.synth.generate import _init_worker, calibrate_voices
+    # synth's own worker set-up and render loop (a failed clip comes back as {"error": ...}); importable in the spawned
+    # workers, which a function of this script (loaded by path, e.g. by the tests) would not be
+    from paraspeechclap.synth.generate import _init_worker, _render_star, calibrate_voices
 
     voices = [v for v in S.all_voices(False) if v.held_out]
     systems = {}
@@ -197,7 +189,7 @@ def render_systems(out: Path, prompts: list[dict], seed: int, workers: int) -> d
                     tasks.append((make_job(prompts[i], style, i, voices, calib, rng), str(out / "systems" / name)))
                     keys.append((name, i, attempt))
                 retry = []
-                for (name, i, attempt), row in zip(keys, tqdm(pool.imap(_render, tasks, chunksize=4),
+                for (name, i, attempt), row in zip(keys, tqdm(pool.imap(_render_star, tasks, chunksize=4),
                                                               total=len(tasks), desc="rendering")):
                     if verified(row, prompts[i]):
                         continue
