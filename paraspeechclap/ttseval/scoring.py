@@ -36,17 +36,15 @@ def prompt_info(prompts: Sequence[Prompt], cf_table: Any, attr_table: Any, probl
     info = PromptInfo([], [], [])
     for i, p in enumerate(prompts):
         intended, label_notes = intended_classes(p.labels, contrast.classes[i], attr_table, cf_table)
-        notes = contrast.notes[i] + label_notes
-        if p.labels is not None:
-            for attr, cls in intended.items():
-                named = {v for v in contrast.classes[i].values()}
-                if named and cls not in named and not any(cls in cf_table.equivalents(n) for n in named):
-                    notes.append(f"the label {attr}={cls} is not what the caption names ({', '.join(sorted(named))})")
+        named = set(contrast.classes[i].values())
+        mismatch = [f"the label {attr}={cls} is not what the caption names ({', '.join(sorted(named))})"
+                    for attr, cls in intended.items() if p.labels is not None and named and cls not in named
+                    and not any(cls in cf_table.equivalents(n) for n in named)]
         info.caption_classes.append(contrast.classes[i])
         info.intended.append(intended)
-        info.notes.append(notes)
-        for note in label_notes:
-            problems.append(Problem("bad_label", note, prompt=p.id, where=p.ref, severity="warning"))
+        info.notes.append(contrast.notes[i] + label_notes + mismatch)
+        for kind, note in [("bad_label", n) for n in label_notes] + [("label_mismatch", n) for n in mismatch]:
+            problems.append(Problem(kind, note, prompt=p.id, where=p.ref, severity="warning"))
         if not intended and contrast.problems[i] is not None:
             problems.append(Problem("no_attribute", f"the prompt names no attribute the tables know: {p.caption!r}",
                                     prompt=p.id, where=p.ref))

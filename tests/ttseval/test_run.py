@@ -71,6 +71,7 @@ def test_labels_from_the_prompts_file(bench, tmp_path, mini):
     rows[0]["labels"] = {"pitch": "deep", "rate": "slow"}      # what the caption says
     rows[1]["labels"] = ["fast"]                                # a list of class words
     rows[2]["labels"] = {"pitch": "squeaky", "loudness": "x"}   # not classes of the model's table
+    rows[4]["labels"] = {"pitch": "high-pitched"}              # the caption says deep
     prompts = tmp_path / "p.jsonl"
     prompts.write_text("".join(json.dumps(r) + "\n" for r in rows))
     result = evaluate_systems(prompts, {"good": bench / "good"}, mini, cache_dir=None, **FAST)
@@ -79,4 +80,6 @@ def test_labels_from_the_prompts_file(bench, tmp_path, mini):
     assert intended[3] == {"gender": "female", "pitch": "high-pitched", "rate": "fast"}  # parsed from the caption
     bad = [p for p in result.problems if p.kind == "bad_label"]
     assert len(bad) == 2 and all(p.prompt == "p2" and p.severity == "warning" for p in bad)
+    mismatch = [p for p in result.problems if p.kind == "label_mismatch"]
+    assert [(p.prompt, p.severity) for p in mismatch] == [("p4", "warning")] and "deep" in mismatch[0].message
     assert not result.failed
