@@ -66,8 +66,10 @@ def _contrastive(cos: np.ndarray, contrast: Any, components: list[dict]) -> tupl
     if np.any(np.abs(cos[both] - theirs[both]) > 1e-4):
         raise ValueError("the contrastive result was computed for other items (its caption cosines differ)")
     rewards = np.where(np.isfinite(cos), scores, np.nan)
-    for i, part in enumerate(components):
-        part.update(contrastive=float(rewards[i]), contrastive_win=float(contrast.win[i]),
+    win = np.asarray(contrast.win, np.float64)
+    for i, part in enumerate(components):  # None, not NaN, where there is no score: the components go out as JSON
+        part.update(contrastive=float(rewards[i]) if np.isfinite(rewards[i]) else None,
+                    contrastive_win=float(win[i]) if np.isfinite(win[i]) and np.isfinite(rewards[i]) else None,
                     counterfactuals=int(np.sum(contrast.contrast.item == i)))
         if contrast.problems[i] is not None:
             part["contrastive_problem"] = contrast.problems[i]

@@ -37,6 +37,7 @@ def test_contrastive_shaping_takes_the_benchmarks_scores():
     assert parts[0] == pytest.approx({"cosine": 0.4, "logit": 8.0, "contrastive": 0.8, "contrastive_win": 1.0,
                                       "counterfactuals": 2})
     assert parts[1]["contrastive_problem"] == "the caption names no attribute"
+    assert parts[1]["contrastive"] is None and parts[1]["contrastive_win"] is None  # JSON-safe: no NaN
     with pytest.raises(ValueError, match="contrast="):
         shape_rewards(cos, 20.0, "contrastive")
     with pytest.raises(ValueError, match="other items"):
