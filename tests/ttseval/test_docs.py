@@ -1,5 +1,5 @@
 """Every example of docs/tts-eval.md runs: its bash and Python blocks, in order, in one scratch folder (a block
-preceded by ``<!-- docs-test: skip (reason) -->`` is skipped with its reason)."""
+preceded by ``<!-- doc-test: skip: REASON -->``, the mark of the project's doc-block runner, is skipped)."""
 from __future__ import annotations
 
 import os
@@ -12,7 +12,7 @@ from tts_helpers import needs_espeak
 
 REPO = Path(__file__).resolve().parents[2]
 DOC = REPO / "docs" / "tts-eval.md"
-BLOCK = re.compile(r"(?:<!-- docs-test: skip \((?P<skip>[^)]*)\) -->\n)?```(?P<lang>\w*)\n(?P<code>.*?)```", re.S)
+BLOCK = re.compile(r"(?:<!--\s*doc-test:\s*skip\s*:\s*(?P<skip>.*?)\s*-->\n)?```(?P<lang>\w*)\n(?P<code>.*?)```", re.S)
 
 
 def blocks(text: str) -> list[tuple[str, str, str | None]]:
