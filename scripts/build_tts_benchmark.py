@@ -307,14 +307,16 @@ def run_eval(out: Path, doc: dict, folder: str, model, cache: Path, report: str,
     return result.doc, seconds
 
 
-def evaluate(out: Path, doc: dict, results_dir: Path) -> int:
-    """The benchmark with the mini model in fp32: clean (cold cache, timed; warm rerun; robustness) and degraded."""
+def evaluate(out: Path, doc: dict, results_dir: Path, timing_only: bool = False) -> int:
+    """The benchmark with the mini model in fp32: clean (cold cache, timed; warm rerun; robustness) and degraded;
+    ``timing_only``: the two timed runs of the clean systems only (results tagged ``timing``)."""
     import tempfile
 
     from paraspeechclap import ParaSpeechCLAP
 
     h = harness()
     rates = {name: s["rate"] for name, s in doc["systems"].items()}
+    load_before = os.getloadavg()
     t0 = time.perf_counter()
     model = ParaSpeechCLAP.from_pretrained("mini", precision="fp32")
     load_s = time.perf_counter() - t0
@@ -326,25 +328,32 @@ def evaluate(out: Path, doc: dict, results_dir: Path) -> int:
         h.log("clean systems, cold cache")
         clean, cold_s = run_eval(out, doc, "systems", model, Path(cache), "clean")
         _, warm_s = run_eval(out, doc, "systems", model, Path(cache), "clean-warm")
-        h.log("robustness set of adh100")
-        robust, robust_s = run_eval(out, doc, "systems", model, Path(cache), "clean-robustness", robustness="adh100")
         result["timing"] = {"cold_s": round(cold_s, 2), "cold_cpu_s": clean["cpu_s"], "warm_s": round(warm_s, 2),
-                            "robustness_run_s": round(robust_s, 2), "clips": len(clean["clips"]),
-                            "cold_with_model_load_s": round(cold_s + load_s, 2), "load_average": os.getloadavg()}
+                            "clips": len(clean["clips"]), "cold_with_model_load_s": round(cold_s + load_s, 2),
+                            "load_average_before": load_before, "load_average_after": os.getloadavg()}
         result["signature"] = clean["signature"]
         result["runs"]["clean"] = {v: ranking_checks(clean, rates, v) for v in ("all", "gated")}
-        result["robustness"] = {k: robust["robustness"][k] for k in ("reference", "clips", "margin_sd", "overall",
-                                                                     "perturbations")}
         result["flagged"] = {"clean": {n: s["flagged"] for n, s in clean["systems"].items()}}
-        for kind in doc["degradations"]:
-            h.log(f"degraded systems: {kind}")
-            degraded, seconds = run_eval(out, doc, f"systems-{kind}", model, Path(cache), kind)
-            result["runs"][kind] = {v: ranking_checks(degraded, rates, v) for v in ("all", "gated")}
-            result["flagged"][kind] = {n: s["flagged"] for n, s in degraded["systems"].items()}
-    json_path, md_path = h.write_results(results_dir, h.result_stem("tts-eval", None), result, summary_md(result, h))
+        if not timing_only:
+            _robustness_and_degradations(out, doc, model, Path(cache), rates, result, h)
+    stem = h.result_stem("tts-eval", None, "timing" if timing_only else "")
+    json_path, md_path = h.write_results(results_dir, stem, result, summary_md(result, h))
     print(summary_md(result, h))
     print(f"results: {json_path}, {md_path}; reports: {out / 'reports'}")
     return 0
+
+
+def _robustness_and_degradations(out: Path, doc: dict, model, cache: Path, rates: dict, result: dict, h) -> None:
+    h.log("robustness set of adh100")
+    robust, robust_s = run_eval(out, doc, "systems", model, cache, "clean-robustness", robustness="adh100")
+    result["timing"]["robustness_run_s"] = round(robust_s, 2)
+    result["robustness"] = {k: robust["robustness"][k] for k in ("reference", "clips", "margin_sd", "overall",
+                                                                 "perturbations")}
+    for kind in doc["degradations"]:
+        h.log(f"degraded systems: {kind}")
+        degraded, _ = run_eval(out, doc, f"systems-{kind}", model, cache, kind)
+        result["runs"][kind] = {v: ranking_checks(degraded, rates, v) for v in ("all", "gated")}
+        result["flagged"][kind] = {n: s["flagged"] for n, s in degraded["systems"].items()}
 
 
 def summary_md(result: dict, h) -> str:
@@ -354,7 +363,8 @@ def summary_md(result: dict, h) -> str:
         f"{result['prompts']} prompts x {len(result['rates'])} systems ({result['timing']['clips']} clips); "
         f"unverified renderings: {result['unverified_renderings']}. Cold cache {result['timing']['cold_s']} s "
         f"({result['timing']['cold_cpu_s']} CPU-s; + model load {result['model_load_s']} s), warm "
-        f"{result['timing']['warm_s']} s; load average after the timed runs {result['timing']['load_average']}.", ""]
+        f"{result['timing']['warm_s']} s; load average before {h.fmt(result['timing']['load_average_before'][0])}, "
+        f"after the timed runs {h.fmt(result['timing']['load_average_after'][0])}.", ""]
     rows = []
     for run, views in result["runs"].items():
         for view, checks in views.items():
@@ -365,6 +375,8 @@ def summary_md(result: dict, h) -> str:
                              h.met_cell(c["non_overlapping"]), means])
     lines += h.markdown_table(["run", "view", "score", "Spearman", "exact order", "neighbours apart",
                                "mean [95% CI] by known rate"], rows) + [""]
+    if "robustness" not in result:
+        return "\n".join(lines) + "\n"
     rob = result["robustness"]
     rows = [[name] + [f"{100 * entry[s]['raised_share']:.1f} %" for s in SCORE_NAMES]
             + [f"{100 * entry['flagged_share']:.0f} %"] for name, entry in rob["perturbations"].items()]
@@ -382,12 +394,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--evaluate", action="store_true", help="run the benchmark on the built systems")
+    ap.add_argument("--timing-only", action="store_true", help="with --evaluate: only the timed clean runs")
     ap.add_argument("--results", type=Path, default=Path("benchmarks/results"), help="where the summary goes")
     args = ap.parse_args(argv)
     doc = build(args.out, args.prompts, args.seed, args.workers)
     print(f"{doc['prompts']} prompts, systems {', '.join(doc['systems'])}; unverified renderings {doc['unverified']}")
     if args.evaluate:
-        return evaluate(args.out, doc, args.results)
+        return evaluate(args.out, doc, args.results, timing_only=args.timing_only)
     return 0
 
 
