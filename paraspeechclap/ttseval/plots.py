@@ -43,7 +43,7 @@ def plot_attributes(view: dict, title: str):
     plt = _pyplot()
     attrs = sorted(view["attributes"])
     systems = list(next(iter(view["attributes"].values())).keys()) if attrs else []
-    figure, ax = plt.subplots(figsize=(max(5.0, 1.1 * len(attrs) * max(1, len(systems)) / 2 + 2), 4.0))
+    figure, ax = plt.subplots(figsize=(min(16.0, max(5.0, 0.3 * len(attrs) * max(1, len(systems)) + 2.5)), 4.0))
     width = 0.8 / max(1, len(systems))
     for k, system in enumerate(systems):
         rows = [view["attributes"][a][system]["accuracy"] for a in attrs]
