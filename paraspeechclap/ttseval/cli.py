@@ -18,7 +18,8 @@ examples:
 Every score is printed under the signature that pins it (model and weights hash, precision, preprocessing,
 counterfactual table, attribute table and template, gates, metric version, prompt set, bootstrap and seed).
 The report folder holds report.json, systems.csv/json, attributes.csv, pairs.csv, clips.csv, plots/ and index.html
-(audio players link the clips where they are; --audio copy copies them into the report).
+(audio players link the clips where they are; --audio copy copies them into the report). --precision defaults to
+fp32 here: the path on which the signature's numbers reproduce on another machine.
 
 exit codes: 0 every clip scored; 1 some item failed (missing or unreadable clip, bad row, a prompt naming no known
 attribute), the report is still written; 2 bad arguments, unreadable prompts, a refused --out or a model that does not
