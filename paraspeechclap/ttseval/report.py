@@ -14,7 +14,7 @@
 
 Audio is **linked, not copied** by default: the page's players point at the clips where they are, by a path
 relative to the report folder, so a report over gigabytes of audio costs kilobytes (move the report with the audio, or
-use ``audio="copy"``, which copies every clip into ``audio/<system>/`` and says how much it copied).
+use ``audio="copy"``, which copies every clip into ``audio/<n>-<system>/<n>-<prompt>.<ext>`` and says how much it copied).
 """
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ import csv
 import io
 import json
 import os
+import re
 import shutil
 import sys
 import time
@@ -130,6 +131,8 @@ def _audio_paths(doc: dict, out: Path, tmp: Path, audio: str) -> dict[tuple[str,
     """Where each clip's player points, relative to the report folder (copying the clips for ``copy``)."""
     paths: dict[tuple[str, str], str | None] = {}
     copied, total = 0, 0
+    systems = {name: k for k, name in enumerate(doc["systems"])}
+    prompts = {item["id"]: k for k, item in enumerate(doc["prompts"]["items"])}
     for rec in doc["clips"]:
         path = rec["path"]
         if audio == "none" or not path or rec["status"] == "missing":
@@ -137,7 +140,9 @@ def _audio_paths(doc: dict, out: Path, tmp: Path, audio: str) -> dict[tuple[str,
         elif audio == "link":
             paths[(rec["system"], rec["prompt"])] = Path(os.path.relpath(os.path.abspath(path), out)).as_posix()
         else:
-            rel = f"audio/{rec['system']}/{rec['prompt']}{Path(path).suffix}"
+            # numbered and slugged: ids and names from a file never make a path outside the report
+            rel = (f"audio/{systems[rec['system']]:02d}-{_slug(rec['system'])}/"
+                   f"{prompts[rec['prompt']]:06d}-{_slug(rec['prompt'])}.{_slug(Path(path).suffix[1:] or 'audio')}")
             (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(path, tmp / rel)
             copied, total = copied + 1, total + os.path.getsize(path)
@@ -145,6 +150,10 @@ def _audio_paths(doc: dict, out: Path, tmp: Path, audio: str) -> dict[tuple[str,
     if copied:
         print(f"copied {copied} clips ({total / 1e6:.1f} MB) into {out / 'audio'}", file=sys.stderr)
     return paths
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]", "_", text).lstrip(".")[:80] or "_"
 
 
 def write_report(evaluation: Any, out: str | os.PathLike, audio: str = "link", plots: bool = True) -> Path:

@@ -66,6 +66,7 @@ def test_copied_audio_travels_with_the_report(evaluation, tmp_path, capsys):
     assert "copied 12 clips" in capsys.readouterr().err
     page = _page(out)
     assert all(src.startswith("audio/") and (out / src).is_file() for src in page.audio)
+    assert (out / "audio" / "00-good" / "000000-p0.wav").is_file()
     assert not (out / "plots").exists()
     none = evaluation.write_report(tmp_path / "r3", audio="none")
     assert _page(none).audio == []
@@ -91,3 +92,14 @@ def test_report_json_is_strict_json_with_the_signature_fields(evaluation, tmp_pa
     assert set(doc["views"]) == {"all", "gated"} and doc["robustness"]["reference"] == "good"
     paper = json.loads((out / "systems.json").read_text())
     assert paper["views"]["all"]["good"]["contrastive"]["rank"] == 1
+
+
+def test_copied_names_stay_inside_the_report(bench, mini, tmp_path):
+    """Prompt ids and system names come from files: a copy is never written outside the report folder."""
+    prompts = tmp_path / "p.jsonl"
+    prompts.write_text(json.dumps({"id": "../../escape", "caption": "A deep male voice speaks slowly."}) + "\n")
+    result = evaluate_systems(prompts, {"../up": {"../../escape": str(bench / "good" / "p0.wav")}}, mini,
+                              cache_dir=None, n_boot=10, n_permutations=10)
+    out = result.write_report(tmp_path / "deep" / "r", audio="copy", plots=False)
+    copied = [p for p in (tmp_path).rglob("*.wav")]
+    assert len(copied) == 1 and out in copied[0].parents, copied
