@@ -31,6 +31,7 @@ ROOM_COMMANDS = {
     "search": "paraspeechclap.index.search_cli",
     "serve": "paraspeechclap.serve.cli",
     "export": "paraspeechclap.export.cli",
+    "tts-eval": "paraspeechclap.ttseval.cli",
 }
 
 

@@ -25,6 +25,8 @@ Results name every candidate by its file (the "name" field: the file name, iter_
 or the manifest's path).
 
 Ties go to the highest score, then the lowest candidate index (earliest iteration).
+--score contrastive ranks by the contrastive adherence of paraspeechclap tts-eval instead of the
+cosine (a caption naming no attribute the counterfactual table can flip leaves its prompt unchosen).
 --gate wer<=0.2 keeps only candidates passing the gate (all fail: fall back to the plain score,
 flagged "fallback"); --weight wer=-1.0 ranks by score + weight * value. Blank prompt lines and
 missing files are reported and skipped without shifting indices.
@@ -43,8 +45,17 @@ Exit code: 0 all prompts chosen, 1 some prompt failed or some manifest row was i
 """
 
 
+SCORE_DEFINITIONS = {
+    "cosine": "cosine(text_emb(caption), audio_emb(candidate))",
+    "contrastive": "contrastive adherence: mean over named attributes of sigmoid(logit_scale * (cos(caption) - "
+                   "cos(caption with the attribute flipped))) (paraspeechclap.ttseval.contrastive)",
+}
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Register the rerank options on ``parser``."""
+    from .reward import REWARD_SCORES
+
     parser.description = _DESCRIPTION
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.add_argument("input", type=Path,
@@ -62,6 +73,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--weight", action="append", default=[], metavar="COL=W",
         help="rank by score + W * column (repeatable), e.g. wer=-1.0",
+    )
+    parser.add_argument(
+        "--score", choices=list(REWARD_SCORES), default="cosine",
+        help="what ranks the candidates: the caption-audio cosine (default), or the contrastive adherence of "
+             "paraspeechclap tts-eval (the probability the caption beats captions flipping one named attribute)",
     )
     parser.add_argument("--json", action="store_true", help="print selection.json to stdout instead of a table")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -107,9 +123,21 @@ def load_model(args: argparse.Namespace):
     return load_model_from_args(args)
 
 
+def _rerank(model, data, args: argparse.Namespace, gates, weights) -> list:
+    """Score every candidate with ``--score`` and select one per prompt."""
+    from .engine import rerank_input, select_all
+    from .reward import contrastive_candidate_scores
+
+    if args.score == "contrastive":
+        scores, errors = contrastive_candidate_scores(model, data.prompts, batch_size=args.batch_size,
+                                                      show_progress=not args.no_progress)
+        return select_all(data.prompts, scores, errors, gates, weights)
+    return rerank_input(model, data, gates=gates, weights=weights, batch_size=args.batch_size,
+                        show_progress=not args.no_progress)
+
+
 def run(args: argparse.Namespace) -> int:
     """Run the rerank; returns the exit code."""
-    from .engine import rerank_input
     from .inputs import InputError, read_input
     from .outputs import OutputExistsError, check_output_dir, write_outputs
     from .selection import parse_gate, parse_weight
@@ -138,10 +166,7 @@ def run(args: argparse.Namespace) -> int:
     except Exception as exc:  # noqa: BLE001 - report any load failure as a usage error
         print(f"error: could not load model {args.model!r}: {type(exc).__name__}: {exc}", file=err)
         return 2
-    results = rerank_input(
-        model, data, gates=gates, weights=weights, batch_size=args.batch_size,
-        show_progress=not args.no_progress,
-    )
+    results = _rerank(model, data, args, gates, weights)
     for res in results:
         for pos, message in sorted(res.errors.items()):
             print(f"warning: {res.prompt.candidates[pos].path}: could not be scored ({message}); skipped", file=err)
@@ -157,7 +182,7 @@ def run(args: argparse.Namespace) -> int:
         "link": bool(args.link),
         "gates": [str(g) for g in gates],
         "weights": weights,
-        "score": "cosine(text_emb(caption), audio_emb(candidate))",
+        "score": SCORE_DEFINITIONS[args.score],
         "tie_break": "highest key (score, or score + weights), then lowest candidate index",
     }
     try:
