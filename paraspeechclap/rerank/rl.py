@@ -160,12 +160,21 @@ def score_items(model: Any, audios: Sequence[Any], captions: Sequence[str], grou
         for k, i in enumerate(good):
             cos[i] = np.float32(text_emb[rows[k]] @ embeddings[i])
     labels = None if groups is None else [_group_label(g) for g in groups]
-    shaped, components = shape_rewards(cos, float(scale) if scale is not None else 1.0, shaping, labels)
+    contrast = None
+    if shaping == "contrastive":  # the benchmark's score, from the one function that computes it (absolute import:
+        from paraspeechclap.ttseval.contrastive import contrastive_scores  # veRL loads this file by path)
+
+        audio = np.full((n, len(next(iter(embeddings.values()))) if embeddings else 1), np.nan, np.float32)
+        for i, embedding in embeddings.items():
+            audio[i] = embedding
+        contrast = contrastive_scores(model, audio, [c if isinstance(c, str) else "" for c in captions])
+    shaped, components = shape_rewards(cos, float(scale) if scale is not None else 1.0, shaping, labels,
+                                       contrast=contrast)
     rewards: list[float | None] = []
     out_components: list[dict | None] = []
     for i in range(n):
         if errors[i] is not None or not np.isfinite(shaped[i]):
-            errors[i] = errors[i] or "no finite reward"
+            errors[i] = errors[i] or components[i].get("contrastive_problem") or "no finite reward"
             rewards.append(None)
             out_components.append(None)
             continue

@@ -2,6 +2,8 @@
 multipart, and answer every malformed body with a 4xx naming the field)."""
 from __future__ import annotations
 
+from ..rerank.shaping import SHAPINGS
+
 AUDIO = {"description": "the clip: {\"base64\": \"<bytes of a wav/flac/ogg file>\"} or {\"path\": \"...\"} (only under "
                         "the server's --allow-root); in multipart, a file field",
          "oneOf": [{"type": "object", "properties": {"base64": {"type": "string", "format": "byte"}}, "required": ["base64"]},
@@ -28,7 +30,7 @@ REWARD = {"type": "object", "required": ["items"],
                              "group": {"oneOf": [{"type": "string"}, {"type": "integer"}],
                                        "description": "group id for group_norm (default: the caption)"}}},
               "minItems": 1, "maxItems": 128},
-              "shaping": {"type": "string", "enum": ["cosine", "logit", "group_norm"], "default": "cosine"}}}
+              "shaping": {"type": "string", "enum": list(SHAPINGS), "default": "cosine"}}}
 TIMELINE = {"type": "object", "required": ["audio", "captions"],
             "properties": {"audio": AUDIO, "captions": STRINGS,
                            "window_seconds": {"type": "number", "default": 3.0, "minimum": 0.1, "maximum": 60},

@@ -69,6 +69,15 @@ def test_logit_shaping_and_captions_from_prompts(tiny_model, clips):
         ParaSpeechCLAPReward(model=tiny_model)(prompts=captions, completions=clips)
 
 
+def test_contrastive_shaping_is_the_benchmark_score(tiny_model, clips):
+    """shaping="contrastive" gives reward(score="contrastive"), the style-adherence benchmark's score."""
+    captions = [CAPTIONS[i % 3] for i in range(len(clips))]
+    got = ParaSpeechCLAPReward(model=tiny_model, shaping="contrastive")(prompts=None, completions=clips, caption=captions)
+    expected = reward(tiny_model, _resolved(clips), captions, score="contrastive")
+    np.testing.assert_allclose(got, expected, atol=1e-6)
+    assert all(0.0 <= r <= 1.0 for r in got)
+
+
 def test_group_norm_per_prompt(tiny_model, clips):
     captions = [CAPTIONS[0]] * 3 + [CAPTIONS[1]] * 2
     prompts = ["p1", "p1", "p1", "p2", "p2"]
@@ -209,7 +218,7 @@ def _client(url, **kw):
     return client
 
 
-@pytest.mark.parametrize("shaping", ["cosine", "logit", "group_norm"])
+@pytest.mark.parametrize("shaping", ["cosine", "logit", "group_norm", "contrastive"])
 def test_http_client_gives_identical_numbers(tiny_model, standin, clips, tmp_path, shaping):
     completions = [*clips, str(tmp_path / "missing.wav"), b"garbage"]
     captions = [CAPTIONS[i % 3] for i in range(len(completions))]

@@ -108,6 +108,23 @@ def test_reward_contract_with_one_bad_item(client, mini, clip):
             assert "group_mean" in body["components"][0]
 
 
+def test_reward_contrastive_equals_the_library_score(client, mini, clip):
+    """shaping=contrastive answers the numbers of rerank.reward(score="contrastive") (the benchmark's score); a caption
+    that names no attribute the counterfactual table flips fails only itself, with the reason."""
+    other = wav_bytes(1.2, 260.0)
+    items = [{"audio": b64(clip), "caption": CAPTIONS[0]}, {"audio": b64(other), "caption": CAPTIONS[1]},
+             {"audio": b64(clip), "caption": "Hello there."}]
+    from paraspeechclap.rerank import reward as in_process
+
+    expected = in_process(mini, [clip, other], CAPTIONS, score="contrastive")
+    response = client.post("/v1/reward", json={"items": items, "shaping": "contrastive"})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    np.testing.assert_allclose(body["rewards"][:2], expected, atol=1e-5)
+    assert body["components"][0]["counterfactuals"] >= 1 and 0.0 <= body["components"][0]["contrastive_win"] <= 1.0
+    assert body["rewards"][2] is None and "names no attribute" in body["errors"][2]
+
+
 def test_timeline_matches_the_model(client, mini):
     long_clip = wav_bytes(6.0, 180.0)
     response = client.post("/v1/timeline", json={"audio": b64(long_clip), "captions": CAPTIONS,

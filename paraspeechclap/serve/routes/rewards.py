@@ -10,6 +10,7 @@ from fastapi import APIRouter, Depends, Request
 from starlette.concurrency import run_in_threadpool
 
 from ...rerank.shaping import SHAPINGS, shape_rewards
+from ...ttseval.contrastive import contrast_set, contrastive_scores
 from .. import schemas
 from ..admission import PROMPT_COST
 from ..deps import guard, request_body, serve_state
@@ -161,8 +162,10 @@ async def reward(request: Request, body: dict = Depends(request_body), state: Se
     errors = [e or p for e, p in zip(errors, probe_errors)]
     seconds = sum(h.seconds for h in headers.values())
     cosines = np.full(len(items), np.nan)
+    embeddings: dict[int, np.ndarray] = {}
     model = state.model
-    prompts = len({captions[i] for i in sources})
+    contrast = contrast_set([c or "" for c in captions]) if shaping == "contrastive" else None
+    prompts = len({captions[i] for i in sources} | set(contrast.texts if contrast is not None else ()))
     async with admitted(state, request, "these items", seconds + PROMPT_COST * prompts,
                         items=max(1, len(sources)), audio_seconds=seconds) as work:
         def score(run, results):
@@ -172,11 +175,21 @@ async def reward(request: Request, body: dict = Depends(request_body), state: Se
             for i, result in zip(run, results):
                 if result.ok:
                     cosines[i] = float(text_emb[row[captions[i]]] @ result.embedding)
+                    embeddings[i] = result.embedding
                 else:
                     errors[i] = result.error
         await embed_items(work, state, sources, headers, errors, "items[{}].audio", score)
-    rewards, components = shape_rewards(cosines, state.logit_scale, shaping,
+        scores = None
+        if contrast is not None:
+            audio = np.full((len(items), state.dim), np.nan, np.float32)
+            for i, embedding in embeddings.items():
+                audio[i] = embedding
+            scores = await work.call(lambda: contrastive_scores(model, audio, contrast.captions, contrast=contrast))
+    rewards, components = shape_rewards(cosines, state.logit_scale, shaping, contrast=scores,
                                         groups=[g if g is not None else f"\0{i}" for i, g in enumerate(groups)])
+    for i, part in enumerate(components):
+        if errors[i] is None and not math.isfinite(rewards[i]) and part.get("contrastive_problem"):
+            errors[i] = f"items[{i}].caption: {part['contrastive_problem']}"
     return {"rewards": [float(r) if math.isfinite(r) else None for r in rewards],
             "components": [comp if math.isfinite(cosines[i]) else None for i, comp in enumerate(components)],
             "errors": errors, "provenance": state.provenance}
