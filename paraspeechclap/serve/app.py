@@ -44,7 +44,8 @@ def create_app(model: Any, config: ServeConfig | None = None, index: Any = None)
     app.state.serve = state
     app.state.batcher, app.state.metrics, app.state.config, app.state.model = (state.batcher, state.metrics,
                                                                                state.config, model)
-    app.add_middleware(Guard, metrics=state.metrics, config=state.config, budget=state.body_budget)
+    app.add_middleware(Guard, metrics=state.metrics, config=state.config, budget=state.body_budget,
+                       health=state.health)
     install_handlers(app)
     for module in (scoring, rewards, timeline, search, service):
         app.include_router(module.router)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from typing import Callable
 
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
@@ -51,10 +52,13 @@ def body_budget(config: ServeConfig) -> Budget:
 class Guard:
     """Pure ASGI: every request's status and latency into the metrics; its body refused past the size limit (413, by
     Content-Length or while it streams in), charged to the body-memory budget before it is read (429 when it does
-    not fit), and read within ``body_timeout`` seconds (408, connection closed)."""
+    not fit), and read within ``body_timeout`` seconds (408, connection closed). ``GET /health`` is answered here,
+    from ``health()``, without the app's routing and dependencies: a monitor's probe costs the event loop as little
+    as it can while the server is under load."""
 
-    def __init__(self, app, metrics: Metrics, config: ServeConfig, budget: Budget):
-        self.app, self.metrics, self.config, self.budget = app, metrics, config, budget
+    def __init__(self, app, metrics: Metrics, config: ServeConfig, budget: Budget,
+                 health: Callable[[], dict] | None = None):
+        self.app, self.metrics, self.config, self.budget, self.health = app, metrics, config, budget, health
         self.readers = 0   # requests whose body is being received (one event loop: no lock needed)
         self.trimmed = 0.0
 
@@ -62,6 +66,8 @@ class Guard:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         path = scope.get("path", "")
+        if path == "/health" and scope.get("method") == "GET" and self.health is not None:
+            return await self._health(send)
         endpoint = path if path in ENDPOINTS else ("/static" if path.startswith(("/static/", "/docs/")) else
                                                   "/v1/clip" if path.startswith("/v1/clip/") else "other")
         start = time.perf_counter()
@@ -85,6 +91,15 @@ class Guard:
             if reader.received >= TRIM_AFTER and time.perf_counter() - self.trimmed > TRIM_EVERY:
                 self.trimmed = time.perf_counter()
                 asyncio.get_running_loop().run_in_executor(None, release_freed_memory)
+
+
+    async def _health(self, send) -> None:
+        start = time.perf_counter()
+        body = json.dumps(self.health(), separators=(",", ":")).encode()
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]})
+        await send({"type": "http.response.body", "body": body})
+        self.metrics.request("/health", 200, time.perf_counter() - start)
 
 
 class BodyReader:

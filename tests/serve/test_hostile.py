@@ -370,3 +370,54 @@ def test_bodies_being_received_are_bounded_in_number(live_server, clip):
     time.sleep(0.5)
     with httpx.Client(base_url=url, timeout=30) as http:
         assert http.post("/v1/score", json={"audio": b64(clip), "captions": CAPTIONS}).status_code == 200
+
+
+def test_health_is_answered_before_the_app_stack():
+    import asyncio
+
+    from paraspeechclap.serve.config import ServeConfig
+    from paraspeechclap.serve.http import Guard, body_budget
+    from paraspeechclap.serve.metrics import Metrics
+
+    async def app(scope, receive, send):
+        raise AssertionError(f"the app was asked for {scope['path']}")
+
+    metrics, config = Metrics(), ServeConfig()
+    guard = Guard(app, metrics, config, body_budget(config), health=lambda: {"status": "ok", "queue": {"depth": 3}})
+    sent = []
+
+    async def send(message):
+        sent.append(message)
+
+    asyncio.run(guard({"type": "http", "path": "/health", "method": "GET", "headers": []}, None, send))
+    assert sent[0]["status"] == 200 and json.loads(sent[1]["body"]) == {"status": "ok", "queue": {"depth": 3}}
+    assert metrics.requests[("/health", 200)] == 1
+    with pytest.raises(AssertionError, match="/v1/score"):   # anything else goes to the app
+        asyncio.run(guard({"type": "http", "path": "/v1/score", "method": "GET", "headers": []}, None, send))
+
+
+def test_work_runs_on_the_loop_in_a_thread_or_on_its_model_lane_by_its_size(make_client):
+    import asyncio
+    import threading
+
+    from paraspeechclap.serve.work import INLINE_SAMPLES, SMALL_DECODE, Work
+
+    state = make_client().app.state.serve
+
+    class Connected:
+        async def is_disconnected(self):
+            return False
+
+    async def main():
+        work = Work(state, Connected(), state.batcher.admit(1, 100.0), 100.0)
+        try:
+            where = [await work.run(lambda: threading.current_thread().name, samples)
+                     for samples in (INLINE_SAMPLES, SMALL_DECODE, SMALL_DECODE + 1)]
+        finally:
+            work.close()
+        return threading.current_thread().name, where
+
+    loop, (inline, pooled, lane) = asyncio.run(main())
+    assert inline == loop and pooled != loop and not pooled.startswith("paraspeechclap-model")
+    assert lane == "paraspeechclap-model-bulk"        # a 100 s request's large decode: on the bulk lane
+    assert state.batcher.cost_in_flight == 0
