@@ -106,6 +106,19 @@ def _seconds(item: Any) -> float:
     return 0.0
 
 
+def lower_thread_priority(nice: int) -> bool:
+    """Give the calling thread a lower CPU priority (Linux schedules threads one by one: ``setpriority`` on its
+    thread id), never a higher one; False where that is not possible."""
+    import os
+
+    try:
+        thread = threading.get_native_id()
+        os.setpriority(os.PRIO_PROCESS, thread, max(nice, os.getpriority(os.PRIO_PROCESS, thread)))
+        return True
+    except (AttributeError, OSError):
+        return False
+
+
 class _Lane:
     """One model thread and the jobs waiting for it, in key order."""
 
@@ -125,14 +138,15 @@ class _Lane:
 class Batcher:
     def __init__(self, model: Any, max_batch_items: int = 32, max_wait_ms: float = 10.0, max_queue_items: int = 256,
                  batch_size: int | None = None, metrics: Metrics | None = None, max_batch_seconds: float = math.inf,
-                 max_queue_cost: float = math.inf, express_cost: float = 0.0, timeout: float = math.inf):
+                 max_queue_cost: float = math.inf, express_cost: float = 0.0, timeout: float = math.inf,
+                 bulk_nice: int = 0):
         if max_batch_items < 1 or max_queue_items < 1 or max_wait_ms < 0 or max_batch_seconds <= 0:
             raise ValueError("max_batch_items, max_queue_items and max_batch_seconds must be positive, max_wait_ms >= 0")
         self.model = model
         self.max_batch_items, self.max_wait = int(max_batch_items), float(max_wait_ms) / 1000.0
         self.max_batch_seconds, self.max_queue_cost = float(max_batch_seconds), float(max_queue_cost)
         self.max_queue_items, self.batch_size = int(max_queue_items), batch_size
-        self.express_cost, self.timeout = float(express_cost), float(timeout)
+        self.express_cost, self.timeout, self.bulk_nice = float(express_cost), float(timeout), int(bulk_nice)
         self.metrics = metrics or Metrics()
         self._order = itertools.count()
         self._lock = threading.Lock()
@@ -257,6 +271,8 @@ class Batcher:
             return heapq.heappop(lane.heap)
 
     def _run(self, lane: _Lane) -> None:
+        if lane.name == BULK and self.bulk_nice:
+            lower_thread_priority(self.bulk_nice)
         while not self._stop.is_set():
             entry = self._take(lane, 0.5)
             if entry is None:

@@ -77,7 +77,7 @@ class ServeState:
         c = self.config
         self.batcher = Batcher(self.model, c.max_batch_items, c.max_wait_ms, c.max_queue_items, c.batch_size,
                                self.metrics, max_batch_seconds=c.max_batch_seconds, max_queue_cost=c.max_queue_cost,
-                               express_cost=c.express_cost, timeout=c.request_timeout)
+                               express_cost=c.express_cost, timeout=c.request_timeout, bulk_nice=c.bulk_nice)
         self.body_budget = body_budget(c)
         self.audio_budget = Budget("decoded-audio memory", c.max_audio_memory, "bytes")
         self.provenance = self.model.provenance()

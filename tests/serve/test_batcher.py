@@ -1,6 +1,7 @@
 """The dynamic batcher on its own, with a duck-typed model: batches gathered, items routed back, failures isolated."""
 from __future__ import annotations
 
+import sys
 import threading
 import time
 
@@ -158,5 +159,20 @@ def test_admission_refuses_work_that_could_not_be_done_before_its_deadline():
         assert raised.value.retry_after >= 1 and "could not be done in time" in str(raised.value)
         first.release()
         batcher.admit(1, cost=20.0).release()
+    finally:
+        batcher.close()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread priorities are Linux's")
+def test_the_bulk_lane_runs_at_a_lower_cpu_priority():
+    import os
+
+    batcher = Batcher(SlowModel(0.0), bulk_nice=5)
+    try:
+        base = os.getpriority(os.PRIO_PROCESS, 0)
+        ids = {name: batcher.call(threading.get_native_id, owner=batcher.admit(1, cost=cost)).result(5)
+               for name, cost in (("express", 0.0), ("bulk", 100.0))}
+        assert os.getpriority(os.PRIO_PROCESS, ids["bulk"]) == max(base, 5)
+        assert os.getpriority(os.PRIO_PROCESS, ids["express"]) == base
     finally:
         batcher.close()
