@@ -86,11 +86,12 @@ def _put_back(value: Any, cut: list[memoryview], mark: str) -> Any:
 INLINE_VALUES = 4096     # ... holding at most this many values (a parse of well under a millisecond)
 
 
-def _parse_body(raw: bytes | bytearray, config: ServeConfig) -> Any:
-    """A JSON body to Python, its values counted first. A large body's long strings (base64 audio) are cut out
-    before parsing; the string literals it may hold are bounded by its quotes first, so the cutting is bounded."""
+def _parse_body(raw: bytes | bytearray, config: ServeConfig, values: int | None = None) -> Any:
+    """A JSON body to Python, its values counted first (``values``: counted already). A large body's long strings
+    (base64 audio) are cut out before parsing; the string literals it may hold are bounded by its quotes first, so
+    the cutting is bounded."""
     if len(raw) <= INLINE_JSON:
-        _check_values(count_values(raw), config)
+        _check_values(count_values(raw) if values is None else values, config)
         return parse_json(raw, "the body", config.max_json_depth)
     _check_values(raw.count(b'"') // 2, config)
     mark = f"long-{secrets.token_hex(8)}:"
@@ -176,8 +177,9 @@ async def read_all(request) -> bytes | bytearray:
 
 async def _read_json(request, config: ServeConfig) -> dict[str, Any]:
     raw = await read_all(request)
-    if len(raw) <= INLINE_JSON and count_values(raw) <= INLINE_VALUES:
-        body = _parse_body(raw, config)
+    values = count_values(raw) if len(raw) <= INLINE_JSON else None
+    if values is not None and values <= INLINE_VALUES:
+        body = _parse_body(raw, config, values)
     else:
         body = await run_in_threadpool(_parse_body, raw, config)
     if not isinstance(body, dict):

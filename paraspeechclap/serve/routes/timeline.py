@@ -8,7 +8,7 @@ import itertools
 import numpy as np
 from fastapi import APIRouter, Depends, Request
 
-from ...audio import AudioError, BLOCK_SECONDS
+from ...audio import AudioError, BLOCK_BYTES, BLOCK_SECONDS
 from ...inference.plan import window_spans
 from ...inference.stream import measure, windows as stream_windows
 from .. import schemas
@@ -62,12 +62,16 @@ async def timeline(request: Request, body: dict = Depends(request_body), state: 
             raise ApiError(413, "audio_too_long", f"audio lasts {audio.samples / engine.sampling_rate:.1f} s; the "
                                                   f"limit is {c.max_timeline_seconds:g} s")
         spans = spans_of(engine, audio.samples, window, hop)
+        per_second = header.samples / max(header.seconds, 1e-3)   # input samples (frames x channels) per second
+        # a chunk of windows may need one more decoder block (BLOCK_SECONDS, at most BLOCK_BYTES of float32)
+        chunk_samples = int(max(per_second * (per_chunk * hop + window), min(per_second * BLOCK_SECONDS,
+                                                                             BLOCK_BYTES // 4)))
         text = await work.call(lambda: model.embed_text(captions))
         pieces = stream_windows(audio, spans, engine.sampling_rate, normalise=False)
         rows = []
         try:
-            # the windows are read a chunk at a time (one decoder block held): not a large decode, no decoder place
-            while part := await work.in_thread(lambda: list(itertools.islice(pieces, per_chunk))):
+            # the windows are read a chunk at a time (one decoder block held), where the samples of a chunk say
+            while part := await work.run(lambda: list(itertools.islice(pieces, per_chunk)), chunk_samples):
                 rows.append(await work.embed([(w, engine.sampling_rate) for w in part],
                                              lambda results: _scores(results, text)))
                 await work.check_client()
