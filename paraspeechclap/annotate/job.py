@@ -4,9 +4,12 @@ A *shard* is a fixed contiguous slice of the input rows (``shard_size`` rows; sh
 ``[k*S, (k+1)*S)``), written as ``train-<k>.parquet`` (the Hugging Face split naming, so that the
 ``_manifest.json`` beside it is not read as data) through :func:`paraspeechclap.fileio.atomic_path` with
 ``durable=True`` (temporary file beside it, fsync, rename, fsync of the folder). Its completion is recorded in
-``_manifest.json`` only after that, under a file lock, by whichever process wrote it. A shard counts as finished
-when the manifest records it *and* its file is there, so a process killed at any moment leaves either no shard
-file, or a complete one that the next run rewrites (same name: never a duplicate) or keeps.
+``_manifest.json`` only after that, under a file lock, by whichever process wrote it, with the file's SHA-256 and
+size (:class:`ShardRecord`). A shard counts as finished when the manifest records it *and* its file matches the
+record, so a process killed at any moment leaves either no shard file, or a complete one that the next run rewrites
+(same name: never a duplicate) or keeps; a file truncated or altered since is recomputed, and said so. Workers write
+shard files holding the folder lock shared, so a resume (holding it exclusively) removes only temporaries that no
+live writer holds.
 """
 from __future__ import annotations
 
@@ -19,11 +22,12 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence, TypedDict
 
 import numpy as np
 
-from ..fileio import atomic_path, atomic_write_json
+from ..fileio import (FileRecord, atomic_path, atomic_write_json, check_file, file_record, remove_temporaries,
+                      temporary_pattern)
 from .attributes import AttributeTable
 from .inputs import InputRow, plan_rows, rows_digest
 
@@ -31,7 +35,56 @@ MANIFEST = "_manifest.json"
 SHARD_GLOB = "train-*.parquet"  # the Hugging Face split naming: load_dataset("parquet", data_dir=DIR) reads only these
 LOCK = ".annotate.lock"
 FORMAT = "paraspeechclap-annotations"
-FORMAT_VERSION = 1
+#: 2: shard records carry the file's sha256 (1: size only, still read and resumed, checked by size)
+FORMAT_VERSION = 2
+#: what an interrupted atomic write of a shard or of the manifest leaves behind (fileio's temporary names)
+TEMPORARIES = temporary_pattern(r"train-\d{5}\.parquet|_manifest\.json")
+
+
+class ShardRecord(TypedDict):
+    """One finished shard in ``_manifest.json``'s ``shards`` (keyed by file name); ``sha256`` since version 2."""
+
+    index: int
+    rows: list[int]  # [first, end) of the input rows it holds
+    ok: int
+    failed: int
+    audio_seconds: float
+    bytes: int
+    sha256: str
+    completed_at: str  # UTC, ISO 8601
+
+
+@dataclass
+class ResumeState:
+    """What a run finds in its folder: finished shards, shards to recompute (name -> why), finished shards whose
+    records predate checksums (checked by size only), and the leftover temporaries it removed."""
+
+    total: int
+    done: set[int]
+    redo: dict[str, str] = field(default_factory=dict)
+    unverified: int = 0
+    removed: list[str] = field(default_factory=list)
+
+    @property
+    def pending(self) -> list[int]:
+        return [k for k in range(self.total) if k not in self.done]
+
+    def report(self) -> list[str]:
+        """What the resume skips, recomputes and removes, and why (one line each); nothing for a fresh folder."""
+        lines = []
+        if self.done or self.redo:
+            lines.append(f"resuming: {len(self.done)} of {self.total} shards done, skipped; "
+                         f"{len(self.pending)} to compute")
+        lines += [f"recomputing {name}: {why}" for name, why in sorted(self.redo.items())]
+        if self.unverified:
+            lines.append(f"{self.unverified} finished shards were recorded before checksums existed: "
+                         f"checked by size only")
+        lines += [f"removed {name}: an unfinished write left by an earlier run" for name in self.removed]
+        return lines
+
+    def to_dict(self) -> dict:
+        return {"skipped": len(self.done), "recomputed": dict(self.redo), "unverified": self.unverified,
+                "removed_temporaries": list(self.removed)}
 
 
 class AnnotateError(RuntimeError):
@@ -161,10 +214,11 @@ def annotate_rows(model: Any, table: AttributeTable, rows: Sequence[InputRow], d
 
 # ---------------------------------------------------------------------------------------------- the job
 @contextlib.contextmanager
-def folder_lock(out: Path):
+def folder_lock(out: Path, shared: bool = False):
+    """The folder's lock: exclusive for the manifest and for removing temporaries, shared while writing a shard."""
     out.mkdir(parents=True, exist_ok=True)
     with open(out / LOCK, "a+") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
+        fcntl.flock(handle, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
         try:
             yield
         finally:
@@ -237,32 +291,51 @@ class Job:
                 raise AnnotateError(f"{self.out} holds annotations of other {what} ({a!r} != {b!r}); "
                                     f"annotate into a new folder")
 
-    def finished(self) -> set[int]:
+    def resume_state(self, clean: bool = True) -> ResumeState:
+        """Which shards are finished: recorded in the manifest with a file that matches the record (streamed
+        SHA-256; size only for a record without one). With ``clean``, first remove the temporaries an interrupted
+        write left (under the exclusive lock: no live writer holds one then)."""
+        removed = []
+        if clean and self.out.is_dir():
+            with folder_lock(self.out):
+                removed = [p.name for p in remove_temporaries(self.out, TEMPORARIES)]
         manifest = read_manifest(self.out) or {}
-        done = set()
+        state = ResumeState(self.num_shards, set(), removed=removed)
         for name, info in manifest.get("shards", {}).items():
-            if info.get("completed_at") and (self.out / name).is_file():
-                done.add(int(info["index"]))
-        return done
+            if not (isinstance(info, dict) and info.get("completed_at")):
+                continue
+            problem = check_file(self.out / name, info)
+            if problem:
+                state.redo[name] = problem
+                continue
+            state.done.add(int(info["index"]))
+            state.unverified += not info.get("sha256")
+        return state
 
-    def pending(self) -> list[int]:
-        done = self.finished()
-        return [k for k in range(self.num_shards) if k not in done]
-
-    def commit(self, index: int, arrow_table, identity: str | None = None) -> dict:
-        """Write shard ``index`` atomically and durably, then record its completion in the manifest."""
+    def commit(self, index: int, arrow_table, identity: str | None = None,
+               alive: Callable[[str], None] | None = None) -> ShardRecord:
+        """Write shard ``index`` atomically and durably, then record its completion (with the file's SHA-256 and
+        size) in the manifest. ``alive(what)`` raises when this worker must not commit (its parent is gone); it is
+        asked before the file is renamed into place and again before the manifest is updated."""
         import pyarrow.parquet as pq
 
         name = shard_name(index)
-        with atomic_path(self.out / name, durable=True) as tmp:
+        with folder_lock(self.out, shared=True), atomic_path(self.out / name, durable=True) as tmp:
             pq.write_table(arrow_table, tmp)
+            digest: FileRecord = file_record(tmp)
+            if alive is not None:
+                alive(name)
         status = arrow_table.column("status").to_pylist()
         duration = arrow_table.column("duration").to_pylist()
         start = index * self.config.shard_size
-        info = {"index": index, "rows": [start, start + arrow_table.num_rows], "ok": status.count("ok"),
-                "failed": len(status) - status.count("ok"), "audio_seconds": float(sum(d or 0.0 for d in duration)),
-                "bytes": (self.out / name).stat().st_size, "completed_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+        info: ShardRecord = {
+            "index": index, "rows": [start, start + arrow_table.num_rows], "ok": status.count("ok"),
+            "failed": len(status) - status.count("ok"), "audio_seconds": float(sum(d or 0.0 for d in duration)),
+            "bytes": digest["bytes"], "sha256": digest["sha256"],
+            "completed_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
         with folder_lock(self.out):
+            if alive is not None:
+                alive(name)
             manifest = read_manifest(self.out)
             if manifest is None:
                 raise AnnotateError(f"{self.out / MANIFEST} disappeared")

@@ -13,13 +13,14 @@ widening until ``top`` are found or the whole index was scanned.
 from __future__ import annotations
 
 import json
+import sys
 import time
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
-from ..fileio import atomic_dir
+from ..fileio import atomic_dir, check_file
 
 INDEX_META = "index.json"
 FORMAT = "paraspeechclap-index"
@@ -139,8 +140,19 @@ def _annotation_manifest(folder: Path) -> dict:
 
 
 def _completed_shards(folder: Path, manifest: dict) -> dict[str, dict]:
+    """The shards the manifest records as finished (their files are checked by :func:`_verified`)."""
     return {name: info for name, info in sorted(manifest.get("shards", {}).items())
-            if info.get("completed_at") and (folder / name).is_file()}
+            if isinstance(info, dict) and info.get("completed_at")}
+
+
+def _verified(folder: Path, name: str, info: dict) -> bool:
+    """Whether shard ``name`` matches its manifest record (False: a record without a checksum, checked by size);
+    raises naming the shard when it does not."""
+    problem = check_file(folder / name, info)
+    if problem:
+        raise IndexError_(f"shard {folder / name} does not match its record in _manifest.json ({problem}); "
+                          f"rerun the same `paraspeechclap annotate` command to recompute it, then build again")
+    return bool(info.get("sha256"))
 
 
 def _read_vectors(path: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -212,6 +224,10 @@ class Index:
                     "params": params, "annotations": str(annotations), "model": manifest["model"],
                     "attributes": manifest.get("attributes"), "shards": {}, "count": 0}
         new = [name for name in shards if name not in meta["shards"]]
+        unverified = [name for name in new if not _verified(annotations, name, shards[name])]  # all, before any work
+        if unverified and not quiet:
+            print(f"[index] {len(unverified)} shards were recorded before checksums existed: checked by size only",
+                  file=sys.stderr, flush=True)
         started = time.monotonic()
         for name in new:
             rows, vectors = _read_vectors(annotations / name)
@@ -219,7 +235,7 @@ class Index:
             meta["shards"][name] = {"rows": shards[name]["rows"], "vectors": int(len(rows)),
                                     "completed_at": shards[name]["completed_at"]}
             if not quiet:
-                print(f"[index] {name}: {len(rows)} vectors ({len(index)} in all)", flush=True)
+                print(f"[index] {name}: {len(rows)} vectors ({len(index)} in all)", file=sys.stderr, flush=True)
         meta["count"] = len(index)
         meta["updated_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         meta["last_build_seconds"] = time.monotonic() - started
