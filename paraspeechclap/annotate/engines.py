@@ -30,7 +30,8 @@ from typing import Any
 
 from .. import lifetime
 from .attributes import table_for_model
-from .job import SHARD_GLOB, Job, JobConfig, Progress, ResumeState, annotate_rows, model_dim, set_threads
+from .job import Job, JobConfig, Progress, ResumeState, annotate_rows, model_dim, set_threads
+from .layout import ShardPlan, shard_names
 
 ENGINES = ("local", "torchrun", "ray")
 
@@ -63,32 +64,31 @@ def prepare(job: Job, model) -> tuple[Any, int, dict]:
     return table, dim, manifest
 
 
-def run_shard(job: Job, model, table, dim: int, index: int, watch: lifetime.ParentWatch | None = None) -> dict:
+def run_shard(job: Job, model, table, dim: int, shard: ShardPlan, watch: lifetime.ParentWatch | None = None) -> dict:
     c = job.config
-    arrow = annotate_rows(model, table, job.shard_rows(index), dim, c.embedding_dtype, c.batch_size, c.captions)
-    return job.commit(index, arrow, identity=model.identity(), alive=watch.check if watch is not None else None)
+    arrow = annotate_rows(model, table, shard.rows, dim, c.embedding_dtype, c.batch_size, c.captions)
+    return job.commit(shard, arrow, identity=model.identity(), alive=watch.check if watch is not None else None)
 
 
 # ---------------------------------------------------------------------------------------------- local
 _WORKER: dict = {}
 
 
-def _init_worker(config: JobConfig, rows, devices, threads: int | None, parent: int) -> None:
+def _init_worker(job: Job, devices, threads: int | None, parent: int) -> None:
     watch = lifetime.die_with_parent(parent)  # first: a parent killed while the model loads takes us with it
     set_threads(threads)
     device = devices.get() if devices is not None else None
-    model = config.model.load(device=device)
-    job = Job(config, rows=rows)
-    _WORKER.update(job=job, model=model, table=table_for_model(model, config.attributes), dim=model_dim(model),
+    model = job.config.model.load(device=device)
+    _WORKER.update(job=job, model=model, table=table_for_model(model, job.config.attributes), dim=model_dim(model),
                    watch=watch)
 
 
-def _worker_shard(index: int) -> dict:
+def _worker_shard(shard: ShardPlan) -> dict:
     w = _WORKER
     if not w.get("ready"):  # the manifest is created (or checked) by the workers: no model load in the parent
         prepare(w["job"], w["model"])
         w["ready"] = True
-    return run_shard(w["job"], w["model"], w["table"], w["dim"], index, w["watch"])
+    return run_shard(w["job"], w["model"], w["table"], w["dim"], shard, w["watch"])
 
 
 def run_local(job: Job, state: ResumeState, workers: int | None = None, threads: int | None = None,
@@ -106,7 +106,7 @@ def run_local(job: Job, state: ResumeState, workers: int | None = None, threads:
         model = job.config.model.load(device=device0)
         table, dim, _ = prepare(job, model)
         for index in state.pending:
-            progress.update(run_shard(job, model, table, dim, index))
+            progress.update(run_shard(job, model, table, dim, job.shards[index]))
         return progress.summary() | {"engine": "local", "workers": 1}
     import multiprocessing as mp
 
@@ -118,8 +118,8 @@ def run_local(job: Job, state: ResumeState, workers: int | None = None, threads:
             devices.put(f"cuda:{k % gpus}")
     # started from this thread, which outlives them (the parent-death signal follows the thread that forked)
     with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker,
-                             initargs=(job.config, job.rows, devices, threads, os.getpid())) as pool:
-        futures = [pool.submit(_worker_shard, k) for k in state.pending]
+                             initargs=(job.light(), devices, threads, os.getpid())) as pool:
+        futures = [pool.submit(_worker_shard, job.shards[k]) for k in state.pending]  # each with its rows
         for future in as_completed(futures):
             progress.update(future.result())
     return progress.summary() | {"engine": "local", "workers": workers}
@@ -141,7 +141,7 @@ def run_torchrun(job: Job, state: ResumeState, threads: int | None = None, quiet
     table, dim, _ = prepare(job, model)
     progress = _progress(job, state, quiet)
     for index in [k for k in state.pending if k % world == rank]:
-        progress.update(run_shard(job, model, table, dim, index, watch))
+        progress.update(run_shard(job, model, table, dim, job.shards[index], watch))
     return progress.summary() | {"engine": "torchrun", "rank": rank, "world": world}
 
 
@@ -197,7 +197,7 @@ def run_ray(job: Job, state: ResumeState, address: str | None = None, workers: i
     import pyarrow as pa
     import ray
 
-    from .job import arrow_schema
+    from .layout import annotation_schema
 
     if not ray.is_initialized():
         ray.init(address=address, ignore_reinit_error=True, log_to_driver=False)
@@ -223,27 +223,28 @@ def run_ray(job: Job, state: ResumeState, address: str | None = None, workers: i
     ds = from_blocks(blocks).map_batches(
         RayAnnotator, fn_constructor_args=(job.config, threads, bool(gpus)), batch_size=None,
         batch_format="pyarrow", compute=ray.data.ActorPoolStrategy(size=workers), **options)
-    size = job.config.shard_size
+    owner = np.full(job.num_rows, -1, np.int64)  # input row -> the shard it belongs to
+    for k in pending:
+        owner[[r.row for r in job.shard_rows(k)]] = k
     waiting: dict[int, list] = {}
     schema = identity = meta = None
     for batch in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
         batch_meta = (batch.schema.metadata or {}).get(RAY_META_KEY)
         if schema is None:  # the first batch: the manifest from its actor's model (no model in the driver)
             table, dim, identity = _manifest_from_actor(job, batch_meta)
-            schema, meta = arrow_schema(table, dim, job.config.embedding_dtype), batch_meta
+            schema, meta = annotation_schema(table, dim, job.config.embedding_dtype), batch_meta
         elif batch_meta != meta:  # another actor: it must hold the same model
             _, _, other = _manifest_from_actor(job, batch_meta)
             if other != identity:
                 raise RuntimeError(f"Ray actors hold different models ({identity} != {other})")
         batch = batch.cast(schema)
-        shards = np.asarray(batch.column("row")) // size
+        shards = owner[np.asarray(batch.column("row"))]
         for k in np.unique(shards):
             k = int(k)
             waiting.setdefault(k, []).append(batch.filter(pa.array(shards == k)))
-            expected = len(job.shard_rows(k))
-            if sum(part.num_rows for part in waiting[k]) == expected:
-                rows = pa.concat_tables(waiting.pop(k)).sort_by("row")
-                progress.update(job.commit(k, pa.Table.from_batches(rows.to_batches(), schema=schema),
+            if sum(part.num_rows for part in waiting[k]) == len(job.shard_rows(k)):
+                rows = pa.concat_tables(waiting.pop(k)).sort_by("row")  # a split's rows are in input order
+                progress.update(job.commit(job.shards[k], pa.Table.from_batches(rows.to_batches(), schema=schema),
                                            identity=identity))
     if waiting:
         raise RuntimeError(f"Ray returned incomplete shards {sorted(waiting)}")
@@ -275,10 +276,10 @@ def run(config: JobConfig, engine: str = "local", workers: int | None = None, th
 
 
 def annotated_rows(out: str | Path):
-    """All rows of an annotation folder, in row order (a pyarrow Table)."""
+    """All rows of an annotation folder's finished shards (either format), in row order (a pyarrow Table)."""
     import pyarrow.dataset as pads
 
-    files = sorted(str(p) for p in Path(out).glob(SHARD_GLOB))
+    files = [str(Path(out) / name) for name in shard_names(out)]
     if not files:
         raise FileNotFoundError(f"no shards in {out}")
     return pads.dataset(files, format="parquet").to_table().sort_by("row")

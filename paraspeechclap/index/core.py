@@ -178,6 +178,13 @@ def _read_vectors(path: Path) -> tuple[np.ndarray, np.ndarray]:
     return rows, values / np.maximum(norms, 1e-12)  # float16 storage: renormalise
 
 
+def _audio_is_struct(files: Sequence[str]) -> bool:
+    import pyarrow.parquet as pq
+    import pyarrow.types as pt
+
+    return bool(files) and pt.is_struct(pq.read_schema(files[0]).field("audio").type)
+
+
 def _sql_list(paths: Sequence[str]) -> str:
     return "[" + ", ".join("'" + p.replace("'", "''") + "'" for p in paths) + "]"
 
@@ -240,8 +247,8 @@ class Index:
         for name in new:
             rows, vectors = _read_vectors(annotations / name)
             index.add(rows, vectors, threads=threads)
-            meta["shards"][name] = {"rows": shards[name]["rows"], "vectors": int(len(rows)),
-                                    "completed_at": shards[name]["completed_at"]}
+            meta["shards"][name] = {**{k: shards[name][k] for k in ("split", "num_rows", "rows") if k in shards[name]},
+                                    "vectors": int(len(rows)), "completed_at": shards[name]["completed_at"]}
             if not quiet:
                 print(f"[index] {name}: {len(rows)} vectors ({len(index)} in all)", file=sys.stderr, flush=True)
         meta["count"] = len(index)
@@ -333,7 +340,9 @@ class Index:
                 con.execute("SET lock_configuration = true").fetchall()
             except duckdb.Error:  # a DuckDB without allowed_paths (< 1.1): the filter rule alone guards
                 pass
-            con.execute(f"CREATE VIEW clips AS SELECT * FROM read_parquet({_sql_list(files)})").fetchall()
+            # format 2 stores audio as a datasets.Audio struct; filters and results see its path, as in format 1
+            flat = " REPLACE (struct_extract(\"audio\", 'path') AS \"audio\")" if _audio_is_struct(files) else ""
+            con.execute(f"CREATE VIEW clips AS SELECT *{flat} FROM read_parquet({_sql_list(files)})").fetchall()
             self._con = con
         return self._con
 

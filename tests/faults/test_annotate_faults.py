@@ -8,6 +8,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -21,7 +22,8 @@ import soundfile as sf
 pytest.importorskip("duckdb")
 
 from paraspeechclap.annotate.engines import annotated_rows  # noqa: E402
-from paraspeechclap.annotate.job import MANIFEST  # noqa: E402
+from paraspeechclap.annotate.inputs import plan_rows, rows_digest  # noqa: E402
+from paraspeechclap.annotate.layout import MANIFEST  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 _spec = importlib.util.spec_from_file_location("annotate_corpus", REPO / "tests" / "annotate" / "conftest.py")
@@ -29,6 +31,7 @@ corpus_helpers = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(corpus_helpers)
 
 SHARD_SIZE = 8
+SHARD1 = "data/train-00001-of-00004.parquet"
 
 
 def _env() -> dict:
@@ -75,15 +78,18 @@ def _flip(path: Path) -> None:
     path.write_bytes(bytes(data))
 
 
+def _shard_files(out: Path) -> dict[str, int]:
+    return {p.relative_to(out).as_posix(): p.stat().st_mtime_ns for p in out.rglob("*.parquet")
+            if "_index" not in p.parts}
+
+
 @pytest.mark.parametrize("damage", ["truncated", "one byte flipped", "deleted"])
 def test_a_damaged_shard_is_refused_by_index_build_and_recomputed_by_a_resume(annotated, corpus, tmp_path, damage):
     ref_out, ref_rows = annotated
     out = tmp_path / "ann"
-    out.mkdir()
-    for p in ref_out.iterdir():
-        (out / p.name).write_bytes(p.read_bytes())
-    bad = out / "train-00001.parquet"
-    kept = {p.name: p.stat().st_mtime_ns for p in out.glob("train-*.parquet") if p != bad}
+    shutil.copytree(ref_out, out)
+    bad = out / SHARD1
+    kept = {k: v for k, v in _shard_files(out).items() if k != SHARD1}
     {"truncated": _truncate, "one byte flipped": _flip, "deleted": Path.unlink}[damage](bad)
 
     refused = _cli("index", "build", str(out))
@@ -94,26 +100,41 @@ def test_a_damaged_shard_is_refused_by_index_build_and_recomputed_by_a_resume(an
     assert resumed.returncode == 0, resumed.stderr
     why = {"truncated": "bytes, recorded", "one byte flipped": "SHA-256 differs", "deleted": "missing"}[damage]
     assert "[annotate] resuming: 3 of 4 shards done, skipped; 1 to compute" in resumed.stderr, resumed.stderr
-    assert "[annotate] recomputing train-00001.parquet: " in resumed.stderr and why in resumed.stderr
+    assert f"[annotate] recomputing {SHARD1}: " in resumed.stderr and why in resumed.stderr
     summary = json.loads(resumed.stdout.strip().splitlines()[-1])
-    assert summary["shards_done"] == 4 and list(summary["resume"]["recomputed"]) == ["train-00001.parquet"]
-    assert {p.name: p.stat().st_mtime_ns for p in out.glob("train-*.parquet") if p != bad} == kept  # only the bad one
+    assert summary["shards_done"] == 4 and list(summary["resume"]["recomputed"]) == [SHARD1]
+    assert {k: v for k, v in _shard_files(out).items() if k != SHARD1} == kept  # only the bad one was redone
     corpus_helpers.assert_same_rows(annotated_rows(out), ref_rows, atol=1e-6)
     built = _cli("index", "build", str(out))
     assert built.returncode == 0, built.stderr
     assert json.loads(built.stdout.strip().splitlines()[-1])["vectors"] == corpus_helpers.NUM_CLIPS
 
 
-def test_shard_records_written_before_checksums_resume_checked_by_size(annotated, corpus, tmp_path):
-    ref_out, _ = annotated
-    out = tmp_path / "ann"
+def test_a_format_1_folder_resumes_as_format_1_and_old_records_are_checked_by_size(annotated, corpus, tmp_path):
+    """A folder an earlier version started (manifest version 1, train-NNNNN.parquet, records without checksums):
+    the resume keeps its format, checks the old records by size (said once), recomputes a truncated shard, and
+    index build and search read the folder."""
+    ref_out, ref_rows = annotated
+    out = tmp_path / "v1"
     out.mkdir()
-    for p in ref_out.iterdir():
-        (out / p.name).write_bytes(p.read_bytes())
+    manifest = json.loads((ref_out / MANIFEST).read_text())
+    rows = plan_rows([str(corpus)])
+    manifest.update(version=1, shards={}, num_shards=4)
+    manifest["input"] = {k: manifest["input"][k] for k in ("inputs", "audio_root", "split", "rows")}
+    manifest["input"]["digest"] = rows_digest(rows, version=1)
+    (out / MANIFEST).write_text(json.dumps(manifest))
+    first = _cli(*_annotate_args(corpus, out))
+    assert first.returncode == 0, first.stderr
+    assert "in annotation format 1: its remaining shards are written in that format" in first.stderr
+    assert sorted(_shard_files(out)) == [f"train-{k:05d}.parquet" for k in range(4)]
+    rows_v1 = annotated_rows(out)
+    assert "split" not in rows_v1.column_names and str(rows_v1.schema.field("audio").type) == "string"
+    assert json.loads((out / MANIFEST).read_text())["shards"]["train-00001.parquet"]["rows"] == [8, 16]
+    corpus_helpers.assert_same_rows(rows_v1, ref_rows, atol=1e-6)
+
     manifest = json.loads((out / MANIFEST).read_text())
-    manifest["version"] = 1
     for info in manifest["shards"].values():
-        del info["sha256"]
+        del info["sha256"]  # as format 1 wrote them
     (out / MANIFEST).write_text(json.dumps(manifest))
     _truncate(out / "train-00003.parquet")
     resumed = _cli(*_annotate_args(corpus, out))
@@ -125,6 +146,10 @@ def test_shard_records_written_before_checksums_resume_checked_by_size(annotated
     assert "sha256" in shards["train-00003.parquet"] and "sha256" not in shards["train-00002.parquet"]
     built = _cli("index", "build", str(out))
     assert built.returncode == 0 and "3 shards were recorded before checksums existed" in built.stderr
+    found = _cli("search", str(out), "--like", str(corpus / "a" / "clip001.wav"), "--top", "1", "--format", "json",
+                 "--where", "audio LIKE '%clip001.wav'")
+    assert found.returncode == 0, found.stderr
+    assert json.loads(found.stdout)[0]["id"] == "a/clip001.wav"
 
 
 # ----------------------------------------------------------------------------------------------- SIGKILL
@@ -195,7 +220,7 @@ def test_sigkilled_parent_takes_its_workers_and_commits_nothing_after(tmp_path):
         if parent.poll() is None:
             parent.kill()
             parent.wait()
-    at_kill = (_shards(out), {p.name: p.stat().st_mtime_ns for p in out.glob("train-*.parquet")})
+    at_kill = (_shards(out), _shard_files(out))
     assert sum("spawn_main" in n for n in names) == 2, names  # the two workers
     assert any("resource_tracker" in n for n in names), names
     assert 1 <= len(at_kill[0]) < 18, "the kill should land after the first shard and before the last"
@@ -204,20 +229,21 @@ def test_sigkilled_parent_takes_its_workers_and_commits_nothing_after(tmp_path):
         time.sleep(0.05)
     time.sleep(max(0.0, deadline - time.monotonic()))  # the full 5 s: a late commit would show below
     assert [p for p in family if _running(p)] == [], [_cmdline(p) for p in family if _running(p)]
-    assert (_shards(out), {p.name: p.stat().st_mtime_ns for p in out.glob("train-*.parquet")}) == at_kill
+    assert (_shards(out), _shard_files(out)) == at_kill
 
     # a resume removes what the killed workers left half-written (and nothing else), and finishes the job
-    ours = out / ".train-00017.parquet.0123456789ab.tmp"
+    ours = out / "data" / ".train-00017-of-00018.parquet.0123456789ab.tmp"
     ours.write_bytes(b"half a shard")
-    theirs = [out / ".train-00017.parquet.tmp", out / "notes.txt", out / ".train-00017.parquet.0123456789ab.tmp~"]
+    theirs = [out / "data" / ".train-00017-of-00018.parquet.tmp", out / "notes.txt",
+              out / "data" / ".train-00017-of-00018.parquet.0123456789ab.tmp~"]
     for p in theirs:
         p.write_text("not ours")
     resumed = _cli(*args[:-1])
     assert resumed.returncode == 0, resumed.stderr
-    assert f"removed {ours.name}: an unfinished write left by an earlier run" in resumed.stderr, resumed.stderr
+    assert f"removed data/{ours.name}: an unfinished write left by an earlier run" in resumed.stderr, resumed.stderr
     assert f"[annotate] resuming: {len(at_kill[0])} of 18 shards done" in resumed.stderr
     assert not ours.exists() and all(p.read_text() == "not ours" for p in theirs)
-    assert not [p.name for p in out.iterdir() if p.name.endswith(".tmp") and p.name != ".train-00017.parquet.tmp"]
+    assert not [p for p in out.rglob("*.tmp") if p != theirs[0]]
     rows = annotated_rows(out)
     assert rows.num_rows == 36 and len(set(rows.column("id").to_pylist())) == 36
 
@@ -251,12 +277,12 @@ def test_sigkilled_torchrun_takes_its_ranks(tmp_path):
            "annotate", str(corpus), "--out", str(out), "--shard-size", "2", "--device", "cpu", "--precision", "fp32",
            "--engine", "torchrun", "--threads", "1", "--quiet"]
     family, names = _kill_after_first_shard(cmd, out)
-    at_kill = (_shards(out), {p.name: p.stat().st_mtime_ns for p in out.glob("train-*.parquet")})
+    at_kill = (_shards(out), _shard_files(out))
     assert sum("paraspeechclap annotate" in n for n in names.values()) == 2, names
     assert 1 <= len(at_kill[0]) < 12
     time.sleep(5)
     assert not [names[p] for p in family if _running(p)]
-    assert (_shards(out), {p.name: p.stat().st_mtime_ns for p in out.glob("train-*.parquet")}) == at_kill
+    assert (_shards(out), _shard_files(out)) == at_kill
 
 
 RAY_AGENTS = ("ray::DashboardAgent", "ray::RuntimeEnvAgent")

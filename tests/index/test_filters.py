@@ -11,7 +11,7 @@ from test_index import DIM, _vectors, _write_annotations  # noqa: E402
 
 from paraspeechclap.index import FilterError, Index, ModelMismatch, validate_where  # noqa: E402
 
-COLUMNS = ["row", "id", "audio", "duration", "status", "error", "embedding", "pitch", "p_pitch_deep", "p_pitch_high",
+COLUMNS = ["row", "id", "split", "audio", "duration", "status", "error", "embedding", "pitch", "p_pitch_deep", "p_pitch_high",
            "tags", "caption"]
 
 ACCEPTED = [
