@@ -83,27 +83,31 @@ def _shard_files(out: Path) -> dict[str, int]:
             if "_index" not in p.parts}
 
 
-@pytest.mark.parametrize("damage", ["truncated", "one byte flipped", "deleted"])
-def test_a_damaged_shard_is_refused_by_index_build_and_recomputed_by_a_resume(annotated, corpus, tmp_path, damage):
+def test_damaged_shards_are_refused_by_index_build_and_recomputed_by_a_resume(annotated, corpus, tmp_path):
+    """One shard truncated, one with a byte flipped (same size), one deleted: index build refuses, naming a shard;
+    the resume names each with what is wrong, recomputes those three only, and index build then works."""
     ref_out, ref_rows = annotated
     out = tmp_path / "ann"
     shutil.copytree(ref_out, out)
-    bad = out / SHARD1
-    kept = {k: v for k, v in _shard_files(out).items() if k != SHARD1}
-    {"truncated": _truncate, "one byte flipped": _flip, "deleted": Path.unlink}[damage](bad)
+    damage = {f"data/train-0000{k}-of-00004.parquet": (hurt, why) for k, hurt, why in (
+        (1, _truncate, "bytes, recorded"), (2, _flip, "SHA-256 differs from the record"), (3, Path.unlink, "missing"))}
+    kept = {k: v for k, v in _shard_files(out).items() if k not in damage}
+    for name, (hurt, _) in damage.items():
+        hurt(out / name)
 
     refused = _cli("index", "build", str(out))
-    assert refused.returncode == 2 and f"shard {bad} does not match its record" in refused.stderr, refused.stderr
+    assert refused.returncode == 2 and f"shard {out / SHARD1} does not match its record" in refused.stderr
     assert not (out / "_index").exists()
 
     resumed = _cli(*_annotate_args(corpus, out))
     assert resumed.returncode == 0, resumed.stderr
-    why = {"truncated": "bytes, recorded", "one byte flipped": "SHA-256 differs", "deleted": "missing"}[damage]
-    assert "[annotate] resuming: 3 of 4 shards done, skipped; 1 to compute" in resumed.stderr, resumed.stderr
-    assert f"[annotate] recomputing {SHARD1}: " in resumed.stderr and why in resumed.stderr
+    assert "[annotate] resuming: 1 of 4 shards done, skipped; 3 to compute" in resumed.stderr, resumed.stderr
+    for name, (_, why) in damage.items():
+        line = next(x for x in resumed.stderr.splitlines() if x.startswith(f"[annotate] recomputing {name}: "))
+        assert why in line, line
     summary = json.loads(resumed.stdout.strip().splitlines()[-1])
-    assert summary["shards_done"] == 4 and list(summary["resume"]["recomputed"]) == [SHARD1]
-    assert {k: v for k, v in _shard_files(out).items() if k != SHARD1} == kept  # only the bad one was redone
+    assert summary["shards_done"] == 4 and sorted(summary["resume"]["recomputed"]) == sorted(damage)
+    assert {k: v for k, v in _shard_files(out).items() if k not in damage} == kept  # only the bad ones redone
     corpus_helpers.assert_same_rows(annotated_rows(out), ref_rows, atol=1e-6)
     built = _cli("index", "build", str(out))
     assert built.returncode == 0, built.stderr
