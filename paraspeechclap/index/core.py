@@ -41,6 +41,23 @@ class ModelMismatch(IndexError_):
     """A query model other than the one whose embeddings the index holds."""
 
 
+def model_mismatch(meta: dict, provenance: dict, dim: int) -> str | None:
+    """Why an index (its ``meta``) cannot be searched with a model (its provenance and embedding width), or None."""
+    held = meta.get("model") or {}
+    held_dim = meta.get("dim")
+    same_identity = held.get("identity") == provenance.get("identity")
+    same_dim = held_dim is None or int(held_dim) == int(dim)
+    if same_identity and same_dim:
+        return None
+    message = (f"the index holds embeddings of model {held.get('model')!r} (identity {held.get('identity')}, "
+               f"dimension {held_dim}, precision {held.get('precision')}); the model given is "
+               f"{provenance.get('model')!r} (identity {provenance.get('identity')}, dimension {dim}, precision "
+               f"{provenance.get('precision')})")
+    if same_dim and held.get("precision") and held.get("precision") != provenance.get("precision"):
+        message += f"; the identity includes the precision: try --precision {held.get('precision')}"
+    return message
+
+
 # ---------------------------------------------------------------------------------------------- backends
 # usearch's first vectors go into the graph one at a time: concurrent inserts into a near-empty HNSW graph (usearch
 # 2.26.6, 2 threads) left true neighbours unreachable: a 99-vector index missed one of the exact top 5 in 9 of 15
@@ -300,15 +317,10 @@ class Index:
     def check_model(self, model: Any) -> None:
         """Refuse (:class:`ModelMismatch`, naming both identities and dimensions) a model other than the one whose
         embeddings the index holds: its vectors would be compared with another model's."""
-        held = self.meta.get("model") or {}
-        prov = model.provenance()
-        dim = int(model.config.embedding_dim)
-        if prov.get("identity") != held.get("identity") or dim != int(self.meta["dim"]):
-            raise ModelMismatch(
-                f"{self.folder} holds embeddings of model {held.get('model')!r} (identity {held.get('identity')}, "
-                f"dimension {self.meta['dim']}); the query model is {prov.get('model')!r} (identity "
-                f"{prov.get('identity')}, dimension {dim}). Search with the model that annotated the folder, or "
-                f"annotate and index it again with this one")
+        problem = model_mismatch(self.meta, model.provenance(), int(model.config.embedding_dim))
+        if problem is not None:
+            raise ModelMismatch(f"{self.folder}: {problem}. Search with the model that annotated the folder, or "
+                                f"annotate and index it again with this one")
 
     def query_vector(self, text: str | None = None, like: str | Path | Any = None, model: Any = None) -> np.ndarray:
         """The query embedding (the text's, the example clip's, or the normalised sum of both) by the index's own
@@ -433,4 +445,4 @@ def index_size_bytes(folder: str | Path) -> int:
     return sum(p.stat().st_size for p in Path(folder).iterdir() if p.is_file())
 
 
-__all__ = ["Index", "IndexError_", "ModelMismatch", "BACKENDS", "DEFAULT_BACKEND", "index_size_bytes"]
+__all__ = ["Index", "IndexError_", "ModelMismatch", "model_mismatch", "BACKENDS", "DEFAULT_BACKEND", "index_size_bytes"]

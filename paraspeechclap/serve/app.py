@@ -17,9 +17,9 @@ from .config import ServeConfig
 from .errors import install_handlers
 from .http import Guard
 from .routes import rewards, scoring, search, service, timeline
-from .state import ServeState, attribute_table, index_mismatch
+from .state import ServeState, attribute_table
 
-__all__ = ["create_app", "attribute_table", "index_mismatch"]
+__all__ = ["create_app", "attribute_table"]
 
 
 def create_app(model: Any, config: ServeConfig | None = None, index: Any = None) -> FastAPI:

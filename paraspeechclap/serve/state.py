@@ -32,22 +32,6 @@ def attribute_table(model: Any) -> tuple[str, dict[str, list[str]]]:
     return chosen.get("family", "custom"), {name: list(spec["classes"]) for name, spec in chosen["attributes"].items()}
 
 
-def index_mismatch(meta: dict, provenance: dict, dim: int) -> str | None:
-    """Why an index cannot serve this model (another identity or embedding width), or None when it can."""
-    held = meta.get("model") or {}
-    held_dim = meta.get("dim")
-    same_identity = held.get("identity") == provenance.get("identity")
-    same_dim = held_dim is None or int(held_dim) == int(dim)
-    if same_identity and same_dim:
-        return None
-    message = (f"the index holds embeddings of model {held.get('model')!r} (identity {held.get('identity')}, "
-               f"dim {held_dim}, precision {held.get('precision')}) but the server runs {provenance.get('model')!r} "
-               f"(identity {provenance.get('identity')}, dim {dim}, precision {provenance.get('precision')})")
-    if same_dim and held.get("precision") and held.get("precision") != provenance.get("precision"):
-        message += f"; the identity includes the precision: try --precision {held.get('precision')}"
-    return message
-
-
 def corpus_roots(index: Any) -> list[Path]:
     """Folders an indexed clip's audio may be served from: the annotation folder and the corpus it was made from
     (the annotation manifest's audio root, else each input folder, or the folder of each input manifest file)."""
@@ -88,7 +72,9 @@ class ServeState:
         self.index_attributes, self.roots = self.attributes, []
         if self.index is not None:
             meta = getattr(self.index, "meta", None) or {}
-            problem = index_mismatch(meta, self.provenance, self.dim) if meta.get("model") else None
+            from ..index.core import model_mismatch
+
+            problem = model_mismatch(meta, self.provenance, self.dim) if meta.get("model") else None
             if problem is not None:
                 raise ValueError(problem)
             table = (meta.get("attributes") or {}).get("attributes")
