@@ -152,7 +152,7 @@ def draw_timeline(driver, window: str = "2", hop: str = "0.5"):
         by_id(driver, name).clear()
         by_id(driver, name).send_keys(value)
     by_id(driver, "timeline-btn").click()
-    return wait_for(driver, lambda d: (css(d, "#timeline-chart svg") or [None])[0])
+    return wait_for(driver, lambda d: (css(d, "#timeline-chart:not([hidden]) svg[data-windows]") or [None])[0])
 
 
 def rect(driver, element) -> dict:
@@ -217,7 +217,8 @@ def test_a_new_input_clears_the_results_and_late_answers_are_dropped(browser, tm
     upload(browser, second)                      # a new clip: every result of the old one goes at once
     assert by_id(browser, "score-table").get_attribute("hidden") is not None
     assert not css(browser, "tr.score-row") and not css(browser, "#attribute-bars .attribute")
-    assert not css(browser, "#timeline-chart svg") and by_id(browser, "timeline-legend").text == ""
+    assert by_id(browser, "timeline-chart").get_attribute("hidden") is not None and not css(browser, "#timeline-svg *")
+    assert by_id(browser, "timeline-legend").text == "" and by_id(browser, "timeline-readout").text == ""
     score(browser)
     js(browser, "const box = document.getElementById('captions'); box.value += '\\nA child shouts.';"
                 "box.dispatchEvent(new Event('input'));")   # new descriptions: the scores go too
@@ -240,7 +241,8 @@ def hover(browser, chart, t: float, seconds: float, click: bool = False) -> floa
     from selenium.webdriver.common.action_chains import ActionChains
 
     width = float(chart.get_attribute("width"))
-    x = 58 + (width - 58 - 14) * t / seconds        # the chart's margins (app.js, chartGeometry)
+    left, plot = map(float, chart.get_attribute("data-plot").split())
+    x = left + plot * t / seconds
     actions = ActionChains(browser).move_to_element_with_offset(chart, int(round(x - width / 2)), 0)
     (actions.click() if click else actions).perform()
     return x
@@ -452,7 +454,7 @@ def test_accessibility_basics(browser, tmp_path):
         ActionChains(browser).send_keys(Keys.TAB).perform()
         reached.append(js(browser, "return document.activeElement.id || document.activeElement.tagName"))
     for name in ("audio-file", "record", "captions", "score-btn", "window-seconds", "hop-seconds", "timeline-btn",
-                 "smoothing", "show-raw", "search-text", "search-btn", "like-file", "like-audio-btn", "svg"):
+                 "smoothing", "show-raw", "timeline-svg", "search-text", "search-btn", "like-file", "like-audio-btn"):
         assert name in reached, (name, reached)
     worst, bars = js(browser, CONTRAST)
     assert worst == [], worst                      # text at least 4.5:1 (3:1 when large)

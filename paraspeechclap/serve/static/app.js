@@ -1,7 +1,6 @@
 // ParaSpeechCLAP web page: plain JavaScript, no external files. Talks to the same server's /v1 API.
 "use strict";
 const $ = (id) => document.getElementById(id);
-const SVG_NS = "http://www.w3.org/2000/svg";
 // line colours, each at least 4.5:1 against white
 const COLOURS = ["#1f5fa8", "#c2410c", "#2f7d32", "#7b3fa0", "#b3261e", "#00727d", "#6b6b00", "#a3215f"];
 const page = {
@@ -20,7 +19,7 @@ function el(tag, className, text) {
 }
 
 function svg(tag, attributes, parent) {
-  const node = document.createElementNS(SVG_NS, tag);
+  const node = document.createElementNS($("timeline-svg").namespaceURI, tag);   // the page's own <svg>
   for (const [name, value] of Object.entries(attributes || {})) node.setAttribute(name, String(value));
   if (parent) parent.appendChild(node);
   return node;
@@ -111,7 +110,7 @@ function inputChanged() {
   page.timeline = null;
   page.chart = null;
   page.hover = null;
-  $("timeline-chart").textContent = "";
+  drawTimeline();
   $("timeline-legend").textContent = "";
   $("timeline-readout").textContent = "";
   status("score-status", "");
@@ -338,14 +337,17 @@ function drawLines(root, g, data) {
 }
 
 function drawTimeline() {
-  const chart = $("timeline-chart"), data = page.timeline;
-  chart.textContent = "";
-  if (!data) return;
+  const chart = $("timeline-chart"), root = $("timeline-svg"), data = page.timeline;
+  root.replaceChildren();
+  chart.hidden = !data;
+  if (!data) { page.chart = null; delete root.dataset.windows; $("timeline-legend").textContent = ""; return; }
   const g = chartGeometry(data, Math.max(260, chart.clientWidth));
-  const root = svg("svg", { width: g.width, height: g.height, viewBox: `0 0 ${g.width} ${g.height}`, tabindex: 0,
-                            role: "slider", "aria-label": "position on the style timeline",
-                            "aria-valuemin": 0, "aria-valuemax": g.seconds.toFixed(2), "aria-valuenow": 0 }, chart);
+  for (const [name, value] of Object.entries({ width: g.width, height: g.height, viewBox: `0 0 ${g.width} ${g.height}`,
+                                               "aria-valuemax": g.seconds.toFixed(2), "aria-valuenow": 0 })) {
+    root.setAttribute(name, String(value));
+  }
   root.dataset.windows = String(g.centres.length);
+  root.dataset.plot = `${g.margin.left} ${g.plotW}`;   // where time 0 and the plot's width are, in px
   drawAxes(root, g);
   drawLines(root, g, data);
   g.guide = svg("line", { class: "guide", y1: g.margin.top, y2: g.height - g.margin.bottom, visibility: "hidden" }, root);
@@ -355,11 +357,6 @@ function drawTimeline() {
   svg("rect", { class: "overlay", x: g.margin.left, y: g.margin.top, width: g.plotW, height: g.plotH }, root);
   g.root = root;
   page.chart = g;
-  root.addEventListener("pointermove", (event) => hoverAt(g.time(pointerX(root, event))));
-  root.addEventListener("pointerleave", () => showGuide(false));
-  root.addEventListener("click", (event) => seek(g.time(pointerX(root, event))));
-  root.addEventListener("keydown", timelineKey);
-  root.addEventListener("focus", () => { if (page.hover === null) hoverAt(g.centres[0]); });
   drawLegend(data);
   if (page.hover !== null) hoverAt(page.hover);
   updatePlayhead();
@@ -376,8 +373,18 @@ function drawLegend(data) {
   }));
 }
 
-function pointerX(root, event) {
-  return event.clientX - root.getBoundingClientRect().left;
+// The time under the pointer.
+function pointerTime(event) {
+  return page.chart.time(event.clientX - page.chart.root.getBoundingClientRect().left);
+}
+
+function listenToTimeline() {
+  const root = $("timeline-svg");
+  root.addEventListener("pointermove", (event) => { if (page.chart) hoverAt(pointerTime(event)); });
+  root.addEventListener("pointerleave", () => showGuide(false));
+  root.addEventListener("click", (event) => { if (page.chart) seek(pointerTime(event)); });
+  root.addEventListener("keydown", timelineKey);
+  root.addEventListener("focus", () => { if (page.chart && page.hover === null) hoverAt(page.chart.centres[0]); });
 }
 
 function nearestWindow(g, t) {
@@ -566,6 +573,7 @@ async function start() {
   $("timeline-btn").addEventListener("click", timeline);
   $("smoothing").addEventListener("input", smoothingChanged);
   $("show-raw").addEventListener("change", drawTimeline);
+  listenToTimeline();
   for (const name of ["timeupdate", "seeked", "loadedmetadata"]) $("player").addEventListener(name, updatePlayhead);
   $("player").addEventListener("play", followPlayback);
   new ResizeObserver(() => {
