@@ -379,12 +379,15 @@ def test_errors_are_words_and_the_favicon_is_served(browser, tmp_path):
 
 # ---------------------------------------------------------------------------------------------- layout
 def test_phone_layout_has_no_horizontal_overflow_and_screenshots(browser, small_index, tmp_path):
+    from selenium.webdriver.common.keys import Keys
+
     corpus = small_index[1]
     clip = write_clip(tmp_path, "recording-with-a-rather-long-file-name.wav", two_tones(300.0, 120.0))
     upload(browser, clip, [UP, DOWN])
     score(browser)
     wait_for(browser, lambda d: css(d, "#attribute-bars .attribute"))
     chart = draw_timeline(browser)
+    by_id(browser, "smoothing").send_keys(Keys.ARROW_RIGHT)      # the screenshots show a smoothed and a raw line
     hover(browser, chart, 2.0, 6.0)
     js(browser, "arguments[0].currentTime = 3.5", by_id(browser, "player"))
     by_id(browser, "like-file").send_keys(str(corpus / "clip1.wav"))
