@@ -93,3 +93,30 @@ def live_server(mini):
     for server, thread in servers:
         server.should_exit = True
         thread.join(10)
+
+
+TONES = (100, 140, 220, 300, 420)   # Hz of the small index's clips (clip0.wav ... clip4.wav), 1 s each
+
+
+@pytest.fixture(scope="session")
+def small_index(mini, tmp_path_factory):
+    """A real annotated corpus and its index, built once: five tones and a file that does not decode. Yields
+    ``(index, corpus folder, {file name: row})``."""
+    pytest.importorskip("duckdb", reason="the corpus extra (duckdb, usearch) is not installed")
+    pytest.importorskip("usearch", reason="the corpus extra (duckdb, usearch) is not installed")
+    from pathlib import Path
+
+    from paraspeechclap.annotate import annotate
+    from paraspeechclap.index import Index
+
+    folder = tmp_path_factory.mktemp("small-index")
+    corpus = folder / "audio"
+    corpus.mkdir()
+    for i, freq in enumerate(TONES):
+        (corpus / f"clip{i}.wav").write_bytes(wav_bytes(1.0, freq))
+    (corpus / "broken.wav").write_bytes(b"not audio at all")
+    annotate(corpus, folder / "ann", workers=1, shard_size=8, device="cpu")
+    index = Index.open(Index.build(folder / "ann").folder)
+    rows = {Path(audio).name: int(row) for row, audio in index.sql.execute("SELECT row, audio FROM clips").fetchall()}
+    yield index, corpus, rows
+    index.close()
