@@ -30,6 +30,9 @@ class SuiteTask(Closed):
     kind: Optional[Literal["retrieval", "classification"]] = None
     name: Optional[StrictStr] = None
     counts: Optional[dict[str, NonNegativeInt]] = None  # clips per class, for people
+    #: a manifest of clips that belong to none of the candidates (a whisper has no pitch): any tag on one is wrong.
+    #: annotate.calibrate counts them; evaluate does not score them
+    negatives: Optional[StrictStr] = None
     description: Optional[StrictStr] = None
 
     @model_validator(mode="after")
