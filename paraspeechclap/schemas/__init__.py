@@ -10,7 +10,7 @@ Writers stamp (``"schema": "paraspeechclap.<kind>/<version>"``, or the key a fil
 with :class:`SchemaError`, whose message names the file, the field and the expected version. Older versions are
 still read: each contract declares the upgrade from every older version, and a file without a stamp (written
 before versions existed) is version 0. ``python -m paraspeechclap.schemas`` lists the contracts and prints their
-JSON Schema. Imports pydantic and nothing heavy (no torch).
+JSON Schema. Imports pydantic and nothing heavy (no torch); a contract's module is imported when first needed.
 
 Kinds (module): ``manifest-row`` (:mod:`.manifest`); ``synth-row``, ``synth-dropped-row``, ``synth-verification``,
 ``synth-stored-verification``, ``synth-voice-calibration``, ``ownership-record`` (:mod:`.corpus`);
@@ -21,9 +21,8 @@ Kinds (module): ``manifest-row`` (:mod:`.manifest`); ``synth-row``, ``synth-drop
 """
 from __future__ import annotations
 
-from . import annotation, attribute_table, corpus, evaluation, manifest, rerank, saved_model, training  # noqa: F401
-from .core import (CONTRACTS, Contract, SchemaError, check, contract, dumps, dumps_row, parse, read, stamp, stamped,
-                   validate, write, write_jsonl)
+from .core import (Contract, SchemaError, all_contracts, check, contract, dumps, dumps_row, parse, read, stamp,
+                   stamped, validate, write, write_jsonl)
 
-__all__ = ["CONTRACTS", "Contract", "SchemaError", "check", "contract", "dumps", "dumps_row", "parse", "read", "stamp",
-           "stamped", "validate", "write", "write_jsonl"]
+__all__ = ["Contract", "SchemaError", "all_contracts", "check", "contract", "dumps", "dumps_row", "parse", "read",
+           "stamp", "stamped", "validate", "write", "write_jsonl"]

@@ -14,7 +14,7 @@ attribute and derives the status from them (version-0 tables that calibrate wrot
 """
 from __future__ import annotations
 
-from typing import Any, Literal, Optional
+from typing import Annotated, Any, Literal, Optional
 
 from pydantic import Field, NonNegativeInt, StrictStr, field_validator, model_validator
 
@@ -25,30 +25,50 @@ STATUSES = ("calibrated", "partly calibrated", "uncalibrated")
 Share = Field(ge=0.0, le=1.0)
 
 
-class AttributeCalibration(Record):
-    """What the attribute's threshold gave on the labelled clips it was calibrated on."""
+class ClassCalibration(Record):
+    precision: Optional[float] = Share  # of the tags of this class (None: it emitted none)
+    tagged: NonNegativeInt
+    right: NonNegativeInt
 
-    precision: float = Share  # of the tags it emits (neutral top classes emit none)
+
+class AttributeCalibration(Record):
+    """What the attribute's thresholds gave on the labelled clips it was calibrated on."""
+
+    precision: Optional[float] = Share  # of the tags it emits (neutral top classes emit none); None: it emits none
     coverage: float = Share  # share of the clips that get a tag
-    clips: NonNegativeInt  # labelled clips of the attribute's suite
+    clips: NonNegativeInt  # clips of the attribute's suite, its negatives included
     tagged: Optional[NonNegativeInt] = None
+    per_class: dict[str, ClassCalibration] = {}
 
 
 class AttributeSpec(Closed):
+    """One attribute: its classes (a tag is the top class), the neutral ones (never a tag), the threshold a top class
+    needs (per class in ``thresholds``, else ``threshold``, else two times chance), the classes never tagged
+    (``withheld``: calibration found no threshold that reaches the wanted precision), and ``not_with``: no tag when
+    the clip is tagged with one of these classes of another attribute (a whisper has no pitch)."""
+
     classes: list[StrictStr] = Field(min_length=2)
     neutral: list[StrictStr] = []
     threshold: Optional[float] = Field(None, gt=0.0, le=1.0)
+    thresholds: dict[str, Annotated[float, Field(gt=0.0, le=1.0)]] = {}
+    withheld: list[StrictStr] = []
+    not_with: dict[str, list[StrictStr]] = {}
     calibration: Optional[AttributeCalibration] = None
 
     @model_validator(mode="after")
     def _classes(self):
         if len(set(self.classes)) != len(self.classes):
             raise ValueError(f"classes must be distinct, got {self.classes}")
-        stray = [c for c in self.neutral if c not in self.classes]
-        if stray:
-            raise ValueError(f"neutral classes {stray} are not among the classes {self.classes}")
-        if self.calibration is not None and self.threshold is None:
-            raise ValueError("a calibrated attribute needs its threshold")
+        for what, names in (("neutral", self.neutral), ("thresholds", list(self.thresholds)),
+                            ("withheld", self.withheld)):
+            stray = [c for c in names if c not in self.classes]
+            if stray:
+                raise ValueError(f"{what} {stray} are not among the classes {self.classes}")
+        taggable = [c for c in self.classes if c not in self.neutral]
+        if self.calibration is not None:
+            open_ = [c for c in taggable if c not in self.thresholds and c not in self.withheld]
+            if open_ and self.threshold is None:
+                raise ValueError(f"a calibrated attribute needs a threshold for {open_} (or to withhold them)")
         return self
 
 
@@ -59,8 +79,8 @@ class TableCalibration(Record):
     note: str = ""
     precision_target: Optional[float] = Field(None, gt=0.0, le=1.0)
     min_clips: Optional[NonNegativeInt] = None
-    corpus: Optional[dict[str, Any]] = None  # suite file, seed, clips
-    model: Optional[str] = None
+    corpus: Optional[dict[str, Any]] = None  # suite file, clips, and a synthetic corpus' seed and size
+    model: Optional[dict[str, Any]] = None  # source and numeric precision
     date: Optional[str] = None
     command: Optional[str] = None
 
@@ -79,6 +99,20 @@ class AttributeTable(Closed):
         if value.count("{}") != 1:
             raise ValueError(f"a template needs exactly one {{}} placeholder, got {value!r}")
         return value
+
+    @model_validator(mode="after")
+    def _gates(self):
+        for name, spec in self.attributes.items():
+            for other, classes in spec.not_with.items():
+                gate = self.attributes.get(other)
+                if gate is None or other == name:
+                    raise ValueError(f"attribute {name!r}: not_with names {other!r}, not another attribute of the table")
+                if gate.not_with:
+                    raise ValueError(f"attribute {name!r}: not_with {other!r}, which has a not_with of its own")
+                stray = [c for c in classes if c not in gate.classes]
+                if stray:
+                    raise ValueError(f"attribute {name!r}: not_with {other!r} classes {stray} are not its classes")
+        return self
 
     @model_validator(mode="after")
     def _status_matches(self):
@@ -116,7 +150,7 @@ def _table_from_v0(doc: dict) -> dict:
         doc["attributes"] = attributes
     note = doc.get("calibration", "")
     status = status_of(attributes) if isinstance(attributes, dict) else "uncalibrated"
-    doc["calibration"] = {"status": status, "note": note if isinstance(note, str) else str(note)}
+    doc["calibration"] = dict(note, status=status) if isinstance(note, dict) else {"status": status, "note": str(note)}
     return doc
 
 

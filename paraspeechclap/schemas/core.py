@@ -41,8 +41,13 @@ class SchemaError(ValueError):
 
     def __init__(self, source: str, kind: str, version: int, problem: str, field: str | None = None):
         self.source, self.kind, self.version, self.field, self.problem = source, kind, version, field, problem
-        where = f"field {field!r}: " if field else ""
-        super().__init__(f"{source}: {where}{problem} (expected {kind} version {version})")
+        super().__init__(f"{source}: {self.detail}")
+
+    @property
+    def detail(self) -> str:
+        """The message without the file: what a caller that names the file (or the row) itself shows."""
+        where = f"field {self.field!r}: " if self.field else ""
+        return f"{where}{self.problem} (expected {self.kind} version {self.version})"
 
 
 # ---------------------------------------------------------------------------------------------------- stamps
@@ -127,6 +132,9 @@ class Contract:
 
 
 CONTRACTS: dict[str, Contract] = {}
+#: the modules of this package that declare contracts (imported on first need: a reader of manifest rows does not
+#: pay for building every other model)
+MODULES = ("manifest", "corpus", "evaluation", "attribute_table", "annotation", "rerank", "training", "saved_model")
 
 
 def declare(contract: Contract) -> Contract:
@@ -136,7 +144,23 @@ def declare(contract: Contract) -> Contract:
     return contract
 
 
+def all_contracts() -> dict[str, Contract]:
+    """Every declared contract, by kind (importing the modules that declare them, once)."""
+    import importlib
+
+    if not _LOADED:
+        for name in MODULES:
+            importlib.import_module(f"{__package__}.{name}")
+        _LOADED.append(True)
+    return CONTRACTS
+
+
+_LOADED: list[bool] = []
+
+
 def contract(kind: str) -> Contract:
+    if kind not in CONTRACTS:
+        all_contracts()
     try:
         return CONTRACTS[kind]
     except KeyError:
@@ -147,7 +171,7 @@ def _extends(kind: str, base: str) -> bool:
     while kind is not None:
         if kind == base:
             return True
-        kind = CONTRACTS[kind].extends if kind in CONTRACTS else None
+        kind = contract(kind).extends if kind in all_contracts() else None
     return False
 
 
@@ -160,7 +184,7 @@ def _current(obj: Any, kind: str, source: str) -> tuple[dict, Contract]:
     found = wanted.stamp.found(obj)
     own = wanted
     if found is not None and isinstance(wanted.stamp, SchemaKey) and found[0] != kind:
-        if not (found[0] in CONTRACTS and _extends(found[0], kind)):
+        if not _extends(found[0], kind):
             raise SchemaError(source, kind, wanted.version, f"this is a {found[0]!r} file, not {kind}", wanted.stamp.key)
         own = CONTRACTS[found[0]]
     key = getattr(own.stamp, "key", None) or own.stamp.version_key or own.stamp.kind_key
