@@ -91,6 +91,37 @@ def test_synth_to_calibrate_reader(corpus):
     assert set(clips) | set(why) == {a.name for a in table.attributes}
 
 
+def test_synth_to_calibrate_writes_a_table_annotate_reads(corpus, tmp_path, capsys):
+    from paraspeechclap.annotate.attributes import AttributeTable
+    from paraspeechclap.annotate.calibrate import main
+
+    out = tmp_path / "table.json"
+    code = main(["--suites", str(corpus / "suites.json"), "--model-precision", "fp32", "--precision", "0.5",
+                 "--min-clips", "1", "--out", str(out)])
+    assert code == 0, capsys.readouterr().err
+    table = AttributeTable.from_file(out)
+    calibrated = [a for a in table.attributes if a.calibration is not None]
+    assert calibrated and table.calibration["status"] in ("calibrated", "partly calibrated")
+    assert table.calibration["corpus"]["seed"] == 11 and "--precision 0.5" in table.calibration["command"]
+    for a in calibrated:
+        assert set(a.thresholds) | set(a.withheld) == {c for c in a.classes if c not in a.neutral}
+        assert a.calibration["clips"] >= a.calibration["tagged"]
+
+
+def test_calibrate_refuses_when_nothing_can_be_calibrated(corpus, tmp_path, capsys):
+    from paraspeechclap.annotate.calibrate import main
+
+    copy = _copy(corpus, tmp_path)
+    doc = schemas.read(copy / "suites.json", "evaluation-suite")
+    doc["classification"] = {f"other-{name}": spec for name, spec in doc["classification"].items()}
+    schemas.write(copy / "suites.json", doc, "evaluation-suite")
+    out = tmp_path / "table.json"
+    assert main(["--suites", str(copy / "suites.json"), "--model-precision", "fp32", "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert "nothing could be calibrated" in err and "pitch: no classification task 'pitch'" in err
+    assert not out.exists()
+
+
 def test_synth_to_train_dataset(corpus):
     from paraspeechclap.data.dataset import ParaSpeechCapsDataset
     from paraspeechclap.data.sources import load_source
