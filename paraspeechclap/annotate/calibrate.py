@@ -6,12 +6,13 @@ evaluate's own suite reader) gives, per attribute, a classification task (its cl
 pitch), on which any tag is wrong. Each attribute of the model's table with a task of the same name and the same
 classes is calibrated: its clips are embedded and classified as ``annotate`` does (its ``not_with`` gates included),
 and each class that can become a tag gets the smallest probability at which that class's tags are right at least
-``--precision`` of the time (default 90 %) with at least ``--min-clips`` tags. A class that never gets there is
-withheld: never tagged. The result is an attribute table (``annotate --attributes``) recording per attribute what
-its thresholds gave (precision of the tags, coverage: the share of clips that get one) and, for the table, the
-corpus, target, model, date and command. Attributes without a matching task keep their thresholds and no
-calibration record, so the table says ``partly calibrated``; when no attribute can be calibrated nothing is
-written and the command exits 1, saying why for each attribute.
+``--precision`` of the time (default 90 %) with at least ``--min-clips`` tags, the precision taken as the lower end of
+its Wilson interval at ``--confidence`` (default 95 %: the thresholds leave a margin for clips not seen here; 0.5
+takes the share as observed). A class that never gets there is withheld: never tagged. The result is an attribute
+table (``annotate --attributes``) recording per attribute what its thresholds gave (precision of the tags, coverage:
+the share of clips that get one) and, for the table, the corpus, target, model, date and command. Attributes
+without a matching task keep their thresholds and no calibration record, so the table says ``partly calibrated``;
+when no attribute can be calibrated nothing is written and the command exits 1, saying why for each attribute.
 """
 from __future__ import annotations
 
@@ -37,13 +38,27 @@ class Clips:
     gold: list[str | None] = field(default_factory=list)
 
 
-def class_threshold(top_prob: np.ndarray, correct: np.ndarray, precision: float, min_clips: int) -> float | None:
-    """The lowest probability at which the tags above it are right at least ``precision`` of the time, with at least
-    ``min_clips`` of them; None when there is none."""
+def wilson_lower(hits: np.ndarray, n: np.ndarray, confidence: float) -> np.ndarray:
+    """The lower end of the one-sided Wilson score interval of ``hits / n`` (the precision the tags keep, at
+    ``confidence``, on clips not seen here); ``confidence`` 0.5 gives the observed share."""
+    from statistics import NormalDist
+
+    z = NormalDist().inv_cdf(confidence)
+    share = hits / n
+    centre = share + z * z / (2 * n)
+    spread = z * np.sqrt(share * (1 - share) / n + z * z / (4 * n * n))
+    return (centre - spread) / (1 + z * z / n)
+
+
+def class_threshold(top_prob: np.ndarray, correct: np.ndarray, precision: float, min_clips: int,
+                    confidence: float = 0.5) -> float | None:
+    """The lowest probability at which the tags above it are right at least ``precision`` of the time (the lower end
+    of the Wilson interval at ``confidence``; 0.5: as observed), with at least ``min_clips`` of them; None when there
+    is none."""
     order = np.argsort(-top_prob, kind="stable")
     hits = np.cumsum(correct[order])
     kept = np.arange(1, len(order) + 1)
-    ok = np.flatnonzero((hits / kept >= precision) & (kept >= min_clips))
+    ok = np.flatnonzero((wilson_lower(hits, kept, confidence) >= precision - 1e-12) & (kept >= min_clips))
     return None if len(ok) == 0 else float(top_prob[order][ok[-1]])
 
 
@@ -108,7 +123,7 @@ def emitted(attribute, probs: np.ndarray) -> list[str | None]:
 
 
 def calibrate_attribute(attribute, probs: np.ndarray, gold: list, gated: np.ndarray, precision: float,
-                        min_clips: int) -> None:
+                        min_clips: int, confidence: float = 0.5) -> None:
     """Set the thresholds, withheld classes and calibration record of ``attribute`` from its clips (``gated``: the
     clips another attribute's tag keeps from getting one)."""
     gold = np.array(gold, dtype=object)
@@ -119,7 +134,7 @@ def calibrate_attribute(attribute, probs: np.ndarray, gold: list, gated: np.ndar
         if cls in attribute.neutral:
             continue
         mine = (top == index) & ~gated
-        found = class_threshold(top_prob[mine], gold[mine] == cls, precision, min_clips)
+        found = class_threshold(top_prob[mine], gold[mine] == cls, precision, min_clips, confidence)
         if found is None:
             attribute.withheld.append(cls)
         else:
@@ -148,7 +163,7 @@ def _gate_mask(table, attribute, probs: dict[str, np.ndarray]) -> np.ndarray:
 
 
 def calibrate(model, suites_path: str | Path, precision: float = 0.9, min_clips: int = 10, table=None,
-              command: str | None = None, log=sys.stderr) -> tuple[dict, dict]:
+              command: str | None = None, log=sys.stderr, confidence: float = 0.95) -> tuple[dict, dict]:
     """(the calibrated attribute-table document, {attribute: calibration record, or why it has none}).
 
     Raises :class:`CalibrationError` when no attribute could be calibrated."""
@@ -172,17 +187,16 @@ def calibrate(model, suites_path: str | Path, precision: float = 0.9, min_clips:
         emb = np.stack([vectors[clips[a.name].paths[i]] for i in keep])
         probs = table.probabilities(model, emb)
         calibrate_attribute(a, probs[a.name], [clips[a.name].gold[i] for i in keep], _gate_mask(table, a, probs),
-                            precision, min_clips)
+                            precision, min_clips, confidence)
         done[a.name] = a.calibration
     if not done:
         raise CalibrationError(f"nothing could be calibrated with {suites_path}:\n  - "
                                + "\n  - ".join(f"{name}: {reason}" for name, reason in why.items()))
-    table.calibration = _provenance(model, suites_path, vectors, precision, min_clips, why, command)
+    table.calibration = _provenance(model, suites_path, vectors, (precision, confidence, min_clips), why, command)
     return table.to_dict(), {**done, **{name: {"not calibrated": reason} for name, reason in why.items()}}
 
 
-def _provenance(model, suites_path, vectors: dict, precision: float, min_clips: int, why: dict,
-                command: str | None) -> dict:
+def _provenance(model, suites_path, vectors: dict, target: tuple, why: dict, command: str | None) -> dict:
     from .. import schemas
 
     corpus = {"suites": str(suites_path), "clips": len(vectors)}
@@ -194,10 +208,12 @@ def _provenance(model, suites_path, vectors: dict, precision: float, min_clips: 
                            "num_clips": settings.get("num_clips")})
         except schemas.SchemaError:
             pass
+    precision, confidence, min_clips = target
     kept = f"; not calibrated, thresholds kept: {', '.join(why)}" if why else ""
-    return {"note": f"per-class thresholds for tag precision >= {precision:.0%} (at least {min_clips} tags per "
-                    f"class); a class that never reaches it is withheld{kept}",
-            "precision_target": precision, "min_clips": min_clips, "corpus": corpus,
+    return {"note": f"per-class thresholds for tag precision >= {precision:.0%} (the lower end of its Wilson interval "
+                    f"at {confidence:.0%} confidence; at least {min_clips} tags per class); a class that never reaches "
+                    f"it is withheld{kept}",
+            "precision_target": precision, "confidence": confidence, "min_clips": min_clips, "corpus": corpus,
             "model": {"source": str(getattr(model, "name", "")), "precision": str(getattr(model, "precision", ""))},
             "date": time.strftime("%Y-%m-%d", time.gmtime()), "command": command}
 
@@ -223,6 +239,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="numeric precision of the model (default auto, as annotate)")
     parser.add_argument("--attributes", default=None, help="the table to calibrate (default: the model family's own)")
     parser.add_argument("--precision", type=float, default=0.9, help="wanted precision of each class's tags (default 0.9)")
+    parser.add_argument("--confidence", type=float, default=0.95,
+                        help="confidence of the precision's lower bound (default 0.95; 0.5: the precision as observed)")
     parser.add_argument("--min-clips", type=int, default=10, help="tags a class needs at its threshold (default 10)")
     parser.add_argument("--out", required=True, help="attribute table JSON to write (use with annotate --attributes)")
     args = parser.parse_args(argv)
@@ -230,13 +248,14 @@ def main(argv: list[str] | None = None) -> int:
     from ..api import ParaSpeechCLAP
     from .attributes import AttributeTable
 
-    if not 0 < args.precision <= 1 or args.min_clips < 1:
-        parser.error("--precision must be in (0, 1] and --min-clips at least 1")
+    if not 0 < args.precision <= 1 or not 0.5 <= args.confidence < 1 or args.min_clips < 1:
+        parser.error("--precision must be in (0, 1], --confidence in [0.5, 1) and --min-clips at least 1")
     command = "python -m paraspeechclap.annotate.calibrate " + shlex.join(sys.argv[1:] if argv is None else argv)
     model = ParaSpeechCLAP.from_pretrained(args.model, precision=args.model_precision)
     table = AttributeTable.from_file(args.attributes) if args.attributes else None
     try:
-        doc, report = calibrate(model, args.suites, args.precision, args.min_clips, table, command)
+        doc, report = calibrate(model, args.suites, args.precision, args.min_clips, table, command,
+                                confidence=args.confidence)
     except (CalibrationError, schemas.SchemaError) as err:
         print(f"calibrate: {err}", file=sys.stderr)
         return 1

@@ -78,6 +78,7 @@ class TableCalibration(Record):
     status: Literal["calibrated", "partly calibrated", "uncalibrated"]
     note: str = ""
     precision_target: Optional[float] = Field(None, gt=0.0, le=1.0)
+    confidence: Optional[float] = Field(None, ge=0.5, lt=1.0)  # of the precision's lower bound
     min_clips: Optional[NonNegativeInt] = None
     corpus: Optional[dict[str, Any]] = None  # suite file, clips, and a synthetic corpus' seed and size
     model: Optional[dict[str, Any]] = None  # source and numeric precision

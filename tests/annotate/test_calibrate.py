@@ -14,6 +14,12 @@ def test_class_threshold_is_the_lowest_that_keeps_the_precision():
     assert class_threshold(p, right, 1.0, 1) == 0.9
     assert class_threshold(p, right, 1.0, 4) is None  # never 4 tags all right
     assert class_threshold(p[:0], right[:0], 0.9, 1) is None
+    many = np.linspace(1.0, 0.5, 200)
+    right = np.arange(200) % 20 != 19  # 95 % right all along
+    assert class_threshold(many, right, 0.9, 1) == many[-1]
+    margin = class_threshold(many, right, 0.9, 1, confidence=0.95)  # 19 of the first 20 is too few to be sure
+    assert margin is not None and margin < many[60]
+    assert class_threshold(many[:20], right[:20], 0.9, 1, confidence=0.95) is None
 
 
 def test_calibrate_attribute_sets_per_class_thresholds_and_withholds():
