@@ -268,19 +268,7 @@ def _sections(outcome, top: Dict[str, Optional[float]], model_name: str) -> List
             blocks.append(("img", (f"plots/confusion_{slug}.png", f"{t.task.name}: confusion matrix")))
             blocks.append(("img", (f"plots/per_class_{slug}.png", f"{t.task.name}: per-class recall and F1")))
 
-    skipped = [t for t in outcome.tasks if t.skipped]
-    failed = [t for t in outcome.tasks if t.status != "ok"]
-    if skipped or failed:
-        blocks.append(("h2", "Problems"))
-        for t in failed:
-            blocks.append(("p", f"Task {t.task.name} FAILED: {t.error}"))
-        for t in skipped:
-            shown = t.skipped[:SKIPPED_SHOWN]
-            blocks.append(("h3", f"{t.task.name}: {len(t.skipped)} skipped"))
-            blocks.append(("table", (["Id", "Path", "Reason"], [[s["id"], s["path"], s["reason"]] for s in shown])))
-            if len(t.skipped) > len(shown):
-                blocks.append(("p", f"... and {len(t.skipped) - len(shown)} more (all in metrics.json)."))
-
+    blocks += _problem_blocks(outcome)
     blocks.append(("h2", "Settings"))
     settings = {**outcome.settings, "model identity": outcome.model.get("identity"),
                 "cache": f"{outcome.cache.get('folder')} (reused {outcome.cache.get('hits')}, "
@@ -290,6 +278,24 @@ def _sections(outcome, top: Dict[str, Optional[float]], model_name: str) -> List
     blocks.append(("table", (["Setting", "Value"], [[k, v if isinstance(v, (int, float, str)) or v is None else
                                                      ", ".join(map(str, v)) if isinstance(v, (list, tuple)) else str(v)]
                                                     for k, v in settings.items()])))
+    return blocks
+
+
+def _problem_blocks(outcome) -> List[Tuple[str, Any]]:
+    """The failed tasks and the skipped items (the first :data:`SKIPPED_SHOWN` of each task)."""
+    blocks: List[Tuple[str, Any]] = []
+    skipped = [t for t in outcome.tasks if t.skipped]
+    failed = [t for t in outcome.tasks if t.status != "ok"]
+    if skipped or failed:
+        blocks.append(("h2", "Problems"))
+    for t in failed:
+        blocks.append(("p", f"Task {t.task.name} FAILED: {t.error}"))
+    for t in skipped:
+        shown = t.skipped[:SKIPPED_SHOWN]
+        blocks.append(("h3", f"{t.task.name}: {len(t.skipped)} skipped"))
+        blocks.append(("table", (["Id", "Path", "Reason"], [[s["id"], s["path"], s["reason"]] for s in shown])))
+        if len(t.skipped) > len(shown):
+            blocks.append(("p", f"... and {len(t.skipped) - len(shown)} more (all in metrics.json)."))
     return blocks
 
 
