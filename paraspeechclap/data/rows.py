@@ -80,8 +80,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
-from ..schemas import SchemaError, check
-from ..schemas.manifest import AUDIO_ROOT, DIRECT_AUDIO_COLUMNS, RELATIVE_AUDIO_PATH, SOURCE
+from ..schemas.columns import AUDIO_ROOT, DIRECT_AUDIO_COLUMNS, RELATIVE_AUDIO_PATH, SOURCE
 
 __all__ = ["AUDIO_SUFFIXES", "MANIFEST_SUFFIXES", "Row", "read_rows", "resolve_audio_path"]
 
@@ -177,6 +176,8 @@ def _row(ref: str, fields: Any, base: Path | None, audio_root: str | None, requi
     fields = _jsonable(fields)
     if not require_audio and not _has_audio_column(fields):
         return Row(ref, None, fields)
+    from ..schemas.core import SchemaError, check  # pydantic: only once rows are read
+
     try:
         check(fields, "manifest-row", ref)
     except SchemaError as err:

@@ -10,8 +10,8 @@ import logging
 import os
 from typing import Any, Iterable, Sequence
 
-from ..schemas.manifest import (DIRECT_AUDIO_COLUMNS, DURATION, INTRINSIC_TAGS, PARASPEECHCAPS_COLUMNS,
-                                RELATIVE_AUDIO_PATH, SITUATIONAL_TAGS, SOURCE, TAG_COLUMNS, TEXT_DESCRIPTION)
+from ..schemas.columns import (DIRECT_AUDIO_COLUMNS, DURATION, INTRINSIC_TAGS, PARASPEECHCAPS_COLUMNS,
+                               RELATIVE_AUDIO_PATH, SITUATIONAL_TAGS, SOURCE, TAG_COLUMNS, TEXT_DESCRIPTION)
 
 logger = logging.getLogger("paraspeechclap.data")
 

@@ -21,8 +21,16 @@ Kinds (module): ``manifest-row`` (:mod:`.manifest`); ``synth-row``, ``synth-drop
 """
 from __future__ import annotations
 
-from .core import (Contract, SchemaError, all_contracts, check, contract, dumps, dumps_row, parse, read, stamp,
-                   stamped, validate, write, write_jsonl)
+from typing import Any
 
 __all__ = ["Contract", "SchemaError", "all_contracts", "check", "contract", "dumps", "dumps_row", "parse", "read",
            "stamp", "stamped", "validate", "write", "write_jsonl"]
+
+
+def __getattr__(name: str) -> Any:
+    """The API from :mod:`.core`, imported on first use (``schemas.columns`` needs no pydantic)."""
+    if name in __all__:
+        from . import core
+
+        return getattr(core, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

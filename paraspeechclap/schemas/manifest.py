@@ -10,21 +10,10 @@ from typing import Annotated, Any, Optional, Union
 
 from pydantic import Field, Strict, StrictBool, StrictFloat, StrictInt, StrictStr
 
+from .columns import (AUDIO_ROOT, CLASSIFICATION_TAG, DIRECT_AUDIO_COLUMNS, DURATION, INTRINSIC_TAGS,  # noqa: F401
+                      PARASPEECHCAPS_COLUMNS, RELATIVE_AUDIO_PATH, SITUATIONAL_TAGS, SOURCE, TAG_COLUMNS,
+                      TEXT_DESCRIPTION)
 from .core import Contract, Record, declare, unchanged
-
-#: the direct audio columns, in order of precedence (absolute, or relative to the audio root)
-DIRECT_AUDIO_COLUMNS = ("path", "audio", "audio_path", "file")
-RELATIVE_AUDIO_PATH = "relative_audio_path"
-SOURCE = "source"  # the subfolder of the audio root that relative_audio_path is under
-AUDIO_ROOT = "audio_root"
-TEXT_DESCRIPTION = "text_description"
-INTRINSIC_TAGS = "intrinsic_tags"
-SITUATIONAL_TAGS = "situational_tags"
-TAG_COLUMNS = (INTRINSIC_TAGS, SITUATIONAL_TAGS)
-DURATION = "duration"
-CLASSIFICATION_TAG = "classification_tag"
-#: the ParaSpeechCaps columns, in the dataset's order
-PARASPEECHCAPS_COLUMNS = (SOURCE, RELATIVE_AUDIO_PATH, TEXT_DESCRIPTION, INTRINSIC_TAGS, SITUATIONAL_TAGS, DURATION)
 
 Text = Optional[StrictStr]
 Texts = Union[StrictStr, list[Optional[StrictStr]], None]  # one string, or a list (blank and null entries skipped)

@@ -11,9 +11,11 @@ from paraspeechclap import schemas
 from paraspeechclap.schemas import SchemaError
 
 
-def test_imports_without_torch():
+def test_imports_without_torch_and_the_cli_without_pydantic():
     code = ("import sys; from paraspeechclap import schemas; schemas.all_contracts(); "
             "assert 'torch' not in sys.modules, sorted(m for m in sys.modules if m.startswith('torch'))")
+    subprocess.run([sys.executable, "-c", code], check=True)
+    code = "import sys, paraspeechclap.cli; assert 'pydantic' not in sys.modules"  # rows check with it when read
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
