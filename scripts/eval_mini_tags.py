@@ -10,8 +10,8 @@ range, a neutral range claims neither monotonous nor singsong, so any such tag o
 
 * precision: the share of the emitted tags that are right (the target: >= 90 % for pitch, rate, gender, range and
   voice quality);
-* coverage: the share of clips that get a tag; "taggable" clips are those whose class can be a tag (not neutral)
-  and recall the share of them that get the right one.
+* coverage: the share of clips that get a tag; "taggable" clips are those whose class is not a neutral one (classes
+  the table withholds included) and recall the share of them that get the right tag.
 
 Refuses a corpus with fewer than ``--min-clips`` test clips (default 500) or one the table was calibrated on (same
 seed in the table's provenance). Writes ``tags.json`` (figures, confusions, provenance: corpus seed and size, table,
@@ -54,9 +54,10 @@ def attribute_figures(attribute, truths: list, tags: list) -> dict:
     """Precision, coverage and recall of one attribute's tags (``tags``: the tag per clip or None)."""
     tagged = [(t, g) for t, g in zip(tags, truths) if t is not None]
     right = sum(t == g for t, g in tagged)
-    taggable = sum(g is not None and attribute.taggable(g) for g in truths)
+    taggable = sum(g is not None and g not in attribute.neutral for g in truths)
     per_class = {c: {"tagged": sum(t == c for t, _ in tagged), "right": sum(t == c == g for t, g in tagged),
-                     "true": sum(g == c for g in truths)} for c in attribute.classes if attribute.taggable(c)}
+                     "true": sum(g == c for g in truths), "withheld": c in attribute.withheld}
+                 for c in attribute.classes if c not in attribute.neutral}
     wrong = Counter(f"{g or 'no claim'} -> {t}" for t, g in tagged if t != g)
     return {"clips": len(truths), "tagged": len(tagged), "right": right,
             "precision": right / len(tagged) if tagged else None, "coverage": len(tagged) / len(truths),
@@ -83,15 +84,17 @@ def figures(table, rows: list[dict], clip_tags: dict[str, list[str]]) -> dict:
 
 
 def annotate_tags(corpus: Path, args) -> tuple[dict[str, list[str]], dict]:
-    """{audio path: tags} from a real annotate run over the test split, and the run's manifest."""
+    """{audio path: tags} from a real annotate run over the test split (resumed in ``--annotations`` when that
+    folder holds one with the same model and table), and the run's manifest."""
     from paraspeechclap.annotate import annotate
     from paraspeechclap.annotate.engines import annotated_rows
 
     with tempfile.TemporaryDirectory(prefix="eval-mini-tags-") as tmp:
-        annotate(corpus / "test.jsonl", Path(tmp) / "ann", model=args.model, workers=1, precision=args.precision,
+        folder = Path(args.annotations) if args.annotations else Path(tmp) / "ann"
+        annotate(corpus / "test.jsonl", folder, model=args.model, workers=1, precision=args.precision,
                  attributes=args.attributes, audio_root=str(corpus / "audio"), device="cpu")
-        table = annotated_rows(Path(tmp) / "ann")
-        manifest = schemas.read(Path(tmp) / "ann" / "_manifest.json", "annotation-manifest")
+        table = annotated_rows(folder)
+        manifest = schemas.read(folder / "_manifest.json", "annotation-manifest")
     failed = [a for a, s in zip(table.column("audio").to_pylist(), table.column("status").to_pylist()) if s != "ok"]
     if failed:
         raise SystemExit(f"eval_mini_tags: {len(failed)} clips could not be annotated, e.g. {failed[0]}")
@@ -137,6 +140,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="numeric precision of the model (default auto, as annotate)")
     parser.add_argument("--min-clips", type=int, default=500)
     parser.add_argument("--out", default="reports/mini-tags", help="folder for tags.json and tags.md")
+    parser.add_argument("--annotations", default=None,
+                        help="keep annotate's output here (a rerun with the same table reuses it; default: temporary)")
     args = parser.parse_args(argv)
     from paraspeechclap.annotate.attributes import AttributeTable, table_for_model
 

@@ -18,7 +18,7 @@ def test_a_tag_where_the_corpus_claims_nothing_is_wrong_and_coverage_counts_ever
     script = load_script("eval_mini_tags")
     table = AttributeTable("t", "A {} style.", [
         Attribute("pitch", ["deep", "medium-pitched", "high-pitched"], neutral=["medium-pitched"]),
-        Attribute("range", ["monotonous", "singsong"])])
+        Attribute("range", ["monotonous", "singsong"], withheld=["singsong"])])
     rows = [_row("a", pitch_level="low", range_level="monotonous"),
             _row("b", pitch_level="high"),                               # neutral range: claims no range class
             _row("c", voice_quality="whispered", pitch_level=None, range_level=None),
@@ -30,6 +30,7 @@ def test_a_tag_where_the_corpus_claims_nothing_is_wrong_and_coverage_counts_ever
     assert f["pitch"]["wrong"] == {"no claim -> deep": 1}
     assert (f["pitch"]["taggable"], f["pitch"]["recall"]) == (2, 1.0)  # deep + high; medium is neutral
     assert (f["range"]["right"], f["range"]["tagged"], f["range"]["wrong"]) == (1, 2, {"no claim -> singsong": 1})
+    assert f["range"]["taggable"] == 1 and f["range"]["per_class"]["singsong"]["withheld"]  # withheld still counts
     md = script.to_markdown({"attributes": f})
     assert "| pitch | 66.7 | 2 / 3 | 75.0 |" in md and "**no**" in md
 
