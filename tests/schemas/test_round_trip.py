@@ -17,6 +17,28 @@ import pytest
 from paraspeechclap import schemas
 
 FIXTURE_MODEL = ["--speech-model", "speech", "--text-model", "text", "--embedding-dim", "24"]
+VOICES = ["espeak+m4", "espeak+f3", "espeak+m3", "espeak+f4"]  # m3/f4 are held out (test split only)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _offline():
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("HF_HUB_OFFLINE", "1")
+        yield
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> Path:
+    """``paraspeechclap synth`` output: 16 clips, half of them in the test split (a handful of seconds of espeak)."""
+    if shutil.which("espeak-ng") is None:
+        pytest.skip("espeak-ng is not installed (run scripts/install_synth_deps.sh)")
+    pytest.importorskip("parselmouth", reason="praat-parselmouth is not installed")
+    from paraspeechclap.synth.generate import generate_corpus
+
+    out = tmp_path_factory.mktemp("synth")
+    generate_corpus(out, num_clips=16, seed=11, workers=2, splits=(0.4, 0.1, 0.5), use_mbrola=False,
+                    progress=False, voice_names=VOICES)
+    return out
 
 
 def _rows(path: Path) -> list[dict]:
