@@ -33,6 +33,9 @@ from .inputs import InputRow, plan_rows, rows_digest
 from .layout import (FORMAT, FORMAT_VERSION, LOCK, MANIFEST, TEMPORARIES, Carried, ShardPlan, annotation_schema,
                      carried_columns, holds_shards, name_carried, output_table, plan_shards, shard_metadata,
                      temporary_folders)
+from ..schemas.core import SchemaKey
+
+STAMP_KEY = SchemaKey().key
 
 
 class ShardRecord(TypedDict, total=False):
@@ -251,7 +254,8 @@ class Job:
         return self.shards[index].rows
 
     def _name_carried(self, table: AttributeTable, dim: int) -> list[Carried]:
-        taken = set(annotation_schema(table, dim, self.config.embedding_dtype).names) | {"split"}
+        # an input row's "schema" is its own file's stamp: carried as input_schema, so a shard row is not read as one
+        taken = set(annotation_schema(table, dim, self.config.embedding_dtype).names) | {"split", STAMP_KEY}
         return name_carried(self._fields, taken)
 
     def header(self, provenance: dict, table: AttributeTable, dim: int) -> dict:

@@ -15,21 +15,16 @@ from .config import ServeConfig
 from .http import body_budget
 from .metrics import Metrics
 
-MODELS = Path(__file__).resolve().parents[1] / "models"
-
-
 def attribute_table(model: Any) -> tuple[str, dict[str, list[str]]]:
-    """The attributes the page draws probability bars for: the packaged table (``paraspeechclap/models/**/
-    attributes*.json``, the same data the annotate room reads) whose ``match`` fits the model's speech encoder, else
-    the paper's (intrinsic attributes and situational classes)."""
-    speech = getattr(getattr(model, "config", None), "speech_config", None)
-    kind = speech.get("model_type") if isinstance(speech, dict) else getattr(speech, "model_type", None)
-    docs = [json.loads(path.read_text(encoding="utf-8")) for path in sorted(MODELS.glob("**/attributes*.json"))]
-    chosen = next((d for d in docs if kind is not None and kind in d.get("match", {}).get("speech_model_type", [])),
-                  None) or next((d for d in docs if d.get("family") == "paper"), None)
-    if chosen is None:
+    """The attributes the page draws probability bars for: the table annotate uses for this model (the packaged
+    table whose ``match`` fits its speech encoder, else the paper's)."""
+    from ..annotate.attributes import table_for_model
+
+    try:
+        table = table_for_model(model)
+    except FileNotFoundError:
         return "none", {}
-    return chosen.get("family", "custom"), {name: list(spec["classes"]) for name, spec in chosen["attributes"].items()}
+    return table.family, {a.name: list(a.classes) for a in table.attributes}
 
 
 def corpus_roots(index: Any) -> list[Path]:

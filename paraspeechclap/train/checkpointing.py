@@ -36,7 +36,7 @@ from typing import Callable, Iterable, TypedDict
 import numpy as np
 import torch
 
-from .. import fileio
+from .. import fileio, schemas
 
 logger = logging.getLogger("paraspeechclap.train")
 
@@ -291,7 +291,7 @@ def write_checkpoint(root: Path, name: str, seq: int, step: int, model: torch.nn
         torch.save(dict(training_state, seq=int(seq)), tmp / STATE_FILE)
         record: CompletionRecord = {"version": RECORD_VERSION, "step": int(step), "seq": int(seq),
                                     "time": time.time(), "files": fileio.tree_records(tmp, exclude=[MARKER])}
-        (Path(tmp) / MARKER).write_text(json.dumps(record) + "\n")
+        (Path(tmp) / MARKER).write_text(schemas.dumps(record, "checkpoint-complete", str(Path(tmp) / MARKER)))
     fileio.atomic_write_text(root / LATEST, name + "\n", durable=True)
     return final
 

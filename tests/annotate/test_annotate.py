@@ -5,7 +5,7 @@ import json
 
 import numpy as np
 import pytest
-from conftest import NUM_CLIPS, NUM_SHARDS, SHARD_SIZE
+from annotate_helpers import NUM_CLIPS, NUM_SHARDS, SHARD_SIZE
 
 from paraspeechclap.annotate.attributes import AttributeTable, table_for_model
 from paraspeechclap.annotate.job import MANIFEST, AnnotateError

@@ -10,7 +10,7 @@ import textwrap
 import time
 
 import pytest
-from conftest import NUM_CLIPS, NUM_SHARDS, SHARD_SIZE, assert_same_rows
+from annotate_helpers import NUM_CLIPS, NUM_SHARDS, SHARD_SIZE, assert_same_rows
 
 from paraspeechclap.annotate.engines import annotated_rows
 from paraspeechclap.annotate.layout import DATA_DIR, LOCK, MANIFEST

@@ -26,7 +26,7 @@ from paraspeechclap.annotate.inputs import plan_rows, rows_digest  # noqa: E402
 from paraspeechclap.annotate.layout import MANIFEST  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
-_spec = importlib.util.spec_from_file_location("annotate_corpus", REPO / "tests" / "annotate" / "conftest.py")
+_spec = importlib.util.spec_from_file_location("annotate_corpus", REPO / "tests" / "annotate" / "annotate_helpers.py")
 corpus_helpers = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(corpus_helpers)
 

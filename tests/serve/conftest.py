@@ -1,27 +1,12 @@
 """Shared fixtures for the service tests: the embedded `mini` model (loaded once) and small WAV clips."""
 from __future__ import annotations
 
-import base64
-import io
 
-import numpy as np
 import pytest
 
 pytest.importorskip("fastapi", reason="the serve extra is not installed (pip install -e '.[serve]')")
 
-
-def wav_bytes(seconds: float = 1.5, freq: float = 150.0, rate: int = 16000, fmt: str = "WAV") -> bytes:
-    import soundfile as sf
-
-    t = np.arange(int(seconds * rate)) / rate
-    wave = 0.3 * np.sin(2 * np.pi * freq * t) * (1 + 0.5 * np.sin(2 * np.pi * 3 * t))
-    buffer = io.BytesIO()
-    sf.write(buffer, wave.astype(np.float32), rate, format=fmt)
-    return buffer.getvalue()
-
-
-def b64(data: bytes) -> dict:
-    return {"base64": base64.b64encode(data).decode()}
+from serve_helpers import TONES, free_port, wav_bytes  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -50,14 +35,6 @@ def make_client(mini):
     yield make
     for client in clients:
         client.__exit__(None, None, None)
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture
@@ -95,7 +72,6 @@ def live_server(mini):
         thread.join(10)
 
 
-TONES = (100, 140, 220, 300, 420)   # Hz of the small index's clips (clip0.wav ... clip4.wav), 1 s each
 
 
 @pytest.fixture(scope="session")

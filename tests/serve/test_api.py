@@ -9,7 +9,7 @@ import time
 import numpy as np
 import pytest
 
-from conftest import b64, wav_bytes
+from serve_helpers import b64, wav_bytes
 
 CAPTIONS = ["A person speaks in a deep voice.", "A person speaks in a high-pitched voice."]
 

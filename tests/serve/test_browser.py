@@ -19,7 +19,7 @@ import httpx
 import numpy as np
 import pytest
 
-from conftest import free_port, wav_bytes
+from serve_helpers import free_port, wav_bytes
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from conftest import b64, wav_bytes
+from serve_helpers import b64, wav_bytes
 
 CAPTIONS = ["A person speaks in a deep voice.", "A person speaks in a high-pitched voice."]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conftest import TONES, b64, wav_bytes
+from serve_helpers import TONES, b64, wav_bytes
 
 CAPTION = "A man speaks in a deep voice."
 

@@ -48,7 +48,7 @@ def test_an_index_of_another_model_is_refused_at_start(tmp_path):
     import pytest
 
     pytest.importorskip("duckdb", reason="the corpus extra (duckdb, usearch) is not installed")
-    from conftest import wav_bytes
+    from serve_helpers import wav_bytes
 
     from paraspeechclap.annotate import annotate
     from paraspeechclap.index import Index
