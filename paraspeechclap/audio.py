@@ -128,7 +128,9 @@ def _open(source: AudioInput, name: str):
     try:
         opened = sf.SoundFile(handle)
     except Exception as err:  # soundfile raises LibsndfileError / RuntimeError / TypeError
-        raise AudioError(name, f"unreadable or corrupt audio ({err})") from None
+        # libsndfile's own words, not its "Error opening <_io.BytesIO object at 0x...>" (``name`` says which input)
+        reason = getattr(err, "error_string", None) or str(err).replace(repr(handle), "the file")
+        raise AudioError(name, f"unreadable or corrupt audio ({reason.strip()})") from None
     try:
         if int(opened.samplerate) <= 0:
             raise AudioError(name, f"sample rate must be positive, got {opened.samplerate}")

@@ -67,6 +67,13 @@ def test_bad_input_names_the_problem(tmp_path, source, problem):
         assert source in str(info.value)
 
 
+def test_corrupt_bytes_are_described_in_words():
+    with pytest.raises(AudioError) as info:
+        load_audio(b"definitely not audio" * 8)
+    message = str(info.value)   # libsndfile's reason (e.g. "Format not recognised."), no object repr
+    assert message.startswith("<160 bytes>: unreadable or corrupt audio (") and "object at 0x" not in message
+
+
 def test_corrupt_file_names_the_file(tmp_path):
     path = tmp_path / "broken.wav"
     path.write_bytes(b"RIFF\x00\x00\x00\x00WAVEjunk")

@@ -18,9 +18,9 @@ from .config import ServeConfig
 from .errors import install_handlers
 from .http import Guard
 from .routes import rewards, scoring, search, service, timeline
-from .state import ServeState, attribute_table, index_mismatch
+from .state import ServeState, attribute_table
 
-__all__ = ["create_app", "attribute_table", "index_mismatch"]
+__all__ = ["create_app", "attribute_table"]
 
 # The event loop answers every client: a thread that holds the GIL (parsing a large body, decoding, the model's
 # Python between kernels) hands it over within this many seconds when the loop asks (Python's default: 5 ms).

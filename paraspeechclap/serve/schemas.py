@@ -35,8 +35,14 @@ TIMELINE = {"type": "object", "required": ["audio", "captions"],
             "properties": {"audio": AUDIO, "captions": STRINGS,
                            "window_seconds": {"type": "number", "default": 3.0, "minimum": 0.1, "maximum": 60},
                            "hop_seconds": {"type": "number", "default": 1.0, "minimum": 0.05, "maximum": 60}}}
-SEARCH = {"type": "object", "required": ["text"],
-          "properties": {"text": TEXT, "k": {"type": "integer", "default": 10, "minimum": 1, "maximum": 100},
+MAX_ROW = 2**62  # an index's rows are int64 keys; a larger number cannot be one
+ROW = {"type": "integer", "minimum": 0, "maximum": MAX_ROW}
+LIKE = {"description": "an example clip to find clips like: {\"base64\": ...} or {\"path\": ...} (under "
+                       "--allow-root), or the row of an indexed clip (\"more like this\": the clip itself is left out)",
+        "oneOf": [*AUDIO["oneOf"], ROW]}
+SEARCH = {"type": "object", "anyOf": [{"required": ["text"]}, {"required": ["like"]}],
+          "properties": {"text": TEXT, "like": LIKE,
+                         "k": {"type": "integer", "default": 10, "minimum": 1, "maximum": 100},
                          "filters": {"type": "object", "additionalProperties": {"type": "string"}},
                          "min_duration": {"type": "number"}, "max_duration": {"type": "number"}}}
 

@@ -14,37 +14,16 @@ from .config import ServeConfig
 from .http import body_budget
 from .metrics import Metrics
 
-MODELS = Path(__file__).resolve().parents[1] / "models"
-
-
 def attribute_table(model: Any) -> tuple[str, dict[str, list[str]]]:
-    """The attributes the page draws probability bars for: the packaged table (``paraspeechclap/models/**/
-    attributes*.json``, the same data the annotate room reads) whose ``match`` fits the model's speech encoder, else
-    the paper's (intrinsic attributes and situational classes)."""
-    speech = getattr(getattr(model, "config", None), "speech_config", None)
-    kind = speech.get("model_type") if isinstance(speech, dict) else getattr(speech, "model_type", None)
-    docs = [json.loads(path.read_text(encoding="utf-8")) for path in sorted(MODELS.glob("**/attributes*.json"))]
-    chosen = next((d for d in docs if kind is not None and kind in d.get("match", {}).get("speech_model_type", [])),
-                  None) or next((d for d in docs if d.get("family") == "paper"), None)
-    if chosen is None:
+    """The attributes the page draws probability bars for: the table annotate uses for this model (the packaged
+    table whose ``match`` fits its speech encoder, else the paper's)."""
+    from ..annotate.attributes import table_for_model
+
+    try:
+        table = table_for_model(model)
+    except FileNotFoundError:
         return "none", {}
-    return chosen.get("family", "custom"), {name: list(spec["classes"]) for name, spec in chosen["attributes"].items()}
-
-
-def index_mismatch(meta: dict, provenance: dict, dim: int) -> str | None:
-    """Why an index cannot serve this model (another identity or embedding width), or None when it can."""
-    held = meta.get("model") or {}
-    held_dim = meta.get("dim")
-    same_identity = held.get("identity") == provenance.get("identity")
-    same_dim = held_dim is None or int(held_dim) == int(dim)
-    if same_identity and same_dim:
-        return None
-    message = (f"the index holds embeddings of model {held.get('model')!r} (identity {held.get('identity')}, "
-               f"dim {held_dim}, precision {held.get('precision')}) but the server runs {provenance.get('model')!r} "
-               f"(identity {provenance.get('identity')}, dim {dim}, precision {provenance.get('precision')})")
-    if same_dim and held.get("precision") and held.get("precision") != provenance.get("precision"):
-        message += f"; the identity includes the precision: try --precision {held.get('precision')}"
-    return message
+    return table.family, {a.name: list(a.classes) for a in table.attributes}
 
 
 def corpus_roots(index: Any) -> list[Path]:
@@ -87,7 +66,9 @@ class ServeState:
         self.index_attributes, self.roots = self.attributes, []
         if self.index is not None:
             meta = getattr(self.index, "meta", None) or {}
-            problem = index_mismatch(meta, self.provenance, self.dim) if meta.get("model") else None
+            from ..index.core import model_mismatch
+
+            problem = model_mismatch(meta, self.provenance, self.dim) if meta.get("model") else None
             if problem is not None:
                 raise ValueError(problem)
             table = (meta.get("attributes") or {}).get("attributes")

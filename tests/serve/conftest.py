@@ -1,27 +1,12 @@
 """Shared fixtures for the service tests: the embedded `mini` model (loaded once) and small WAV clips."""
 from __future__ import annotations
 
-import base64
-import io
 
-import numpy as np
 import pytest
 
 pytest.importorskip("fastapi", reason="the serve extra is not installed (pip install -e '.[serve]')")
 
-
-def wav_bytes(seconds: float = 1.5, freq: float = 150.0, rate: int = 16000, fmt: str = "WAV") -> bytes:
-    import soundfile as sf
-
-    t = np.arange(int(seconds * rate)) / rate
-    wave = 0.3 * np.sin(2 * np.pi * freq * t) * (1 + 0.5 * np.sin(2 * np.pi * 3 * t))
-    buffer = io.BytesIO()
-    sf.write(buffer, wave.astype(np.float32), rate, format=fmt)
-    return buffer.getvalue()
-
-
-def b64(data: bytes) -> dict:
-    return {"base64": base64.b64encode(data).decode()}
+from serve_helpers import TONES, free_port, wav_bytes  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -50,14 +35,6 @@ def make_client(mini):
     yield make
     for client in clients:
         client.__exit__(None, None, None)
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture
@@ -93,3 +70,29 @@ def live_server(mini):
     for server, thread in servers:
         server.should_exit = True
         thread.join(10)
+
+
+
+
+@pytest.fixture(scope="session")
+def small_index(mini, tmp_path_factory):
+    """A real annotated corpus and its index, built once: five tones and a file that does not decode. Yields
+    ``(index, corpus folder, {file name: row})``."""
+    pytest.importorskip("duckdb", reason="the corpus extra (duckdb, usearch) is not installed")
+    pytest.importorskip("usearch", reason="the corpus extra (duckdb, usearch) is not installed")
+    from pathlib import Path
+
+    from paraspeechclap.annotate import annotate
+    from paraspeechclap.index import Index
+
+    folder = tmp_path_factory.mktemp("small-index")
+    corpus = folder / "audio"
+    corpus.mkdir()
+    for i, freq in enumerate(TONES):
+        (corpus / f"clip{i}.wav").write_bytes(wav_bytes(1.0, freq))
+    (corpus / "broken.wav").write_bytes(b"not audio at all")
+    annotate(corpus, folder / "ann", workers=1, shard_size=8, device="cpu")
+    index = Index.open(Index.build(folder / "ann").folder)
+    rows = {Path(audio).name: int(row) for row, audio in index.sql.execute("SELECT row, audio FROM clips").fetchall()}
+    yield index, corpus, rows
+    index.close()

@@ -9,7 +9,7 @@ import time
 import numpy as np
 import pytest
 
-from conftest import b64, wav_bytes
+from serve_helpers import b64, wav_bytes
 
 CAPTIONS = ["A person speaks in a deep voice.", "A person speaks in a high-pitched voice."]
 
@@ -223,7 +223,7 @@ def test_health_metrics_docs_and_page(client, clip):
     schema = client.get("/openapi.json").json()
     assert {"/v1/score", "/v1/classify", "/v1/embed", "/v1/reward", "/v1/timeline", "/v1/search"} <= set(schema["paths"])
     page = client.get("/")
-    assert page.status_code == 200 and "<canvas" in page.text
+    assert page.status_code == 200 and 'id="timeline-svg"' in page.text
     for asset in ("/static/app.js", "/static/style.css"):
         response = client.get(asset)
         assert response.status_code == 200 and "http://" not in response.text and "https://" not in response.text

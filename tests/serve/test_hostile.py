@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from conftest import b64, wav_bytes
+from serve_helpers import b64, wav_bytes
 
 CAPTIONS = ["A person speaks in a deep voice.", "A person speaks in a high-pitched voice."]
 
@@ -209,11 +209,12 @@ def test_clips_only_decoded_regular_files_inside_the_corpus(make_client, tmp_pat
 
 
 def test_an_index_of_another_model_is_refused(mini):
-    from paraspeechclap.serve.app import create_app, index_mismatch
+    from paraspeechclap.index.core import model_mismatch
+    from paraspeechclap.serve.app import create_app
 
     provenance = mini.provenance()
     dim = int(mini.config.embedding_dim)
-    assert index_mismatch({"model": dict(provenance), "dim": dim}, provenance, dim) is None
+    assert model_mismatch({"model": dict(provenance), "dim": dim}, provenance, dim) is None
 
     class OtherIndex:
         meta = {"model": {"model": "intrinsic", "identity": "0123456789abcdef", "precision": "fp32"}, "dim": 512}
@@ -222,7 +223,7 @@ def test_an_index_of_another_model_is_refused(mini):
     with pytest.raises(ValueError) as caught:
         create_app(mini, index=OtherIndex())
     message = str(caught.value)
-    for fact in ("'intrinsic'", "0123456789abcdef", "dim 512", provenance["identity"], f"dim {dim}"):
+    for fact in ("'intrinsic'", "0123456789abcdef", "dimension 512", provenance["identity"], f"dimension {dim}"):
         assert fact in message, message
 
 

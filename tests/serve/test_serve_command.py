@@ -48,7 +48,7 @@ def test_an_index_of_another_model_is_refused_at_start(tmp_path):
     import pytest
 
     pytest.importorskip("duckdb", reason="the corpus extra (duckdb, usearch) is not installed")
-    from conftest import wav_bytes
+    from serve_helpers import wav_bytes
 
     from paraspeechclap.annotate import annotate
     from paraspeechclap.index import Index
@@ -66,5 +66,5 @@ def test_an_index_of_another_model_is_refused_at_start(tmp_path):
                           str(index.folder), "--precision", other, "--device", "cpu", "--port", "1"],
                          env=env, capture_output=True, text=True, timeout=300)
     assert run.returncode == 2, run.stderr[-2000:]
-    for fact in (held["identity"], f"dim {index.meta['dim']}", "the server runs", f"--precision {held['precision']}"):
+    for fact in (held["identity"], f"dimension {index.meta['dim']}", "the model given", f"--precision {held['precision']}"):
         assert fact in run.stderr, run.stderr[-2000:]
