@@ -56,7 +56,7 @@ def test_decoding_is_charged_by_the_samples_it_reads(make_client):
     import numpy as np
     import soundfile as sf
 
-    from conftest import b64
+    from serve_helpers import b64
     from paraspeechclap.serve.admission import DECODE_COST, decode_cost
     from paraspeechclap.serve.config import ServeConfig
     from paraspeechclap.serve.inputs import probe
