@@ -178,6 +178,8 @@ async def read_all(request) -> bytes | bytearray:
 async def _read_json(request, config: ServeConfig) -> dict[str, Any]:
     raw = await read_all(request)
     values = count_values(raw) if len(raw) <= INLINE_JSON else None
+    if values is not None:
+        _check_values(values, config)   # refused at once: no thread is woken for a body that is not parsed
     if values is not None and values <= INLINE_VALUES:
         body = _parse_body(raw, config, values)
     else:

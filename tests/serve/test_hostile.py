@@ -141,6 +141,20 @@ def test_deep_and_wide_json_are_4xx(make_client, clip):
                  "too_many_values")
 
 
+def test_a_small_body_over_the_value_count_is_refused_without_a_thread(make_client, monkeypatch):
+    import paraspeechclap.serve.body as body
+
+    client = make_client(max_json_values=10_000)
+
+    def no_thread(*args, **kwargs):
+        raise AssertionError("a body refused by its count was handed to the thread pool")
+
+    monkeypatch.setattr(body, "run_in_threadpool", no_thread)
+    wide = b'{"captions": [' + b",".join([b"0"] * 20_000) + b"]}"
+    expect_error(client.post("/v1/score", content=wide, headers={"content-type": "application/json"}), 413,
+                 "too_many_values")
+
+
 def test_lone_surrogates_fail_their_field_or_item(client, clip):
     expect_error(client.post("/v1/score", content=b'{"audio": ' + json.dumps(b64(clip)).encode()
                              + b', "captions": ["ok", "bad \\ud800"]}', headers={"content-type": "application/json"}),
