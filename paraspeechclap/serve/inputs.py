@@ -7,7 +7,7 @@ import binascii
 import math
 import os
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, Callable, NamedTuple
 
 import numpy as np
 
@@ -196,16 +196,26 @@ def read_audio(spec: Any, config: ServeConfig, max_seconds: float, where: str = 
     return source, probe(source, config, max_seconds, where)
 
 
-def decode(model: Any, source: bytes | str, max_seconds: float, where: str = "audio") -> tuple[np.ndarray, int]:
+def decode(model: Any, source: bytes | str, max_seconds: float, where: str = "audio",
+           stop: Callable[[], None] | None = None) -> tuple[np.ndarray, int]:
     """Decoded 16 kHz mono ``(wave, rate)`` as the engine reads it; corrupt or too long audio is a 4xx (a file whose
-    header already says it is too long is refused before it is decoded)."""
-    from ..audio import file_seconds
+    header already says it is too long is refused before it is decoded). ``stop()`` is called after each decoded
+    block and may raise (the request is over: its thread is free again within one block)."""
+    from ..audio import describe, file_seconds, stream_audio
 
     try:
         seconds = file_seconds(source)
         if seconds is not None and seconds > max_seconds + 1.0:
             raise ApiError(413, "audio_too_long", f"{where} lasts {seconds:.1f} s; the limit is {max_seconds:g} s")
-        wave = model.engine.decode(source)
+        if stop is None:
+            wave = model.engine.decode(source)
+        else:   # the engine's decoding (load_audio: its blocks joined, then its length checked), block by block
+            blocks = []
+            for block in stream_audio(source, int(model.engine.sampling_rate), describe(source)):
+                blocks.append(block)
+                stop()
+            wave = np.ascontiguousarray(np.concatenate(blocks), dtype=np.float32)
+            model.engine.check_length(wave, describe(source))
     except ApiError:
         raise
     except Exception as err:  # noqa: BLE001 - AudioError (or anything the decoder raised): the client's file

@@ -50,6 +50,7 @@ class Work:
         self.deadline = time.monotonic() + state.config.request_timeout
         self.pending: list[Future] = []
         self.audio_bytes = 0
+        self.over = False   # set when the request ends: work still running for it stops at its next check
 
     # ------------------------------------------------------------------ memory for decoded audio
     def hold_audio(self, seconds: float, what: str) -> None:
@@ -58,8 +59,17 @@ class Work:
         self.audio_bytes += self.state.audio_budget.take(amount, what)
 
     async def decode(self, source, max_seconds: float, where: str = "audio", samples: int = 0):
-        """``(wave, rate)``, decoded where its size says (``samples`` to decode, by its header)."""
-        return await self.run(lambda: decode(self.state.model, source, max_seconds, where), samples)
+        """``(wave, rate)``, decoded where its size says (``samples`` to decode, by its header); a decode on the
+        model lane stops after the block in which the request ended (504, client gone)."""
+        stop = self.stop_if_over if samples > SMALL_DECODE else None
+        return await self.run(lambda: decode(self.state.model, source, max_seconds, where, stop), samples)
+
+    def stop_if_over(self) -> None:
+        """Raise (a 504) when the request has ended or passed its deadline: called by work on a model lane between
+        its pieces, so that the lane is free again within one piece."""
+        if self.over or time.monotonic() > self.deadline:
+            raise ApiError(504, "timeout", f"the request did not finish within {self.state.config.request_timeout:g} s "
+                                           f"(or its client left)")
 
     async def run(self, fn: Callable[[], Any], samples: int = 0) -> Any:
         """``fn()`` (decoding ``samples``) on the event loop, in the thread pool, or on the request's model lane
@@ -121,6 +131,7 @@ class Work:
         self.pending = [f for f in self.pending if not f.done()]
 
     def close(self) -> None:
+        self.over = True
         self.cancel()
         self.ticket.release()
         self.state.audio_budget.give(self.audio_bytes)

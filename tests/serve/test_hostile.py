@@ -436,3 +436,36 @@ def test_work_runs_on_the_loop_in_a_thread_or_on_its_model_lane_by_its_size(make
     assert inline == loop and pooled != loop and not pooled.startswith("paraspeechclap-model")
     assert lane == "paraspeechclap-model-bulk"        # a 100 s request's large decode: on the bulk lane
     assert state.batcher.cost_in_flight == 0
+
+
+def test_a_large_decode_on_a_lane_stops_once_its_request_is_over(make_client):
+    import asyncio
+
+    from serve_helpers import wav_bytes
+
+    from paraspeechclap.serve.errors import ApiError
+    from paraspeechclap.serve.work import SMALL_DECODE, Work
+
+    state = make_client().app.state.serve
+
+    class Connected:
+        async def is_disconnected(self):
+            return False
+
+    async def main():
+        work = Work(state, Connected(), state.batcher.admit(1, 100.0), 100.0)
+        work.stop_if_over()                      # running: no stop
+        work.over = True                         # its request ended: a large decode stops after its first block
+        try:
+            with pytest.raises(ApiError) as caught:
+                await work.decode(wav_bytes(45.0), 60.0, samples=SMALL_DECODE + 1)
+            assert caught.value.status == 504
+            work.over = False
+            wave, _ = await work.decode(wav_bytes(45.0), 60.0, samples=SMALL_DECODE + 1)
+            assert len(wave) == 45 * 16000
+        finally:
+            work.close()
+        with pytest.raises(ApiError):            # closed (a 504 answered, or its client gone): stops
+            work.stop_if_over()
+
+    asyncio.run(main())

@@ -75,3 +75,24 @@ def test_decoding_is_charged_by_the_samples_it_reads(make_client):
     refused = client.post("/v1/score", json={"audio": b64(wide), "captions": captions})
     assert refused.status_code == 413 and refused.json()["code"] == "too_costly"
     assert client.post("/v1/score", json={"audio": b64(flac(2.0, 16_000, 1)), "captions": captions}).status_code == 200
+
+
+def test_a_decode_with_a_stop_check_ends_within_one_block_and_otherwise_matches_the_engine(mini):
+    import numpy as np
+
+    from paraspeechclap.audio import BLOCK_SECONDS
+
+    data = wav_bytes(3.5 * BLOCK_SECONDS)   # four blocks
+    calls = []
+
+    def stop():
+        calls.append(1)
+        if len(calls) == 1:   # the request ended while its first block was decoded
+            raise ApiError(504, "timeout", "the request is over")
+
+    with pytest.raises(ApiError) as caught:
+        decode(mini, data, max_seconds=120.0, stop=stop)
+    assert caught.value.status == 504 and len(calls) == 1
+    wave, rate = decode(mini, data, max_seconds=120.0, stop=lambda: None)
+    expected, _ = decode(mini, data, max_seconds=120.0)
+    assert rate == 16000 and wave.dtype == np.float32 and np.array_equal(wave, expected)
