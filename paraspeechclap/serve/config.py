@@ -38,8 +38,9 @@ class ServeConfig:
                                   "measured rate is refused at admission)")
     express_cost: float = _opt(8.0, "--express-cost", "requests costing at most this many seconds of work run on a "
                                "model thread of their own (the express lane), never behind an expensive batch")
-    bulk_nice: int = _opt(10, "--bulk-nice", "CPU priority (nice) of the bulk lane's thread: the event loop and the "
-                          "express lane go first when cores are short (0: the same priority)")
+    bulk_nice: int = _opt(0, "--bulk-nice", "CPU priority (nice) of the bulk lane's thread, e.g. 10: the event loop "
+                          "and the express lane go first when cores are short (on a shared machine the bulk lane then "
+                          "waits behind every other process too)")
     chunk_seconds: float = _opt(6.0, "--chunk-seconds", "work per model job: a request is cut into chunks of about "
                                 "this many seconds of audio, checked for timeout and disconnect between chunks")
     # cost of one request
