@@ -65,6 +65,13 @@ class Example:
     def __init__(self, model: Any, vector: np.ndarray):
         self.model, self.vector = model, unit(vector)
 
+    @property
+    def config(self):
+        return self.model.config
+
+    def provenance(self) -> dict:   # the index checks the model's identity (Index.check_model)
+        return self.model.provenance()
+
     def embed_text(self, texts):
         return self.model.embed_text(texts)
 
