@@ -14,16 +14,19 @@ from .inputs import Upload
 
 INLINE_JSON = 256 * 1024  # smaller bodies are parsed on the event loop (a thread hop would cost more than the parse)
 COUNT_PIECE = 2**20      # a large body's values are counted this many bytes at a time, letting the GIL go between
+OPENERS = b",:[{"        # every JSON value past the first follows or opens with one of these
 
 
 def count_values(raw: bytes | bytearray) -> int:
     """An upper bound on the JSON values in ``raw``: every value past the first follows a ',' or ':' or opens with
     '[' / '{' (checked before parsing: a body of 16 million tiny values would take gigabytes once parsed)."""
+    if len(raw) <= COUNT_PIECE:   # one pass deleting the four, not four counts: every body pays for it
+        return len(raw) - len(raw.translate(None, OPENERS))
     view = memoryview(raw)
     total = 0
     for start in range(0, len(raw), COUNT_PIECE):
         piece = bytes(view[start:start + COUNT_PIECE])
-        total += piece.count(b",") + piece.count(b":") + piece.count(b"[") + piece.count(b"{")
+        total += len(piece) - len(piece.translate(None, OPENERS))
     return total
 
 

@@ -469,3 +469,15 @@ def test_a_large_decode_on_a_lane_stops_once_its_request_is_over(make_client):
             work.stop_if_over()
 
     asyncio.run(main())
+
+
+def test_values_are_counted_by_their_separators_and_openers_in_one_piece_or_many():
+    from paraspeechclap.serve.body import COUNT_PIECE, count_values
+
+    def naive(raw):
+        return sum(bytes(raw).count(c) for c in (b",", b":", b"[", b"{"))
+
+    body = json.dumps({"captions": ["a, b: [c]", "d"], "x": [{"y": 1}, 2]}).encode()
+    big = b'{"a": [' + b"1," * (COUNT_PIECE // 2 + 7) + b"1]}"       # over one piece
+    for raw in (b"", b"1", body, bytearray(body), big, bytearray(big)):
+        assert count_values(raw) == naive(raw)
