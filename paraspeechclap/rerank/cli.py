@@ -81,9 +81,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--json", action="store_true", help="print selection.json to stdout instead of a table")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
-    from ..cli import add_model_arguments  # --model, encoders, --device, --precision, --batch-size
+    from ..modelspec import ModelSpec
 
-    add_model_arguments(parser)
+    ModelSpec.add_arguments(parser)
 
 
 def _fmt(value: float | None, spec: str = ".4f") -> str:
@@ -117,10 +117,10 @@ def _print_table(doc: dict, stream=None) -> None:
 
 
 def load_model(args: argparse.Namespace):
-    """The model named by the shared model options (``paraspeechclap.cli.add_model_arguments``)."""
-    from ..cli import load_model_from_args
+    """The model named by the model options (:class:`paraspeechclap.modelspec.ModelSpec`)."""
+    from ..modelspec import ModelSpec
 
-    return load_model_from_args(args)
+    return ModelSpec.from_args(args).load()
 
 
 def _rerank(model, data, args: argparse.Namespace, gates, weights) -> list:

@@ -27,7 +27,7 @@ load."""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from ..cli import add_model_arguments
+    from ..modelspec import REPRODUCIBLE, ModelSpec
 
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.epilog = EPILOG
@@ -55,8 +55,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--gates", metavar="FILE", help="another quality-gate table (changes the signature)")
     parser.add_argument("--json", action="store_true", help="print systems.json (signature and per-system scores)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
-    add_model_arguments(parser)
-    parser.set_defaults(precision="fp32")  # the signature's reproducible path; --precision auto is allowed
+    ModelSpec.add_arguments(parser, **REPRODUCIBLE)  # the signature's reproducible path; --precision auto is allowed
 
 
 def _usage(args: argparse.Namespace) -> str | None:
@@ -71,7 +70,7 @@ def _usage(args: argparse.Namespace) -> str | None:
 
 def run(args: argparse.Namespace) -> int:
     """Run the benchmark; returns the exit code."""
-    from ..cli import load_model_from_args
+    from ..modelspec import ModelSpec
     from ..evaluate.report import ReportFolderError, check_report_folder
     from .inputs import InputError, parse_system_spec
     from .report import _system_tables
@@ -93,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=err)
         return 2
     try:
-        model = load_model_from_args(args)
+        model = ModelSpec.from_args(args).load()
     except Exception as exc:  # noqa: BLE001 - any load failure is a usage error here
         print(f"error: could not load model {args.model!r}: {type(exc).__name__}: {exc}", file=err)
         return 2

@@ -134,7 +134,9 @@ def test_text_and_example_search_end_to_end(tmp_path, capsys):
     assert main(["index", "build", str(ann)]) == 0
     capsys.readouterr()
     assert main(["search", str(ann), "--like", str(audio / "c5.wav"), "--top", "3", "--format", "json"]) == 0
-    hits = json.loads(capsys.readouterr().out)
+    doc = json.loads(capsys.readouterr().out)
+    hits = doc["results"]
+    assert doc["provenance"]["identity"] and doc["query"]["like"] == str(audio / "c5.wav")
     assert hits[0]["id"] == "c5.wav" and hits[0]["score"] == pytest.approx(1.0, abs=1e-3) and len(hits) == 3
     assert main(["search", str(ann), "a deep voice speaking slowly", "--where", "duration > 1.5", "--format", "csv"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
