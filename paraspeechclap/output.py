@@ -25,34 +25,37 @@ METADATA_KEY = b"paraspeechclap"
 _BY_SUFFIX = {".json": "json", ".jsonl": "jsonl", ".csv": "csv", ".parquet": "parquet"}
 
 
-def add_arguments(parser: argparse.ArgumentParser, formats: Sequence[str] = FORMATS, aliases: bool = False) -> None:
-    """``--format`` (default: from ``--out``'s suffix, else table), ``--out`` and ``--overwrite``; ``aliases``
-    adds the deprecated ``--json`` / ``--csv`` of earlier releases."""
+def add_arguments(parser: argparse.ArgumentParser, formats: Sequence[str] = FORMATS, aliases: Sequence[str] = (),
+                  out: bool = True) -> None:
+    """``--format`` (default: from ``--out``'s suffix, else table), ``--out`` and ``--overwrite`` (``out=False``:
+    a command whose ``--out`` is a folder of its own prints its results on stdout); ``aliases`` (``json``, ``csv``)
+    adds those flags of earlier releases as deprecated spellings of ``--format``."""
     group = parser.add_argument_group("output")
     group.add_argument("--format", choices=list(formats), default=None,
-                       help=f"{' | '.join(formats)} (default: from --out's suffix, else table); machine-readable "
-                            "formats carry the provenance (JSON: a 'provenance' key; Parquet: schema metadata; "
-                            f"CSV/JSONL: a {SIDECAR_SUFFIX} sidecar beside --out, or a '# provenance:' line on stderr)")
-    group.add_argument("--out", help="write the results to this file (atomically) instead of stdout")
-    group.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
-    if aliases:
-        old = group.add_mutually_exclusive_group()
-        old.add_argument("--json", action="store_const", const="json", dest="legacy_format",
-                         help="deprecated: --format json")
-        old.add_argument("--csv", action="store_const", const="csv", dest="legacy_format",
-                         help="deprecated: --format csv")
+                       help=f"{' | '.join(formats)} (default: " + ("from --out's suffix, else " if out else "")
+                            + "table); machine-readable formats carry the provenance (JSON: a 'provenance' key; "
+                            f"Parquet: schema metadata; CSV/JSONL: a {SIDECAR_SUFFIX} sidecar beside --out, or a "
+                            "'# provenance:' line on stderr)")
+    if out:
+        group.add_argument("--out", help="write the results to this file (atomically) instead of stdout")
+        group.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
+    old = group.add_mutually_exclusive_group()
+    for alias in aliases:
+        old.add_argument(f"--{alias}", action="store_const", const=alias, dest="legacy_format",
+                         help=f"deprecated: --format {alias}")
 
 
-def chosen_format(args: argparse.Namespace) -> str:
+def chosen_format(args: argparse.Namespace, file_out: bool = True) -> str:
     """The format asked for: ``--format``, else a deprecated alias (with a note), else ``--out``'s suffix, else
-    table. A conflict between ``--format`` and an alias is a usage error."""
+    table. A conflict between ``--format`` and an alias is a usage error. ``file_out=False``: the command's own
+    ``--out`` (a folder) is not where these results go."""
     fmt, legacy = getattr(args, "format", None), getattr(args, "legacy_format", None)
     if legacy is not None:
         if fmt is not None and fmt != legacy:
             raise ValueError(f"--{legacy} contradicts --format {fmt}")
         print(f"note: --{legacy} is deprecated; use --format {legacy}", file=sys.stderr)
         fmt = legacy
-    out = getattr(args, "out", None)
+    out = getattr(args, "out", None) if file_out else None
     if fmt is None:
         fmt = _BY_SUFFIX.get(Path(out).suffix.lower(), "table") if out else "table"
     if fmt == "parquet" and not out:

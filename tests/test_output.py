@@ -64,10 +64,10 @@ def test_the_format_follows_the_flag_then_the_alias_then_the_suffix(capsys):
     assert output.chosen_format(_args(["--out", "x.parquet"])) == "parquet"
     assert output.chosen_format(_args(["--out", "x.txt"])) == "table"
     assert output.chosen_format(_args(["--format", "jsonl", "--out", "x.csv"])) == "jsonl"
-    assert output.chosen_format(_args(["--json"], aliases=True)) == "json"
+    assert output.chosen_format(_args(["--json"], aliases=("json", "csv"))) == "json"
     assert "--json is deprecated" in capsys.readouterr().err
     with pytest.raises(ValueError, match="contradicts"):
-        output.chosen_format(_args(["--csv", "--format", "json"], aliases=True))
+        output.chosen_format(_args(["--csv", "--format", "json"], aliases=("json", "csv")))
     with pytest.raises(ValueError, match="give --out"):
         output.chosen_format(_args(["--format", "parquet"]))
     with pytest.raises(SystemExit):

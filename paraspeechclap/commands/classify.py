@@ -21,7 +21,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--template", action="append",
                         help="prompt template with {} (repeat to average several; default: the table's, else the "
                              "model's)")
-    output.add_arguments(parser, aliases=True)
+    output.add_arguments(parser, aliases=("json", "csv"))
     ModelSpec.add_arguments(parser)
 
 

@@ -13,7 +13,7 @@ HELP = "cosine similarity of audio files to style descriptions"
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     inputs.add_arguments(parser)
     parser.add_argument("--text", action="append", required=True, help="a style description (repeatable)")
-    output.add_arguments(parser, aliases=True)
+    output.add_arguments(parser, aliases=("json", "csv"))
     ModelSpec.add_arguments(parser)
 
 
