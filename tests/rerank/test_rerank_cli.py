@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import csv
 import io
 import json
 import os
@@ -130,7 +129,8 @@ def test_failed_prompt_gives_nonzero_exit_and_bad_arguments_give_2(tmp_path, stu
     assert "error" in doc["prompts"][1]["candidates"][0]
     assert _run([base, "-o", out, "--overwrite", "--no-progress", "--format", "csv"], stub_model, monkeypatch) == 1
     rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
-    assert [(r["prompt_id"], r["status"], r["chosen"]) for r in rows] == [("0", "chosen", "iter_1/audios/0.wav"), ("1", "failed", "")]
+    chosen = [(r["prompt_id"], r["status"], r["chosen"]) for r in rows]
+    assert chosen == [("0", "chosen", "iter_1/audios/0.wav"), ("1", "failed", "")]
 
     assert _run([base, "-o", tmp_path / "o2", "--gate", "wer~1"], stub_model, monkeypatch) == 2
     assert _run([tmp_path / "nope", "-o", tmp_path / "o3"], stub_model, monkeypatch) == 2
