@@ -147,3 +147,17 @@ def test_text_and_example_search_end_to_end(tmp_path, capsys):
     manifest = json.loads((ann / MANIFEST).read_text())
     assert index.meta["model"]["identity"] == manifest["model"]["identity"]
     assert main(["search", str(ann), "x", "--where", "no_such_column > 1"]) == 2
+    capsys.readouterr()
+    out = tmp_path / "hits.parquet"
+    assert main(["search", str(ann), "a deep voice", "--top", "2", "--out", str(out)]) == 0
+    import pyarrow.parquet as pq
+
+    from paraspeechclap.output import read_provenance
+
+    assert pq.read_table(out).column_names[:3] == ["rank", "score", "id"] and pq.read_table(out).num_rows == 2
+    assert read_provenance(out)["identity"] == manifest["model"]["identity"]
+    assert main(["index", "info", str(ann)]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["provenance"]["identity"] == manifest["model"]["identity"] and info["count"] == 8
+    assert main(["index", "info", str(ann), "--format", "table"]) == 0
+    assert "count" in capsys.readouterr().out
