@@ -27,7 +27,7 @@ from typing import Any, Callable, Sequence, TypedDict
 
 import numpy as np
 
-from ..modelspec import ModelSpec  # noqa: F401 - the model options; annotate.job.ModelSpec kept for callers
+from ..modelspec import ModelSpec
 from ..fileio import FileRecord, atomic_path, atomic_write_json, check_file, file_record, remove_temporaries
 from .attributes import AttributeTable
 from .inputs import InputRow, plan_rows, rows_digest
