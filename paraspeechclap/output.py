@@ -39,7 +39,7 @@ def add_arguments(parser: argparse.ArgumentParser, formats: Sequence[str] = FORM
     if out:
         group.add_argument("--out", help="write the results to this file (atomically) instead of stdout")
         group.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
-    old = group.add_mutually_exclusive_group()
+    old = group.add_mutually_exclusive_group() if aliases else None  # argparse's help refuses an empty group
     for alias in aliases:
         old.add_argument(f"--{alias}", action="store_const", const=alias, dest="legacy_format",
                          help=f"deprecated: --format {alias}")

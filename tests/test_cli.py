@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from paraspeechclap.cli import main
+from paraspeechclap.cli import ROOM_COMMANDS, main
 
 
 @pytest.fixture
@@ -142,3 +142,10 @@ def test_score_jsonl_with_sidecar_and_the_deprecated_alias(golden_wavs, model_ar
     assert main(["score", str(golden_wavs[0]), "--text", "x", "--json", *model_args]) == 0
     captured = capsys.readouterr()
     assert "--json is deprecated" in captured.err and json.loads(captured.out)["texts"] == ["x"]
+
+
+@pytest.mark.parametrize("command", sorted(ROOM_COMMANDS))
+def test_every_command_prints_its_help(command, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main([command, "--help"])
+    assert exit_.value.code == 0 and "usage: paraspeechclap " + command in capsys.readouterr().out
