@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import List, Optional
 
 from ..modelspec import REPRODUCIBLE, ModelSpec
+from ..prompts import DEFAULT_TEMPLATE
 
 HELP = "evaluate a model: the paper's retrieval and classification suites, or your own manifest"
 
@@ -48,8 +49,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     how = parser.add_argument_group("how")
     how.add_argument("--template", action="append", metavar="TEMPLATE",
-                     help="prompt template with one {} (default: the model's, for the paper models "
-                          "\"A person is speaking in a {} style.\"); repeat to average several")
+                     help=f"prompt template with one {{}} (default: the model's, for the paper models "
+                          f"\"{DEFAULT_TEMPLATE}\"); repeat to average several")
     how.add_argument("--templates", nargs="+", metavar="TEMPLATE",
                      help="several templates at once; each class embedding is the renormalised mean over them")
     how.add_argument("--cache-dir", help="audio-embedding cache folder (default: ~/.cache/paraspeechclap/embeddings)")
