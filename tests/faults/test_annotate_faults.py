@@ -156,7 +156,7 @@ def test_a_format_1_folder_resumes_as_format_1_and_old_records_are_checked_by_si
     found = _cli("search", str(out), "--like", str(corpus / "a" / "clip001.wav"), "--top", "1", "--format", "json",
                  "--where", "audio LIKE '%clip001.wav'")
     assert found.returncode == 0, found.stderr
-    assert json.loads(found.stdout)[0]["id"] == "a/clip001.wav"
+    assert json.loads(found.stdout)["results"][0]["id"] == "a/clip001.wav"
 
 
 # ----------------------------------------------------------------------------------------------- SIGKILL
