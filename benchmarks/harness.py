@@ -193,8 +193,8 @@ def build_model(kind: str, precision: str = "fp32", seed: int = 0, device: str =
 
 def set_stock_paths(model, stock: bool) -> int:
     """WavLM's own attention and conv layers (``stock=True``: the classes' ``forward``, the reference code) or this
-    project's drop-in forwards (``fast.use_fast_paths``); returns the number of modules switched."""
-    from paraspeechclap.fast import use_fast_paths, use_stock_paths
+    project's drop-in forwards (``kernels.switch.use_fast_paths``); returns the number of modules switched."""
+    from paraspeechclap.kernels.switch import use_fast_paths, use_stock_paths
 
     return use_stock_paths(model) if stock else sum(use_fast_paths(model).values())
 
@@ -273,7 +273,7 @@ def matmul_gflops(dtype_name: str, size: int = 2048, repeats: int = 5, device: s
         a, b = a.to(dtype), torch.randn(size, size, device=device).to(dtype)
         run = lambda: a @ b  # noqa: E731
         if torch.device(device).type == "cpu":
-            from paraspeechclap.fast import onednn_linear_supports
+            from paraspeechclap.kernels.linear import onednn_linear_supports
 
             if onednn_linear_supports(dtype):
                 bt = b.t().contiguous()
@@ -389,7 +389,7 @@ def _build_for(spec: WorkerSpec) -> tuple[Any, dict]:
     if spec.precision != "fp32":
         model.prepare_for_inference(device=spec.device, precision=spec.precision)
     if spec.precision == "bf16" or model.precision == "bf16":
-        from paraspeechclap.fast import release_freed_memory
+        from paraspeechclap.kernels.malloc import release_freed_memory
 
         release_freed_memory()  # the fp32 copies of the converted weights
     return model, {"fingerprint": fingerprint, "precision": model.precision, "device": str(model.device),

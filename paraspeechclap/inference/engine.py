@@ -26,7 +26,9 @@ import torch
 import torch.nn.functional as F
 
 from ..audio import AudioError, AudioInput, describe, file_seconds, load_audio, normalize_waveform, pad_batch
-from ..fast import cpu_has_amx, keep_freed_blocks, release_scratch
+from ..kernels.cpu import cpu_has_amx
+from ..kernels.malloc import keep_freed_blocks
+from ..kernels.scratch import release_scratch
 from .decode import prefetch
 from .plan import ATTENTION_BUDGET_BYTES, EncoderCost, Window, plan_batches, window_size, window_spans
 from .precision import resolve_device, resolve_precision, tower_accepts_bf16_weights
@@ -83,7 +85,7 @@ class InferenceEngine:
         self.model = model
         target = resolve_device(device)
         if target.type == "cpu":
-            keep_freed_blocks()  # page faults of fresh blocks otherwise cost as much as whole layers (fast.py)
+            keep_freed_blocks()  # page faults of fresh blocks otherwise cost as much as whole layers (kernels/malloc.py)
         model.to(target)
         model.eval()
         self.precision = resolve_precision(precision, target, model.audio_branch.base)
@@ -115,7 +117,7 @@ class InferenceEngine:
             if not self._autocast_speech:
                 self._speech_dtype = torch.bfloat16
         elif self.precision == "int8":
-            from ..fast import quantize_int8
+            from ..kernels.int8 import quantize_int8
 
             quantize_int8(model)
 

@@ -8,7 +8,7 @@ from typing import Callable, Hashable, Sequence
 import numpy as np
 import torch
 
-from ..fast import tensor_version
+from ..kernels.scratch import tensor_version
 
 
 def weights_version(*modules: torch.nn.Module) -> tuple:

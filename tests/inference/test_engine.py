@@ -47,14 +47,15 @@ def test_batched_equals_single_in_bf16_within_its_tolerance(tiny_model_factory, 
 
 def test_attention_scratch_is_shared_within_a_call_and_let_go_after_it(tiny_model, golden_waveforms, monkeypatch):
     """The layers (and windows) of one call share one gated-bias tensor; after the call none is held."""
-    import paraspeechclap.fast as fast
+    import paraspeechclap.kernels.attention as attention
+    import paraspeechclap.kernels.scratch as scratch
 
     seen = []
-    gated_bias = fast._gated_bias
-    monkeypatch.setattr(fast, "_gated_bias", lambda *args: seen.append(gated_bias(*args)) or seen[-1])
+    gated_bias = attention.gated_bias
+    monkeypatch.setattr(attention, "gated_bias", lambda *args: seen.append(gated_bias(*args)) or seen[-1])
     tiny_model.embed_audio([(golden_waveforms[0], 16000)])
     assert len(seen) >= 2 and len({t.data_ptr() for t in seen}) == 1
-    assert getattr(fast._SCRATCH, "bias", None) is None
+    assert getattr(scratch._SCRATCH, "bias", None) is None
 
 
 def test_text_cache_follows_the_weights_after_load_state_dict(tiny_model_factory):
