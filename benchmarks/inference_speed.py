@@ -5,8 +5,8 @@ Paths, each model in its own worker process (``--inline``: all in this one):
 * (a) reference: fp32, WavLM's stock attention and conv layers, one clip at a time, no mask (the authors' CLI);
 * (b) reference batched: fp32, stock WavLM modules, batches of 8 sorted by length, padded, with masks (their eval);
 * (c) default: ``ParaSpeechCLAP`` prepared with ``precision="auto"``, ``embed_audio`` with its default batching;
-* fp32, bf16 batch 1, bf16 (default batching), bf16-b8 (up to 8 clips within 16 s of padded audio), int8 (CPU):
-  the explicit precisions through ``embed_audio``;
+* fp32, bf16 batch 1, bf16 (default batching), bf16-b8 (up to 8 clips within 16 s of padded audio), bf16-lanes
+  (one clip per pass, two passes side by side), int8 (CPU): the explicit precisions through ``embed_audio``;
 * ov, ov-tput: the anchor, the stock speech tower and its mean pooling converted by OpenVINO (dynamic batch and
   length) and compiled for CPU, which picks its own precision (bf16 where the CPU has it); one clip per request, with
   the latency hint one after another, with the throughput hint as many in flight as it asks for. Needs the ``bench``
@@ -87,8 +87,9 @@ def _openvino(model, waves, hint: str):
 
 
 def cmd_audio(model, waves, mode: str, stock: bool = False, batch_size: int | None = None,
-              max_batch_seconds: float | None = None, hint: str = "latency") -> dict:
-    """Embeddings (and, for single and openvino, pooled states) of ``waves`` by one path, timed (wall, CPU, peak RSS)."""
+              max_batch_seconds: float | None = None, hint: str = "latency", cpu_lanes: int | None = None) -> dict:
+    """Embeddings (and, for single and openvino, pooled states) of ``waves`` by one path, timed (wall, CPU, peak RSS);
+    ``cpu_lanes`` overrides the engine's for this call."""
     runs = {"single": lambda: _single(model, waves), "batched": lambda: _batched(model, waves, batch_size),
             "embed_audio": lambda: (model.embed_audio([(w, SR) for w in waves], batch_size=batch_size,
                                                       max_batch_seconds=max_batch_seconds), None),
@@ -97,11 +98,13 @@ def cmd_audio(model, waves, mode: str, stock: bool = False, batch_size: int | No
         raise ValueError(f"unknown audio mode {mode!r}")
     if mode != "openvino":
         H.set_stock_paths(model, stock)
+        lanes, model.engine._cpu_lanes = model.engine._cpu_lanes, cpu_lanes or model.engine._cpu_lanes
     try:
         (embeddings, pooled), stats = H.measure(runs[mode], model.device)
     finally:
         if mode != "openvino":
             H.set_stock_paths(model, False)
+            model.engine._cpu_lanes = lanes
     return {"embeddings": np.asarray(embeddings, np.float32), "pooled": pooled, **stats}
 
 
@@ -179,6 +182,7 @@ class PathSpec:
     batch_size: int | None = None
     max_batch_seconds: float | None = None
     hint: str = "latency"
+    cpu_lanes: int | None = None
     times: list = field(default_factory=list)
     cpu_times: list = field(default_factory=list)
     peaks: list = field(default_factory=list)
@@ -187,7 +191,7 @@ class PathSpec:
     pooled: Any = None
 
 
-ALL_PATHS = ("a", "b", "c", "fp32", "bf16-1", "bf16", "bf16-b8", "int8", "ov", "ov-tput")
+ALL_PATHS = ("a", "b", "c", "fp32", "bf16-1", "bf16", "bf16-b8", "bf16-lanes", "int8", "ov", "ov-tput")
 DEFAULT_PATHS = ("a", "b", "c", "fp32", "bf16-1", "bf16", "int8", "ov", "ov-tput")
 SCENARIOS = {"standard": {"clips": 16, "min_seconds": 1.0, "max_seconds": 15.0},
              "short": {"clips": 32, "min_seconds": 1.0, "max_seconds": 3.0}}
@@ -201,6 +205,8 @@ PATH_SPECS = {
     "bf16": dict(label="bf16, embed_audio default batching", worker="bf16", mode="embed_audio"),
     "bf16-b8": dict(label="bf16, embed_audio up to 8 clips within 16 s of padded audio", worker="bf16",
                     mode="embed_audio", batch_size=8, max_batch_seconds=16.0),
+    "bf16-lanes": dict(label="bf16, embed_audio one clip per pass, two passes side by side (cpu_lanes=2)",
+                       worker="bf16", mode="embed_audio", batch_size=1, cpu_lanes=2),
     "int8": dict(label="int8 (speech tower), embed_audio default batching", worker="int8", mode="embed_audio"),
     "ov": dict(label="OpenVINO: stock tower compiled for CPU, latency hint, 1 clip at a time", worker="openvino",
                mode="openvino", hint="latency"),
@@ -348,7 +354,8 @@ def run_rounds(args: argparse.Namespace, paths: list[PathSpec], workers: dict[st
                       f"({sum(len(waves[i]) for i in group) / SR:.0f} s): ({path.key})")
                 reply = workers[path.worker].call(cmd_audio, waves=[waves[i] for i in group], mode=path.mode,
                                                   stock=path.stock, batch_size=path.batch_size,
-                                                  max_batch_seconds=path.max_batch_seconds, hint=path.hint)
+                                                  max_batch_seconds=path.max_batch_seconds, hint=path.hint,
+                                                  cpu_lanes=path.cpu_lanes)
                 total = totals[path.key]
                 total[0] += reply["seconds"]
                 total[1] += reply["cpu_seconds"]
@@ -419,7 +426,7 @@ def path_rows(paths: list[PathSpec], workers: dict[str, Any], audio_seconds: flo
         gflops = workload_flops / med / 1e9
         peak = peaks.get(precision)
         row = {"key": path.key, "label": path.label, "worker": path.worker, "precision": precision, "mode": path.mode,
-               "stock_attention": path.stock, "batch_size": path.batch_size,
+               "stock_attention": path.stock, "batch_size": path.batch_size, "cpu_lanes": path.cpu_lanes,
                "max_batch_seconds": path.max_batch_seconds, "times_s": path.times, "median_s": med,
                "audio_seconds_per_s": audio_seconds / med, "clips_per_s": count / med,
                "audio_seconds_per_cpu_s": audio_seconds / H.median(path.cpu_times),

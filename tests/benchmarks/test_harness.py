@@ -305,15 +305,16 @@ def test_short_scenario_runs_batched_bf16_and_the_openvino_anchor(speed, tmp_pat
     """The short scenario's plumbing end to end on the tiny fixture: its workload, the batched bf16 path, the
     OpenVINO anchor asked for in fp32 (then within 1e-4 of (a)), and the issue-30 ratio target."""
     argv = ["--scenario", "short", "--tiny", "--inline", "--threads", "1", "--clips", "4", "--repeats", "1",
-            "--paths", "a,c,bf16-b8,ov", "--openvino-precision", "f32", "--captions", "4", "--classify-repeats", "1",
+            "--paths", "a,c,bf16-b8,bf16-lanes,ov", "--openvino-precision", "f32", "--captions", "4", "--classify-repeats", "1",
             "--matmul-size", "256", "--out", str(tmp_path), "--name", "s"]
     assert speed.main(argv) == 0
     result = json.loads((tmp_path / "s.json").read_text())
     workload = result["workload"]
     assert workload["scenario"] == "short" and workload["clips"] == 4 and workload["max_seconds"] == 2.0
     rows = {row["key"]: row for row in result["paths"]}
-    assert list(rows) == ["a", "c", "bf16-b8", "ov"]
+    assert list(rows) == ["a", "c", "bf16-b8", "bf16-lanes", "ov"]
     assert (rows["bf16-b8"]["batch_size"], rows["bf16-b8"]["max_batch_seconds"]) == (8, 16.0)
+    assert rows["bf16-lanes"]["centred_min_cos"] >= 0.99 and rows["bf16-lanes"]["nn_preserved"]
     assert rows["ov"]["precision"] == "fp32" and rows["ov"]["pooled_vs_a"]["max_abs_diff"] <= 1e-4
     assert rows["ov"]["max_abs_diff"] <= 1e-4 and rows["ov"]["nn_preserved"]
     assert rows["a"]["ratio_to_best_openvino"] == pytest.approx(rows["a"]["audio_seconds_per_s"]
