@@ -444,7 +444,8 @@ def measure(fn: Callable[[], Any], device: str = "cpu") -> tuple[Any, dict]:
 # ---------------------------------------------------------------------------------------------- workers
 @dataclass
 class WorkerSpec:
-    """One model in one process: ``kind`` (paper/small/tiny) prepared in ``precision`` on ``device``."""
+    """One model in one process: ``kind`` (paper/small/tiny) prepared in ``precision`` on ``device``; ``tree``: the
+    package imported from that source tree instead (another commit's code, for an A/B in one run; spawned only)."""
 
     name: str
     kind: str
@@ -453,6 +454,7 @@ class WorkerSpec:
     device: str = "cpu"
     threads: int | None = None
     memory_limit_gb: float | None = None
+    tree: str | None = None
 
 
 def _build_for(spec: WorkerSpec) -> tuple[Any, dict]:
@@ -478,8 +480,11 @@ def _worker_main(conn, spec: WorkerSpec) -> None:
     """A process holding one model; runs the commands (module-level functions ``fn(model, **payload)``) the parent
     sends until told to exit."""
     limit_memory(spec.memory_limit_gb)
+    if spec.tree:  # before anything imports the package: this process runs that tree's code
+        sys.path.insert(0, str(Path(spec.tree).resolve()))
     try:
         model, info = _build_for(spec)
+        info["package_file"] = sys.modules["paraspeechclap"].__file__
     except BaseException as error:  # noqa: BLE001  (reported to the parent)
         import traceback
 
@@ -564,6 +569,8 @@ class InlineWorker:
 
 
 def start_worker(spec: WorkerSpec, inline: bool = False) -> Worker | InlineWorker:
+    if spec.tree and inline:
+        raise ValueError(f"worker {spec.name}: another source tree needs a process of its own (not --inline)")
     return InlineWorker(spec) if inline else Worker(spec)
 
 
@@ -630,12 +637,13 @@ def ranking_agreement(reference: np.ndarray, other: np.ndarray) -> dict:
 
 
 # ---------------------------------------------------------------------------------------------- machine
-def git_revision() -> str | None:
-    """Short hash of HEAD, with ``+dirty`` when tracked files differ from it (the numbers then are of a work tree)."""
+def git_revision(repo: Path | str = REPO) -> str | None:
+    """Short hash of ``repo``'s HEAD, with ``+dirty`` when tracked files differ from it (the numbers then are of a
+    work tree)."""
     try:
-        head = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True,
+        head = subprocess.run(["git", "-C", str(repo), "rev-parse", "--short", "HEAD"], capture_output=True,
                               text=True, timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=no"],
+        dirty = subprocess.run(["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no"],
                                capture_output=True, text=True, timeout=30).stdout.strip()
         return (head + ("+dirty" if dirty else "")) or None
     except (OSError, subprocess.SubprocessError):

@@ -192,7 +192,7 @@ class PathSpec:
     pooled: Any = None
 
 
-ALL_PATHS = ("a", "b", "c", "fp32", "bf16-1", "bf16", "bf16-b8", "bf16-lanes", "int8", "ov", "ov-tput")
+ALL_PATHS = ("a", "b", "c", "c-base", "fp32", "bf16-1", "bf16", "bf16-b8", "bf16-lanes", "int8", "ov", "ov-tput")
 DEFAULT_PATHS = ("a", "b", "c", "fp32", "bf16-1", "bf16", "int8", "ov", "ov-tput")
 SCENARIOS = {"standard": {"clips": 16, "min_seconds": 1.0, "max_seconds": 15.0},
              "short": {"clips": 32, "min_seconds": 1.0, "max_seconds": 3.0}}
@@ -202,6 +202,7 @@ PATH_SPECS = {
     "b": dict(label="reference batched: fp32, stock WavLM modules, batches of 8 by length, masks", worker="fp32",
               mode="batched", stock=True, batch_size=8),
     "c": dict(label="default: precision auto, embed_audio default batching", worker="auto", mode="embed_audio"),
+    "c-base": dict(label="default, the baseline tree's code (--baseline-tree)", worker="base", mode="embed_audio"),
     "fp32": dict(label="fp32, embed_audio default batching", worker="fp32", mode="embed_audio"),
     "bf16-1": dict(label="bf16, embed_audio batch_size=1", worker="bf16", mode="embed_audio", batch_size=1),
     "bf16": dict(label="bf16, embed_audio default batching", worker="bf16", mode="embed_audio"),
@@ -238,6 +239,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--classify-repeats", type=int, default=3)
     ap.add_argument("--paths", default=",".join(DEFAULT_PATHS),
                     help=f"comma-separated subset of {','.join(ALL_PATHS)} ((a) is always run: it is the reference)")
+    ap.add_argument("--baseline-tree", type=Path, default=None,
+                    help="a checkout of other code (e.g. before a change): path c-base runs the default path with it, "
+                         "in a worker of its own, in the same rounds as the others")
     ap.add_argument("--openvino-precision", default=None,
                     help="INFERENCE_PRECISION_HINT for the OpenVINO paths (default: OpenVINO's own choice; f32, bf16)")
     ap.add_argument("--bf16-without-native", action="store_true",
@@ -278,7 +282,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     unknown = sorted(set(keys) - set(ALL_PATHS))
     if unknown:
         ap.error(f"unknown paths {unknown}; choose from {ALL_PATHS}")
-    args.keys = ["a"] + [k for k in keys if k != "a"]
+    if args.baseline_tree is not None:
+        if not (args.baseline_tree / "paraspeechclap" / "__init__.py").is_file():
+            ap.error(f"--baseline-tree {args.baseline_tree}: no paraspeechclap package there")
+        if args.inline:
+            ap.error("--baseline-tree needs worker processes (not --inline)")
+        keys.append("c-base")
+    elif "c-base" in keys:
+        ap.error("path c-base needs --baseline-tree")
+    args.keys = ["a"] + [k for k in dict.fromkeys(keys) if k != "a"]
     if args.clips < 2:
         ap.error("--clips must be at least 2 (nearest neighbours need more than one clip)")
     return args
@@ -308,7 +320,7 @@ def choose_workers(args: argparse.Namespace, paths: list[PathSpec]) -> tuple[dic
             paths[:] = [p for p in paths if p.worker != worker]
     auto = resolve_precision("auto", device)
     workers = {name: precision for name, precision in (("fp32", "fp32"), ("bf16", "bf16"), ("int8", "int8"),
-                                                       ("openvino", "fp32"))
+                                                       ("openvino", "fp32"), ("base", auto))
                if any(p.worker in (name, "auto" if name == auto else name) for p in paths)}
     for path in paths:
         if path.worker == "auto":
@@ -322,7 +334,8 @@ def start_workers(args: argparse.Namespace, precisions: dict[str, str], paths: l
     same weights in the asked precision, warm them up; returns the OpenVINO compile info (empty without it)."""
     for name, precision in precisions.items():
         H.log(f"starting worker {name}")
-        spec = H.WorkerSpec(name, args.model, precision, args.seed, args.device, args.threads, args.memory_limit_gb)
+        spec = H.WorkerSpec(name, args.model, precision, args.seed, args.device, args.threads, args.memory_limit_gb,
+                            tree=str(args.baseline_tree) if name == "base" else None)
         workers[name] = H.start_worker(spec, args.inline)
     fingerprints = {n: w.info["fingerprint"] for n, w in workers.items()}
     if len(set(fingerprints.values())) != 1:
@@ -507,6 +520,8 @@ def run_benchmark(args: argparse.Namespace) -> dict:
                      "min_seconds": args.min_seconds, "max_seconds": args.max_seconds, "captions": len(captions),
                      "seed": args.seed, "repeats": args.repeats, "statistic": args.statistic,
                      "speech_tower_gflop": workload_flops / 1e9},
+        "baseline_tree": {"path": str(args.baseline_tree), "git_revision": H.git_revision(args.baseline_tree)}
+        if args.baseline_tree else None,
         "workers": {n: {**{k: v for k, v in w.info.items() if k != "speech_config"}, **closing.get(n, {})}
                     for n, w in workers.items()},
         "default_precision": workers[default_worker].info["precision"], "openvino": openvino,
@@ -580,6 +595,10 @@ def render_markdown(result: dict) -> str:
              f"{w['captions']} template captions; {STATISTICS[w.get('statistic', 'median')]} of {w['repeats']} round-robin "
              "repeats. Default precision "
              f"(auto) here: **{result['default_precision']}**.", ""]
+    if result.get("baseline_tree"):
+        tree = result["baseline_tree"]
+        lines += [f"Path (c-base) runs the default path with the code of {tree['git_revision'] or 'an unversioned tree'} "
+                  f"(`{tree['path']}`), in the same rounds.", ""]
     for note in result["notes"]:
         lines.append(f"Note: {note}.")
     openvino = any(r.get("ratio_to_best_openvino") is not None for r in result["paths"])

@@ -348,3 +348,27 @@ def test_openvino_tower_takes_any_batch_and_length_and_both_hints_agree(H):
     np.testing.assert_allclose(compiled["latency"](pair)[0], expected_pair, atol=1e-4)
     with pytest.raises(ValueError, match="unknown OpenVINO hints"):
         H.compile_openvino_tower(model, ["fastest"])
+
+
+def test_a_baseline_tree_runs_the_default_path_with_its_own_code(speed, tmp_path):
+    """--baseline-tree: path c-base runs in a worker that imports the package from that tree (here a copy of this
+    one, so its answers are the default path's own); refused without worker processes."""
+    import shutil
+
+    tree = tmp_path / "tree"
+    shutil.copytree(REPO / "paraspeechclap", tree / "paraspeechclap", ignore=shutil.ignore_patterns("__pycache__"))
+    argv = ["--tiny", "--threads", "1", "--clips", "3", "--repeats", "1", "--paths", "a,c", "--baseline-tree",
+            str(tree), "--captions", "4", "--classify-repeats", "1", "--matmul-size", "128", "--out",
+            str(tmp_path), "--name", "base"]
+    assert speed.main(argv) == 0
+    result = json.loads((tmp_path / "base.json").read_text())
+    rows = {row["key"]: row for row in result["paths"]}
+    assert list(rows) == ["a", "c", "c-base"] and rows["c-base"]["precision"] == rows["c"]["precision"]
+    assert result["workers"]["base"]["package_file"] == str(tree / "paraspeechclap" / "__init__.py")
+    assert result["workers"]["fp32"]["package_file"] != result["workers"]["base"]["package_file"]
+    assert rows["c-base"]["max_abs_diff"] == pytest.approx(rows["c"]["max_abs_diff"], abs=1e-7)
+    assert "Path (c-base) runs the default path with the code of" in (tmp_path / "base.md").read_text()
+    with pytest.raises(SystemExit):
+        speed.parse_args(["--inline", "--baseline-tree", str(tree)])
+    with pytest.raises(SystemExit):
+        speed.parse_args(["--paths", "a,c-base"])
