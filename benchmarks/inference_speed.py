@@ -6,7 +6,8 @@ Paths, each model in its own worker process (``--inline``: all in this one):
 * (b) reference batched: fp32, stock WavLM modules, batches of 8 sorted by length, padded, with masks (their eval);
 * (c) default: ``ParaSpeechCLAP`` prepared with ``precision="auto"``, ``embed_audio`` with its default batching;
 * fp32, bf16 batch 1, bf16 (default batching), bf16-b8 (up to 8 clips within 16 s of padded audio), bf16-lanes
-  (one clip per pass, two passes side by side), int8 (CPU): the explicit precisions through ``embed_audio``;
+  (one clip per pass, two passes side by side), bf16-b4-lanes (up to 4 clips per pass, two passes side by side),
+  int8 (CPU): the explicit precisions through ``embed_audio``;
 * ov, ov-tput: the anchor, the stock speech tower and its mean pooling converted by OpenVINO (dynamic batch and
   length) and compiled for CPU, which picks its own precision (bf16 where the CPU has it); one clip per request, with
   the latency hint one after another, with the throughput hint as many in flight as it asks for. Needs the ``bench``
@@ -192,7 +193,8 @@ class PathSpec:
     pooled: Any = None
 
 
-ALL_PATHS = ("a", "b", "c", "c-base", "fp32", "bf16-1", "bf16", "bf16-b8", "bf16-lanes", "int8", "ov", "ov-tput")
+ALL_PATHS = ("a", "b", "c", "c-base", "fp32", "bf16-1", "bf16", "bf16-b8", "bf16-lanes", "bf16-b4-lanes", "int8", "ov",
+             "ov-tput")
 DEFAULT_PATHS = ("a", "b", "c", "fp32", "bf16-1", "bf16", "int8", "ov", "ov-tput")
 SCENARIOS = {"standard": {"clips": 16, "min_seconds": 1.0, "max_seconds": 15.0},
              "short": {"clips": 32, "min_seconds": 1.0, "max_seconds": 3.0}}
@@ -210,6 +212,8 @@ PATH_SPECS = {
                     mode="embed_audio", batch_size=8, max_batch_seconds=16.0),
     "bf16-lanes": dict(label="bf16, embed_audio one clip per pass, two passes side by side (cpu_lanes=2)",
                        worker="bf16", mode="embed_audio", batch_size=1, cpu_lanes=2),
+    "bf16-b4-lanes": dict(label="bf16, embed_audio up to 4 clips within 24 s per pass, two passes side by side",
+                          worker="bf16", mode="embed_audio", batch_size=4, max_batch_seconds=24.0, cpu_lanes=2),
     "int8": dict(label="int8 (speech tower), embed_audio default batching", worker="int8", mode="embed_audio"),
     "ov": dict(label="OpenVINO: stock tower compiled for CPU, latency hint, 1 clip at a time", worker="openvino",
                mode="openvino", hint="latency"),
