@@ -42,13 +42,59 @@ def kind_of(name: str) -> str:
     return "other"
 
 
+def stage_modules(base) -> dict:
+    """The tower's stages before its layers (WavLM/wav2vec2 layout), timed by forward hooks."""
+    encoder = getattr(base, "encoder", None)
+    return {"feature encoder": getattr(base, "feature_extractor", None),
+            "feature projection": getattr(base, "feature_projection", None),
+            "positional conv": getattr(encoder, "pos_conv_embed", None)}
+
+
+def _stage_hooks(module, name: str, spent: dict) -> list:
+    """Hooks adding the wall time of each forward of ``module`` to ``spent[name]`` (they return None: the inputs and
+    outputs pass unchanged)."""
+    def pre(_module, _args) -> None:
+        spent["_start_" + name] = time.perf_counter()
+
+    def post(_module, _args, _out) -> None:
+        spent[name] = spent.get(name, 0.0) + time.perf_counter() - spent.pop("_start_" + name)
+
+    return [module.register_forward_pre_hook(pre), module.register_forward_hook(post)]
+
+
+def timed_stages(model, run) -> dict:
+    """Wall seconds spent in each stage during ``run()`` (forward pre/post hooks; layers summed), and the total."""
+    import torch
+
+    spent: dict[str, float] = {}
+    handles = []
+    for name, module in stage_modules(model.audio_branch.base).items():
+        if module is None:
+            continue
+
+        handles += _stage_hooks(module, name, spent)
+    for layer in getattr(getattr(model.audio_branch.base, "encoder", None), "layers", []):
+        handles += _stage_hooks(layer, "transformer layers", spent)
+    try:
+        start = time.perf_counter()
+        with torch.inference_mode():
+            run()
+        spent["total"] = time.perf_counter() - start
+    finally:
+        for handle in handles:
+            handle.remove()
+    return {k: v for k, v in spent.items() if not k.startswith("_")}
+
+
 def profile(model, waves, batch: int) -> dict:
-    """One profiled ``embed_audio`` of ``waves`` with ``batch`` clips per pass: wall time and self time per kind."""
+    """One profiled ``embed_audio`` of ``waves`` with ``batch`` clips per pass: wall time and self time per kind,
+    then one unprofiled run with each stage's wall time."""
     from torch.profiler import ProfilerActivity, profile as torch_profile
 
     items = [(w, H.SR) for w in waves]
     seconds = max(len(w) for w in waves) / H.SR * batch + 1.0
     model.embed_audio(items[:batch], batch_size=batch, max_batch_seconds=seconds)  # warm-up
+    stages = timed_stages(model, lambda: model.embed_audio(items, batch_size=batch, max_batch_seconds=seconds))
     with torch_profile(activities=[ProfilerActivity.CPU]) as prof:
         start = time.perf_counter()
         model.embed_audio(items, batch_size=batch, max_batch_seconds=seconds)
@@ -62,6 +108,7 @@ def profile(model, waves, batch: int) -> dict:
     accounted = sum(kinds.values())
     top = sorted(ops.items(), key=lambda kv: -kv[1])[:15]
     return {"batch": batch, "wall_s": wall, "audio_seconds_per_s": sum(len(w) for w in waves) / H.SR / wall,
+            "stages_s": stages,
             "kinds_s": dict(sorted(kinds.items(), key=lambda kv: -kv[1])), "unaccounted_s": wall - accounted,
             "top_ops_s": top}
 
@@ -82,6 +129,14 @@ def render(result: dict) -> str:
                      f"{result['gflop'] / run['wall_s']:.0f}"] + cells
                     + [f"{run['unaccounted_s']:.2f} ({100 * run['unaccounted_s'] / run['wall_s']:.0f} %)"])
     lines += H.markdown_table(headers, rows, [True] * len(headers))
+    stage_names = ["feature encoder", "feature projection", "positional conv", "transformer layers"]
+    lines += ["", "Wall time per stage of the tower in a run without the profiler (s, share of that run):", ""]
+    lines += H.markdown_table(["clips per pass", "run s"] + stage_names + ["rest (engine, pooling)"], [
+        [run["batch"], f"{run['stages_s']['total']:.2f}"]
+        + [f"{run['stages_s'].get(n, 0.0):.2f} ({100 * run['stages_s'].get(n, 0.0) / run['stages_s']['total']:.0f} %)"
+           for n in stage_names]
+        + [f"{run['stages_s']['total'] - sum(run['stages_s'].get(n, 0.0) for n in stage_names):.2f}"]
+        for run in result["runs"]], [True] * (len(stage_names) + 3))
     for run in result["runs"]:
         lines += ["", f"Top ops, {run['batch']} clip(s) per pass: "
                   + ", ".join(f"{name} {seconds:.2f} s" for name, seconds in run["top_ops_s"][:10]) + "."]
