@@ -152,6 +152,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-seconds", type=float, default=3.0)
     ap.add_argument("--batches", default="1,8", help="comma-separated clips per forward pass to profile")
     ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--cpu-lanes", type=int, default=1,
+                    help="the engine's lanes (default 1: the profiler's self times are then the one pass's)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, default=H.RESULTS)
     ap.add_argument("--name", default=None)
@@ -162,11 +164,12 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     raw = list(sys.argv[1:] if argv is None else argv)
     model = H.build_model(args.model, args.precision, args.seed)
+    model.engine._cpu_lanes = args.cpu_lanes
     waves = H.make_clips(args.clips, args.min_seconds, args.max_seconds, args.seed)
     config = model.audio_branch.base.config
     result = {"date": H.now(), "command": H.command_line("benchmarks/profile_tower.py", raw),
               "git_revision": H.git_revision(), "machine": H.machine_info(args.threads), "precision": model.precision,
-              "clips": len(waves), "min_seconds": args.min_seconds, "max_seconds": args.max_seconds,
+              "cpu_lanes": args.cpu_lanes, "clips": len(waves), "min_seconds": args.min_seconds, "max_seconds": args.max_seconds,
               "audio_seconds": sum(len(w) for w in waves) / H.SR,
               "gflop": sum(H.speech_tower_flops(len(w), config) for w in waves) / 1e9,
               "runs": [profile(model, waves, int(b)) for b in args.batches.split(",")]}
