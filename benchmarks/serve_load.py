@@ -63,7 +63,7 @@ def rss_mb(pid: int) -> float:
 
 class Server:
     def __init__(self, model: str, port: int, queue_items: int, max_batch_items: int, max_wait_ms: float,
-                 threads: int | None):
+                 threads: int | None, extra: tuple[str, ...] = ()):
         env = {**os.environ, "HF_HUB_OFFLINE": "1"}
         if threads:
             env["OMP_NUM_THREADS"] = str(threads)
@@ -71,7 +71,7 @@ class Server:
         self.process = subprocess.Popen(
             [sys.executable, "-m", "paraspeechclap", "serve", "--model", model, "--host", "127.0.0.1", "--port",
              str(port), "--max-queue-items", str(queue_items), "--max-batch-items", str(max_batch_items),
-             "--max-wait-ms", str(max_wait_ms), "--log-level", "warning", "--device", "cpu"],
+             "--max-wait-ms", str(max_wait_ms), "--log-level", "warning", "--device", "cpu", *extra],
             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         deadline = time.time() + 180
         while time.time() < deadline:
@@ -217,6 +217,7 @@ def main(argv=None) -> int:
     parser.add_argument("--out", default=str(H.RESULTS))
     parser.add_argument("--name", help="result file stem")
     args = parser.parse_args(argv)
+    revision = H.git_revision()   # of the code the server runs (read now, not after the run)
     if args.brief:
         args.requests, args.seconds, args.overload_seconds = 60, 15.0, 10.0
     levels = [int(c) for c in args.clients.split(",")]
@@ -264,7 +265,7 @@ def main(argv=None) -> int:
                    clip_seconds=args.clip_seconds, queue_items=queue_items, brief=args.brief,
                    threads=args.threads, load_average=os.getloadavg(),
                    command=H.command_line("benchmarks/serve_load.py", sys.argv[1:] if argv is None else argv),
-                   machine=H.machine_info(threads=args.threads), revision=H.git_revision(), date=H.now())
+                   machine=H.machine_info(threads=args.threads), revision=revision, date=H.now())
 
     rows = [[lv["clients"], lv["ok"], H.fmt(lv["items_per_s"], ".1f"), H.fmt(lv["ratio_to_in_process"], ".2f"),
              H.fmt(lv["p50_ms"], ".0f"), H.fmt(lv["p99_ms"], ".0f"), lv["rejected_429"], lv["errors"]]

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Sequence, Tuple, Union
 
@@ -37,7 +38,25 @@ def describe(source: object) -> str:
     return f"<{type(source).__name__}>"
 
 
-BLOCK_SECONDS = 20.0  # a file is read this much at a time (at its own rate), mixed and resampled as a stream
+BLOCK_SECONDS = 20.0  # a file is read this much at a time (at its own rate), mixed and resampled as a stream ...
+BLOCK_BYTES = 8 * 2**20  # ... and at most this many bytes of float32 input per block, whatever its rate and channels
+MAX_SAMPLE_RATE = 384_000  # the highest rate a file or array may declare (the highest any common format uses)
+MAX_CHANNELS = 32  # the most channels a file or array may have
+
+
+def block_frames(rate: int, channels: int, block_seconds: float = BLOCK_SECONDS) -> int:
+    """Input frames per decoded block: ``block_seconds`` at ``rate``, but never more than :data:`BLOCK_BYTES` of
+    float32 input, so one block stays a few MB for any rate and channel count."""
+    return max(1, min(int(block_seconds * rate), BLOCK_BYTES // (4 * max(1, channels))))
+
+
+def check_format(name: str, rate: int, channels: int, max_rate: int = MAX_SAMPLE_RATE,
+                 max_channels: int = MAX_CHANNELS) -> None:
+    """Raise :class:`AudioError` for a sample rate or channel count over the ceilings (before anything is decoded)."""
+    if rate > max_rate:
+        raise AudioError(name, f"sample rate {rate} Hz is over the limit of {max_rate} Hz")
+    if channels > max_channels:
+        raise AudioError(name, f"{channels} channels is over the limit of {max_channels}")
 
 
 def _array_input(source: tuple, name: str) -> tuple[np.ndarray, int]:
@@ -54,6 +73,7 @@ def _array_input(source: tuple, name: str) -> tuple[np.ndarray, int]:
         array = array.T  # (channels, samples) -> (samples, channels)
     if array.ndim not in (1, 2):
         raise AudioError(name, f"array must be 1-D (samples) or 2-D (samples, channels), got shape {array.shape}")
+    check_format(name, int(rate), array.shape[1] if array.ndim == 2 else 1)
     return array, int(rate)
 
 
@@ -73,19 +93,48 @@ def _open(source: AudioInput, name: str):
     else:
         raise AudioError(name, "unsupported audio input type; give a path, bytes or an (array, sample_rate) pair")
     try:
-        return sf.SoundFile(handle)
+        opened = sf.SoundFile(handle)
     except Exception as err:  # soundfile raises LibsndfileError / RuntimeError / TypeError
-        raise AudioError(name, f"unreadable or corrupt audio ({err})") from None
+        # libsndfile's own words, not its "Error opening <_io.BytesIO object at 0x...>" (``name`` says which input)
+        reason = getattr(err, "error_string", None) or str(err).replace(repr(handle), "the file")
+        raise AudioError(name, f"unreadable or corrupt audio ({reason.strip()})") from None
+    try:
+        if int(opened.samplerate) <= 0:
+            raise AudioError(name, f"sample rate must be positive, got {opened.samplerate}")
+        check_format(name, int(opened.samplerate), int(opened.channels))
+    except AudioError:
+        opened.close()
+        raise
+    return opened
+
+
+@dataclass(frozen=True)
+class AudioInfo:
+    """What a file's header says: frames (0 when it does not say), sample rate and channels."""
+
+    frames: int
+    rate: int
+    channels: int
+
+    @property
+    def seconds(self) -> float | None:
+        return self.frames / self.rate if self.frames > 0 and self.rate > 0 else None
+
+
+def file_info(source: AudioInput, name: str | None = None) -> AudioInfo | None:
+    """The header of a path or bytes input (None for arrays); raises :class:`AudioError` for what cannot be opened
+    or is over the rate and channel ceilings."""
+    if not isinstance(source, (str, os.PathLike, bytes, bytearray)):
+        return None
+    with _open(source, name or describe(source)) as handle:
+        return AudioInfo(max(0, int(handle.frames)), int(handle.samplerate), int(handle.channels))
 
 
 def file_seconds(source: AudioInput, name: str | None = None) -> float | None:
     """Duration of a path or bytes input from its header (None for arrays, or when the header does not say);
     raises :class:`AudioError` for what cannot be opened."""
-    if not isinstance(source, (str, os.PathLike, bytes, bytearray)):
-        return None
-    with _open(source, name or describe(source)) as handle:
-        frames, rate = int(handle.frames), int(handle.samplerate)
-    return frames / rate if frames > 0 and rate > 0 else None
+    info = file_info(source, name)
+    return None if info is None else info.seconds
 
 
 def _mono(block: np.ndarray) -> np.ndarray:
@@ -100,9 +149,10 @@ def _check_finite(block: np.ndarray, name: str) -> None:
 def stream_audio(source: AudioInput, sampling_rate: int = TARGET_SAMPLE_RATE, name: str | None = None,
                  block_seconds: float = BLOCK_SECONDS) -> Iterator[np.ndarray]:
     """Mono float32 blocks at ``sampling_rate`` of a file (path or bytes): read ``block_seconds`` at a time at the
-    file's own rate, mixed to mono and resampled with soxr's streaming resampler, so the file is never held whole.
-    Concatenated, the blocks are exactly what :func:`load_audio` returns. Raises :class:`AudioError` (unreadable,
-    non-finite or zero-length audio) when it meets the problem."""
+    file's own rate (at most :data:`BLOCK_BYTES` of input, see :func:`block_frames`), mixed to mono and resampled
+    with soxr's streaming resampler, so the file is never held whole. Concatenated, the blocks are exactly what
+    :func:`load_audio` returns. Raises :class:`AudioError` (unreadable, non-finite or zero-length audio) when it
+    meets the problem."""
     name = name or describe(source)
     total = 0
     with _open(source, name) as handle:
@@ -113,7 +163,8 @@ def stream_audio(source: AudioInput, sampling_rate: int = TARGET_SAMPLE_RATE, na
 
             stream = soxr.ResampleStream(rate, sampling_rate, 1, dtype="float32", quality="HQ")
         try:
-            for block in handle.blocks(blocksize=max(1, int(block_seconds * rate)), dtype="float32", always_2d=True):
+            frames = block_frames(rate, int(handle.channels), block_seconds)
+            for block in handle.blocks(blocksize=frames, dtype="float32", always_2d=True):
                 mono = _mono(block)
                 _check_finite(mono, name)
                 out = stream.resample_chunk(mono) if stream is not None else mono.copy()

@@ -30,6 +30,8 @@ ROOM_COMMANDS = {
     "index": "paraspeechclap.index.cli",
     "search": "paraspeechclap.index.search_cli",
     "serve": "paraspeechclap.serve.cli",
+    "export": "paraspeechclap.export.cli",
+    "tts-eval": "paraspeechclap.ttseval.cli",
 }
 
 
@@ -306,6 +308,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    try:
+        try:
+            return _dispatch(argv)
+        finally:
+            sys.stdout.flush()  # a reader that went away shows here, inside the handler, not at interpreter exit
+    except BrokenPipeError:
+        # `paraspeechclap ... | head`: stop quietly, as the Python docs' note on SIGPIPE does (stdout to devnull, so
+        # the final flush cannot raise again); 141 is what a shell reports for a process ended by SIGPIPE
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141
+
+
+def _dispatch(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)

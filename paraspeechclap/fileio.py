@@ -11,22 +11,48 @@ Outputs that belong together are committed together with :func:`atomic_dir` (a f
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
+import re
 import shutil
 import sys
 import uuid
 from pathlib import Path
-from typing import IO, Any, Callable, Iterator
+from typing import IO, Any, Callable, Iterable, Iterator, TypedDict
 
 __all__ = ["atomic_path", "atomic_open", "atomic_write", "atomic_write_bytes", "atomic_write_text",
            "atomic_write_json", "atomic_dir", "fsync_file", "fsync_dir", "temporary_name",
-           "file_digest", "owns", "foreign_files", "remove_owned", "read_record"]
+           "file_digest", "owns", "foreign_files", "remove_owned", "read_record", "FileRecord", "file_record",
+           "check_file", "tree_records", "check_tree", "temporary_pattern", "remove_temporaries"]
 
 
 def temporary_name(target: Path) -> Path:
     """A fresh hidden name beside ``target`` (``.NAME.<random>.tmp``)."""
     return target.parent / f".{target.name}.{uuid.uuid4().hex[:12]}.tmp"
+
+
+def temporary_pattern(names: str) -> re.Pattern:
+    """The temporaries :func:`temporary_name` makes for targets whose name matches the regex ``names``."""
+    return re.compile(rf"^\.(?:{names})\.[0-9a-f]{{12}}\.tmp$")
+
+
+def remove_temporaries(folder: str | os.PathLike, pattern: re.Pattern) -> list[Path]:
+    """Delete the entries of ``folder`` (files or folders) whose name ``pattern`` matches: the temporaries a crash
+    left behind. Only names from :func:`temporary_pattern` should be passed, so nothing else is ever touched."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    removed = []
+    for path in sorted(folder.iterdir()):
+        if not pattern.match(path.name):
+            continue
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+        removed.append(path)
+    return removed
 
 
 def fsync_file(path: str | os.PathLike) -> None:
@@ -175,15 +201,9 @@ def read_jsonl(path: str | os.PathLike) -> Iterator[dict]:
 
 def file_digest(path: str | os.PathLike) -> str:
     """``sha256:<hex>`` of a file's bytes, or ``link:<target>`` for a symbolic link (not followed)."""
-    import hashlib
-
     if os.path.islink(path):
         return "link:" + os.readlink(path)
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return "sha256:" + digest.hexdigest()
+    return "sha256:" + file_record(path)["sha256"]
 
 
 def _record_key(rel: str) -> str | None:
@@ -237,3 +257,66 @@ def read_record(record_file: str | os.PathLike, writer: str, key: str = "outputs
     record = {k: v for k, v in doc[key].items() if isinstance(k, str) and (v is None or isinstance(v, str))}
     record[path.name] = None
     return record
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# Integrity records: what a completion record (a checkpoint's COMPLETE, an annotation shard's manifest entry) keeps
+# of every file it vouches for, and the check a resume runs before trusting the file.
+# ------------------------------------------------------------------------------------------------------------------
+
+class FileRecord(TypedDict):
+    """The SHA-256 (hex) and size in bytes of one file's contents."""
+
+    sha256: str
+    bytes: int
+
+
+_BLOCK = 1 << 20  # streamed: a multi-GB checkpoint is hashed in constant memory
+
+
+def file_record(path: str | os.PathLike) -> FileRecord:
+    """The :class:`FileRecord` of a file, read in 1 MiB blocks."""
+    digest, size = hashlib.sha256(), 0
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(_BLOCK), b""):
+            digest.update(block)
+            size += len(block)
+    return {"sha256": digest.hexdigest(), "bytes": size}
+
+
+def check_file(path: str | os.PathLike, record: dict) -> str | None:
+    """None when ``path`` is a regular file that matches ``record``; otherwise what is wrong, in words. A record
+    without ``sha256`` (written before digests existed) is checked by its size only."""
+    path = Path(path)
+    if path.is_symlink() or not path.is_file():
+        return "missing" if not os.path.lexists(path) else "not a regular file"
+    size = path.stat().st_size
+    if "bytes" in record and size != int(record["bytes"]):
+        return f"{size} bytes, recorded {int(record['bytes'])}"
+    if record.get("sha256") and file_record(path)["sha256"] != record["sha256"]:
+        return "SHA-256 differs from the record (contents altered)"
+    return None
+
+
+def tree_records(folder: str | os.PathLike, exclude: Iterable[str] = ()) -> dict[str, FileRecord]:
+    """``{relative POSIX path: FileRecord}`` of every regular file under ``folder`` (``exclude``: relative paths
+    left out, e.g. the record file itself)."""
+    folder, skip = Path(folder), set(exclude)
+    out = {}
+    for path in sorted(folder.rglob("*")):
+        rel = path.relative_to(folder).as_posix()
+        if rel not in skip and path.is_file() and not path.is_symlink():
+            out[rel] = file_record(path)
+    return out
+
+
+def check_tree(folder: str | os.PathLike, records: dict[str, dict]) -> dict[str, str]:
+    """``{relative path: problem}`` for each recorded file under ``folder`` that is missing or does not match its
+    record (files the record does not list are not judged); empty when everything matches."""
+    problems = {}
+    for rel, record in sorted(records.items()):
+        key = _record_key(rel)
+        problem = "not a path inside the folder" if key is None else check_file(Path(folder) / key, record)
+        if problem:
+            problems[rel] = problem
+    return problems

@@ -8,13 +8,27 @@ from typing import Mapping, Sequence
 
 DEFAULT_TEMPLATE = "A person is speaking in a {} style."
 SYNONYM_TEMPLATES_FILE = Path(__file__).parent / "configs" / "synonym_templates.json"
+SLOT = "{}"
+MAX_PROMPT_CHARS = 2000  # a filled prompt longer than this is refused (the text tower reads far fewer tokens)
 
 
-def fill_template(template: str, label: str) -> str:
-    """``template`` with ``{}`` replaced by ``label``; the template must contain ``{}``."""
-    if "{}" not in template:
-        raise ValueError(f"template must contain '{{}}' where the label goes: {template!r}")
-    return template.format(label)
+def check_template(template: object) -> str:
+    """``template`` if it is a string with exactly one ``{}``; else a ValueError saying why."""
+    if not isinstance(template, str):
+        raise ValueError(f"a template must be a string, got {type(template).__name__}")
+    if template.count(SLOT) != 1:
+        raise ValueError(f"a template must contain exactly one '{{}}' where the label goes, got {template[:80]!r}")
+    return template
+
+
+def fill_template(template: str, label: str, max_chars: int = MAX_PROMPT_CHARS) -> str:
+    """``template`` with its one ``{}`` replaced by ``label``: plain substitution (no format specs, no attribute
+    access; ``{{`` and ``}}`` are kept as they are), at most ``max_chars`` characters."""
+    before, after = check_template(template).split(SLOT)
+    filled = before + str(label) + after
+    if len(filled) > max_chars:
+        raise ValueError(f"the filled prompt has {len(filled)} characters; the limit is {max_chars}")
+    return filled
 
 
 def load_synonym_templates(path: str | Path | None = None) -> dict[str, list[str]]:

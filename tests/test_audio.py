@@ -67,6 +67,13 @@ def test_bad_input_names_the_problem(tmp_path, source, problem):
         assert source in str(info.value)
 
 
+def test_corrupt_bytes_are_described_in_words():
+    with pytest.raises(AudioError) as info:
+        load_audio(b"definitely not audio" * 8)
+    message = str(info.value)   # libsndfile's reason (e.g. "Format not recognised."), no object repr
+    assert message.startswith("<160 bytes>: unreadable or corrupt audio (") and "object at 0x" not in message
+
+
 def test_corrupt_file_names_the_file(tmp_path):
     path = tmp_path / "broken.wav"
     path.write_bytes(b"RIFF\x00\x00\x00\x00WAVEjunk")
@@ -128,3 +135,45 @@ def test_wave_stats_seen_block_by_block_give_the_whole_clip_normalisation():
     assert np.isfinite(normalize_with(np.zeros(100, np.float32), *silence.mean_and_scale())).all()
     with pytest.raises(ValueError, match="no samples"):
         WaveStats().mean_and_scale()
+
+
+def test_rate_and_channel_ceilings_are_refused_before_decoding(tmp_path):
+    from paraspeechclap.audio import MAX_CHANNELS, MAX_SAMPLE_RATE, check_format, file_info
+
+    # the decode bomb in small: an 8-channel 655,350 Hz FLAC of silence (0.2 s here)
+    bomb = tmp_path / "bomb.flac"
+    sf.write(bomb, np.zeros((131_070, 8), np.int16), 655_350, format="FLAC")
+    for source in (bomb, bomb.read_bytes()):
+        with pytest.raises(AudioError, match=f"655350 Hz is over the limit of {MAX_SAMPLE_RATE} Hz"):
+            load_audio(source)
+        with pytest.raises(AudioError, match="over the limit"):
+            file_info(source)
+    many = tmp_path / "many.wav"
+    sf.write(many, np.zeros((100, MAX_CHANNELS + 1), np.int16), 16000)
+    with pytest.raises(AudioError, match=f"{MAX_CHANNELS + 1} channels is over the limit of {MAX_CHANNELS}"):
+        load_audio(many)
+    with pytest.raises(AudioError, match="over the limit"):
+        load_audio((np.zeros(100, np.float32), MAX_SAMPLE_RATE + 1))
+    with pytest.raises(AudioError, match="channels is over the limit of 2"):
+        check_format("x", 16000, 3, max_channels=2)     # a caller (the service) may set tighter ceilings
+    assert file_info((np.zeros(10, np.float32), 16000)) is None       # arrays have no header
+
+
+def test_blocks_are_bounded_in_bytes_and_normal_files_keep_their_blocks(tmp_path):
+    from paraspeechclap.audio import BLOCK_BYTES, BLOCK_SECONDS, block_frames, file_info, stream_audio
+
+    assert block_frames(48000, 2) == int(BLOCK_SECONDS * 48000)    # usual files: 20 s blocks, as before
+    assert block_frames(384_000, 32) * 32 * 4 <= BLOCK_BYTES          # the worst case: a few MB per block
+    assert block_frames(384_000, 8) * 8 * 4 <= BLOCK_BYTES and block_frames(1, 1) == 20
+    rng = np.random.default_rng(5)
+    path = tmp_path / "wide.wav"
+    data = (0.1 * rng.standard_normal((192_000 * 3, 6))).astype(np.float32)
+    sf.write(path, data, 192_000, subtype="FLOAT")
+    assert file_info(path) == file_info(path.read_bytes()) and file_info(path).channels == 6
+    blocks = list(stream_audio(path, 16000))
+    assert len(blocks) >= 2                                           # 3 s at 192 kHz x 6 ch is over 8 MiB
+    np.testing.assert_array_equal(np.concatenate(blocks), load_audio(path))
+    import soxr
+
+    expected = soxr.resample(data.mean(axis=1, dtype=np.float32), 192_000, 16000, quality="HQ")
+    np.testing.assert_allclose(np.concatenate(blocks), expected, atol=1e-4)   # streamed = resampled whole

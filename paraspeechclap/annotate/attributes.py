@@ -1,13 +1,14 @@
 """The attribute -> classes table of a model family, as data (``paraspeechclap/models/**/attributes*.json``).
 
-Each file names a family, the speech encoders it matches, the classification template, and per attribute its
-classes, optional neutral classes (probabilities are kept, but they make no tag and no caption words) and an
-optional calibrated ``threshold``. Probabilities are the model's zero-shot classification within one attribute
-(softmax over its classes of ``logit_scale * cosine``), so they sum to one per attribute.
+Each file (contract ``attribute-table``, :mod:`paraspeechclap.schemas.attribute_table`) names a family, the speech
+encoders it matches, the classification template, and per attribute its classes, optional neutral classes
+(probabilities are kept, but they make no tag and no caption words), the thresholds a top class needs to become a
+tag (per class, or one per attribute, else two times chance), the classes calibration withheld, and ``not_with``
+gates (no pitch tag on a clip tagged whispered). Probabilities are the model's zero-shot classification within one
+attribute (softmax over its classes of ``logit_scale * cosine``), so they sum to one per attribute.
 """
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,7 +16,12 @@ from typing import Any
 
 import numpy as np
 
+from .. import schemas
+from ..prompts import fill_template
+from ..schemas.attribute_table import status_of
+
 MODELS_DIR = Path(__file__).resolve().parents[1] / "models"
+KIND = "attribute-table"
 
 
 def column_name(attribute: str, cls: str) -> str:
@@ -29,11 +35,28 @@ class Attribute:
     classes: list[str]
     neutral: list[str] = field(default_factory=list)
     threshold: float | None = None
+    thresholds: dict[str, float] = field(default_factory=dict)
+    withheld: list[str] = field(default_factory=list)
+    not_with: dict[str, list[str]] = field(default_factory=dict)
+    calibration: dict | None = None
 
-    def effective_threshold(self) -> float:
+    def effective_threshold(self, cls: str | None = None) -> float:
+        """The probability ``cls`` (default: any class without its own) needs to become a tag."""
+        if cls is not None and cls in self.thresholds:
+            return float(self.thresholds[cls])
         if self.threshold is not None:
             return float(self.threshold)
         return min(0.9, 2.0 / len(self.classes))
+
+    def taggable(self, cls: str) -> bool:
+        return cls not in self.neutral and cls not in self.withheld
+
+    def to_dict(self) -> dict:
+        spec = {"classes": self.classes, "neutral": self.neutral, "threshold": self.threshold}
+        for key in ("thresholds", "withheld", "not_with", "calibration"):
+            if getattr(self, key):
+                spec[key] = getattr(self, key)
+        return spec
 
 
 @dataclass
@@ -41,29 +64,37 @@ class AttributeTable:
     family: str
     template: str
     attributes: list[Attribute]
-    calibration: str = ""
+    calibration: dict = field(default_factory=lambda: {"status": "uncalibrated", "note": ""})
     source: str = ""
+    description: str = ""
+    match: dict = field(default_factory=dict)
 
     @classmethod
     def from_file(cls, path: str | Path) -> "AttributeTable":
-        doc = json.loads(Path(path).read_text(encoding="utf-8"))
-        return cls.from_dict(doc, source=str(path))
+        """A table file, checked against its contract (an older version is upgraded); :class:`ValueError`
+        (:class:`paraspeechclap.schemas.SchemaError`) naming the file and field when it does not meet it."""
+        return cls._from_valid(schemas.read(path, KIND), str(path))
 
     @classmethod
     def from_dict(cls, doc: dict, source: str = "") -> "AttributeTable":
-        attrs = []
-        for name, spec in doc["attributes"].items():
-            classes = list(spec["classes"])
-            if len(classes) < 2 or len(set(classes)) != len(classes):
-                raise ValueError(f"{source}: attribute {name!r} needs two or more distinct classes")
-            attrs.append(Attribute(name, classes, list(spec.get("neutral", [])), spec.get("threshold")))
-        return cls(doc.get("family", "custom"), doc.get("template", "A person is speaking in a {} style."), attrs,
-                   doc.get("calibration", ""), source)
+        return cls._from_valid(schemas.validate(doc, KIND, source or "<attribute table>"), source)
+
+    @classmethod
+    def _from_valid(cls, doc: dict, source: str) -> "AttributeTable":
+        attrs = [Attribute(name, list(spec["classes"]), list(spec["neutral"]), spec["threshold"],
+                           dict(spec["thresholds"]), list(spec["withheld"]), dict(spec["not_with"]),
+                           spec["calibration"])
+                 for name, spec in doc["attributes"].items()]
+        return cls(doc["family"], doc["template"], attrs, doc["calibration"], source, doc["description"],
+                   doc["match"])
 
     def to_dict(self) -> dict:
-        return {"family": self.family, "template": self.template, "calibration": self.calibration,
-                "attributes": {a.name: {"classes": a.classes, "neutral": a.neutral,
-                                        "threshold": a.effective_threshold()} for a in self.attributes}}
+        """The table as an ``attribute-table`` document (stamped; thresholds as set, null meaning two times chance)."""
+        doc = {"family": self.family, "description": self.description, "match": self.match,
+               "template": self.template, "attributes": {a.name: a.to_dict() for a in self.attributes},
+               "calibration": dict({k: v for k, v in self.calibration.items() if v is not None}, status=status_of(
+                   {a.name: {"calibration": a.calibration} for a in self.attributes}))}
+        return schemas.stamped(doc, KIND, self.source or "<attribute table>")
 
     def probability_columns(self) -> list[tuple[str, str, str]]:
         """``(attribute, class, column)`` for every class of every attribute, in table order."""
@@ -82,22 +113,26 @@ class AttributeTable:
         return out
 
     def tags(self, probs: dict[str, np.ndarray], row: int) -> list[str]:
-        """The top class of each attribute whose probability reaches the attribute's threshold (neutral classes
-        excluded), in table order."""
-        tags = []
+        """The top class of each attribute whose probability reaches its threshold (neutral and withheld classes
+        excluded, and none for an attribute whose ``not_with`` classes another attribute tagged), in table order."""
+        top = {}
         for a in self.attributes:
             p = probs[a.name][row]
-            top = int(np.argmax(p))
-            if p[top] >= a.effective_threshold() and a.classes[top] not in a.neutral:
-                tags.append(a.classes[top])
-        return tags
+            cls = a.classes[int(np.argmax(p))]
+            if a.taggable(cls) and p[int(np.argmax(p))] >= a.effective_threshold(cls):
+                top[a.name] = cls
+        return [cls for name, cls in top.items()
+                if not any(top.get(other) in classes for other, classes in self.by_name(name).not_with.items())]
+
+    def by_name(self, name: str) -> Attribute:
+        return next(a for a in self.attributes if a.name == name)
 
     def caption(self, tags: list[str]) -> str | None:
         """A caption from confident tags through the model's own template (``None`` when there are none)."""
         if not tags:
             return None
         words = tags[0] if len(tags) == 1 else ", ".join(tags[:-1]) + " and " + tags[-1]
-        return self.template.format(words)
+        return fill_template(self.template, words)
 
 
 def packaged_tables() -> list[AttributeTable]:
@@ -119,11 +154,11 @@ def table_for_model(model: Any, path: str | Path | None = None) -> AttributeTabl
     if path is not None:
         return AttributeTable.from_file(path)
     kind = _speech_model_type(model)
-    docs = [(p, json.loads(p.read_text(encoding="utf-8"))) for p in sorted(MODELS_DIR.glob("**/attributes*.json"))]
-    for p, doc in docs:
-        if kind is not None and kind in doc.get("match", {}).get("speech_model_type", []):
-            return AttributeTable.from_dict(doc, source=str(p))
-    for p, doc in docs:
-        if doc.get("family") == "paper":
-            return AttributeTable.from_dict(doc, source=str(p))
+    tables = packaged_tables()
+    for table in tables:
+        if kind is not None and kind in table.match.get("speech_model_type", []):
+            return table
+    for table in tables:
+        if table.family == "paper":
+            return table
     raise FileNotFoundError(f"no attributes table in {MODELS_DIR}")

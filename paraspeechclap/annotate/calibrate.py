@@ -1,88 +1,267 @@
 """Calibrate tag thresholds on a labelled corpus: ``python -m paraspeechclap.annotate.calibrate``.
 
-For each attribute of the model's table that a suite file labels (the ``suites.json`` that ``paraspeechclap synth``
-writes: ``{"audio_root", "suites": {attribute: {"candidates", "manifest"}}}``; gold class in ``classification_tag``),
-the clips are embedded and classified as ``annotate`` does; the threshold is the smallest probability ``t`` such that
-the top class is right for at least ``--precision`` (default 90 %) of the clips whose top probability is ``>= t``
-(and at least ``--min-clips`` of them). The result is an attribute table (JSON) for ``annotate --attributes``,
-recording per attribute the threshold, the precision and the share of clips that get a tag at it.
+The suite file (contract ``evaluation-suite``: the ``suites.json`` that ``paraspeechclap synth`` writes, read by
+evaluate's own suite reader) gives, per attribute, a classification task (its clips and gold class in
+``classification_tag``) and optionally ``negatives``: clips that belong to none of its classes (a whisper has no
+pitch), on which any tag is wrong. Each attribute of the model's table with a task of the same name and the same
+classes is calibrated: its clips are embedded and classified as ``annotate`` does (its ``not_with`` gates included),
+and each class that can become a tag gets the smallest probability at which that class's tags are right at least
+``--precision`` of the time (default 90 %) with at least ``--min-clips`` tags, the precision taken as the lower end of
+its Wilson interval at ``--confidence`` (default 95 %: the thresholds leave a margin for clips not seen here; 0.5
+takes the share as observed). A class that never gets there is withheld: never tagged. The result is an attribute
+table (``annotate --attributes``) recording per attribute what its thresholds gave (precision of the tags, coverage:
+the share of clips that get one) and, for the table, the corpus, target, model, date and command. Attributes
+without a matching task keep their thresholds and no calibration record, so the table says ``partly calibrated``;
+when no attribute can be calibrated nothing is written and the command exits 1, saying why for each attribute.
 """
 from __future__ import annotations
 
 import argparse
-import json
+import shlex
 import sys
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 
-def threshold_for(top_prob: np.ndarray, correct: np.ndarray, precision: float, min_clips: int) -> dict | None:
-    order = np.argsort(-top_prob)
+class CalibrationError(RuntimeError):
+    """Nothing could be calibrated (the message says why, per attribute)."""
+
+
+@dataclass
+class Clips:
+    """An attribute's labelled clips: audio paths and the gold class (None for a negative)."""
+
+    paths: list[str] = field(default_factory=list)
+    gold: list[str | None] = field(default_factory=list)
+
+
+def wilson_lower(hits: np.ndarray, n: np.ndarray, confidence: float) -> np.ndarray:
+    """The lower end of the one-sided Wilson score interval of ``hits / n`` (the precision the tags keep, at
+    ``confidence``, on clips not seen here); ``confidence`` 0.5 gives the observed share."""
+    from statistics import NormalDist
+
+    z = NormalDist().inv_cdf(confidence)
+    share = hits / n
+    centre = share + z * z / (2 * n)
+    spread = z * np.sqrt(share * (1 - share) / n + z * z / (4 * n * n))
+    return (centre - spread) / (1 + z * z / n)
+
+
+def class_threshold(top_prob: np.ndarray, correct: np.ndarray, precision: float, min_clips: int,
+                    confidence: float = 0.5) -> float | None:
+    """The lowest probability at which the tags above it are right at least ``precision`` of the time (the lower end
+    of the Wilson interval at ``confidence``; 0.5: as observed), with at least ``min_clips`` of them; None when there
+    is none."""
+    order = np.argsort(-top_prob, kind="stable")
     hits = np.cumsum(correct[order])
     kept = np.arange(1, len(order) + 1)
-    ok = (hits / kept >= precision) & (kept >= min_clips)
-    if not ok.any():
-        return None
-    last = int(np.flatnonzero(ok)[-1])  # the lowest threshold that still meets the precision
-    return {"threshold": float(top_prob[order][last]), "precision": float(hits[last] / kept[last]),
-            "coverage": float(kept[last] / len(order)), "clips": int(len(order))}
+    ok = np.flatnonzero((wilson_lower(hits, kept, confidence) >= precision - 1e-12) & (kept >= min_clips))
+    return None if len(ok) == 0 else float(top_prob[order][ok[-1]])
 
 
-def calibrate(model, suites_path: str | Path, precision: float = 0.9, min_clips: int = 10, table=None) -> dict:
+def suite_clips(suites_path: str | Path, table) -> tuple[dict[str, Clips], dict[str, str], list[str]]:
+    """({attribute: its clips}, {attribute: why it cannot be calibrated}, the rows skipped, each ``FILE:LINE: why``)."""
     from ..data.rows import read_rows
+    from ..evaluate.suites import SuiteError, load_rows, suite_from_json
+
+    try:
+        suite = suite_from_json(str(suites_path))
+    except SuiteError as err:
+        raise CalibrationError(str(err)) from None
+    tasks = {t.name: t for t in suite.tasks if t.kind == "classification"}
+    found, why, skipped = {}, {}, []
+    for a in table.attributes:
+        task = tasks.get(a.name)
+        if task is None:
+            why[a.name] = f"no classification task {a.name!r} in {suites_path} (tasks: {sorted(tasks) or 'none'})"
+            continue
+        if sorted(task.candidates or []) != sorted(a.classes):
+            why[a.name] = f"task {a.name!r} has the classes {task.candidates}, the table {a.classes}"
+            continue
+        try:
+            rows = load_rows(task)
+        except SuiteError as err:
+            why[a.name] = str(err)
+            continue
+        skipped += [s["reason"] for s in rows.skipped]
+        clips = Clips([i.path for i in rows.items], [i.label for i in rows.items])
+        for row in read_rows(task.negatives, audio_root=task.source.audio_root) if task.negatives else []:
+            if row.ok:
+                clips.paths.append(row.audio)
+                clips.gold.append(None)
+            else:
+                skipped.append(f"{row.ref}: {row.error}")
+        found[a.name] = clips
+    return found, why, skipped
+
+
+def embed_clips(model, paths: list[str]) -> tuple[dict[str, np.ndarray], list[str]]:
+    """{path: embedding} of every distinct path, and the failures (``path: why``), reported and skipped."""
     from ..inference import embed_items
+
+    unique = list(dict.fromkeys(paths))
+    vectors, failed = {}, []
+    for result in embed_items(model, unique):
+        if result.ok:
+            vectors[unique[result.index]] = result.embedding
+        else:
+            failed.append(f"{unique[result.index]}: {result.error}")
+    return vectors, failed
+
+
+def emitted(attribute, probs: np.ndarray) -> list[str | None]:
+    """The tag of ``attribute`` per row of its probabilities (None: no tag), as :meth:`AttributeTable.tags` gives."""
+    out = []
+    for p in probs:
+        top = int(np.argmax(p))
+        cls = attribute.classes[top]
+        out.append(cls if attribute.taggable(cls) and p[top] >= attribute.effective_threshold(cls) else None)
+    return out
+
+
+def calibrate_attribute(attribute, probs: np.ndarray, gold: list, gated: np.ndarray, precision: float,
+                        min_clips: int, confidence: float = 0.5) -> None:
+    """Set the thresholds, withheld classes and calibration record of ``attribute`` from its clips (``gated``: the
+    clips another attribute's tag keeps from getting one)."""
+    gold = np.array(gold, dtype=object)
+    top = probs.argmax(axis=1)
+    top_prob = probs.max(axis=1)
+    attribute.thresholds, attribute.withheld = {}, []
+    for index, cls in enumerate(attribute.classes):
+        if cls in attribute.neutral:
+            continue
+        mine = (top == index) & ~gated
+        found = class_threshold(top_prob[mine], gold[mine] == cls, precision, min_clips, confidence)
+        if found is None:
+            attribute.withheld.append(cls)
+        else:
+            attribute.thresholds[cls] = found
+    tags = np.array([None if g else t for t, g in zip(emitted(attribute, probs), gated)], dtype=object)
+    tagged = tags != None  # noqa: E711 - elementwise over an object array
+    right = tagged & (tags == gold)
+    per_class = {cls: {"precision": _share(right[tags == cls].sum(), (tags == cls).sum()),
+                       "tagged": int((tags == cls).sum()), "right": int(right[tags == cls].sum())}
+                 for cls in attribute.classes if cls not in attribute.neutral}
+    attribute.calibration = {"precision": _share(right.sum(), tagged.sum()), "coverage": _share(tagged.sum(), len(gold)),
+                             "clips": len(gold), "tagged": int(tagged.sum()), "per_class": per_class}
+
+
+def _share(part, whole) -> float | None:
+    return round(float(part) / float(whole), 4) if whole else None
+
+
+def _gate_mask(table, attribute, probs: dict[str, np.ndarray]) -> np.ndarray:
+    """Clips on which another attribute's tag (its ``not_with``) keeps ``attribute`` from a tag."""
+    n = len(next(iter(probs.values())))
+    mask = np.zeros(n, dtype=bool)
+    for other, classes in attribute.not_with.items():
+        mask |= np.isin(np.array(emitted(table.by_name(other), probs[other]), dtype=object), classes)
+    return mask
+
+
+def calibrate(model, suites_path: str | Path, precision: float = 0.9, min_clips: int = 10, table=None,
+              command: str | None = None, log=sys.stderr, confidence: float = 0.95) -> tuple[dict, dict]:
+    """(the calibrated attribute-table document, {attribute: calibration record, or why it has none}).
+
+    Raises :class:`CalibrationError` when no attribute could be calibrated."""
     from .attributes import table_for_model
 
-    suites_path = Path(suites_path)
-    doc = json.loads(suites_path.read_text(encoding="utf-8"))
-    root = suites_path.parent / doc.get("audio_root", ".")
     table = table or table_for_model(model)
-    report = {}
-    for a in table.attributes:
-        suite = doc.get("suites", {}).get(a.name)
-        if not suite or sorted(suite.get("candidates", [])) != sorted(a.classes):
+    clips, why, skipped = suite_clips(suites_path, table)
+    for reason in skipped:
+        print(f"calibrate: skipped {reason}", file=log)
+    vectors, failed = embed_clips(model, [p for c in clips.values() for p in c.paths])
+    for reason in failed:
+        print(f"calibrate: could not embed {reason}; skipped", file=log)
+    done = {}
+    for a in sorted(table.attributes, key=lambda a: bool(a.not_with)):  # gates are calibrated before what they gate
+        if a.name not in clips:
             continue
-        rows = [r for r in read_rows(suites_path.parent / suite["manifest"], audio_root=str(root)) if r.ok]
-        labels, audio = [], []
-        for r in rows:
-            if r.fields.get("classification_tag") in a.classes:
-                labels.append(a.classes.index(r.fields["classification_tag"]))
-                audio.append(r.audio)
-        results = [res for res in embed_items(model, audio)]
-        good = [i for i, res in enumerate(results) if res.ok]
-        if not good:
+        keep = [i for i, p in enumerate(clips[a.name].paths) if p in vectors]
+        if len(keep) < min_clips:
+            why[a.name] = f"{len(keep)} clips could be embedded, fewer than --min-clips {min_clips}"
             continue
-        emb = np.stack([results[i].embedding for i in good])
-        probs = table.probabilities(model, emb)[a.name]
-        gold = np.array([labels[i] for i in good])
-        found = threshold_for(probs.max(axis=1), probs.argmax(axis=1) == gold, precision, min_clips)
-        report[a.name] = found
-        if found is not None:
-            a.threshold = round(found["threshold"], 4)
-    out = table.to_dict()
-    out["calibration"] = (f"thresholds calibrated on {suites_path} for top-1 precision >= {precision:.0%} "
-                          f"(at least {min_clips} clips); attributes without a suite keep 2x chance")
-    out["calibration_report"] = report
-    out["match"] = {}
-    return out
+        emb = np.stack([vectors[clips[a.name].paths[i]] for i in keep])
+        probs = table.probabilities(model, emb)
+        calibrate_attribute(a, probs[a.name], [clips[a.name].gold[i] for i in keep], _gate_mask(table, a, probs),
+                            precision, min_clips, confidence)
+        done[a.name] = a.calibration
+    if not done:
+        raise CalibrationError(f"nothing could be calibrated with {suites_path}:\n  - "
+                               + "\n  - ".join(f"{name}: {reason}" for name, reason in why.items()))
+    table.calibration = _provenance(model, suites_path, vectors, (precision, confidence, min_clips), why, command)
+    return table.to_dict(), {**done, **{name: {"not calibrated": reason} for name, reason in why.items()}}
+
+
+def _provenance(model, suites_path, vectors: dict, target: tuple, why: dict, command: str | None) -> dict:
+    from .. import schemas
+
+    corpus = {"suites": str(suites_path), "clips": len(vectors)}
+    verification = Path(suites_path).parent / "verification.json"
+    if verification.is_file():  # a synthetic corpus says how it was made
+        try:
+            settings = schemas.read(verification, "synth-verification")["settings"]
+            corpus.update({"generator": "paraspeechclap synth", "seed": settings.get("seed"),
+                           "num_clips": settings.get("num_clips")})
+        except schemas.SchemaError:
+            pass
+    precision, confidence, min_clips = target
+    kept = f"; not calibrated, thresholds kept: {', '.join(why)}" if why else ""
+    return {"note": f"per-class thresholds for tag precision >= {precision:.0%} (the lower end of its Wilson interval "
+                    f"at {confidence:.0%} confidence; at least {min_clips} tags per class); a class that never reaches "
+                    f"it is withheld{kept}",
+            "precision_target": precision, "confidence": confidence, "min_clips": min_clips, "corpus": corpus,
+            "model": {"source": str(getattr(model, "name", "")), "precision": str(getattr(model, "precision", ""))},
+            "date": time.strftime("%Y-%m-%d", time.gmtime()), "command": command}
+
+
+def report_lines(report: dict) -> list[str]:
+    lines = []
+    for name, rec in report.items():
+        if "not calibrated" in rec:
+            lines.append(f"{name:14s} not calibrated: {rec['not calibrated']}")
+            continue
+        classes = ", ".join(f"{c} {v['right']}/{v['tagged']}" for c, v in rec["per_class"].items())
+        precision = "-" if rec["precision"] is None else f"{rec['precision']:.1%}"
+        lines.append(f"{name:14s} precision {precision:>6s}  coverage {rec['coverage']:.1%} of {rec['clips']} clips"
+                     f"  (right/tagged: {classes})")
+    return lines
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--suites", required=True, help="suites.json of a labelled corpus (paraspeechclap synth writes one)")
     parser.add_argument("--model", default="mini")
-    parser.add_argument("--precision", type=float, default=0.9, help="wanted top-1 precision (default 0.9)")
-    parser.add_argument("--min-clips", type=int, default=10)
+    parser.add_argument("--model-precision", default="auto", choices=["auto", "fp32", "bf16", "int8"],
+                        help="numeric precision of the model (default auto, as annotate)")
+    parser.add_argument("--attributes", default=None, help="the table to calibrate (default: the model family's own)")
+    parser.add_argument("--precision", type=float, default=0.9, help="wanted precision of each class's tags (default 0.9)")
+    parser.add_argument("--confidence", type=float, default=0.95,
+                        help="confidence of the precision's lower bound (default 0.95; 0.5: the precision as observed)")
+    parser.add_argument("--min-clips", type=int, default=10, help="tags a class needs at its threshold (default 10)")
     parser.add_argument("--out", required=True, help="attribute table JSON to write (use with annotate --attributes)")
     args = parser.parse_args(argv)
+    from .. import schemas
     from ..api import ParaSpeechCLAP
-    from ..fileio import atomic_write_json
+    from .attributes import AttributeTable
 
-    model = ParaSpeechCLAP.from_pretrained(args.model)
-    table = calibrate(model, args.suites, args.precision, args.min_clips)
-    atomic_write_json(args.out, table)
-    print(json.dumps(table["calibration_report"], indent=2))
+    if not 0 < args.precision <= 1 or not 0.5 <= args.confidence < 1 or args.min_clips < 1:
+        parser.error("--precision must be in (0, 1], --confidence in [0.5, 1) and --min-clips at least 1")
+    command = "python -m paraspeechclap.annotate.calibrate " + shlex.join(sys.argv[1:] if argv is None else argv)
+    model = ParaSpeechCLAP.from_pretrained(args.model, precision=args.model_precision)
+    table = AttributeTable.from_file(args.attributes) if args.attributes else None
+    try:
+        doc, report = calibrate(model, args.suites, args.precision, args.min_clips, table, command,
+                                confidence=args.confidence)
+    except (CalibrationError, schemas.SchemaError) as err:
+        print(f"calibrate: {err}", file=sys.stderr)
+        return 1
+    schemas.write(args.out, doc, "attribute-table")
+    print("\n".join(report_lines(report)))
+    print(f"{doc['calibration']['status']} table written to {args.out}")
     return 0
 
 

@@ -4,26 +4,40 @@ audio-path rule), and the clip ids.
 Id rule: ``fields["id"]`` when the row has one, else the audio path relative to the input root (the folder given,
 or the manifest's folder), POSIX-style; a path outside the root keeps its absolute form. The ``audio`` column is
 the absolute path of the file as the reader resolved it (the audio itself is never copied or rewritten).
+
+Split rule: a row's own ``split`` field (a name of letters, digits, ``_`` and ``.``: what Hugging Face accepts),
+else the job's split (the split of a dataset input, ``train`` by default); a ``split`` that is not a name makes the
+row an error row. Every other field of a manifest row is carried to the output (:attr:`InputRow.fields`).
 """
 from __future__ import annotations
 
 import hashlib
 import json
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..data.rows import read_rows
 
 
+#: a split name (Hugging Face's rule for split names in file names)
+SPLIT_NAME = re.compile(r"^\w+(\.\w+)*$")
+#: fields that become the output's own columns rather than carried ones
+CONSUMED = ("id", "split")
+
+
 @dataclass
 class InputRow:
-    """One planned row of the job: its global position, id, audio path, and why it cannot be read (if so)."""
+    """One planned row of the job: its global position, id, audio path, why it cannot be read (if so), its split
+    and the manifest fields carried to the output (None for a plain audio file, which has none)."""
 
     row: int
     id: str
     audio: str | None
     error: str | None = None
+    split: str = "train"
+    fields: dict | None = None
 
 
 def input_root(inputs) -> Path | None:
@@ -66,12 +80,26 @@ def plan_rows(inputs, audio_root: str | None = None, split: str = "train") -> li
         audio = None if r.audio is None else str(r.audio)
         if audio is not None and "://" not in audio:
             audio = os.path.abspath(audio)  # the file as read; never rewritten, but usable from any folder
-        out.append(InputRow(number, cid, audio, r.error))
+        row_split, error = _split_of(fields, split)
+        carried = None if fields == {"path": r.ref} else {k: v for k, v in fields.items() if k not in CONSUMED}
+        out.append(InputRow(number, cid, audio, r.error or error, row_split, carried))
     return out
 
 
-def rows_digest(rows: list[InputRow]) -> str:
+def _split_of(fields: dict, default: str) -> tuple[str, str | None]:
+    """(the row's split, an error when its ``split`` field is not a split name)."""
+    value = fields.get("split")
+    if value is None or value == "":
+        return default, None
+    if isinstance(value, str) and SPLIT_NAME.match(value):
+        return value, None
+    return default, f"split {value!r} is not a split name (letters, digits, '_' and '.')"
+
+
+def rows_digest(rows: list[InputRow], version: int = 2) -> str:
+    """What identifies a job's input: ids, audio paths and errors (format 1); splits and carried fields too (2)."""
     digest = hashlib.sha256()
     for r in rows:
-        digest.update(json.dumps([r.id, r.audio, r.error]).encode())
+        item = [r.id, r.audio, r.error] if version < 2 else [r.id, r.audio, r.error, r.split, r.fields]
+        digest.update(json.dumps(item, sort_keys=True, default=str).encode())
     return digest.hexdigest()[:16]

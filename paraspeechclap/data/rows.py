@@ -38,9 +38,13 @@ with a whole input (a missing manifest, a dataset that cannot be loaded) is one 
 
 Bad rows
 --------
-A line that is not UTF-8, not valid JSON or not a JSON object, a row that names no audio, or an input that cannot
-be opened comes as ``Row(error=...)``: never an exception, and the rows after it keep coming. Blank lines are not
-rows. Callers report bad rows (with their ``ref``) and skip them.
+A line that is not UTF-8, not valid JSON or not a JSON object, a row that names no audio, a row whose declared
+columns have the wrong type (contract ``manifest-row``, :mod:`paraspeechclap.schemas.manifest`: ``duration`` a
+number, ``text_description`` a string or list of strings, ...; a row stamped with a newer version than this code
+reads), or an input that cannot be opened comes as ``Row(error=...)``: never an exception, and the rows after it
+keep coming. Blank lines are not rows. Callers report bad rows (with their ``ref``) and skip them. Rows that name no
+audio read with ``require_audio=False`` (a reranking manifest's candidate lists) are not manifest rows: their
+columns are not checked.
 
 CSV/TSV cells are typed the same way everywhere: an empty cell is ``None``; a cell holding a JSON list or object
 (or a Python list literal) is that list/object; an integer (no leading zeros) or a decimal number is a number;
@@ -76,14 +80,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
+from ..schemas.columns import AUDIO_ROOT, DIRECT_AUDIO_COLUMNS, RELATIVE_AUDIO_PATH, SOURCE
+
 __all__ = ["AUDIO_SUFFIXES", "MANIFEST_SUFFIXES", "Row", "read_rows", "resolve_audio_path"]
 
 #: suffixes of the audio files taken from folders (and that mark a missing path as a file rather than a dataset)
 AUDIO_SUFFIXES = frozenset({".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif", ".au", ".opus"})
 #: manifest suffixes (each may also end in ``.gz``, except Parquet)
 MANIFEST_SUFFIXES = (".jsonl", ".ndjson", ".json", ".csv", ".tsv", ".parquet")
-#: the direct audio columns, in order of precedence
-DIRECT_COLUMNS = ("path", "audio", "audio_path", "file")
+#: the direct audio columns, in order of precedence (declared by the manifest-row contract)
+DIRECT_COLUMNS = DIRECT_AUDIO_COLUMNS
 _GLOB_CHARS = re.compile(r"[*?\[]")
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 _INT = re.compile(r"^[+-]?(0|[1-9][0-9]*)$")
@@ -113,7 +119,7 @@ def _text(value: Any) -> str | None:
 
 
 def _has_audio_column(row: Mapping) -> bool:
-    if any(_text(row.get(c)) for c in DIRECT_COLUMNS) or _text(row.get("relative_audio_path")):
+    if any(_text(row.get(c)) for c in DIRECT_COLUMNS) or _text(row.get(RELATIVE_AUDIO_PATH)):
         return True
     audio = row.get("audio")
     return isinstance(audio, Mapping) and _text(audio.get("path")) is not None
@@ -122,7 +128,7 @@ def _has_audio_column(row: Mapping) -> bool:
 def _root(row: Mapping, base: Path | str | None, audio_root: str | os.PathLike | None) -> str | None:
     if audio_root is not None and str(audio_root) != "":
         return os.path.expanduser(os.fspath(audio_root))
-    own = _text(row.get("audio_root"))
+    own = _text(row.get(AUDIO_ROOT))
     if own:
         own = os.path.expanduser(own)
         return own if os.path.isabs(own) or base is None else os.path.join(os.fspath(base), own)
@@ -139,7 +145,7 @@ def resolve_audio_path(row: Mapping, base: Path | None = None, audio_root: str |
     if not isinstance(row, Mapping):
         raise ValueError(f"a row must be an object, got {type(row).__name__}")
     direct = next((_text(row.get(c)) for c in DIRECT_COLUMNS if _text(row.get(c))), None)
-    if direct is None and not _text(row.get("relative_audio_path")):
+    if direct is None and not _text(row.get(RELATIVE_AUDIO_PATH)):
         audio = row.get("audio")
         if isinstance(audio, Mapping):
             direct = _text(audio.get("path"))
@@ -149,14 +155,14 @@ def resolve_audio_path(row: Mapping, base: Path | None = None, audio_root: str |
             return direct
         root = _root(row, base, audio_root)
         return direct if root is None else os.path.join(root, direct)
-    relative = _text(row.get("relative_audio_path"))
+    relative = _text(row.get(RELATIVE_AUDIO_PATH))
     if relative is None:
-        raise ValueError("no audio column ('path', 'audio', 'audio_path', 'file' or 'relative_audio_path'); "
-                         f"columns: {sorted(map(str, row))}")
+        named = ", ".join(repr(c) for c in DIRECT_COLUMNS)
+        raise ValueError(f"no audio column ({named} or {RELATIVE_AUDIO_PATH!r}); columns: {sorted(map(str, row))}")
     root = _root(row, base, audio_root)
     if root is None:
         raise ValueError("'relative_audio_path' needs an audio root (give audio_root, e.g. --audio-root DIR)")
-    source = _text(row.get("source"))
+    source = _text(row.get(SOURCE))
     return os.path.join(root, source, relative) if source else os.path.join(root, relative)
 
 
@@ -170,6 +176,12 @@ def _row(ref: str, fields: Any, base: Path | None, audio_root: str | None, requi
     fields = _jsonable(fields)
     if not require_audio and not _has_audio_column(fields):
         return Row(ref, None, fields)
+    from ..schemas.core import SchemaError, check  # pydantic: only once rows are read
+
+    try:
+        check(fields, "manifest-row", ref)
+    except SchemaError as err:
+        return Row(ref, None, fields, err.detail)
     try:
         path = resolve_audio_path(fields, base, audio_root)
     except ValueError as err:
@@ -184,7 +196,7 @@ def _embedded_name(record: dict) -> str | None:
     """The file name of a Hugging Face audio cell whose bytes are stored in the data (when that names the audio)."""
     audio = record.get("audio")
     if (isinstance(audio, Mapping) and audio.get("bytes") is not None and _text(audio.get("path"))
-            and not any(_text(record.get(c)) for c in DIRECT_COLUMNS) and not _text(record.get("relative_audio_path"))):
+            and not any(_text(record.get(c)) for c in DIRECT_COLUMNS) and not _text(record.get(RELATIVE_AUDIO_PATH))):
         return audio["path"]
     return None
 

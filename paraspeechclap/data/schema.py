@@ -1,4 +1,8 @@
-"""The ParaSpeechCaps schema: column names, tag normalisation, audio paths and captions."""
+"""The ParaSpeechCaps schema: column names, tag normalisation, audio paths and captions.
+
+The columns and their types are declared once, by the ``manifest-row`` contract
+(:mod:`paraspeechclap.schemas.manifest`); the names here are those.
+"""
 
 from __future__ import annotations
 
@@ -6,18 +10,15 @@ import logging
 import os
 from typing import Any, Iterable, Sequence
 
+from ..schemas.columns import (DIRECT_AUDIO_COLUMNS, DURATION, INTRINSIC_TAGS, PARASPEECHCAPS_COLUMNS,
+                               RELATIVE_AUDIO_PATH, SITUATIONAL_TAGS, SOURCE, TAG_COLUMNS, TEXT_DESCRIPTION)
+
 logger = logging.getLogger("paraspeechclap.data")
 
-SOURCE = "source"
-RELATIVE_AUDIO_PATH = "relative_audio_path"
-TEXT_DESCRIPTION = "text_description"
-INTRINSIC_TAGS = "intrinsic_tags"
-SITUATIONAL_TAGS = "situational_tags"
-DURATION = "duration"
-#: optional: a direct path (absolute, or relative to ``audio_root``) used instead of source/relative_audio_path
-AUDIO_PATH = "audio_path"
-TAG_COLUMNS = (INTRINSIC_TAGS, SITUATIONAL_TAGS)
-COLUMNS = (SOURCE, RELATIVE_AUDIO_PATH, TEXT_DESCRIPTION, INTRINSIC_TAGS, SITUATIONAL_TAGS, DURATION)
+COLUMNS = PARASPEECHCAPS_COLUMNS
+__all__ = ["COLUMNS", "DIRECT_AUDIO_COLUMNS", "DURATION", "INTRINSIC_TAGS", "RELATIVE_AUDIO_PATH", "SITUATIONAL_TAGS", "SOURCE",
+           "TAG_COLUMNS", "TEXT_DESCRIPTION", "audio_path", "build_vocabulary", "captions", "check_columns",
+           "normalize_tags"]
 
 
 def normalize_tags(value: Any, *, warn: bool = True) -> list[str]:
@@ -84,8 +85,8 @@ def check_columns(columns: Sequence[str], *, tag_columns: Sequence[str] = (), ca
     """Fail early (before any worker starts) when needed columns are missing."""
     cols = set(columns)
     missing = []
-    if AUDIO_PATH not in cols and RELATIVE_AUDIO_PATH not in cols and "audio" not in cols:
-        missing.append(f"{RELATIVE_AUDIO_PATH} (or {AUDIO_PATH})")
+    if not cols & {RELATIVE_AUDIO_PATH, *DIRECT_AUDIO_COLUMNS}:
+        missing.append(f"{RELATIVE_AUDIO_PATH} (or one of {', '.join(DIRECT_AUDIO_COLUMNS)})")
     if caption_column and caption_column not in cols:
         missing.append(caption_column)
     missing += [c for c in tag_columns if c not in cols]

@@ -175,6 +175,23 @@ def output_lengths(config: MelEncoderConfig, sample_lengths: torch.Tensor | int)
     return frames
 
 
+def masked_quantiles(values: torch.Tensor, keep: torch.Tensor, qs: tuple[float, ...]) -> list[torch.Tensor]:
+    """Per row, ``torch.quantile`` (linear interpolation) of ``values[row][keep[row]]`` at each of ``qs``, 0 for a row
+    that keeps nothing: one sort over the batch, no per-row loop or data-dependent shape (so the tower exports to
+    ONNX), and the same numbers as the per-row calls (the kept values sort first, dropped ones are set to +inf)."""
+    count = keep.sum(dim=1)
+    ordered = values.masked_fill(~keep, float("inf")).sort(dim=1).values
+    quantiles = []
+    for q in qs:
+        rank = q * (count - 1).clamp_min(0).to(values.dtype)
+        below = rank.floor()
+        lower = ordered.gather(1, below.long()[:, None])[:, 0]
+        upper = ordered.gather(1, rank.ceil().long()[:, None])[:, 0]
+        value = torch.lerp(lower, upper, rank - below)
+        quantiles.append(torch.where(count > 0, value, torch.zeros_like(value)))
+    return quantiles
+
+
 def _lengths_to_mask(lengths: torch.Tensor, max_len: int) -> torch.Tensor:
     return torch.arange(max_len, device=lengths.device)[None, :] < lengths[:, None]
 
@@ -301,11 +318,8 @@ class LogMelFrontEnd(nn.Module):
         voiced = real & (value > 0.45)
         weight = value.clamp(0, 1) * voiced
         mean = (level * weight).sum(1) / weight.sum(1).clamp_min(1e-6)
-        stats = [mean]
-        for q in (0.2, 0.8):
-            stats.append(torch.stack([torch.quantile(lv[v], q) if v.any() else lv.new_tensor(0.0)
-                                      for lv, v in zip(level, voiced)]))
-        utter = torch.stack(stats, dim=1)[:, :, None].expand(-1, -1, level.shape[-1])
+        utter = torch.stack([mean, *masked_quantiles(level, voiced, (0.2, 0.8))], dim=1)
+        utter = utter[:, :, None].expand(-1, -1, level.shape[-1])
         return torch.cat([utter, (level * voiced)[:, None, :]], dim=1)
 
     @staticmethod

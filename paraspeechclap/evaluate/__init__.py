@@ -14,7 +14,7 @@ _EXPORTS = {
     "resolve_suite": "suites", "builtin_suites": "suites", "load_rows": "suites", "Suite": "suites",
     "Task": "suites", "DataSource": "suites", "SuiteError": "suites",
     "prepare_suite": "runner", "run_suite": "runner", "SuiteOutcome": "runner", "TaskOutcome": "runner",
-    "write_report": "report", "headline": "report",
+    "write_report": "report", "headline": "report", "read_metrics": "report",
     "evaluate_retrieval": "retrieval", "evaluate_classification": "classification",
     "candidate_embeddings": "classification", "DEFAULT_TEMPLATE": "classification",
     "EmbeddingCache": "cache", "AudioEmbedder": "cache", "model_identity": "cache",

@@ -19,7 +19,6 @@ when the suite did not run that group or one of its tasks failed.
 from __future__ import annotations
 
 import html
-import json
 import math
 import os
 import time
@@ -269,19 +268,7 @@ def _sections(outcome, top: Dict[str, Optional[float]], model_name: str) -> List
             blocks.append(("img", (f"plots/confusion_{slug}.png", f"{t.task.name}: confusion matrix")))
             blocks.append(("img", (f"plots/per_class_{slug}.png", f"{t.task.name}: per-class recall and F1")))
 
-    skipped = [t for t in outcome.tasks if t.skipped]
-    failed = [t for t in outcome.tasks if t.status != "ok"]
-    if skipped or failed:
-        blocks.append(("h2", "Problems"))
-        for t in failed:
-            blocks.append(("p", f"Task {t.task.name} FAILED: {t.error}"))
-        for t in skipped:
-            shown = t.skipped[:SKIPPED_SHOWN]
-            blocks.append(("h3", f"{t.task.name}: {len(t.skipped)} skipped"))
-            blocks.append(("table", (["Id", "Path", "Reason"], [[s["id"], s["path"], s["reason"]] for s in shown])))
-            if len(t.skipped) > len(shown):
-                blocks.append(("p", f"... and {len(t.skipped) - len(shown)} more (all in metrics.json)."))
-
+    blocks += _problem_blocks(outcome)
     blocks.append(("h2", "Settings"))
     settings = {**outcome.settings, "model identity": outcome.model.get("identity"),
                 "cache": f"{outcome.cache.get('folder')} (reused {outcome.cache.get('hits')}, "
@@ -291,6 +278,24 @@ def _sections(outcome, top: Dict[str, Optional[float]], model_name: str) -> List
     blocks.append(("table", (["Setting", "Value"], [[k, v if isinstance(v, (int, float, str)) or v is None else
                                                      ", ".join(map(str, v)) if isinstance(v, (list, tuple)) else str(v)]
                                                     for k, v in settings.items()])))
+    return blocks
+
+
+def _problem_blocks(outcome) -> List[Tuple[str, Any]]:
+    """The failed tasks and the skipped items (the first :data:`SKIPPED_SHOWN` of each task)."""
+    blocks: List[Tuple[str, Any]] = []
+    skipped = [t for t in outcome.tasks if t.skipped]
+    failed = [t for t in outcome.tasks if t.status != "ok"]
+    if skipped or failed:
+        blocks.append(("h2", "Problems"))
+    for t in failed:
+        blocks.append(("p", f"Task {t.task.name} FAILED: {t.error}"))
+    for t in skipped:
+        shown = t.skipped[:SKIPPED_SHOWN]
+        blocks.append(("h3", f"{t.task.name}: {len(t.skipped)} skipped"))
+        blocks.append(("table", (["Id", "Path", "Reason"], [[s["id"], s["path"], s["reason"]] for s in shown])))
+        if len(t.skipped) > len(shown):
+            blocks.append(("p", f"... and {len(t.skipped) - len(shown)} more (all in metrics.json)."))
     return blocks
 
 
@@ -364,7 +369,6 @@ def summary_text(outcome, model_name: str = "model") -> str:
 
 # ----------------------------------------------------------------------------------------------- writing
 REPORT_MANIFEST = "report_manifest.json"
-MANIFEST_FORMAT = "paraspeechclap-report-v1"
 
 
 class ReportFolderError(FileExistsError):
@@ -392,16 +396,26 @@ def _entries(folder: Path) -> Tuple[Dict[str, Optional[int]], List[str]]:
 
 
 def _read_manifest(folder: Path) -> Optional[Dict[str, Any]]:
+    """The folder's ``report_manifest.json`` (contract ``report-manifest``); None when absent, a link, or not one of
+    ours (then the folder is not ours to replace)."""
+    from ..schemas import SchemaError, read
+
     path = folder / REPORT_MANIFEST
     if not path.is_file() or path.is_symlink():
         return None
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        return read(path, "report-manifest")
+    except SchemaError:
         return None
-    if not isinstance(data, dict) or data.get("format") != MANIFEST_FORMAT or not isinstance(data.get("files"), dict):
-        return None
-    return data
+
+
+def read_metrics(report: os.PathLike) -> Dict[str, Any]:
+    """The ``metrics.json`` of a report folder (or the file itself), checked against contract ``evaluation-metrics``
+    and upgraded to its current version; :class:`paraspeechclap.schemas.SchemaError` names what is wrong."""
+    from ..schemas import read
+
+    path = Path(report)
+    return read(path / "metrics.json" if path.is_dir() else path, "evaluation-metrics")
 
 
 def foreign_entries(out_dir: os.PathLike) -> List[str]:
@@ -451,8 +465,8 @@ def write_report(outcome, out_dir: Path, model_name: str = "model", top_k: int =
     nothing added (see :func:`check_report_folder`); otherwise :class:`ReportFolderError` is raised and nothing is
     touched. ``report_manifest.json`` lists the files written.
     """
-    from .. import __version__
-    from ..fileio import atomic_dir, atomic_write_json
+    from .. import __version__, schemas
+    from ..fileio import atomic_dir
 
     out_dir = Path(out_dir)
     if out_dir.is_symlink():  # replace the folder the link points to; the link stays valid
@@ -461,15 +475,16 @@ def write_report(outcome, out_dir: Path, model_name: str = "model", top_k: int =
     with atomic_dir(out_dir, replace=replace) as tmp:
         written = _write_report_files(outcome, Path(tmp), model_name, top_k, save_similarity, plots)
         files, folders = _entries(Path(tmp))
-        atomic_write_json(Path(tmp) / REPORT_MANIFEST, {
-            "format": MANIFEST_FORMAT, "written_by": f"paraspeechclap {__version__}", "suite": outcome.suite,
-            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "files": files, "folders": folders})
+        schemas.write(Path(tmp) / REPORT_MANIFEST, {
+            "written_by": f"paraspeechclap {__version__}", "suite": outcome.suite,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "files": files, "folders": folders}, "report-manifest")
         check_report_folder(out_dir)  # again, just before the swap: a file added meanwhile is not deleted
     return {name: out_dir / path.relative_to(tmp) for name, path in written.items()}
 
 
 def _write_report_files(outcome, out_dir: Path, model_name: str, top_k: int, save_similarity: bool,
                         plots: bool) -> Dict[str, Path]:
+    from .. import schemas
     from . import classification as classification_io
     from . import retrieval as retrieval_io
 
@@ -497,7 +512,7 @@ def _write_report_files(outcome, out_dir: Path, model_name: str, top_k: int, sav
     if not plots:
         blocks = [b for b in blocks if b[0] != "img"]
     return {
-        "metrics": _io.write_json(out_dir / "metrics.json", outcome_to_dict(outcome, top)),
+        "metrics": schemas.write(out_dir / "metrics.json", outcome_to_dict(outcome, top), "evaluation-metrics"),
         "markdown": _io.write_text(out_dir / "report.md", render_markdown(title, blocks)),
         "html": _io.write_text(out_dir / "index.html", render_html(title, blocks)),
     }

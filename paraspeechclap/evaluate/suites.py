@@ -22,7 +22,6 @@ Row rules (documented choices):
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
@@ -79,6 +78,8 @@ class Task:
     candidates: Optional[List[str]] = None
     caption_column: str = CAPTION_COLUMN
     label_column: str = LABEL_COLUMN
+    #: a manifest of clips that belong to none of the candidates (not scored here; annotate.calibrate counts them)
+    negatives: Optional[str] = None
 
     def __post_init__(self) -> None:
         if self.kind not in ("retrieval", "classification"):
@@ -311,42 +312,28 @@ def manifest_columns(path: str) -> List[str]:
 
 
 # ----------------------------------------------------------------------------------------------- resolving --suite
-#: keys of a suite task (``counts`` and ``description`` are for people, and are not read)
-TASK_KEYS = {"manifest", "dataset", "split", "candidates", "group", "audio_root", "caption_column", "label_column",
-             "kind", "name", "counts", "description"}
-#: keys of a suite file (``suites`` only in the classification-only form ``synth`` wrote before 0.2)
-SUITE_KEYS = {"name", "description", "template", "audio_root", "retrieval", "classification", "suites"}
-
-
 def _task_from_spec(name: str, kind: str, spec: Any, base: Path, default_root: Optional[str] = None) -> Task:
+    """A Task from one entry of a suite file (already checked against the ``evaluation-suite`` contract)."""
     if isinstance(spec, str):
         spec = {"manifest": spec}
-    if not isinstance(spec, dict):
-        raise SuiteError(f"suite task {name!r}: expected a manifest path or an object, got {type(spec).__name__}")
-    unknown = set(spec) - TASK_KEYS
-    if unknown:
-        raise SuiteError(f"suite task {name!r}: unknown keys {sorted(unknown)}")
     manifest, dataset = spec.get("manifest"), spec.get("dataset")
-    if bool(manifest) == bool(dataset):
-        raise SuiteError(f"suite task {name!r}: give exactly one of `manifest` or `dataset`")
     if manifest and not Path(manifest).expanduser().is_absolute():
         manifest = str(base / manifest)
     audio_root = spec.get("audio_root") or default_root
     if audio_root and not Path(audio_root).expanduser().is_absolute():
         audio_root = str(base / audio_root)
-    candidates = spec.get("candidates")
-    if kind == "classification":
-        if not isinstance(candidates, list) or not all(isinstance(c, str) for c in candidates) or not candidates:
-            raise SuiteError(f"suite task {name!r}: classification needs a non-empty list of string `candidates`")
+    negatives = spec.get("negatives")
+    if negatives and not Path(negatives).expanduser().is_absolute():
+        negatives = str(base / negatives)
     group = spec.get("group") or (name if name in ("situational", "intrinsic", "combined") else None)
-    return Task(name=name, kind=kind, source=DataSource(dataset, spec.get("split", "test"), manifest, audio_root),
-                group=group, candidates=candidates,
-                caption_column=spec.get("caption_column", CAPTION_COLUMN),
-                label_column=spec.get("label_column", LABEL_COLUMN))
+    return Task(name=name, kind=kind, source=DataSource(dataset, spec.get("split") or "test", manifest, audio_root),
+                group=group, candidates=spec.get("candidates") if kind == "classification" else None,
+                caption_column=spec.get("caption_column") or CAPTION_COLUMN,
+                label_column=spec.get("label_column") or LABEL_COLUMN, negatives=negatives)
 
 
 def suite_from_json(path: str) -> Suite:
-    """A suite file::
+    """A suite file (contract ``evaluation-suite``, :mod:`paraspeechclap.schemas.evaluation`)::
 
         {"name": "mine",
          "template": "A person is speaking in a {} style.",      # optional: the prompt template it was made for
@@ -359,40 +346,23 @@ def suite_from_json(path: str) -> Suite:
     also be lists of objects with a ``name``. Groups ``situational``/``intrinsic``/``combined`` fill the paper-style
     table. The ``suites.json`` that ``paraspeechclap synth`` writes is such a file; the classification-only form
     it wrote before (``{"template", "audio_root", "suites": {attribute: {"manifest", "candidates", "counts"}}}``)
-    is still read.
+    is version 0 of the contract and still read. A file that does not meet the contract is a :class:`SuiteError`
+    naming the file, the field and the version expected.
     """
+    from ..schemas import SchemaError, read
+
     file = Path(path).expanduser()
     try:
-        with open(file, encoding="utf-8") as handle:
-            data = json.load(handle)
-    except (OSError, json.JSONDecodeError) as err:
-        raise SuiteError(f"{file}: cannot read suite JSON ({err})") from None
-    if not isinstance(data, dict):
-        raise SuiteError(f"{file}: a suite JSON must be an object")
-    unknown = set(data) - SUITE_KEYS
-    if unknown:
-        raise SuiteError(f"{file}: unknown keys {sorted(unknown)} (expected name, description, template, audio_root, "
-                         "retrieval, classification)")
-    if "suites" in data:  # the classification-only form synth wrote before
-        if "classification" in data:
-            raise SuiteError(f"{file}: give `classification` or the older `suites`, not both")
-        data = dict(data, classification=data.pop("suites"))
-    template = data.get("template")
-    if template is not None and (not isinstance(template, str) or template.count("{}") != 1):
-        raise SuiteError(f"{file}: `template` must be a string with one {{}} placeholder, got {template!r}")
-    default_root = data.get("audio_root")
-    if default_root is not None and not isinstance(default_root, str):
-        raise SuiteError(f"{file}: `audio_root` must be a path")
+        data = read(file, "evaluation-suite")
+    except SchemaError as err:
+        raise SuiteError(str(err)) from None
     tasks: List[Task] = []
     for kind in ("retrieval", "classification"):
-        block = data.get(kind) or {}
-        entries = block.items() if isinstance(block, dict) else [(e.get("name") if isinstance(e, dict) else None, e)
-                                                                  for e in block]
+        block = data[kind]
+        entries = block.items() if isinstance(block, dict) else [(entry["name"], entry) for entry in block]
         for name, spec in entries:
-            if not name:
-                raise SuiteError(f"{file}: every {kind} task needs a name")
-            tasks.append(_task_from_spec(str(name), kind, spec, file.parent, default_root))
-    return Suite(str(data.get("name") or file.stem), tasks, template=template)
+            tasks.append(_task_from_spec(str(name), kind, spec, file.parent, data["audio_root"]))
+    return Suite(str(data["name"] or file.stem), tasks, template=data["template"])
 
 
 def suite_from_manifest(path: str, candidates: Optional[Sequence[str]] = None,

@@ -6,6 +6,7 @@
 """
 from __future__ import annotations
 
-from .core import BACKENDS, DEFAULT_BACKEND, Index, IndexError_
+from .core import BACKENDS, DEFAULT_BACKEND, Index, IndexError_, ModelMismatch
+from .filters import FilterError, validate_where
 
-__all__ = ["Index", "IndexError_", "BACKENDS", "DEFAULT_BACKEND"]
+__all__ = ["Index", "IndexError_", "ModelMismatch", "FilterError", "validate_where", "BACKENDS", "DEFAULT_BACKEND"]

@@ -6,20 +6,25 @@ model identity, and every shard it holds with its row range) and the backend's f
 replaced as a whole (:func:`paraspeechclap.fileio.atomic_dir`), so an interrupted build leaves the old index.
 ``build`` on an existing index adds only the shards completed since (incremental; rows are never removed).
 
-Filters (``where``) run in DuckDB over the indexed shards. When few rows pass (``<= exact_limit``), their
-embeddings are read and searched exactly; otherwise the ANN search over-fetches and keeps rows that pass,
-widening until ``top`` are found or the whole index was scanned.
+Filters (``where``) run in DuckDB over the indexed shards, after :func:`.filters.validate_where` accepted them (one
+expression over the annotation columns, pure functions only), on a connection that may read only those shards and
+cannot change its settings. When few rows pass (``<= exact_limit``), their embeddings are read and searched
+exactly; otherwise the ANN search over-fetches and keeps rows that pass, widening until ``top`` are found or the
+whole index was scanned. Queries are embedded only by the model whose embeddings the index holds
+(:meth:`Index.check_model`).
 """
 from __future__ import annotations
 
 import json
+import sys
 import time
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
-from ..fileio import atomic_dir
+from ..fileio import atomic_dir, check_file
+from .filters import validate_where
 
 INDEX_META = "index.json"
 FORMAT = "paraspeechclap-index"
@@ -30,6 +35,27 @@ DISPLAY = ["row", "id", "audio", "duration", "tags", "caption"]
 
 class IndexError_(RuntimeError):
     """An index or annotation folder that cannot be used."""
+
+
+class ModelMismatch(IndexError_):
+    """A query model other than the one whose embeddings the index holds."""
+
+
+def model_mismatch(meta: dict, provenance: dict, dim: int) -> str | None:
+    """Why an index (its ``meta``) cannot be searched with a model (its provenance and embedding width), or None."""
+    held = meta.get("model") or {}
+    held_dim = meta.get("dim")
+    same_identity = held.get("identity") == provenance.get("identity")
+    same_dim = held_dim is None or int(held_dim) == int(dim)
+    if same_identity and same_dim:
+        return None
+    message = (f"the index holds embeddings of model {held.get('model')!r} (identity {held.get('identity')}, "
+               f"dimension {held_dim}, precision {held.get('precision')}); the model given is "
+               f"{provenance.get('model')!r} (identity {provenance.get('identity')}, dimension {dim}, precision "
+               f"{provenance.get('precision')})")
+    if same_dim and held.get("precision") and held.get("precision") != provenance.get("precision"):
+        message += f"; the identity includes the precision: try --precision {held.get('precision')}"
+    return message
 
 
 # ---------------------------------------------------------------------------------------------- backends
@@ -139,8 +165,19 @@ def _annotation_manifest(folder: Path) -> dict:
 
 
 def _completed_shards(folder: Path, manifest: dict) -> dict[str, dict]:
+    """The shards the manifest records as finished (their files are checked by :func:`_verified`)."""
     return {name: info for name, info in sorted(manifest.get("shards", {}).items())
-            if info.get("completed_at") and (folder / name).is_file()}
+            if isinstance(info, dict) and info.get("completed_at")}
+
+
+def _verified(folder: Path, name: str, info: dict) -> bool:
+    """Whether shard ``name`` matches its manifest record (False: a record without a checksum, checked by size);
+    raises naming the shard when it does not."""
+    problem = check_file(folder / name, info)
+    if problem:
+        raise IndexError_(f"shard {folder / name} does not match its record in _manifest.json ({problem}); "
+                          f"rerun the same `paraspeechclap annotate` command to recompute it, then build again")
+    return bool(info.get("sha256"))
 
 
 def _read_vectors(path: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -156,6 +193,13 @@ def _read_vectors(path: Path) -> tuple[np.ndarray, np.ndarray]:
     values = emb.flatten().to_numpy(zero_copy_only=False).astype(np.float32).reshape(-1, dim)
     norms = np.linalg.norm(values, axis=1, keepdims=True)
     return rows, values / np.maximum(norms, 1e-12)  # float16 storage: renormalise
+
+
+def _audio_is_struct(files: Sequence[str]) -> bool:
+    import pyarrow.parquet as pq
+    import pyarrow.types as pt
+
+    return bool(files) and pt.is_struct(pq.read_schema(files[0]).field("audio").type)
 
 
 def _sql_list(paths: Sequence[str]) -> str:
@@ -212,14 +256,18 @@ class Index:
                     "params": params, "annotations": str(annotations), "model": manifest["model"],
                     "attributes": manifest.get("attributes"), "shards": {}, "count": 0}
         new = [name for name in shards if name not in meta["shards"]]
+        unverified = [name for name in new if not _verified(annotations, name, shards[name])]  # all, before any work
+        if unverified and not quiet:
+            print(f"[index] {len(unverified)} shards were recorded before checksums existed: checked by size only",
+                  file=sys.stderr, flush=True)
         started = time.monotonic()
         for name in new:
             rows, vectors = _read_vectors(annotations / name)
             index.add(rows, vectors, threads=threads)
-            meta["shards"][name] = {"rows": shards[name]["rows"], "vectors": int(len(rows)),
-                                    "completed_at": shards[name]["completed_at"]}
+            meta["shards"][name] = {**{k: shards[name][k] for k in ("split", "num_rows", "rows") if k in shards[name]},
+                                    "vectors": int(len(rows)), "completed_at": shards[name]["completed_at"]}
             if not quiet:
-                print(f"[index] {name}: {len(rows)} vectors ({len(index)} in all)", flush=True)
+                print(f"[index] {name}: {len(rows)} vectors ({len(index)} in all)", file=sys.stderr, flush=True)
         meta["count"] = len(index)
         meta["updated_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         meta["last_build_seconds"] = time.monotonic() - started
@@ -252,16 +300,33 @@ class Index:
     # ---------------------------------------------------------------- model and queries
     @property
     def model(self):
+        """The model recorded in the index (loaded on first use) that embeds the queries."""
         if self._model is None:
-            from ..api import ParaSpeechCLAP
-
-            prov = self.meta["model"]
-            self._model = ParaSpeechCLAP.from_pretrained(prov.get("model", "mini"), precision=prov.get("precision", "auto"))
+            self._model = self.load_model()
         return self._model
 
+    def load_model(self, source: str | None = None, device: str | None = None):
+        """``source`` (default: the model recorded in the index) at the recorded precision; :meth:`check_model`
+        then decides whether it may embed queries for this index."""
+        from ..api import ParaSpeechCLAP
+
+        prov = self.meta["model"]
+        return ParaSpeechCLAP.from_pretrained(source or prov.get("model", "mini"), device=device,
+                                              precision=prov.get("precision", "auto"))
+
+    def check_model(self, model: Any) -> None:
+        """Refuse (:class:`ModelMismatch`, naming both identities and dimensions) a model other than the one whose
+        embeddings the index holds: its vectors would be compared with another model's."""
+        problem = model_mismatch(self.meta, model.provenance(), int(model.config.embedding_dim))
+        if problem is not None:
+            raise ModelMismatch(f"{self.folder}: {problem}. Search with the model that annotated the folder, or "
+                                f"annotate and index it again with this one")
+
     def query_vector(self, text: str | None = None, like: str | Path | Any = None, model: Any = None) -> np.ndarray:
-        """The query embedding: the text's, the example clip's, or the normalised sum of both."""
+        """The query embedding (the text's, the example clip's, or the normalised sum of both) by the index's own
+        model (:meth:`check_model`)."""
         model = model or self.model
+        self.check_model(model)
         parts = []
         if text:
             parts.append(np.asarray(model.embed_text([text]), np.float32)[0])
@@ -278,15 +343,31 @@ class Index:
         if self._con is None:
             import duckdb
 
-            self._con = duckdb.connect()
-            self._con.execute("SET threads TO 2").fetchall()
-            self._con.execute(f"CREATE VIEW clips AS SELECT * FROM read_parquet({_sql_list(self.shard_files())})").fetchall()
+            files = self.shard_files()
+            con = duckdb.connect()
+            con.execute("SET threads TO 2").fetchall()
+            try:  # defence in depth: this connection reads the shards and nothing else, and stays so
+                con.execute(f"SET allowed_paths = {_sql_list(files)}").fetchall()
+                con.execute("SET enable_external_access = false").fetchall()
+                con.execute("SET lock_configuration = true").fetchall()
+            except duckdb.Error:  # a DuckDB without allowed_paths (< 1.1): the filter rule alone guards
+                pass
+            # format 2 stores audio as a datasets.Audio struct; filters and results see its path, as in format 1
+            flat = " REPLACE (struct_extract(\"audio\", 'path') AS \"audio\")" if _audio_is_struct(files) else ""
+            con.execute(f"CREATE VIEW clips AS SELECT *{flat} FROM read_parquet({_sql_list(files)})").fetchall()
+            self._con = con
         return self._con
 
+    @property
+    def columns(self) -> list[str]:
+        """The annotation columns a filter may use."""
+        return [r[0] for r in self.sql.execute("DESCRIBE clips").fetchall()]
+
     def filter_rows(self, where: str) -> np.ndarray:
-        """Rows (``row`` values) of ok clips matching the SQL condition ``where`` over the Parquet columns
-        (view ``clips``)."""
-        result = self.sql.execute(f"SELECT row FROM clips WHERE status = 'ok' AND ({where})").fetchall()
+        """Rows (``row`` values) of ok clips matching the filter ``where``: one expression over the annotation
+        columns (:func:`.filters.validate_where`; :class:`.filters.FilterError` names what it refuses)."""
+        validate_where(where, self.columns)
+        result = self.sql.execute(f"SELECT row FROM clips WHERE status = 'ok' AND ({where}\n)").fetchall()
         return np.asarray([r[0] for r in result], np.int64)
 
     # ---------------------------------------------------------------- search
@@ -364,4 +445,4 @@ def index_size_bytes(folder: str | Path) -> int:
     return sum(p.stat().st_size for p in Path(folder).iterdir() if p.is_file())
 
 
-__all__ = ["Index", "IndexError_", "BACKENDS", "DEFAULT_BACKEND", "index_size_bytes"]
+__all__ = ["Index", "IndexError_", "ModelMismatch", "model_mismatch", "BACKENDS", "DEFAULT_BACKEND", "index_size_bytes"]

@@ -14,10 +14,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("text", nargs="?", default=None, help="a description, e.g. 'a deep raspy voice speaking slowly'")
     parser.add_argument("--like", default=None, help="an example clip: find clips that sound like it")
     parser.add_argument("--where", default=None,
-                        help="SQL condition over the annotation columns, e.g. \"duration > 3 AND pitch = 'deep'\" "
-                             "(DuckDB; columns: id, audio, duration, status, tags, caption, each attribute, p_*)")
+                        help="filter: one expression over the annotation columns, e.g. \"duration > 3 AND pitch = "
+                             "'deep'\" (columns: id, audio, duration, status, tags, caption, each attribute, p_*; "
+                             "comparisons, AND/OR/NOT, IN, BETWEEN, LIKE, pure functions; nothing that reads files)")
     parser.add_argument("--top", type=int, default=20, help="number of clips (default 20)")
     parser.add_argument("--format", default="table", choices=["table", "json", "csv"])
+    parser.add_argument("--model", default=None,
+                        help="model that embeds the query (default: the one recorded in the index); it must be the "
+                             "model whose embeddings the index holds")
     parser.add_argument("--device", default=None, help="device for the query embedding (default: cpu/cuda auto)")
 
 
@@ -33,19 +37,26 @@ def _cell(value) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from .core import Index, IndexError_
+    from .filters import FilterError, validate_where
 
     if not args.text and not args.like:
         print("error: give a description, --like CLIP, or both", file=sys.stderr)
         return 2
     try:
         index = Index.open(args.index)
-        hits = index.search(args.text, like=args.like, where=args.where, top=args.top)
+        if args.where is not None:  # refused before any model is loaded
+            validate_where(args.where, index.columns)
+        model = index.load_model(args.model, args.device)
+        hits = index.search(args.text, like=args.like, where=args.where, top=args.top, model=model)
+    except FilterError as err:
+        print(f"error: --where: {err}", file=sys.stderr)
+        return 2
     except (IndexError_, FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    except Exception as err:  # noqa: BLE001 - DuckDB reports a bad --where as its own error types
+    except Exception as err:  # noqa: BLE001 - DuckDB reports an accepted filter that fails to run (a type error)
         if type(err).__module__.startswith("duckdb") or type(err).__module__.startswith("_duckdb"):
-            print(f"error: --where: {err}", file=sys.stderr)
+            print(f"error: --where: {' '.join(str(err).split())}", file=sys.stderr)
             return 2
         raise
     if args.format == "json":

@@ -12,7 +12,7 @@ from typing import Any, Callable, Iterator, Sequence
 import numpy as np
 
 from ..audio import describe
-from .engine import ItemResult
+from .loop import ItemResult
 
 
 def embed_items(model: Any, items: Sequence[Any], batch_size: int | None = None, progress: bool = False,

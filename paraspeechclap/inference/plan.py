@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Sequence
-
-import torch
+from typing import Any, Callable, Sequence
 
 ATTENTION_BUDGET_BYTES = 512 * 2**20  # per forward pass: the [rows, heads, T, T] tensors of one layer's attention
 # Full-size copies alive at once, fp32 bytes each: the cached position bias, the gated (and masked) bias, SDPA's
@@ -34,17 +32,24 @@ class Window:
 
 @dataclass(frozen=True)
 class EncoderCost:
-    """How much work a number of samples costs one speech tower."""
+    """How much work a number of samples costs one speech tower: its conv-length rule (samples -> encoder frames)
+    and its attention heads. Built from a torch tower with :meth:`of`, or from exported data (``paraspeechclap.
+    runtime``) with the rule as a plain function, so this module needs no torch."""
 
-    base: torch.nn.Module
+    rule: Callable[[int], int]
     heads: int
 
     @classmethod
-    def of(cls, base: torch.nn.Module) -> "EncoderCost":
-        return cls(base, int(getattr(base.config, "num_attention_heads", 0) or 0))
+    def of(cls, base: Any) -> "EncoderCost":
+        """The cost of a Hugging Face speech tower (its own ``_get_feat_extract_output_lengths``)."""
+        import torch
+
+        lengths = base._get_feat_extract_output_lengths
+        return cls(lambda samples: int(lengths(torch.tensor(int(samples)))),
+                   int(getattr(base.config, "num_attention_heads", 0) or 0))
 
     def frames(self, num_samples: int) -> int:
-        return int(self.base._get_feat_extract_output_lengths(torch.tensor(int(num_samples))))
+        return int(self.rule(num_samples))
 
     def attention_bytes(self, frames: int, rows: int = 1) -> int:
         return rows * self.heads * frames * frames * 4 * ATTENTION_COPIES

@@ -1,25 +1,20 @@
-"""A thread-safe LRU cache of text embeddings that can never serve embeddings of older weights."""
+"""A thread-safe LRU cache of text embeddings that can never serve embeddings of older weights (no torch needed:
+the version key is the caller's, e.g. ``engine.weights_version`` of the text tower)."""
 from __future__ import annotations
 
+import importlib
 import threading
 from collections import OrderedDict
-from typing import Callable, Hashable, Sequence
+from typing import Any, Callable, Hashable, Sequence
 
 import numpy as np
-import torch
-
-from ..kernels.scratch import tensor_version
 
 
-def weights_version(*modules: torch.nn.Module) -> tuple:
-    """A cheap fingerprint that changes whenever any parameter or buffer of ``modules`` is replaced or modified in
-    place (``load_state_dict``, an optimizer step, ``.to(dtype)``): storage address, dtype and torch's in-place
-    version counter of every tensor."""
-    parts = []
-    for module in modules:
-        for tensor in list(module.parameters()) + list(module.buffers()):
-            parts.append((tensor.data_ptr(), str(tensor.dtype), tensor_version(tensor)))
-    return tuple(parts)
+def __getattr__(name: str) -> Any:
+    """``weights_version`` (torch modules' fingerprint) lives with the torch engine; this module needs no torch."""
+    if name == "weights_version":
+        return importlib.import_module(".engine", __package__).weights_version
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class TextCache:

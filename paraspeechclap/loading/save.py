@@ -2,7 +2,9 @@
 
 Everything is written through :mod:`paraspeechclap.fileio`: the folder is filled under a temporary name beside the
 target and renamed into place. An existing target is replaced only when it is this project's own folder (a
-``config.json`` with ``model_type`` ``paraspeechclap``); anything else is refused, never deleted.
+``config.json`` with ``model_type`` ``paraspeechclap``); anything else is refused, never deleted. The folder's
+layout and ``config.json`` are the ``saved-model-config`` contract (:mod:`paraspeechclap.schemas.saved_model`):
+the config is checked and stamped (``format_version``) as it is written.
 """
 from __future__ import annotations
 
@@ -11,8 +13,9 @@ from pathlib import Path
 
 import torch
 
+from .. import schemas
 from ..fileio import atomic_dir, atomic_path, atomic_write_text
-from .loaders import CONFIG_NAME, FEATURE_EXTRACTOR_DIR, TOKENIZER_DIR, WEIGHTS_NAME
+from ..schemas.saved_model import CONFIG_NAME, FEATURE_EXTRACTOR_DIR, MODEL_TYPE, TOKENIZER_DIR, WEIGHTS_NAME
 
 
 def is_saved_folder(folder: str | Path) -> bool:
@@ -21,7 +24,7 @@ def is_saved_folder(folder: str | Path) -> bool:
     if not Path(folder).is_dir() or Path(folder).is_symlink() or not config.is_file():
         return False
     try:
-        return json.loads(config.read_text(encoding="utf-8")).get("model_type") == "paraspeechclap"
+        return json.loads(config.read_text(encoding="utf-8")).get("model_type") == MODEL_TYPE
     except (OSError, ValueError, AttributeError):
         return False
 
@@ -55,7 +58,8 @@ def save_pretrained(model, folder: str | Path) -> Path:
                                  do_normalize=model.config.do_normalize, return_attention_mask=True
                                  ).save_pretrained(str(tmp / FEATURE_EXTRACTOR_DIR))
         # config.json last: a folder holding it is complete
-        atomic_write_text(tmp / CONFIG_NAME, json.dumps(model.config.to_dict(), indent=2, default=str) + "\n")
+        atomic_write_text(tmp / CONFIG_NAME, schemas.dumps(model.config.to_dict(), "saved-model-config",
+                                                           str(folder / CONFIG_NAME), default=str))
     return folder
 
 

@@ -10,7 +10,8 @@ Python API (needs only numpy and a loaded model)::
     result = best_of_n(model, lambda caption, i: my_tts(caption, seed=i), "A whispered voice.", n=8)
     result.index, result.score, result.scores, result.audio
 
-Files: :func:`read_layout` / :func:`read_manifest` -> :func:`rerank_input` -> :func:`write_outputs`;
+Files: :func:`read_input` (a layout, a manifest, or a folder with a caption) -> :func:`rerank_input` ->
+:func:`write_outputs`;
 the command line is ``paraspeechclap rerank`` (:mod:`paraspeechclap.rerank.cli`).
 RL training loops: :class:`ParaSpeechCLAPReward` (TRL ``reward_funcs``), :func:`compute_score` (veRL), in process or
 through a reward service (:class:`RewardClient`); see :mod:`paraspeechclap.rerank.rl`.
@@ -18,7 +19,8 @@ through a reward service (:class:`RewardClient`); see :mod:`paraspeechclap.reran
 
 from .curve import best_of_n_curve, expected_best_of_n
 from .engine import PromptResult, rerank_input, select_all
-from .inputs import Candidate, InputError, Prompt, RerankInput, read_input, read_layout, read_manifest
+from .inputs import (Candidate, InputError, Prompt, RerankInput, read_folder, read_input, read_layout,
+                     read_manifest)
 from .outputs import OutputExistsError, check_output_dir, write_outputs
 from .reward import BestOfNResult, best_of_n, reward
 from .rl import ParaSpeechCLAPReward, RewardClient, RewardServiceError, compute_score, compute_score_batch, score_items
@@ -37,6 +39,7 @@ __all__ = [
     "read_layout",
     "read_manifest",
     "read_input",
+    "read_folder",
     "RerankInput",
     "Prompt",
     "Candidate",

@@ -1,4 +1,4 @@
-"""``paraspeechclap rerank``: best-of-N selection over a TTS output layout or a JSONL manifest."""
+"""``paraspeechclap rerank``: best-of-N selection over a TTS output layout, a JSONL manifest or a folder."""
 
 from __future__ import annotations
 
@@ -13,13 +13,20 @@ _DESCRIPTION = """\
 Score every candidate audio against its style caption (cosine of the model's embeddings) and
 keep the best one per prompt.
 
-INPUT is either a ParaSpeechCaps TTS output layout
-  INPUT/iter_1/input_descriptions.txt   one style prompt per line (line number = prompt index)
-  INPUT/iter_K/audios/<index>.wav       candidate K of each prompt, K = 1..N (N found from iter_*)
-  INPUT/iter_K/wer_per_example.txt, output_transcriptions.txt   optional, carried along
-or a JSONL manifest with one {"id", "caption", "candidates": [paths], "wer": [...]} per line.
+INPUT is one of
+  a plain folder of candidate audio files, all for one caption given with --caption "..."
+    (the chosen file is written as OUTPUT/audios/<folder name><suffix>);
+  a ParaSpeechCaps TTS output layout
+    INPUT/iter_1/input_descriptions.txt   one style prompt per line (line number = prompt index)
+    INPUT/iter_K/audios/<index>.wav       candidate K of each prompt, K = 1..N (N found from iter_*)
+    INPUT/iter_K/wer_per_example.txt, output_transcriptions.txt   optional, carried along;
+  a JSONL manifest with one {"id", "caption", "candidates": [paths], "wer": [...]} per line.
+Results name every candidate by its file (the "name" field: the file name, iter_K/audios/<i>.wav,
+or the manifest's path).
 
 Ties go to the highest score, then the lowest candidate index (earliest iteration).
+--score contrastive ranks by the contrastive adherence of paraspeechclap tts-eval instead of the
+cosine (a caption naming no attribute the counterfactual table can flip leaves its prompt unchosen).
 --gate wer<=0.2 keeps only candidates passing the gate (all fail: fall back to the plain score,
 flagged "fallback"); --weight wer=-1.0 ranks by score + weight * value. Blank prompt lines and
 missing files are reported and skipped without shifting indices.
@@ -38,11 +45,22 @@ Exit code: 0 all prompts chosen, 1 some prompt failed or some manifest row was i
 """
 
 
+SCORE_DEFINITIONS = {
+    "cosine": "cosine(text_emb(caption), audio_emb(candidate))",
+    "contrastive": "contrastive adherence: mean over named attributes of sigmoid(logit_scale * (cos(caption) - "
+                   "cos(caption with the attribute flipped))) (paraspeechclap.ttseval.contrastive)",
+}
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Register the rerank options on ``parser``."""
+    from .reward import REWARD_SCORES
+
     parser.description = _DESCRIPTION
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
-    parser.add_argument("input", type=Path, help="layout folder (with iter_*/) or manifest .jsonl")
+    parser.add_argument("input", type=Path,
+                        help="a folder of candidates (with --caption), a layout folder (with iter_*/) or a manifest .jsonl")
+    parser.add_argument("--caption", help="the style caption a plain folder's candidates should match")
     parser.add_argument("--output", "-o", type=Path, required=True, help="output folder")
     parser.add_argument("--link", action="store_true", help="symlink the chosen files instead of copying")
     parser.add_argument(
@@ -56,6 +74,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--weight", action="append", default=[], metavar="COL=W",
         help="rank by score + W * column (repeatable), e.g. wer=-1.0",
     )
+    parser.add_argument(
+        "--score", choices=list(REWARD_SCORES), default="cosine",
+        help="what ranks the candidates: the caption-audio cosine (default), or the contrastive adherence of "
+             "paraspeechclap tts-eval (the probability the caption beats captions flipping one named attribute)",
+    )
     parser.add_argument("--json", action="store_true", help="print selection.json to stdout instead of a table")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     from ..cli import add_model_arguments  # --model, encoders, --device, --precision, --batch-size
@@ -67,12 +90,12 @@ def _fmt(value: float | None, spec: str = ".4f") -> str:
     return "-" if value is None else format(value, spec)
 
 
-def _print_table(doc: dict, layout: bool, stream=None) -> None:
+def _print_table(doc: dict, stream=None) -> None:
     stream = stream or sys.stdout
     rows = []
     for rec in doc["prompts"]:
         chosen = rec["chosen"] if rec["status"] == "chosen" else None
-        which = "-" if chosen is None else (f"iter_{chosen['iteration']}" if layout else str(chosen["candidate"]))
+        which = "-" if chosen is None else chosen["name"]
         caption = rec["caption"] if len(rec["caption"]) <= 48 else rec["caption"][:45] + "..."
         rows.append(
             (
@@ -100,9 +123,21 @@ def load_model(args: argparse.Namespace):
     return load_model_from_args(args)
 
 
+def _rerank(model, data, args: argparse.Namespace, gates, weights) -> list:
+    """Score every candidate with ``--score`` and select one per prompt."""
+    from .engine import rerank_input, select_all
+    from .reward import contrastive_candidate_scores
+
+    if args.score == "contrastive":
+        scores, errors = contrastive_candidate_scores(model, data.prompts, batch_size=args.batch_size,
+                                                      show_progress=not args.no_progress)
+        return select_all(data.prompts, scores, errors, gates, weights)
+    return rerank_input(model, data, gates=gates, weights=weights, batch_size=args.batch_size,
+                        show_progress=not args.no_progress)
+
+
 def run(args: argparse.Namespace) -> int:
     """Run the rerank; returns the exit code."""
-    from .engine import rerank_input
     from .inputs import InputError, read_input
     from .outputs import OutputExistsError, check_output_dir, write_outputs
     from .selection import parse_gate, parse_weight
@@ -118,7 +153,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: --batch-size must be at least 1, got {args.batch_size}", file=err)
         return 2
     try:
-        data = read_input(args.input)
+        data = read_input(args.input, caption=args.caption)
         check_output_dir(args.output, overwrite=args.overwrite, data=data)
     except (InputError, OutputExistsError) as exc:
         print(f"error: {exc}", file=err)
@@ -131,10 +166,7 @@ def run(args: argparse.Namespace) -> int:
     except Exception as exc:  # noqa: BLE001 - report any load failure as a usage error
         print(f"error: could not load model {args.model!r}: {type(exc).__name__}: {exc}", file=err)
         return 2
-    results = rerank_input(
-        model, data, gates=gates, weights=weights, batch_size=args.batch_size,
-        show_progress=not args.no_progress,
-    )
+    results = _rerank(model, data, args, gates, weights)
     for res in results:
         for pos, message in sorted(res.errors.items()):
             print(f"warning: {res.prompt.candidates[pos].path}: could not be scored ({message}); skipped", file=err)
@@ -150,7 +182,7 @@ def run(args: argparse.Namespace) -> int:
         "link": bool(args.link),
         "gates": [str(g) for g in gates],
         "weights": weights,
-        "score": "cosine(text_emb(caption), audio_emb(candidate))",
+        "score": SCORE_DEFINITIONS[args.score],
         "tie_break": "highest key (score, or score + weights), then lowest candidate index",
     }
     try:
@@ -167,7 +199,7 @@ def run(args: argparse.Namespace) -> int:
         json.dump(doc, sys.stdout, indent=2, ensure_ascii=False)
         print()
     else:
-        _print_table(doc, data.kind == "layout")
+        _print_table(doc)
     c = doc["counts"]
     print(
         f"{c['chosen']}/{c['prompts']} prompts chosen, {c['failed']} failed; {c['candidates']} candidates, "

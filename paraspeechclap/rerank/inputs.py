@@ -1,6 +1,6 @@
-"""Readers for best-of-N inputs: the ParaSpeechCaps TTS output layout and JSONL manifests.
+"""Readers for best-of-N inputs: the ParaSpeechCaps TTS output layout, JSONL manifests and a plain folder.
 
-Both readers return a :class:`RerankInput`: a list of prompts, each with its candidates, plus the
+Every reader returns a :class:`RerankInput`: a list of prompts, each with its candidates, plus the
 problems found on the way (``issues``). Problems never shift indices and never stop the read:
 a blank prompt line is reported and skipped (the prompt index stays the line number), a missing
 candidate file is reported and that candidate is left out, a prompt left with no candidate is
@@ -23,6 +23,7 @@ __all__ = [
     "COMMON_FILES",
     "read_layout",
     "read_manifest",
+    "read_folder",
     "read_input",
 ]
 
@@ -34,7 +35,7 @@ _ITER_DIR = re.compile(r"^iter_(\d+)$")
 #: per-candidate output fields; manifest columns may not take these names
 RESERVED_COLUMNS = frozenset(
     {"candidate", "iteration", "path", "score", "combined", "rank", "chosen", "eligible", "reasons", "error",
-     "output", "status", "margin", "flags", "prompt_index", "prompt_id"}
+     "output", "status", "margin", "flags", "prompt_index", "prompt_id", "name"}
 )
 
 
@@ -49,14 +50,20 @@ class Candidate:
     ``index`` is the 0-based position among the prompt's candidates as given (for the layout:
     iteration number - 1, even when earlier iterations are missing for this prompt), and is the
     tie-break key. ``label`` is what people call it: the iteration number (layout) or the
-    0-based position in the manifest's list. ``columns`` holds external per-candidate values
-    (``wer`` as a float or None, ``transcription``, manifest extra columns).
+    0-based position in the manifest's list or the folder. ``name`` is the file as the input names it:
+    ``iter_K/audios/<i>.wav`` (layout), the path as written in the manifest, the file name (folder).
+    ``columns`` holds external per-candidate values (``wer`` as a float or None, ``transcription``,
+    manifest extra columns).
     """
 
     index: int
     label: int
     path: Path
     columns: dict[str, Any] = field(default_factory=dict)
+    name: str = ""
+
+    def __post_init__(self) -> None:
+        self.name = self.name or Path(self.path).name
 
 
 @dataclass
@@ -74,7 +81,7 @@ class Prompt:
 class RerankInput:
     """What a reader found: prompts in input order, problems, and layout extras."""
 
-    kind: str  # "layout" | "manifest"
+    kind: str  # "layout" | "manifest" | "folder"
     source: Path
     prompts: list[Prompt]
     issues: list[str] = field(default_factory=list)
@@ -130,6 +137,58 @@ def _iteration_dirs(base: Path) -> dict[int, Path]:
     return dict(sorted(found.items()))
 
 
+def _layout_columns(iters: dict[int, Path], num_lines: int, issues: list[str]) -> dict[str, dict[int, list | None]]:
+    """Each iteration's optional per-prompt files, as lines ({column: {iteration: lines or None}})."""
+    found: dict[str, dict[int, list | None]] = {"wer_text": {}, "transcription": {}}
+    for k, folder in iters.items():
+        for column, name in (("wer_text", WER_FILE), ("transcription", TRANSCRIPTIONS_FILE)):
+            path = folder / name
+            lines = found[column][k] = _read_lines(path, issues) if path.is_file() else None
+            if lines is not None and len(lines) < num_lines:
+                issues.append(f"{path}: {len(lines)} lines for {num_lines} prompts; later prompts carry no value")
+        if not (folder / "audios").is_dir():
+            issues.append(f"{folder / 'audios'}: folder not found; iteration {k} has no candidates")
+    return found
+
+
+def _layout_prompt(idx: int, caption: str, iters: dict[int, Path], files: dict[str, dict[int, list | None]],
+                   issues: list[str]) -> Prompt:
+    """Prompt ``idx`` with its candidate of every iteration that has one, and their per-prompt columns."""
+    prompt = Prompt(index=idx, id=str(idx), caption=caption, output_stem=str(idx))
+    for k, folder in iters.items():
+        wav = folder / "audios" / f"{idx}.wav"
+        if not wav.is_file():
+            if (folder / "audios").is_dir():
+                issues.append(f"{wav}: candidate file missing, skipped (prompt {idx})")
+            continue
+        columns: dict[str, Any] = {}
+        for column, per_iter in files.items():
+            lines = per_iter[k]
+            if lines is not None:
+                line = lines[idx] if idx < len(lines) else None
+                columns[column] = line.strip() if line is not None else None
+                if column == "wer_text":
+                    columns["wer"] = _parse_float(columns[column])
+        prompt.candidates.append(Candidate(index=k - 1, label=k, path=wav, columns=columns,
+                                           name=f"{folder.name}/audios/{wav.name}"))
+    if not prompt.candidates:
+        issues.append(f"prompt {idx}: no candidate audio found in any iteration")
+    return prompt
+
+
+def _orphans(iters: dict[int, Path], lines: list[str | None], issues: list[str]) -> None:
+    """Files in audios/ that match no prompt line reveal a shifted or mismatched prompts file."""
+    for folder in iters.values():
+        audios = folder / "audios"
+        if not audios.is_dir():
+            continue
+        orphans = sorted(p.name for p in audios.glob("*.wav")
+                         if not (p.stem.isdigit() and int(p.stem) < len(lines) and (lines[int(p.stem)] or "").strip()))
+        if orphans:
+            issues.append(f"{audios}: {len(orphans)} wav file(s) match no prompt line "
+                          f"(e.g. {', '.join(orphans[:3])}); ignored")
+
+
 def read_layout(base: str | Path) -> RerankInput:
     """Read ``<base>/iter_1..iter_N/audios/{i}.wav`` with prompts in ``iter_1/input_descriptions.txt``.
 
@@ -149,87 +208,25 @@ def read_layout(base: str | Path) -> RerankInput:
     if not prompts_path.is_file():
         raise InputError(f"{prompts_path}: prompts file not found")
     issues: list[str] = []
-    expected = list(range(1, max(iters) + 1))
-    gaps = [k for k in expected if k not in iters]
+    gaps = [k for k in range(1, max(iters) + 1) if k not in iters]
     if gaps:
         issues.append(f"{base}: iteration folders missing: {', '.join(f'iter_{k}' for k in gaps)}")
-
     lines = _read_lines(prompts_path, issues)
-    per_iter_wer: dict[int, list[str | None] | None] = {}
-    per_iter_text: dict[int, list[str | None] | None] = {}
-    for k, folder in iters.items():
-        for name, store in ((WER_FILE, per_iter_wer), (TRANSCRIPTIONS_FILE, per_iter_text)):
-            path = folder / name
-            store[k] = _read_lines(path, issues) if path.is_file() else None
-            if store[k] is not None and len(store[k]) < len(lines):
-                issues.append(
-                    f"{path}: {len(store[k])} lines for {len(lines)} prompts; "
-                    "later prompts carry no value"
-                )
-        if not (folder / "audios").is_dir():
-            issues.append(f"{folder / 'audios'}: folder not found; iteration {k} has no candidates")
-
+    files = _layout_columns(iters, len(lines), issues)
     prompts: list[Prompt] = []
     for idx, raw in enumerate(lines):
         if raw is None:
             continue  # not UTF-8: reported by _read_lines; the index stays the line number
-        caption = raw.strip()
-        if not caption:
+        if not raw.strip():
             issues.append(f"{prompts_path}:{idx + 1}: blank prompt line, prompt {idx} skipped")
             continue
-        prompt = Prompt(index=idx, id=str(idx), caption=caption, output_stem=str(idx))
-        for k, folder in iters.items():
-            wav = folder / "audios" / f"{idx}.wav"
-            if not wav.is_file():
-                if (folder / "audios").is_dir():
-                    issues.append(f"{wav}: candidate file missing, skipped (prompt {idx})")
-                continue
-            columns: dict[str, Any] = {}
-            wer_lines = per_iter_wer[k]
-            if wer_lines is not None:
-                text = wer_lines[idx].strip() if idx < len(wer_lines) and wer_lines[idx] is not None else None
-                columns["wer_text"] = text
-                columns["wer"] = _parse_float(text)
-            text_lines = per_iter_text[k]
-            if text_lines is not None:
-                line = text_lines[idx] if idx < len(text_lines) else None
-                columns["transcription"] = line.strip() if line is not None else None
-            prompt.candidates.append(Candidate(index=k - 1, label=k, path=wav, columns=columns))
-        if not prompt.candidates:
-            issues.append(f"prompt {idx}: no candidate audio found in any iteration")
-        prompts.append(prompt)
-
-    # Files in audios/ that match no prompt line reveal a shifted or mismatched prompts file.
-    for k, folder in iters.items():
-        audios = folder / "audios"
-        if not audios.is_dir():
-            continue
-        orphans = sorted(
-            p.name
-            for p in audios.glob("*.wav")
-            if not (p.stem.isdigit() and int(p.stem) < len(lines) and (lines[int(p.stem)] or "").strip())
-        )
-        if orphans:
-            issues.append(
-                f"{audios}: {len(orphans)} wav file(s) match no prompt line "
-                f"(e.g. {', '.join(orphans[:3])}); ignored"
-            )
-
-    per_prompt_files = {}
-    if any(v is not None for v in per_iter_wer.values()):
-        per_prompt_files["wer_text"] = WER_FILE
-    if any(v is not None for v in per_iter_text.values()):
-        per_prompt_files["transcription"] = TRANSCRIPTIONS_FILE
-    return RerankInput(
-        kind="layout",
-        source=base,
-        prompts=prompts,
-        issues=issues,
-        num_lines=len(lines),
-        iterations=list(iters),
-        common_files=[iters[1] / n for n in COMMON_FILES if (iters[1] / n).is_file()],
-        per_prompt_files=per_prompt_files,
-    )
+        prompts.append(_layout_prompt(idx, raw.strip(), iters, files, issues))
+    _orphans(iters, lines, issues)
+    per_prompt_files = {column: name for column, name in (("wer_text", WER_FILE), ("transcription", TRANSCRIPTIONS_FILE))
+                        if any(v is not None for v in files[column].values())}
+    return RerankInput(kind="layout", source=base, prompts=prompts, issues=issues, num_lines=len(lines),
+                       iterations=list(iters), per_prompt_files=per_prompt_files,
+                       common_files=[iters[1] / n for n in COMMON_FILES if (iters[1] / n).is_file()])
 
 
 _SAFE_ID = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._\-]*")  # used with fullmatch: no trailing newline slips in
@@ -286,7 +283,7 @@ def _manifest_row(entry: dict, where: str, row: int, seen_ids: dict[str, str], b
             issues.append(f"{where}: candidate {j} {cand_path}: file missing, skipped")
             continue
         prompt.candidates.append(
-            Candidate(index=j, label=j, path=cand_path, columns={k: v[j] for k, v in columns.items()})
+            Candidate(index=j, label=j, path=cand_path, columns={k: v[j] for k, v in columns.items()}, name=cand)
         )
     if not prompt.candidates:
         issues.append(f"{where}: prompt {pid!r} has no candidate audio")
@@ -333,11 +330,51 @@ def read_manifest(path: str | Path) -> RerankInput:
     return RerankInput(kind="manifest", source=path, prompts=prompts, issues=issues, num_lines=row + 1)
 
 
-def read_input(source: str | Path) -> RerankInput:
-    """A layout folder or a ``.jsonl`` manifest, by what ``source`` is."""
+def read_folder(base: str | Path, caption: str) -> RerankInput:
+    """A plain folder of candidate audio files (not recursive), all candidates of one prompt with ``caption``.
+
+    Candidates are the folder's audio files (:data:`paraspeechclap.data.rows.AUDIO_SUFFIXES`) in name order;
+    other entries are reported and ignored. The prompt's id, which names the chosen file, is the folder's
+    name when that is a plain file name, else ``0``.
+    """
+    from ..data.rows import AUDIO_SUFFIXES
+
+    base = Path(base)
+    if not base.is_dir():
+        raise InputError(f"{base}: not a folder")
+    if not isinstance(caption, str) or not caption.strip():
+        raise InputError(f"{base}: --caption must be a non-empty style caption, got {caption!r}")
+    issues: list[str] = []
+    entries = sorted(base.iterdir(), key=lambda p: p.name)
+    files = [p for p in entries if p.suffix.lower() in AUDIO_SUFFIXES and p.is_file()]
+    others = [p.name for p in entries if p not in files]
+    if others:
+        issues.append(f"{base}: {len(others)} entr{'y' if len(others) == 1 else 'ies'} that are not audio files "
+                      f"ignored (e.g. {', '.join(others[:3])})")
+    if not files:
+        raise InputError(f"{base}: no audio files ({', '.join(sorted(AUDIO_SUFFIXES))}) in this folder")
+    pid = base.resolve().name if _SAFE_ID.fullmatch(base.resolve().name) else "0"
+    prompt = Prompt(index=0, id=pid, caption=caption.strip(), output_stem=pid)
+    prompt.candidates = [Candidate(index=j, label=j, path=p, name=p.name) for j, p in enumerate(files)]
+    return RerankInput(kind="folder", source=base, prompts=[prompt], issues=issues, num_lines=1)
+
+
+def read_input(source: str | Path, caption: str | None = None) -> RerankInput:
+    """A layout folder, a ``.jsonl`` manifest, or (with ``caption``) a plain folder of candidates, by what
+    ``source`` is. The layout and the manifest carry their own captions, so ``caption`` is refused for them."""
     source = Path(source)
     if source.is_dir():
-        return read_layout(source)
+        if _iteration_dirs(source):
+            if caption is not None:
+                raise InputError(f"{source}: a layout (iter_<k> folders) takes its captions from {PROMPTS_FILE}; "
+                                 "--caption is for a plain folder of candidates")
+            return read_layout(source)
+        if caption is None:
+            raise InputError(f"{source}: no iter_<k> folders; for a plain folder of candidates give the style "
+                             "caption they should match (--caption \"...\")")
+        return read_folder(source, caption)
     if source.is_file():
+        if caption is not None:
+            raise InputError(f"{source}: a manifest carries a caption per row; --caption is for a plain folder")
         return read_manifest(source)
-    raise InputError(f"{source}: not found (expected a layout folder or a .jsonl manifest)")
+    raise InputError(f"{source}: not found (expected a layout folder, a .jsonl manifest or a folder of candidates)")

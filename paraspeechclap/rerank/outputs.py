@@ -179,6 +179,7 @@ def selection_records(data: RerankInput, results: Sequence[PromptResult], out: P
             entry = {
                 "candidate": cand.index,
                 **({"iteration": cand.label} if layout else {}),
+                "name": cand.name,
                 "path": str(cand.path),
                 "score": _num(outcome.score),
                 "combined": _num(outcome.combined),
@@ -197,6 +198,7 @@ def selection_records(data: RerankInput, results: Sequence[PromptResult], out: P
             chosen = {
                 "candidate": winner.index,
                 **({"iteration": winner.label} if layout else {}),
+                "name": winner.name,
                 "path": str(winner.path),
                 "output": str((out / "audios" / name) if out else Path("audios") / name),
                 "score": _num(outcome.score),
@@ -249,7 +251,7 @@ def _csv_text(records: Sequence[dict], layout: bool) -> str:
     return buf.getvalue()
 
 
-_CSV_BASE = ["candidate", "iteration", "path", "score", "combined", "rank", "chosen", "eligible", "reasons", "error"]
+_CSV_BASE = ["candidate", "iteration", "name", "path", "score", "combined", "rank", "chosen", "eligible", "reasons", "error"]
 
 
 def _reference_summary(records: Sequence[dict]) -> list[dict]:
@@ -293,29 +295,11 @@ def _per_prompt_text(data: RerankInput, results: Sequence[PromptResult], column:
     return "".join(line + "\n" for line in lines)
 
 
-def write_outputs(
-    out: str | Path,
-    data: RerankInput,
-    results: Sequence[PromptResult],
-    link: bool = False,
-    meta: dict | None = None,
-    progress: Callable[[int], None] | None = None,
-    overwrite: bool = False,
-) -> dict:
-    """Write the chosen audio and the summaries into ``out``; return the selection.json document.
-
-    Refuses (:class:`OutputExistsError`, nothing written) what :func:`check_output_dir` refuses, for the exact
-    files of this run. With ``overwrite``, the files of an earlier rerank that this run does not rewrite are
-    removed afterwards; files this module did not write are never replaced or removed.
-    """
-    out = Path(out)
+def _plan(out: Path, data: RerankInput, results: Sequence[PromptResult], records: list[dict], link: bool,
+          copy_failed: set[int]) -> tuple[dict[str, Callable[[Path], None]], dict[str, dict]]:
+    """What a run writes: relative path -> writer(destination), in order (the chosen audio, then the summaries,
+    computed after the audio so that a copy that failed shows as a failed prompt), and the audio's records."""
     layout = data.kind == "layout"
-    records = selection_records(data, results, out)
-    doc = {**(meta or {}), "counts": count_results(data, results), "issues": list(data.issues), "prompts": records}
-    copy_failed: set[int] = set()  # prompt indices whose chosen file could not be copied
-
-    # relative path -> writer(destination), in order: the chosen audio, then the summaries (computed after the
-    # audio, so that a copy that failed shows as a failed prompt), then selection.json, which records the others
     plan: dict[str, Callable[[Path], None]] = {}
     audio_records: dict[str, dict] = {}
     for res, rec in zip(results, records, strict=True):
@@ -341,20 +325,42 @@ def write_outputs(
     for rel in plan:  # a case-insensitive file system would merge these
         if lowered.setdefault(rel.casefold(), rel) != rel:
             raise OutputExistsError(f"{out}: {lowered[rel.casefold()]} and {rel} differ only in case")
+    return plan, audio_records
 
+
+def _fail_copy(doc: dict, rec: dict, exc: OSError, copy_failed: set[int]) -> None:
+    """One chosen file that cannot be copied fails its prompt, not the run."""
+    message = f"{rec['chosen']['path']}: could not be copied ({exc.strerror or exc}); prompt {rec['id']} failed"
+    doc["issues"].append(message)
+    doc["counts"]["issues"] += 1
+    doc["counts"]["chosen"] -= 1
+    doc["counts"]["failed"] += 1
+    rec["status"] = "failed"
+    rec["chosen"]["error"] = message
+    copy_failed.add(rec["index"])
+
+
+def write_outputs(
+    out: str | Path,
+    data: RerankInput,
+    results: Sequence[PromptResult],
+    link: bool = False,
+    meta: dict | None = None,
+    progress: Callable[[int], None] | None = None,
+    overwrite: bool = False,
+) -> dict:
+    """Write the chosen audio and the summaries into ``out``; return the selection.json document.
+
+    Refuses (:class:`OutputExistsError`, nothing written) what :func:`check_output_dir` refuses, for the exact
+    files of this run. With ``overwrite``, the files of an earlier rerank that this run does not rewrite are
+    removed afterwards; files this module did not write are never replaced or removed.
+    """
+    out = Path(out)
+    records = selection_records(data, results, out)
+    doc = {**(meta or {}), "counts": count_results(data, results), "issues": list(data.issues), "prompts": records}
+    copy_failed: set[int] = set()  # prompt indices whose chosen file could not be copied
+    plan, audio_records = _plan(out, data, results, records, link, copy_failed)
     previous = _check(out, [*plan, SELECTION_JSON], overwrite, data)
-
-    def fail_copy(rel: str, exc: OSError) -> None:
-        """One chosen file that cannot be copied fails its prompt, not the run."""
-        rec = audio_records[rel]
-        message = f"{rec['chosen']['path']}: could not be copied ({exc.strerror or exc}); prompt {rec['id']} failed"
-        doc["issues"].append(message)
-        doc["counts"]["issues"] += 1
-        doc["counts"]["chosen"] -= 1
-        doc["counts"]["failed"] += 1
-        rec["status"] = "failed"
-        rec["chosen"]["error"] = message
-        copy_failed.add(rec["index"])
 
     def fill(stage: Path) -> dict[str, str]:
         digests = {}
@@ -364,7 +370,7 @@ def write_outputs(
             except OSError as exc:
                 if rel not in audio_records:
                     raise
-                fail_copy(rel, exc)
+                _fail_copy(doc, audio_records[rel], exc, copy_failed)
                 continue
             digests[rel] = file_digest(stage / rel)
             if progress is not None and rel in audio_records:

@@ -40,7 +40,7 @@ import numpy as np
 from paraspeechclap.rerank.shaping import SHAPINGS, shape_rewards
 
 __all__ = ["ParaSpeechCLAPReward", "RewardClient", "RewardServiceError", "RewardResult", "score_items",
-           "resolve_audio", "compute_score", "compute_score_batch"]
+           "resolve_audio", "compute_score", "compute_score_batch", "load_hook"]
 
 log = logging.getLogger(__name__)
 
@@ -160,12 +160,21 @@ def score_items(model: Any, audios: Sequence[Any], captions: Sequence[str], grou
         for k, i in enumerate(good):
             cos[i] = np.float32(text_emb[rows[k]] @ embeddings[i])
     labels = None if groups is None else [_group_label(g) for g in groups]
-    shaped, components = shape_rewards(cos, float(scale) if scale is not None else 1.0, shaping, labels)
+    contrast = None
+    if shaping == "contrastive":  # the benchmark's score, from the one function that computes it (absolute import:
+        from paraspeechclap.ttseval.contrastive import contrastive_scores  # veRL loads this file by path)
+
+        audio = np.full((n, len(next(iter(embeddings.values()))) if embeddings else 1), np.nan, np.float32)
+        for i, embedding in embeddings.items():
+            audio[i] = embedding
+        contrast = contrastive_scores(model, audio, [c if isinstance(c, str) else "" for c in captions])
+    shaped, components = shape_rewards(cos, float(scale) if scale is not None else 1.0, shaping, labels,
+                                       contrast=contrast)
     rewards: list[float | None] = []
     out_components: list[dict | None] = []
     for i in range(n):
         if errors[i] is not None or not np.isfinite(shaped[i]):
-            errors[i] = errors[i] or "no finite reward"
+            errors[i] = errors[i] or components[i].get("contrastive_problem") or "no finite reward"
             rewards.append(None)
             out_components.append(None)
             continue
@@ -358,7 +367,8 @@ class ParaSpeechCLAPReward:
 
     * completions: audio, see :func:`resolve_audio` (``audio_key``, ``sample_rate`` for bare arrays). ``to_audio``
       (optional) maps the batch first: ``to_audio(completions, completion_ids) -> list of audio`` (e.g. a vocoder
-      over speech tokens); a None in its answer fails that item.
+      over speech tokens; a callable or a ``"module:function"`` / ``"file.py:function"`` reference); a None in its
+      answer fails that item.
     * captions: the ``caption_column`` keyword column; ``caption_column=None`` uses the prompts (a conversational
       prompt: the content of its last message).
     * ``shaping``: ``cosine`` | ``logit`` | ``group_norm`` (:func:`shape_rewards`). Groups for ``group_norm``: the
@@ -371,41 +381,68 @@ class ParaSpeechCLAPReward:
 
     After each call, ``last_components`` (per item: the shaping components plus ``guard``: {"ok", "info"}; for a
     failed item ``{"error": ...}``) and ``last_provenance`` describe the batch.
+
+    Picklable (TRL's async GRPO spawns a process for its rewards) when built from a model name or a client, with
+    module-level (or referenced) ``guard`` and ``to_audio``: the copy loads the model on its first call.
     """
 
     def __init__(self, model: Any = None, client: RewardClient | str | None = None, shaping: str = "cosine",
                  caption_column: str | None = "caption", audio_key: str = "audio", guard: Guard | None = None,
                  guard_penalty: float | None = None, sample_rate: int | None = None, group_column: str | None = None,
-                 to_audio: Callable[..., Sequence[Any]] | None = None, batch_size: int | None = None,
+                 to_audio: Callable[..., Sequence[Any]] | str | None = None, batch_size: int | None = None,
                  token: str | None = None, timeout: float = 120.0, device: str | None = None,
                  precision: str = "auto", name: str = "paraspeechclap"):
         if (model is None) == (client is None):
             raise ValueError("give exactly one of model= (in process) or client= (a reward service URL or RewardClient)")
         if shaping not in SHAPINGS:
             raise ValueError(f"shaping must be one of {SHAPINGS}, got {shaping!r}")
+        self._model_spec: dict | None = None  # how to load the model again in an unpickled copy
         if isinstance(model, (str, os.PathLike)):
-            from paraspeechclap import ParaSpeechCLAP
-
-            model = ParaSpeechCLAP.from_pretrained(model, device=device, precision=precision)
+            self._model_spec = {"source": os.fspath(model), "device": device, "precision": precision}
+            model = _load_model(self._model_spec)
         if isinstance(client, str):
             client = RewardClient(client, token=token, timeout=timeout)
         self.model, self.client = model, client
         self.shaping, self.caption_column, self.audio_key = shaping, caption_column, audio_key
         self.guard, self.guard_penalty, self.sample_rate = guard, guard_penalty, sample_rate
-        self.group_column, self.to_audio, self.batch_size = group_column, to_audio, batch_size
+        self._to_audio_ref = to_audio if isinstance(to_audio, str) else None  # a reference pickles as itself
+        self.group_column, self.to_audio, self.batch_size = group_column, load_hook(to_audio), batch_size
         self.__name__ = name  # TRL names each reward function in its logs by __name__
         self.last_components: list[dict] = []
         self.last_provenance: dict = {}
         self._lock = threading.Lock()
 
+    def __getstate__(self) -> dict:
+        """Pickled (TRL's async GRPO sends reward functions to a spawned process): a model named by its source is
+        sent as that name and loaded again, on first use, in the copy; a client is sent as it is."""
+        if self.model is not None and self._model_spec is None:
+            raise TypeError("a ParaSpeechCLAPReward built on a loaded model object cannot be pickled; pass the model's "
+                            "name or folder (model='mini') so that the copy can load it, or use client=")
+        state = {k: v for k, v in self.__dict__.items() if k != "_lock"}
+        if self._model_spec is not None:
+            state["model"] = None
+        if self._to_audio_ref is not None:
+            state["to_audio"] = None
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+        if self._to_audio_ref is not None:
+            self.to_audio = load_hook(self._to_audio_ref)
+
     def __repr__(self) -> str:
-        backend = self.client if self.client is not None else getattr(self.model, "name", type(self.model).__name__)
+        backend = self.client if self.client is not None else (self._model_spec or {}).get("source") or getattr(
+            self.model, "name", type(self.model).__name__)
         return f"ParaSpeechCLAPReward({backend!r}, shaping={self.shaping!r})"
 
     def _backend(self, audios, captions, groups, shaping) -> RewardResult:
         if self.client is not None:
             return self.client.score(audios, captions, groups, shaping)
-        return score_items(self.model, audios, captions, groups, shaping, batch_size=self.batch_size)
+        with self._lock:  # one batch at a time through the model (veRL calls from several threads at once)
+            if self.model is None:
+                self.model = _load_model(self._model_spec)
+            return score_items(self.model, audios, captions, groups, shaping, batch_size=self.batch_size)
 
     def __call__(self, prompts: Sequence[Any] | None = None, completions: Sequence[Any] | None = None,
                  completion_ids: Sequence[Any] | None = None, **kwargs: Any) -> list[float | None]:
@@ -479,8 +516,7 @@ class ParaSpeechCLAPReward:
             shown = "; ".join(f"#{i}: {errors[i]}" for i in failed[:3])
             log.warning("%s: %d of %d completions could not be scored (reward None): %s%s", self.__name__,
                         len(failed), n, shown, " ..." if len(failed) > 3 else "")
-        with self._lock:
-            self.last_components, self.last_provenance = components, result.provenance
+        self.last_components, self.last_provenance = components, result.provenance
         return rewards, components
 
     @staticmethod
@@ -501,6 +537,12 @@ class ParaSpeechCLAPReward:
         return values
 
 
+def _load_model(spec: dict) -> Any:
+    from paraspeechclap import ParaSpeechCLAP
+
+    return ParaSpeechCLAP.from_pretrained(spec["source"], device=spec["device"], precision=spec["precision"])
+
+
 def _prompt_text(prompt: Any) -> Any:
     """A conversational prompt (a list of messages) -> the content of its last message; text as it is."""
     if isinstance(prompt, list) and prompt and isinstance(prompt[-1], dict):
@@ -512,20 +554,54 @@ def _prompt_text(prompt: Any) -> Any:
 
 _SCORERS: dict[tuple, ParaSpeechCLAPReward] = {}
 _SCORERS_LOCK = threading.Lock()
+_HOOKS: dict[str, Callable[..., Sequence[Any]]] = {}
 
 
-def _scorer(model: Any, url: str | None, token: str | None, shaping: str, timeout: float) -> ParaSpeechCLAPReward:
+def load_hook(ref: Any) -> Callable[..., Sequence[Any]] | None:
+    """A ``to_audio`` hook from a callable or a reference a YAML file can hold: ``"package.module:function"`` or
+    ``"/path/to/file.py:function"`` (loaded once per process)."""
+    if ref is None or callable(ref):
+        return ref
+    if not isinstance(ref, str) or ":" not in ref:
+        raise ValueError(f"to_audio must be a callable, 'module:function' or 'file.py:function', got {ref!r}")
+    where, _, attr = ref.rpartition(":")
+    with _SCORERS_LOCK:
+        if ref not in _HOOKS:
+            import importlib
+            import importlib.util
+
+            if where.endswith(".py"):
+                spec = importlib.util.spec_from_file_location(f"_paraspeechclap_hook_{len(_HOOKS)}", where)
+                if spec is None or not Path(where).is_file():
+                    raise ValueError(f"to_audio: {where}: file not found")
+                module = importlib.util.module_from_spec(spec)
+                spec.loader.exec_module(module)
+            else:
+                module = importlib.import_module(where)
+            hook = getattr(module, attr, None)
+            if not callable(hook):
+                raise ValueError(f"to_audio: {where} has no function {attr!r}")
+            _HOOKS[ref] = hook
+        return _HOOKS[ref]
+
+
+
+def _scorer(model: Any, url: str | None, token: str | None, shaping: str, timeout: float, to_audio: Any,
+            device: str | None = None, precision: str = "auto") -> ParaSpeechCLAPReward:
     model = model if model is not None else os.environ.get("PARASPEECHCLAP_REWARD_MODEL")
     url = url if url is not None else os.environ.get("PARASPEECHCLAP_REWARD_URL")
     token = token if token is not None else os.environ.get("PARASPEECHCLAP_REWARD_TOKEN")
     if (model is None) == (url is None):
-        raise ValueError("compute_score: give exactly one of model= or url= (veRL: custom_reward_function.reward_kwargs), "
-                         "or set PARASPEECHCLAP_REWARD_MODEL or PARASPEECHCLAP_REWARD_URL")
-    key = (id(model) if not isinstance(model, (str, type(None))) else model, url, token, shaping, timeout)
+        raise ValueError("compute_score: give exactly one of model= or url= (veRL: reward.custom_reward_function."
+                         "reward_kwargs), or set PARASPEECHCLAP_REWARD_MODEL or PARASPEECHCLAP_REWARD_URL")
+    hook = load_hook(to_audio)
+    key = (id(model) if not isinstance(model, (str, type(None))) else model, url, token, shaping, timeout,
+           to_audio if isinstance(to_audio, (str, type(None))) else id(to_audio), device, precision)
     with _SCORERS_LOCK:  # one model (or client) per worker process, loaded on first use
         if key not in _SCORERS:
             _SCORERS[key] = ParaSpeechCLAPReward(model=model, client=url, shaping=shaping, caption_column=None,
-                                                 token=token, timeout=timeout)
+                                                 token=token, timeout=timeout, to_audio=hook, device=device,
+                                                 precision=precision)
         return _SCORERS[key]
 
 
@@ -539,32 +615,46 @@ def _verl_result(reward: float | None, comp: dict, return_dict: bool, failure_sc
             "guard_ok": math.nan if guard is None else float(guard["ok"]), "failed": float(reward is None)}
 
 
+def _response_audio(solution: Any, hook: Any) -> Any:
+    """veRL hands over the decoded response text: without a hook, that text (stripped) is the audio's path."""
+    return solution.strip() if hook is None and isinstance(solution, str) else solution
+
+
 def compute_score(data_source: Any, solution_str: Any, ground_truth: str, extra_info: dict | None = None, *,
                   model: Any = None, url: str | None = None, token: str | None = None, shaping: str = "cosine",
                   return_dict: bool = False, failure_score: float = 0.0, timeout: float = 120.0,
-                  **_: Any) -> float | dict:
-    """veRL's custom reward function: ``solution_str`` is the audio (a path or file bytes; any :func:`resolve_audio`
-    input), ``ground_truth`` the caption. Returns a float, or with ``return_dict`` a dict with ``score`` and the
-    components (``cosine``, ``logit``, ``guard_ok``, ``failed``: the same numeric keys for every item).
+                  to_audio: Any = None, device: str | None = None, precision: str = "auto", **_: Any) -> float | dict:
+    """veRL's custom reward function: ``solution_str`` is the decoded response, ``ground_truth`` the caption.
 
-    Backend: ``model=`` (a name or path, loaded once per process) or ``url=`` (a reward service), from veRL's
-    ``custom_reward_function.reward_kwargs`` or the PARASPEECHCLAP_REWARD_MODEL / PARASPEECHCLAP_REWARD_URL (and
-    _TOKEN) environment. veRL needs a number for every item, so a failed item scores ``failure_score`` (logged).
-    One item has no group: use :func:`compute_score_batch` (veRL's ``batch`` reward manager) for ``group_norm``.
+    The response becomes audio through ``to_audio`` (a callable, or ``"module:function"`` / ``"file.py:function"``
+    from ``reward_kwargs``), called as ``to_audio([solution_str], None)`` and returning a list of one audio (any
+    :func:`resolve_audio` input; e.g. parse the speech tokens out of the text and run a vocoder). Without a hook
+    the response is the path of an audio file (surrounding whitespace ignored). Returns a float, or with
+    ``return_dict`` a dict with ``score`` and the components (``cosine``, ``logit``, ``guard_ok``, ``failed``: the
+    same numeric keys for every item).
+
+    Backend: ``model=`` (a name or path, loaded once per process with ``device`` and ``precision``) or ``url=``
+    (a reward service), from veRL's
+    ``reward_kwargs`` or the PARASPEECHCLAP_REWARD_MODEL / PARASPEECHCLAP_REWARD_URL (and _TOKEN) environment.
+    veRL needs a number for every item, so a failed item scores ``failure_score`` (logged). One item has no group:
+    normalise per prompt with veRL's GRPO advantage (``algorithm.adv_estimator=grpo``), not ``group_norm``.
     """
     if shaping == "group_norm":
-        raise ValueError("compute_score scores one item at a time; use compute_score_batch for group_norm")
-    scorer = _scorer(model, url, token, shaping, timeout)
-    rewards, components = scorer.score([solution_str], [ground_truth])
+        raise ValueError("compute_score scores one item at a time, so it has no group: use shaping='cosine' with "
+                         "veRL's GRPO advantage (algorithm.adv_estimator=grpo), which normalises per prompt group")
+    scorer = _scorer(model, url, token, shaping, timeout, to_audio, device, precision)
+    rewards, components = scorer.score([_response_audio(solution_str, scorer.to_audio)], [ground_truth])
     return _verl_result(rewards[0], components[0], return_dict, failure_score)
 
 
 def compute_score_batch(data_sources: Sequence[Any], solution_strs: Sequence[Any], ground_truths: Sequence[str],
                         extra_infos: Sequence[dict | None] | None = None, *, model: Any = None, url: str | None = None,
                         token: str | None = None, shaping: str = "cosine", return_dict: bool = False,
-                        failure_score: float = 0.0, timeout: float = 120.0, **_: Any) -> list:
-    """veRL's batch form (``reward_manager=batch``): one call for the whole batch, so audio is embedded in batches and
-    ``group_norm`` works. A sample's group is ``extra_info["group"]`` when present, else (data_source, caption)."""
+                        failure_score: float = 0.0, timeout: float = 120.0, to_audio: Any = None,
+                        device: str | None = None, precision: str = "auto", **_: Any) -> list:
+    """:func:`compute_score` for a whole batch in one call, for loops that hand a batch to a reward function: audio
+    is embedded in batches and ``group_norm`` works (a sample's group is ``extra_info["group"]`` when present, else
+    (data_source, caption)). veRL 0.9's trainer calls its reward function once per sample, not this."""
     n = len(solution_strs)
     extra_infos = list(extra_infos) if extra_infos is not None else [None] * n
     groups = None
@@ -573,6 +663,7 @@ def compute_score_batch(data_sources: Sequence[Any], solution_strs: Sequence[Any
         for source, caption, info in zip(data_sources, ground_truths, extra_infos):
             group = info.get("group") if isinstance(info, dict) else None
             groups.append(group if group is not None else [str(source), caption])
-    scorer = _scorer(model, url, token, shaping, timeout)
-    rewards, components = scorer.score(list(solution_strs), list(ground_truths), groups)
+    scorer = _scorer(model, url, token, shaping, timeout, to_audio, device, precision)
+    audios = [_response_audio(solution, scorer.to_audio) for solution in solution_strs]
+    rewards, components = scorer.score(audios, list(ground_truths), groups)
     return [_verl_result(r, c, return_dict, failure_score) for r, c in zip(rewards, components)]

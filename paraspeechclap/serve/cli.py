@@ -10,48 +10,52 @@ HELP = "HTTP service: score, classify, embed, reward, timeline (and search with 
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The server's own options, then one per :class:`ServeConfig` field (its flag, help and default), then the
+    model options."""
     from ..cli import add_model_arguments
-    from .config import ServeConfig
+    from .config import options
 
-    d = ServeConfig()
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--index", help="an index folder (paraspeechclap.index) for /v1/search")
-    parser.add_argument("--token", default=None,
-                        help="bearer token required on /v1/* and /metrics (default: $PARASPEECHCLAP_TOKEN, else none)")
-    parser.add_argument("--allow-root", default=None,
-                        help="allow {\"path\": ...} audio, only for files under this folder (default: paths refused)")
-    parser.add_argument("--max-batch-items", type=int, default=d.max_batch_items,
-                        help=f"dynamic batching: up to N items per batch (default {d.max_batch_items})")
-    parser.add_argument("--max-wait-ms", type=float, default=d.max_wait_ms,
-                        help=f"... or T ms of gathering, whichever first (default {d.max_wait_ms:g})")
-    parser.add_argument("--max-queue-items", type=int, default=d.max_queue_items,
-                        help=f"items in flight before requests get 429 + Retry-After (default {d.max_queue_items})")
-    parser.add_argument("--max-upload-mb", type=float, default=d.max_upload_bytes / 2**20,
-                        help=f"largest request body in MiB (default {d.max_upload_bytes / 2**20:g})")
-    parser.add_argument("--max-audio-seconds", type=float, default=d.max_audio_seconds,
-                        help=f"longest clip for score/classify/embed/reward (default {d.max_audio_seconds:g})")
-    parser.add_argument("--max-timeline-seconds", type=float, default=d.max_timeline_seconds,
-                        help=f"longest recording for /v1/timeline (default {d.max_timeline_seconds:g})")
-    parser.add_argument("--max-captions", type=int, default=d.max_captions,
-                        help=f"captions / candidates per request (default {d.max_captions})")
-    parser.add_argument("--max-items", type=int, default=d.max_items,
-                        help=f"items per /v1/reward or /v1/embed request (default {d.max_items})")
-    parser.add_argument("--timeout", type=float, default=d.request_timeout,
-                        help=f"seconds a request may wait for the model; then 504 (default {d.request_timeout:g})")
+    for option in options():
+        flag, default, scale = option.metadata["flag"], option.default, option.metadata["scale"]
+        if option.name in ("token", "allow_root", "batch_size"):
+            continue   # token: also from the environment; batch_size: a model option
+        if option.name == "allowed_hosts":
+            parser.add_argument(flag, default="", help=option.metadata["help"])
+            continue
+        kind = type(default) if default is not None else str
+        shown = default / scale if scale != 1 else default
+        parser.add_argument(flag, dest=option.name, type=float if scale != 1 else kind, default=shown,
+                            help=f"{option.metadata['help']} (default {shown:g})")
+    parser.add_argument("--token", default=None, help=_help("token"))
+    parser.add_argument("--allow-root", default=None, help=_help("allow_root"))
     parser.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
     add_model_arguments(parser)
 
 
-def config_from_args(args: argparse.Namespace):
-    from .config import ServeConfig
+def _help(name: str) -> str:
+    from .config import options
 
-    return ServeConfig(token=args.token or os.environ.get("PARASPEECHCLAP_TOKEN") or None,
-                       allow_root=args.allow_root, max_batch_items=args.max_batch_items, max_wait_ms=args.max_wait_ms,
-                       max_queue_items=args.max_queue_items, batch_size=args.batch_size,
-                       max_upload_bytes=int(args.max_upload_mb * 2**20), max_audio_seconds=args.max_audio_seconds,
-                       max_timeline_seconds=args.max_timeline_seconds, max_captions=args.max_captions,
-                       max_items=args.max_items, request_timeout=args.timeout)
+    return next(o.metadata["help"] for o in options() if o.name == name)
+
+
+def config_from_args(args: argparse.Namespace):
+    from .config import ServeConfig, options
+
+    values = {}
+    for option in options():
+        if option.name in ("token", "allow_root", "allowed_hosts", "batch_size"):
+            continue
+        value = getattr(args, option.name)
+        scale = option.metadata["scale"]
+        values[option.name] = int(value * scale) if scale != 1 else value
+    hosts = tuple(h.strip() for h in (args.allowed_hosts or "").split(",") if h.strip())
+    if not _loopback(args.host) and args.host not in ("0.0.0.0", "::", ""):
+        hosts += (args.host,)   # the address it was told to listen on is its own name
+    return ServeConfig(token=args.token or os.environ.get("PARASPEECHCLAP_TOKEN") or None, allow_root=args.allow_root,
+                       allowed_hosts=hosts, batch_size=args.batch_size, **values)
 
 
 def load_index(folder: str):
@@ -80,11 +84,14 @@ def run(args: argparse.Namespace) -> int:
         import uvicorn
 
         from .app import create_app
+        from .http import uvicorn_config
     except ImportError as err:
         print(f"error: serve needs the 'serve' extra (pip install 'paraspeechclap[serve]'): {err}", file=sys.stderr)
         return 2
     from ..cli import load_model_from_args
+    from .http import limit_malloc_arenas
 
+    limit_malloc_arenas()
     config = config_from_args(args)
     if config.allow_root is not None and not os.path.isdir(config.allow_root):
         print(f"error: --allow-root {config.allow_root} is not a folder", file=sys.stderr)
@@ -94,8 +101,12 @@ def run(args: argparse.Namespace) -> int:
               "(give --token or PARASPEECHCLAP_TOKEN)", file=sys.stderr)
     index = load_index(args.index) if args.index else None
     model = load_model_from_args(args)
-    app = create_app(model, config, index=index)
+    try:
+        app = create_app(model, config, index=index)
+    except ValueError as err:
+        print(f"error: --index {args.index}: {err}", file=sys.stderr)
+        return 2
     print(f"serving {model.provenance()['model']} on http://{args.host}:{args.port}/ (API docs at /docs)",
           file=sys.stderr)
-    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, timeout_keep_alive=30)
+    uvicorn.Server(uvicorn_config(app, config, args.host, args.port, args.log_level)).run()
     return 0

@@ -1,25 +1,83 @@
-"""The service's limits and switches (one dataclass; the CLI fills it from flags)."""
+"""The service's limits and switches: one dataclass, each field declaring its flag and help (the CLI and the limits
+table of docs/serve.md are read from it)."""
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, fields
+
+MB = 2**20
+SAMPLE_BYTES = 16000 * 4  # a second of decoded audio: 16 kHz mono float32
+
+
+def _opt(default, flag: str | None, help: str, scale: float = 1.0, group: str = "limits"):
+    """A config field; ``flag`` is its CLI option (None: set in Python only), ``scale`` turns the flag's unit into the
+    field's (MiB -> bytes)."""
+    return field(default=default, metadata={"flag": flag, "help": help, "scale": scale, "group": group})
 
 
 @dataclass
 class ServeConfig:
-    token: str | None = None                 # bearer token for /v1/* and /metrics (None: no auth)
-    allow_root: str | None = None            # server-side paths allowed only under this folder (None: paths refused)
-    max_batch_items: int = 32                # dynamic batching: up to N items ...
-    max_wait_ms: float = 10.0                # ... or T ms, whichever first
-    max_queue_items: int = 256               # items in flight; past it: 429 with Retry-After
-    batch_size: int | None = None            # clips per forward pass inside a batch (default: the model's)
-    max_upload_bytes: int = 25 * 1024 * 1024  # a request body (multipart or JSON)
-    max_audio_seconds: float = 60.0          # one clip for score / classify / embed / reward
-    max_timeline_seconds: float = 1800.0     # one recording for the timeline
-    max_timeline_windows: int = 4000
-    max_captions: int = 64                   # captions / candidates per request
-    max_items: int = 128                     # items per /v1/reward or /v1/embed request
-    max_caption_chars: int = 1000
-    request_timeout: float = 60.0            # seconds a request may wait for the model worker; then 504
+    token: str | None = _opt(None, "--token", "bearer token required on /v1/* and /metrics (default: "
+                             "$PARASPEECHCLAP_TOKEN, else none)", group="access")
+    allow_root: str | None = _opt(None, "--allow-root", "allow {\"path\": ...} audio, only for files under this folder "
+                                  "(default: paths refused)", group="access")
+    allowed_hosts: tuple[str, ...] = _opt((), "--allowed-hosts", "Host / Origin names accepted besides the loopback "
+                                          "names when no token is set (comma-separated; '*' accepts any)",
+                                          group="access")
+    # batching and backpressure
+    max_batch_items: int = _opt(32, "--max-batch-items", "dynamic batching: up to N items per batch ...")
+    max_batch_seconds: float = _opt(96.0, "--max-batch-seconds", "... and up to this many seconds of audio "
+                                    "(a longer clip is a batch of its own)")
+    max_wait_ms: float = _opt(10.0, "--max-wait-ms", "... or T ms of gathering, whichever first")
+    max_queue_items: int = _opt(256, "--max-queue-items", "items in flight before requests get 429 + Retry-After")
+    max_queue_cost: float = _opt(1800.0, "--max-queue-cost", "work in flight (seconds of audio-equivalent, see the "
+                                 "cost model) before requests get 429")
+    batch_size: int | None = _opt(None, "--batch-size", "clips per forward pass inside a batch (default: the model's)",
+                                  group="model")
+    request_timeout: float = _opt(60.0, "--timeout", "seconds a request may wait for the model; then 504 and its "
+                                  "remaining chunks are dropped")
+    chunk_seconds: float = _opt(6.0, "--chunk-seconds", "work per model job: a request is cut into chunks of about "
+                                "this many seconds of audio, checked for timeout and disconnect between chunks")
+    # cost of one request
+    max_request_cost: float = _opt(900.0, "--max-request-cost", "the most work one request may cause, in seconds of "
+                                   "audio-equivalent (audio + prompts + timeline windows + search); more: 413")
+    max_audio_seconds: float = _opt(60.0, "--max-audio-seconds", "longest clip for score/classify/embed/reward")
+    max_timeline_seconds: float = _opt(1800.0, "--max-timeline-seconds", "longest recording for /v1/timeline")
+    max_timeline_windows: int = _opt(4000, "--max-timeline-windows", "most windows of one timeline")
+    max_captions: int = _opt(64, "--max-captions", "captions / candidates / classes per list")
+    max_prompts: int = _opt(256, "--max-prompts", "prompts per request: candidates plus the classes of every "
+                            "attribute set")
+    max_attribute_sets: int = _opt(32, "--max-attribute-sets", "attribute sets per /v1/classify request")
+    max_items: int = _opt(128, "--max-items", "items per /v1/reward or /v1/embed request")
+    max_caption_chars: int = _opt(1000, "--max-caption-chars", "characters per caption, candidate, text or template")
+    max_search_k: int = _opt(100, "--max-search-k", "largest k of /v1/search")
+    max_sample_rate: int = _opt(192_000, "--max-sample-rate", "highest sample rate of an uploaded file (Hz)")
+    max_channels: int = _opt(8, "--max-channels", "most channels of an uploaded file")
+    # memory and the HTTP layer
+    max_upload_bytes: int = _opt(25 * MB, "--max-upload-mb", "largest audio file in MiB; a body may be 4/3 of it plus "
+                                 "64 KiB (base64)", scale=MB)
+    max_body_memory: int = _opt(96 * MB, "--max-body-memory-mb", "memory for request bodies being read and parsed, "
+                                "in MiB (each body is charged 2x its size: the bytes, the audio file decoded from "
+                                "them); a body that does not fit gets 429", scale=MB)
+    max_body_readers: int = _opt(64, "--max-body-readers", "request bodies being received at once; past it 429 "
+                                 "before the body is read")
+    max_audio_memory: int = _opt(48 * MB, "--max-audio-memory-mb", "memory for decoded audio in flight, in MiB "
+                                 "(seconds x 16 kHz x 4 bytes; a timeline counts the windows it holds); 429 beyond",
+                                 scale=MB)
+    max_decoders: int = _opt(1, "--max-decoders", "large audio files (over 2M samples x channels) decoded at once")
+    max_threads: int = _opt(16, "--max-threads", "threads for parsing, base64, headers and decoding (the model has "
+                            "its own)")
+    max_json_depth: int = _opt(32, "--max-json-depth", "deepest nesting of a JSON body or JSON field")
+    max_json_values: int = _opt(100_000, "--max-json-values", "most values in a JSON body (counted before parsing)")
+    header_timeout: float = _opt(10.0, "--header-timeout", "seconds a connection may take to send a request's headers; "
+                                 "then 408 and closed")
+    body_timeout: float = _opt(30.0, "--body-timeout", "seconds a request may take to send its body; then 408 and "
+                               "closed")
+    max_connections: int = _opt(256, "--max-connections", "open connections; past it requests get 503 from uvicorn")
+
+    @property
+    def max_body_bytes(self) -> int:
+        """The largest request body: base64 is 4/3 of the file's bytes, plus room for framing and the JSON around it."""
+        return self.max_upload_bytes * 4 // 3 + 64 * 1024
 
     def public(self) -> dict:
         """The limits, as /health shows them (never the token)."""
@@ -28,4 +86,23 @@ class ServeConfig:
         out["auth"] = self.token is not None
         out["paths"] = self.allow_root is not None
         out.pop("allow_root")
+        out["allowed_hosts"] = list(self.allowed_hosts)
         return out
+
+
+def options() -> list:
+    """The config fields that have a CLI flag, in declaration order."""
+    return [f for f in fields(ServeConfig) if f.metadata.get("flag")]
+
+
+def limits_table() -> str:
+    """The Markdown table of every option and its default, as docs/serve.md shows it (a test keeps them equal)."""
+    rows = ["| option | default | what it bounds |", "|---|---|---|"]
+    for option in fields(ServeConfig):
+        meta, default = option.metadata, option.default
+        scale = meta["scale"]
+        shown = "none" if default in (None, ()) else f"{default / scale:g} MiB" if scale != 1 else f"{default:g}" \
+            if isinstance(default, (int, float)) else str(default)
+        flag = f"`{meta['flag']}`" if meta.get("flag") else "(Python only)"
+        rows.append(f"| {flag} (`{option.name}`) | {shown} | {meta['help']} |")
+    return "\n".join(rows)

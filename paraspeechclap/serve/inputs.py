@@ -1,25 +1,25 @@
-"""Reading requests: JSON or multipart bodies, audio as upload / base64 / server-side path, and clear 4xx errors."""
+"""Fields of a request: strings and numbers checked with errors naming the field, audio as upload / base64 /
+server-side path, its header probed against the service's ceilings before anything is decoded."""
 from __future__ import annotations
 
 import base64
 import binascii
-import json
 import math
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
+from ..audio import AudioError, check_format, file_info
+from ..prompts import check_template, fill_template
 from .config import ServeConfig
+from .errors import ApiError
 
+__all__ = ["ApiError", "Upload", "string_list", "text", "number", "template", "audio_source", "allowed_path",
+           "probe", "Probe", "read_audio", "decode"]
 
-class ApiError(Exception):
-    """Answered as ``{"error": message, "code": code}`` with ``status``."""
-
-    def __init__(self, status: int, code: str, message: str, headers: dict | None = None):
-        super().__init__(message)
-        self.status, self.code, self.message, self.headers = status, code, message, headers or {}
+B64_PIECE = 2**20       # base64 is decoded this many characters at a time, so the GIL is let go between pieces
 
 
 class Upload:
@@ -29,70 +29,65 @@ class Upload:
         self.data, self.filename = data, filename or "upload"
 
 
-async def read_body(request) -> dict[str, Any]:
-    """A JSON object, or a multipart form as {field: value | [values]} with files as :class:`Upload`."""
-    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if kind == "application/json":
-        try:
-            body = json.loads(await request.body())
-        except (ValueError, UnicodeDecodeError) as err:
-            raise ApiError(400, "bad_json", f"the body is not valid JSON: {err}") from None
-        if not isinstance(body, dict):
-            raise ApiError(400, "bad_json", f"the body must be a JSON object, got {type(body).__name__}")
-        return body
-    if kind == "multipart/form-data":
-        try:
-            form = await request.form(max_files=256, max_fields=1024)
-        except Exception as err:  # noqa: BLE001 - malformed multipart
-            raise ApiError(400, "bad_form", f"the multipart body could not be parsed: {err}") from None
-        fields: dict[str, Any] = {}
-        for key in form.keys():
-            values = []
-            for value in form.getlist(key):
-                if hasattr(value, "read"):
-                    values.append(Upload(await value.read(), getattr(value, "filename", None)))
-                else:
-                    values.append(value)
-            fields[key] = values[0] if len(values) == 1 else values
-        return fields
-    raise ApiError(415, "unsupported_media_type",
-                   f"send application/json or multipart/form-data, got {kind or 'no content-type'!r}")
+def text(value: Any, where: str, max_chars: int) -> str:
+    """A non-empty string that encodes as UTF-8 (a lone surrogate does not) and is at most ``max_chars`` long."""
+    if not isinstance(value, str) or not value.strip():
+        raise ApiError(400, "bad_field", f"'{where}' must be a non-empty string, got {_show(value)}")
+    if len(value) > max_chars:
+        raise ApiError(413, "too_long", f"'{where}' has {len(value)} characters; the limit is {max_chars}")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as err:
+        raise ApiError(400, "bad_field", f"'{where}' is not valid Unicode text ({err.reason} at {err.start})") from None
+    return value
 
 
-def string_list(body: dict, key: str, limit: int, max_chars: int, required: bool = True) -> list[str]:
+def string_list(body: dict, key: str, limit: int, max_chars: int, required: bool = True,
+                max_depth: int = 32) -> list[str]:
     """A non-empty list of non-empty strings (multipart: repeated fields, or one field holding a JSON list)."""
+    from .body import parse_json_field
+
     value = body.get(key)
     if value is None:
         if required:
             raise ApiError(400, "missing_field", f"'{key}' is required (a list of strings)")
         return []
     if isinstance(value, str) and value.strip().startswith("["):
-        try:
-            value = json.loads(value)
-        except ValueError:
-            pass
+        value = parse_json_field(value, key, max_depth, fallback=value)
     if isinstance(value, str):
         value = [value]
     if not isinstance(value, list) or not value:
         raise ApiError(400, "bad_field", f"'{key}' must be a non-empty list of strings, got {type(value).__name__}")
     if len(value) > limit:
         raise ApiError(413, "too_many", f"'{key}' has {len(value)} entries; the limit is {limit}")
-    for i, text in enumerate(value):
-        if not isinstance(text, str) or not text.strip():
-            raise ApiError(400, "bad_field", f"'{key}[{i}]' must be a non-empty string, got {text!r:.60}")
-        if len(text) > max_chars:
-            raise ApiError(413, "too_long", f"'{key}[{i}]' has {len(text)} characters; the limit is {max_chars}")
-    return list(value)
+    return [text(item, f"{key}[{i}]", max_chars) for i, item in enumerate(value)]
 
 
 def number(body: dict, key: str, default: float, low: float, high: float) -> float:
     value = body.get(key, default)
+    if isinstance(value, bool):
+        raise ApiError(400, "bad_field", f"'{key}' must be a number, got {value!r}")
     try:
         value = float(value)
-    except (TypeError, ValueError):
-        raise ApiError(400, "bad_field", f"'{key}' must be a number, got {value!r:.60}") from None
+    except (TypeError, ValueError, OverflowError):
+        raise ApiError(400, "bad_field", f"'{key}' must be a number, got {_show(value)}") from None
     if not math.isfinite(value) or not low <= value <= high:
-        raise ApiError(400, "bad_field", f"'{key}' must be between {low} and {high}, got {value}")
+        raise ApiError(400, "bad_field", f"'{key}' must be between {low:g} and {high:g}, got {value:g}")
+    return value
+
+
+def template(value: Any, labels: list[str], max_chars: int) -> str | None:
+    """The classification template (None: the model's own), checked and filled with every label once so that a bad
+    template is a 400 naming the field before any work is admitted."""
+    if value is None or value == "":
+        return None
+    value = text(value, "template", max_chars)
+    try:
+        check_template(value)
+        for label in labels:
+            fill_template(value, label, max_chars=max_chars * 2)
+    except ValueError as err:
+        raise ApiError(400, "bad_field", f"'template': {err}") from None
     return value
 
 
@@ -101,15 +96,7 @@ def audio_source(spec: Any, config: ServeConfig, where: str = "audio") -> bytes 
     if isinstance(spec, Upload):
         data = spec.data
     elif isinstance(spec, dict) and "base64" in spec:
-        if not isinstance(spec["base64"], str):
-            raise ApiError(400, "bad_audio", f"{where}.base64 must be a string")
-        text = spec["base64"]
-        if text.startswith("data:") and "," in text:   # a data: URL from a browser
-            text = text.split(",", 1)[1]
-        try:
-            data = base64.b64decode(text, validate=True)
-        except (binascii.Error, ValueError) as err:
-            raise ApiError(400, "bad_base64", f"{where}.base64 is not valid base64: {err}") from None
+        data = _base64(spec["base64"], where)
     elif isinstance(spec, dict) and "path" in spec:
         return allowed_path(spec["path"], config, where)
     elif spec is None:
@@ -125,22 +112,72 @@ def audio_source(spec: Any, config: ServeConfig, where: str = "audio") -> bytes 
     return data
 
 
+def _base64(value: Any, where: str) -> bytes:
+    """Base64 text (a str, or a view of a long string the body parser cut out) decoded, a piece at a time."""
+    if not isinstance(value, (str, bytes, bytearray, memoryview)):
+        raise ApiError(400, "bad_audio", f"{where}.base64 must be a string")
+    head = value[:256] if isinstance(value, str) else bytes(value[:256]).decode("latin-1")
+    if head.startswith("data:") and "," in head:   # a data: URL from a browser
+        value = value[head.index(",") + 1:]
+    try:
+        if len(value) <= B64_PIECE:
+            return base64.b64decode(value, validate=True)
+        if len(value) % 4:
+            raise ValueError("the length is not a multiple of 4")
+        return b"".join(base64.b64decode(value[i:i + B64_PIECE], validate=True)
+                        for i in range(0, len(value), B64_PIECE))
+    except (binascii.Error, ValueError) as err:
+        raise ApiError(400, "bad_base64", f"{where}.base64 is not valid base64: {err}") from None
+
+
 def allowed_path(path: Any, config: ServeConfig, where: str) -> str:
     if config.allow_root is None:
         raise ApiError(403, "paths_disabled", "server-side paths are off (start the server with --allow-root DIR)")
-    if not isinstance(path, str) or not path or "\x00" in path:
+    if not isinstance(path, str) or not path or "\x00" in path or len(path) > 4096:
         raise ApiError(400, "bad_path", f"{where}.path must be a non-empty string")
     root = Path(os.path.realpath(config.allow_root))
-    candidate = Path(path) if os.path.isabs(path) else root / path
-    real = Path(os.path.realpath(candidate))
+    try:
+        real = Path(os.path.realpath(Path(path) if os.path.isabs(path) else root / path))
+    except (OSError, ValueError) as err:
+        raise ApiError(400, "bad_path", f"{where}.path cannot be resolved: {err}") from None
     if real != root and root not in real.parents:
         raise ApiError(403, "path_outside_root", f"{where}.path is outside the allowed root")
     if not real.is_file():
-        raise ApiError(404, "no_such_file", f"{where}.path does not exist under the allowed root: {path}")
+        raise ApiError(404, "no_such_file", f"{where}.path does not exist under the allowed root: {path[:200]!r}")
     if real.stat().st_size > config.max_upload_bytes:
         raise ApiError(413, "too_large", f"{where}.path has {real.stat().st_size} bytes; the limit is "
                                          f"{config.max_upload_bytes}")
     return str(real)
+
+
+class Probe(NamedTuple):
+    """What a file's header says it will cost: seconds of audio, and samples to decode (frames x channels at its own
+    rate)."""
+
+    seconds: float
+    samples: int
+
+
+def probe(source: bytes | str, config: ServeConfig, max_seconds: float, where: str = "audio") -> Probe:
+    """Seconds of audio the file holds, by its header (``max_seconds`` when the header does not say), checked against
+    the service's rate and channel ceilings and ``max_seconds``: nothing is decoded."""
+    try:
+        info = file_info(source, where)
+        check_format(where, info.rate, info.channels, config.max_sample_rate, config.max_channels)
+    except AudioError as err:
+        raise ApiError(400, "bad_audio", f"{where} could not be decoded: {err.problem}") from None
+    seconds = info.seconds
+    if seconds is not None and seconds > max_seconds + 1.0:  # resampling may add a few samples: decode near it
+        raise ApiError(413, "audio_too_long", f"{where} lasts {seconds:.1f} s; the limit is {max_seconds:g} s")
+    if seconds is None:
+        return Probe(max_seconds, int(max_seconds * info.rate * info.channels))
+    return Probe(min(seconds, max_seconds + 1.0), info.frames * info.channels)
+
+
+def read_audio(spec: Any, config: ServeConfig, max_seconds: float, where: str = "audio") -> tuple[bytes | str, Probe]:
+    """The source (base64 decoded) and its header: run in the thread pool, since a large upload takes a while."""
+    source = audio_source(spec, config, where)
+    return source, probe(source, config, max_seconds, where)
 
 
 def decode(model: Any, source: bytes | str, max_seconds: float, where: str = "audio") -> tuple[np.ndarray, int]:
@@ -150,7 +187,7 @@ def decode(model: Any, source: bytes | str, max_seconds: float, where: str = "au
 
     try:
         seconds = file_seconds(source)
-        if seconds is not None and seconds > max_seconds + 1.0:  # resampling may add a few samples: decode near it
+        if seconds is not None and seconds > max_seconds + 1.0:
             raise ApiError(413, "audio_too_long", f"{where} lasts {seconds:.1f} s; the limit is {max_seconds:g} s")
         wave = model.engine.decode(source)
     except ApiError:
@@ -162,3 +199,7 @@ def decode(model: Any, source: bytes | str, max_seconds: float, where: str = "au
     if len(wave) > max_seconds * rate:
         raise ApiError(413, "audio_too_long", f"{where} lasts {len(wave) / rate:.1f} s; the limit is {max_seconds:g} s")
     return wave, rate
+
+
+def _show(value: Any) -> str:
+    return repr(value)[:60] if isinstance(value, (str, int, float, type(None))) else type(value).__name__

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
+from .. import schemas
 from ..fileio import atomic_write_text
 from . import styles as S
 from .augment import PROFILES
@@ -49,8 +50,7 @@ def write_card(out: Path, summary: dict, suites: dict, kept: dict, dest: Path | 
         lines.append(f"| {attr} | {a['checked']} | {a['agree']} | {_pct(a['agreement'])} | {lv} |")
     stored = Path(out) / "verification_stored.json"
     if stored.exists():
-        import json
-        vs = json.loads(stored.read_text())
+        vs = schemas.read(stored, "synth-stored-verification")
         lines += ["", f"Re-measured on the stored (augmented) audio of the {vs['clips']} kept clips "
                   f"(`--verify-only`): {vs['all_tags_agree']} agree on every tag. Agreement per attribute: "
                   + ", ".join(f"{k} {_pct(v['agreement'])}" for k, v in vs["agreement"].items())
@@ -126,7 +126,9 @@ def write_card(out: Path, summary: dict, suites: dict, kept: dict, dest: Path | 
     lines += ["", "## Files", "",
               "- `train.jsonl`, `validation.jsonl`, `test.jsonl`: manifests; audio at "
               "`{out}/audio/{source}/{relative_audio_path}` (source `synth`, 16 kHz mono 16-bit WAV);",
-              "- `test_<attribute>.jsonl` + `suites.json`: classification suites;",
+              "- `test_<attribute>.jsonl` + `suites.json`: classification suites; `test_<attribute>_negatives.jsonl`: "
+              "the test clips that claim none of the attribute's classes (whispers for pitch, neutral range), which "
+              "`python -m paraspeechclap.annotate.calibrate` counts as wrong when tagged;",
               "- `verification.json`: counts, agreement, thresholds, settings; `dropped.jsonl`: dropped clips "
               "with reasons (their audio is deleted); `calibration.json`: per-voice pitch calibration.", "",
               "Columns: source, relative_audio_path, text_description, intrinsic_tags, situational_tags, "

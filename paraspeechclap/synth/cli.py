@@ -52,6 +52,8 @@ def run(args: argparse.Namespace) -> int:
                   f"{s['all_tags_agree']} agree on every tag -> {args.out}/verification_stored.json")
             for attr, a in s["agreement"].items():
                 print(f"  {attr:14s} agreement {a['agreement']}  ({a['agree']}/{a['checked']})")
+            for bad in s["bad_rows"]:
+                print(f"synth: skipped a bad row: {bad}", file=sys.stderr)
             return 0
         from .generate import generate_corpus
         s = generate_corpus(args.out, num_clips=args.num_clips, seed=args.seed, workers=args.workers,

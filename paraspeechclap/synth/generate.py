@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import json
 import math
 import os
 import shutil
@@ -26,7 +25,8 @@ from .augment import augment, resample_jitter
 from .captions import full_caption, make_sentence, make_spoken, partial_caption
 from .engines import (EngineError, build_ssml, espeak_available, mbrola_available, prepare_espeak_data,
                       synthesize, variant_name)
-from ..fileio import atomic_write_bytes, atomic_write_text
+from .. import schemas
+from ..fileio import atomic_write_bytes
 from .measure import measure_clip
 from .record import claim, finish
 
@@ -265,11 +265,13 @@ def _calibration_key(voices: list[S.Voice]) -> dict:
 def _cached_calibration(out: Path, voices: list[S.Voice]) -> dict | None:
     """The calibration stored in `out` by an earlier run with the same engine and voices, if any."""
     p = out / "calibration.json"
-    try:
-        doc = json.loads(p.read_text())
-    except (OSError, ValueError):
+    if not p.is_file():
         return None
-    return doc.get("voices") if doc.get("key") == _calibration_key(voices) else None
+    try:
+        doc = schemas.read(p, "synth-voice-calibration")
+    except schemas.SchemaError:
+        return None  # not ours, or unreadable: calibrated afresh (and never replaced unless ours: see claim)
+    return doc["voices"] if doc["key"] == _calibration_key(voices) else None
 
 
 def audio_rel(split: str, index: int) -> str:
@@ -340,8 +342,8 @@ def generate_corpus(out: str | os.PathLike, num_clips: int = 10000, seed: int = 
         with ctx.Pool(max(1, workers), initializer=_init_worker, initargs=(data_path,)) as pool:
             if calib is None:
                 calib = calibrate_voices(voices, pool, progress)
-                atomic_write_text(out / "calibration.json",
-                                  json.dumps({"key": _calibration_key(voices), "voices": calib}, indent=1))
+                schemas.write(out / "calibration.json", {"key": _calibration_key(voices), "voices": calib},
+                              "synth-voice-calibration", indent=1)
             jobs = plan_clips(num_clips, seed, splits, voices, calib, augment_audio)
             rows = []
             args = [(j, str(audio_dir)) for j in jobs]

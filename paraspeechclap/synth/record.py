@@ -12,7 +12,8 @@ import os
 from pathlib import Path
 from typing import Iterable
 
-from ..fileio import atomic_write_json, file_digest, foreign_files, owns
+from .. import schemas
+from ..fileio import file_digest, foreign_files, owns
 
 RECORD = "synth_outputs.json"
 WRITER = "paraspeechclap.synth"
@@ -33,7 +34,7 @@ def read_record(out: str | os.PathLike) -> dict[str, str | None] | None:
 
 def write_record(out: str | os.PathLike, files: dict[str, str | None], complete: bool) -> None:
     files = {k: v for k, v in sorted(files.items()) if k != RECORD}
-    atomic_write_json(Path(out) / RECORD, {"written_by": WRITER, "complete": complete, "files": files})
+    schemas.write(Path(out) / RECORD, {"written_by": WRITER, "complete": complete, "files": files}, "ownership-record")
 
 
 def claim(out: str | os.PathLike, planned: Iterable[str]) -> dict[str, str | None]:

@@ -19,7 +19,8 @@ import shutil
 from collections import Counter, defaultdict
 from pathlib import Path
 
-from ..fileio import atomic_write, atomic_write_text, file_digest, owns, remove_owned, temporary_name
+from .. import schemas
+from ..fileio import file_digest, owns, remove_owned, temporary_name
 from . import styles as S
 from .record import RECORD, OutputExistsError, read_record, write_record
 
@@ -117,19 +118,25 @@ def summarize(rows: list[dict], checks: list[dict]) -> dict:
     return out
 
 
+def gold_labels(row: dict) -> dict:
+    """{suite attribute: the class the corpus claims for ``row``, or None where it claims none of the suite's classes
+    (a whisper has no pitch, a neutral range is untagged, a creaky voice is neither normal nor whispered)}."""
+    a = {"gender": row["gender"], "pitch": row.get("pitch_level"), "rate": row["rate_level"],
+         "range": row.get("range_level") or "neutral", "quality": row["voice_quality"], "delivery": row["delivery"]}
+    return {attr: spec["gold"](a) for attr, spec in S.SUITES.items()}
+
+
 def classification_suites(rows: list[dict]) -> dict:
-    """{attribute: rows with `classification_tag`} from the test split's kept rows."""
-    suites = {}
-    for attr, spec in S.SUITES.items():
-        sel = []
-        for r in rows:
-            a = {"gender": r["gender"], "pitch": r.get("pitch_level"), "rate": r["rate_level"],
-                 "range": r.get("range_level") or "neutral", "quality": r["voice_quality"],
-                 "delivery": r["delivery"]}
-            gold = spec["gold"](a)
-            if gold is not None:
-                sel.append(dict(r, classification_tag=gold))
-        suites[attr] = sel
+    """{attribute: (rows with their gold ``classification_tag``, rows that claim none of its classes)} from the
+    test split's kept rows."""
+    suites = {attr: ([], []) for attr in S.SUITES}
+    for r in rows:
+        for attr, gold in gold_labels(r).items():
+            labelled, negatives = suites[attr]
+            if gold is None:
+                negatives.append(r)
+            else:
+                labelled.append(dict(r, classification_tag=gold))
     return suites
 
 
@@ -149,7 +156,8 @@ def evaluation_suite(suites_meta: dict, n_test: int) -> dict:
 
 #: the files a generation writes besides the audio and calibration.json (relative to the output folder)
 OUTPUT_FILES = ("train.jsonl", "validation.jsonl", "test.jsonl", "dropped.jsonl",
-                *(f"test_{attr}.jsonl" for attr in S.SUITES), "suites.json", "verification.json", "CORPUS_CARD.md")
+                *(f"test_{attr}.jsonl" for attr in S.SUITES), *(f"test_{attr}_negatives.jsonl" for attr in S.SUITES),
+                "suites.json", "verification.json", "CORPUS_CARD.md")
 
 
 def finalize_corpus(out: Path, rows: list[dict], calib: dict, settings: dict,
@@ -185,17 +193,18 @@ def finalize_corpus(out: Path, rows: list[dict], calib: dict, settings: dict,
             for r in rs:
                 r.pop("index", None)
                 r.pop("split", None)
-            _write_jsonl(stage / f"{split}.jsonl", rs)
-        _write_jsonl(stage / "dropped.jsonl", dropped + [dict(e) for e in errors])
+            schemas.write_jsonl(stage / f"{split}.jsonl", rs, "synth-row")
+        schemas.write_jsonl(stage / "dropped.jsonl", dropped + [dict(e) for e in errors], "synth-dropped-row")
         suites_meta = {}
-        for attr, srows in classification_suites(kept["test"]).items():
-            fname = f"test_{attr}.jsonl"
-            _write_jsonl(stage / fname, srows)
-            spec = S.SUITES[attr]
-            suites_meta[attr] = {"candidates": spec["candidates"], "manifest": fname,
-                                 "counts": dict(Counter(r["classification_tag"] for r in srows))}
+        for attr, (srows, negatives) in classification_suites(kept["test"]).items():
+            fname, nname = f"test_{attr}.jsonl", f"test_{attr}_negatives.jsonl"
+            schemas.write_jsonl(stage / fname, srows, "synth-row")
+            schemas.write_jsonl(stage / nname, negatives, "synth-row")
+            suites_meta[attr] = {"candidates": S.SUITES[attr]["candidates"], "manifest": fname,
+                                 "counts": dict(Counter(r["classification_tag"] for r in srows)),
+                                 **({"negatives": nname} if negatives else {})}
         suites_doc = {"template": S.TAG_TEMPLATE, "audio_root": "audio", "suites": suites_meta}  # for the card
-        atomic_write_text(stage / "suites.json", json.dumps(evaluation_suite(suites_meta, len(kept["test"])), indent=2))
+        schemas.write(stage / "suites.json", evaluation_suite(suites_meta, len(kept["test"])), "evaluation-suite")
         summary = {
             "generated": len(rows), "render_errors": len(errors), "kept": sum(len(v) for v in kept.values()),
             "dropped": len(dropped), "kept_per_split": {k: len(v) for k, v in kept.items()},
@@ -204,7 +213,7 @@ def finalize_corpus(out: Path, rows: list[dict], calib: dict, settings: dict,
             "agreement": summarize(good, checks),
             "thresholds": thresholds(), "settings": settings,
         }
-        atomic_write_text(stage / "verification.json", json.dumps(summary, indent=2))
+        schemas.write(stage / "verification.json", summary, "synth-verification")
         write_card(out, summary, suites_doc, kept, dest=stage)
         for name in OUTPUT_FILES:
             os.replace(stage / name, out / name)
@@ -240,14 +249,10 @@ def verify_corpus(out: str | os.PathLike, workers: int = 2, progress: bool = Tru
     if os.path.lexists(out / RECORD) and record is None:
         raise OutputExistsError(f"{out / RECORD}: exists and is not synth's record; it is never replaced")
     record = {k: v for k, v in (record or {}).items() if k != RECORD}
-    rows = []
-    for split in ("train", "validation", "test"):
-        p = out / f"{split}.jsonl"
-        if p.exists():
-            with open(p) as f:
-                rows += [dict(json.loads(line), split=split) for line in f if line.strip()]
+    rows, bad_rows = read_corpus_rows(out)
     if not rows:
-        raise FileNotFoundError(f"{out}: no train/validation/test.jsonl manifests")
+        raise FileNotFoundError(f"{out}: no readable row in train/validation/test.jsonl"
+                                + (f" ({len(bad_rows)} bad, first: {bad_rows[0]})" if bad_rows else ""))
     args = [(str(out / "audio" / r["source"] / r["relative_audio_path"]), r.get("syllables")) for r in rows]
     with get_context("spawn").Pool(max(1, workers)) as pool:  # not fork: see generate.py
         meas = list(tqdm(pool.imap(_measure_file, args, chunksize=8), total=len(args),
@@ -260,13 +265,34 @@ def verify_corpus(out: str | os.PathLike, workers: int = 2, progress: bool = Tru
             continue
         checks.append(check_row(r, m))
         ok_rows.append(r)
-    summary = {"clips": len(rows), "unreadable": missing, "agreement": summarize(ok_rows, checks),
+    summary = {"clips": len(rows), "unreadable": missing, "bad_rows": bad_rows, "agreement": summarize(ok_rows, checks),
                "all_tags_agree": int(sum(all(v[0] is not False for v in c.values()) for c in checks)),
                "thresholds": thresholds()}
-    atomic_write_text(out / STORED, json.dumps(summary, indent=2))
+    schemas.write(out / STORED, summary, "synth-stored-verification")
     record[STORED] = file_digest(out / STORED)
     write_record(out, record, complete=True)
     return summary
+
+
+def read_corpus_rows(out: Path) -> tuple[list[dict], list[str]]:
+    """The kept rows of every split (each with its ``split``), checked as ``synth-row`` s; and the bad rows, each
+    ``FILE:LINE: why`` (reported and skipped)."""
+    rows, bad = [], []
+    for split in ("train", "validation", "test"):
+        path = out / f"{split}.jsonl"
+        if not path.exists():
+            continue
+        with open(path, encoding="utf-8") as handle:
+            for number, line in enumerate(handle, 1):
+                if not line.strip():
+                    continue
+                try:
+                    rows.append(dict(schemas.validate(json.loads(line), "synth-row", f"{path}:{number}"), split=split))
+                except schemas.SchemaError as err:
+                    bad.append(str(err))
+                except ValueError as err:
+                    bad.append(f"{path}:{number}: not valid JSON ({err})")
+    return rows, bad
 
 
 def _measure_file(args: tuple):
@@ -286,9 +312,5 @@ def _measure_path(path: str, syllables):
     return measure_clip(y, sr, syllables=syllables)
 
 
-def _write_jsonl(path: Path, rows: list[dict]) -> None:
-    atomic_write(path, lambda handle: handle.writelines(json.dumps(r) + "\n" for r in rows))
-
-
 __all__ = ["check_row", "summarize", "finalize_corpus", "verify_corpus", "classification_suites", "evaluation_suite",
-           "thresholds"]
+           "gold_labels", "read_corpus_rows", "thresholds"]

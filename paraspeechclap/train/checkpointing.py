@@ -8,7 +8,9 @@ Layout under ``{run_dir}/checkpoints/``::
         training_state.pt    optimizer, scheduler, grad scaler, step, epoch, sampler position,
                              python / numpy / torch (CPU + CUDA) RNG states, config, counters, save sequence
                              (tensors and plain types only: loaded with ``weights_only=True``)
-        COMPLETE             JSON {step, seq, time, files}; written last: a folder without it is never used
+        COMPLETE             the completion record (:class:`CompletionRecord`, JSON): step, save sequence, time
+                             and the SHA-256 and size of every other file; written last: a folder without it is
+                             never used, and a resume loads only a checkpoint whose files match it
     latest                   name of the newest complete checkpoint (atomically replaced)
 
 Every checkpoint carries a **save sequence number** ``seq`` that grows by one with every save into the folder,
@@ -16,7 +18,7 @@ so "newest" means "written last", not "highest step" (a run resumed from an olde
 new checkpoints look older than the abandoned ones). Each checkpoint is written through
 :func:`paraspeechclap.fileio.atomic_dir` with ``durable=True``: a hidden temporary folder, every file fsynced
 (errors such as a full disk propagate), renamed into place; a crash leaves either the previous state or a hidden
-temporary that is ignored and removed by the next save.
+temporary that is ignored and removed when a run next takes the folder over (:class:`Checkpointer`).
 """
 
 from __future__ import annotations
@@ -29,12 +31,12 @@ import re
 import shutil
 import time
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable, Iterable, TypedDict
 
 import numpy as np
 import torch
 
-from .. import fileio
+from .. import fileio, schemas
 
 logger = logging.getLogger("paraspeechclap.train")
 
@@ -44,8 +46,22 @@ MODEL_FILE = "model.pth.tar"
 STATE_FILE = "training_state.pt"
 PRETRAINED_DIR = "pretrained"
 LATEST = "latest"
-#: temporaries this module (through fileio) or its predecessor left behind after a crash
-_TEMPORARY = re.compile(r"^(\.step_\d+\.[0-9a-f]{12}\.tmp|\.latest\.[0-9a-f]{12}\.tmp|\.tmp-step_\d+-.*|\.old-step_\d+-\d+)$")
+#: version of the COMPLETE record; 2 added the files' SHA-256 and sizes (1, implicit: a list of file names)
+RECORD_VERSION = 2
+#: temporaries this module writes through fileio (checkpoint folders, ``latest``), and those of its predecessor
+_TEMPORARY = fileio.temporary_pattern(r"step_\d+|latest")
+_LEGACY_TEMPORARY = re.compile(r"^(\.tmp-step_\d+-.*|\.old-step_\d+-\d+)$")
+
+
+class CompletionRecord(TypedDict):
+    """The COMPLETE file of a checkpoint (version 2). Version 1 records have no ``version`` key and list ``files``
+    as names only: they still load, unverified."""
+
+    version: int
+    step: int
+    seq: int
+    time: float
+    files: dict[str, fileio.FileRecord]  # every file of the folder but COMPLETE, by relative POSIX path
 
 
 class CheckpointError(RuntimeError):
@@ -175,6 +191,17 @@ def resolve_resume(path: str | os.PathLike) -> Path:
     return resume_candidates(path)[0]
 
 
+def verify_checkpoint(path: Path) -> dict[str, str] | None:
+    """``{file: problem}`` for the files of a checkpoint that are missing or differ from its COMPLETE record (empty
+    when all match); None for a record written before checksums existed (version 1: it cannot be verified)."""
+    files = (read_marker(path) or {}).get("files")
+    if not isinstance(files, dict):
+        return None
+    records = {k: v for k, v in files.items() if isinstance(v, dict)}
+    problems = {k: "its COMPLETE entry is not a file record" for k in files if k not in records}
+    return problems | fileio.check_tree(path, records)
+
+
 def run_dir_of(ckpt: Path) -> Path | None:
     """The run folder a checkpoint belongs to (``RUN/checkpoints/step_N``); None for a checkpoint elsewhere."""
     ckpt = Path(ckpt)
@@ -201,22 +228,38 @@ def _short_error(e: BaseException) -> str:
     return f"{type(e).__name__}: {lines[0] if lines else ''}"
 
 
+def _load_checked(ck: Path, map_location) -> tuple[dict, dict, bool]:
+    """(training state, model state dict, verified) of a checkpoint whose files match its record (verified False:
+    a record without checksums); raises otherwise."""
+    problems = verify_checkpoint(ck)
+    if problems:
+        raise CheckpointError("fails verification: " + "; ".join(f"{name}: {p}" for name, p in problems.items()))
+    state = load_training_state(ck, map_location)
+    weights = load_model_state(ck, map_location)
+    if not isinstance(state, dict) or "step" not in state or not isinstance(weights, dict):
+        raise ValueError("not a training checkpoint")
+    return state, weights, problems is not None
+
+
 def load_first_good(candidates: Iterable[Path], map_location="cpu") -> tuple[Path, dict, dict]:
-    """(checkpoint, training state, model state dict) of the first candidate that loads; a warning names each
-    one that did not (a truncated or corrupted file), and an error lists them all when none loads."""
+    """(checkpoint, training state, model state dict) of the first candidate whose files match their COMPLETE
+    record and load; a warning names each one that did not (the file and what is wrong with it) and the one used
+    instead, and an error lists them all when none loads. A checkpoint written before checksums were recorded
+    loads unverified, with one warning that says so."""
     failures = []
     for ck in candidates:
         try:
-            state = load_training_state(ck, map_location)
-            weights = load_model_state(ck, map_location)
-            if not isinstance(state, dict) or "step" not in state or not isinstance(weights, dict):
-                raise ValueError("not a training checkpoint")
-        except Exception as e:  # noqa: BLE001 - any unreadable file means: try the previous checkpoint
-            logger.warning("checkpoint %s does not load (%s); trying the previous one", ck, _short_error(e))
-            failures.append(f"{ck}: {_short_error(e)}")
+            state, weights, verified = _load_checked(ck, map_location)
+        except Exception as e:  # noqa: BLE001 - any unreadable or altered file means: try the previous checkpoint
+            what = str(e) if isinstance(e, CheckpointError) else f"does not load ({_short_error(e)})"
+            logger.warning("checkpoint %s %s; trying the previous one", ck, what)
+            failures.append(f"{ck}: {what}")
             continue
+        if not verified:
+            logger.warning("checkpoint %s was written before checksums were recorded: loaded unverified", ck)
         if failures:
-            logger.warning("resuming from %s instead of the newer checkpoint(s) that did not load", ck)
+            logger.warning("resuming from %s (%s) instead of the newer checkpoint(s) that failed: %s", ck,
+                           "verified" if verified else "unverified", "; ".join(failures))
         return ck, state, weights
     raise CheckpointError("no checkpoint could be loaded:\n  " + "\n  ".join(failures))
 
@@ -246,9 +289,9 @@ def write_checkpoint(root: Path, name: str, seq: int, step: int, model: torch.nn
                 logger.warning("save_pretrained failed (%s); the checkpoint keeps %s only", e, MODEL_FILE)
                 shutil.rmtree(tmp / PRETRAINED_DIR, ignore_errors=True)
         torch.save(dict(training_state, seq=int(seq)), tmp / STATE_FILE)
-        files = sorted(x.name for x in Path(tmp).iterdir())
-        (Path(tmp) / MARKER).write_text(json.dumps({"step": int(step), "seq": int(seq), "time": time.time(),
-                                                     "files": files}) + "\n")
+        record: CompletionRecord = {"version": RECORD_VERSION, "step": int(step), "seq": int(seq),
+                                    "time": time.time(), "files": fileio.tree_records(tmp, exclude=[MARKER])}
+        (Path(tmp) / MARKER).write_text(schemas.dumps(record, "checkpoint-complete", str(Path(tmp) / MARKER)))
     fileio.atomic_write_text(root / LATEST, name + "\n", durable=True)
     return final
 
@@ -259,17 +302,13 @@ def remove_checkpoint(path: Path) -> None:
     shutil.rmtree(path)
 
 
-def clean_temporaries(root: Path) -> None:
-    """Remove the hidden temporaries a crash mid-save left in ``root`` (names only this module writes)."""
-    if not root.is_dir():
-        return
-    for p in root.iterdir():
-        if _TEMPORARY.match(p.name):
-            logger.info("removing an unfinished checkpoint write: %s", p)
-            if p.is_dir():
-                shutil.rmtree(p, ignore_errors=True)
-            else:
-                p.unlink(missing_ok=True)
+def clean_temporaries(root: Path) -> list[Path]:
+    """Remove the hidden temporaries a crash mid-save left in ``root`` (names only this module writes); each is
+    logged. Returns what was removed."""
+    removed = fileio.remove_temporaries(root, _TEMPORARY) + fileio.remove_temporaries(root, _LEGACY_TEMPORARY)
+    for p in removed:
+        logger.info("removed an unfinished checkpoint write left by an earlier run: %s", p)
+    return removed
 
 
 def prune(run_dir: str | os.PathLike, keep_last: int | None, *, deletable: Callable[[Path], bool] = lambda p: True) -> list[Path]:
@@ -323,6 +362,8 @@ class Checkpointer:
         self.broken = {Path(p).name for p in broken}
         self.own: set[str] = set()
         self.next_seq = None
+        if dist.is_main:  # the folder is this run's now: what a crashed save left goes before anything is written
+            clean_temporaries(self.root)
 
     def _deletable(self, p: Path) -> bool:
         return p.name in self.own or p.name in self.broken or save_seq(p) <= self.base_seq
@@ -330,7 +371,6 @@ class Checkpointer:
     def _write(self, step: int, model: torch.nn.Module, state: dict) -> Path:
         self.root.mkdir(parents=True, exist_ok=True)
         if self.next_seq is None:
-            clean_temporaries(self.root)
             self.next_seq = max([save_seq(p) for p in list_checkpoints(self.run_dir)] + [self.base_seq, 0]) + 1
         name = f"{PREFIX}{int(step):08d}"
         final = self.root / name

@@ -4,29 +4,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import numpy as np
 import pytest
-import soundfile as sf
 
-NUM_CLIPS = 30
-SHARD_SIZE = 8
-NUM_SHARDS = -(-(NUM_CLIPS + 2) // SHARD_SIZE)  # 30 clips + 2 bad files
-
-
-def write_corpus(folder: Path, num_clips: int = NUM_CLIPS, seed: int = 0) -> Path:
-    rng = np.random.default_rng(seed)
-    for i in range(num_clips):
-        seconds = 0.6 + 0.15 * (i % 7)
-        t = np.arange(int(16000 * seconds)) / 16000
-        f0 = 90 + 12 * i
-        wave = 0.25 * np.sin(2 * np.pi * f0 * t) * (1 + 0.5 * np.sin(2 * np.pi * (2 + i % 5) * t))
-        wave += 0.02 * (1 + i % 3) * rng.standard_normal(len(t))
-        sub = folder / ("a" if i % 2 else "b")
-        sub.mkdir(parents=True, exist_ok=True)
-        sf.write(sub / f"clip{i:03d}.wav", wave.astype(np.float32), 16000)
-    (folder / "b" / "broken.wav").write_bytes(b"this is not audio")
-    sf.write(folder / "b" / "tiny.wav", np.zeros(0, np.float32), 16000)  # empty: nothing to encode
-    return folder
+from annotate_helpers import SHARD_SIZE, write_corpus
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -48,20 +28,3 @@ def reference(corpus, tmp_path_factory):
     out = tmp_path_factory.mktemp("ref") / "ann"
     annotate(corpus, out, workers=1, shard_size=SHARD_SIZE, precision="fp32", device="cpu")
     return out, annotated_rows(out)
-
-
-def assert_same_rows(a, b, atol: float = 1e-4) -> None:
-    """Same ids, rows, statuses and audio; embeddings and probabilities equal up to float noise (thread counts and
-    batch composition differ between engines)."""
-    assert a.column("row").to_pylist() == b.column("row").to_pylist()
-    for col in ("id", "audio", "status", "duration"):
-        assert a.column(col).to_pylist() == b.column(col).to_pylist(), col
-    ea, eb = a.column("embedding").to_pylist(), b.column("embedding").to_pylist()
-    for x, y in zip(ea, eb):
-        assert (x is None) == (y is None)
-        if x is not None:
-            np.testing.assert_allclose(x, y, atol=atol)
-    for col in a.column_names:
-        if col.startswith("p_"):
-            np.testing.assert_allclose(np.array(a.column(col).to_pylist(), dtype=float),
-                                       np.array(b.column(col).to_pylist(), dtype=float), atol=atol)

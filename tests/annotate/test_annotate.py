@@ -5,7 +5,7 @@ import json
 
 import numpy as np
 import pytest
-from conftest import NUM_CLIPS, NUM_SHARDS, SHARD_SIZE
+from annotate_helpers import NUM_CLIPS, NUM_SHARDS, SHARD_SIZE
 
 from paraspeechclap.annotate.attributes import AttributeTable, table_for_model
 from paraspeechclap.annotate.job import MANIFEST, AnnotateError
@@ -59,7 +59,7 @@ def test_readable_by_datasets_and_duckdb(reference):
     out, rows = reference
     ds = load_dataset("parquet", data_dir=str(out), split="train")
     assert len(ds) == rows.num_rows and sorted(ds["row"]) == rows.column("row").to_pylist()
-    n = duckdb.sql(f"SELECT count(*) FROM read_parquet('{out}/train-*.parquet') WHERE status = 'ok' "
+    n = duckdb.sql(f"SELECT count(*) FROM read_parquet('{out}/data/train-*.parquet') WHERE status = 'ok' "
                    "AND p_pitch_deep + p_pitch_medium_pitched + p_pitch_high_pitched > 0.999").fetchall()[0][0]
     assert n == NUM_CLIPS
 
@@ -79,11 +79,11 @@ def test_rerun_skips_finished_shards_and_refuses_other_jobs(reference, corpus, t
     from paraspeechclap.annotate import annotate
 
     out, _ = reference
-    before = {p.name: p.stat().st_mtime_ns for p in out.glob("train-*.parquet")}
+    before = {p.name: p.stat().st_mtime_ns for p in out.glob("data/*.parquet")}
     summary = annotate(corpus, out, workers=1, shard_size=SHARD_SIZE, precision="fp32", device="cpu")
     assert summary["shards_done"] == NUM_SHARDS and summary["rows_done"] == NUM_CLIPS + 2
     assert summary["audio_seconds_this_run"] == 0
-    assert {p.name: p.stat().st_mtime_ns for p in out.glob("train-*.parquet")} == before
+    assert {p.name: p.stat().st_mtime_ns for p in out.glob("data/*.parquet")} == before
     with pytest.raises(AnnotateError, match="shard size"):
         annotate(corpus, out, workers=1, shard_size=SHARD_SIZE + 1, device="cpu")
     other = tmp_path / "other"

@@ -10,10 +10,10 @@ import textwrap
 import time
 
 import pytest
-from conftest import NUM_CLIPS, NUM_SHARDS, SHARD_SIZE, assert_same_rows
+from annotate_helpers import NUM_CLIPS, NUM_SHARDS, SHARD_SIZE, assert_same_rows
 
 from paraspeechclap.annotate.engines import annotated_rows
-from paraspeechclap.annotate.job import LOCK, MANIFEST, SHARD_GLOB
+from paraspeechclap.annotate.layout import DATA_DIR, LOCK, MANIFEST
 
 # The child runs the real CLI; the test slows each commit down (after the shard is recorded) so that the kill
 # lands while later shards are in flight. Nothing in the package knows about it.
@@ -72,7 +72,7 @@ def test_sigkill_then_resume_equals_uninterrupted_run(corpus, reference, tmp_pat
     ids = rows.column("id").to_pylist()
     assert len(ids) == len(set(ids)) == NUM_CLIPS + 2
     assert_same_rows(rows, reference[1], atol=1e-6)
-    assert len(list(out.glob("train-*.parquet"))) == NUM_SHARDS
+    assert len(list(out.glob("data/*.parquet"))) == NUM_SHARDS
 
 
 def test_two_local_workers_match_one(corpus, reference, tmp_path):
@@ -108,8 +108,8 @@ def test_ray_data_matches_one_worker(corpus, reference, tmp_path):
     finally:
         ray.shutdown()
     assert summary["engine"] == "ray" and summary["shards_done"] == NUM_SHARDS
-    kept = {MANIFEST, LOCK} | {p.name for p in out.glob(SHARD_GLOB)}
-    assert {p.name for p in out.iterdir()} <= kept  # shards committed straight from the stream: nothing else left
+    assert {p.name for p in out.iterdir()} <= {MANIFEST, LOCK, DATA_DIR}  # committed from the stream: nothing else
+    assert sorted(p.name for p in (out / DATA_DIR).iterdir()) == sorted(n.split("/")[1] for n in _completed(out))
     assert_same_rows(annotated_rows(out), reference[1])
     manifest = json.loads((out / MANIFEST).read_text())  # written from the actors' model metadata (none in the driver)
     expected = json.loads((reference[0] / MANIFEST).read_text())

@@ -80,6 +80,29 @@ def test_jsonl_rows_and_bad_rows(tmp_path):
     assert _good(read_rows(str(m), audio_root="/r"))[1].audio == "/r/s/b.wav"
 
 
+def test_declared_columns_of_the_wrong_type_are_bad_rows(tmp_path):
+    """The manifest-row contract types the columns the reader gives meaning to; the rest pass through."""
+    m = tmp_path / "m.jsonl"
+    m.write_text("\n".join(json.dumps(r) for r in [
+        {"path": "a.wav", "duration": 1.5, "text_description": "one", "intrinsic_tags": ["deep"], "mine": {"x": 1}},
+        {"path": "b.wav", "duration": "1.5"},
+        {"relative_audio_path": 7, "audio_path": "c.wav"},
+        {"path": "d.wav", "schema": "paraspeechclap.manifest-row/9"},
+        {"path": "e.wav", "text_description": [1, 2]},
+        {"caption": "no audio here", "duration": "x"},
+    ]) + "\n")
+    rows = list(read_rows(m))
+    bad = _bad(rows)
+    assert [r.ok for r in rows] == [True, False, False, False, False, False]
+    assert bad[f"{m}:2"] == "field 'duration': expected a valid number, got '1.5' (expected manifest-row version 1)"
+    assert bad[f"{m}:3"].startswith("field 'relative_audio_path': expected a valid string, got 7")
+    assert bad[f"{m}:4"].startswith("field 'schema': written as version 9, newer than this paraspeechclap reads")
+    assert bad[f"{m}:5"].startswith("field 'text_description.0': expected a valid string, got 1")
+    assert rows[0].fields["mine"] == {"x": 1}
+    # a column-only read of a row that names no audio (a reranking manifest) does not check its columns
+    assert [r.ok for r in read_rows(m, require_audio=False)][-1]
+
+
 def test_json_list_ndjson_and_gzip(tmp_path):
     records = [{"path": "a.wav", "n": 1}, "not an object", {"path": "b.wav"}]
     (tmp_path / "l.json").write_text(json.dumps(records, indent=1))

@@ -51,5 +51,9 @@ def test_suite_file_template_audio_root_and_the_older_synth_form(tmp_path):
     with pytest.raises(SuiteError, match="template"):
         resolve_suite(str(path))
     path.write_text(json.dumps(dict(new, extra=1)))
-    with pytest.raises(SuiteError, match="unknown keys"):
+    with pytest.raises(SuiteError, match=r"suites.json: field 'extra': unknown key \(expected evaluation-suite "
+                                         r"version 1\)"):
+        resolve_suite(str(path))
+    path.write_text(json.dumps(dict(new, schema="paraspeechclap.evaluation-suite/2")))
+    with pytest.raises(SuiteError, match=r"field 'schema': written as version 2, newer than .*version 1\)"):
         resolve_suite(str(path))

@@ -239,28 +239,77 @@ def test_disk_full_updating_latest_keeps_the_complete_checkpoint(tmp_path, corpu
 
 
 # ----------------------------------------------------------------------------------------------- corruption
-@pytest.mark.parametrize("damage", ["truncate_model", "garbage_state", "pickled_code_in_state"])
+def strip_checksums(ckpt: Path) -> None:
+    """Rewrite a COMPLETE record as version 1 wrote it: file names, no checksums."""
+    info = json.loads((ckpt / C.MARKER).read_text())
+    info.pop("version")
+    info["files"] = sorted({name.split("/")[0] for name in info["files"]})
+    (ckpt / C.MARKER).write_text(json.dumps(info))
+
+
+@pytest.mark.parametrize("damage", ["flip_model_byte", "truncate_model", "garbage_state", "pickled_code_in_state",
+                                    "truncate_unverified_model"])
 def test_corrupted_newest_checkpoint_falls_back(tmp_path, corpus, reference, messages, damage):
-    """The newest checkpoint does not load: `--resume RUN` warns, resumes from the one before and ends with the
-    uninterrupted weights (replacing the broken checkpoint). A training state that needs pickle to load (it
-    could run code) counts as unreadable too."""
+    """The newest checkpoint's files do not match its COMPLETE record (one flipped byte inside the model's tensor
+    data, which torch.load would read without complaint; a truncated file; a replaced state) or, for a record
+    written before checksums existed, do not load: `--resume RUN` warns naming the file, resumes from the one
+    before (verified) and ends with the uninterrupted weights, the next checkpoint written from that good state."""
     ov = base_overrides(tmp_path, corpus, steps=STEPS, batch=4, **COMMON)
     train("intrinsic", ov)
     run = tmp_path / "run"
-    newest = C.checkpoint_root(run) / "step_00000006"
-    if damage == "truncate_model":
-        data = (newest / C.MODEL_FILE).read_bytes()
-        (newest / C.MODEL_FILE).write_bytes(data[: len(data) // 3])
+    newest, previous = (C.checkpoint_root(run) / f"step_{s:08d}" for s in (6, 4))
+    model_file = newest / C.MODEL_FILE
+    data = bytearray(model_file.read_bytes())
+    if damage == "flip_model_byte":
+        data[len(data) // 2] ^= 0x40  # inside a tensor's storage in the zip: no format check notices it
+        model_file.write_bytes(bytes(data))
+        silently = C.load_model_state(newest)  # what resuming without checksums would have used
+        assert not all(torch.equal(silently[k], reference[STEPS][k]) for k in silently)
+    elif damage in ("truncate_model", "truncate_unverified_model"):
+        model_file.write_bytes(bytes(data[: len(data) // 3]))
+        if damage == "truncate_unverified_model":
+            for ck in C.list_checkpoints(run):
+                strip_checksums(ck)
     elif damage == "garbage_state":
         (newest / C.STATE_FILE).write_bytes(os.urandom(2000))
     else:
         torch.save({"step": 6, "evil": ShellOut()}, newest / C.STATE_FILE)
-    assert C.resolve_resume(run) == newest  # still the head by sequence; it just does not load
+    assert C.resolve_resume(run) == newest  # still the head by sequence; it just does not verify or load
     res = train(None, resume=run)
     assert res["step"] == STEPS
-    assert any("step_00000006 does not load" in m for m in messages), messages
+    if damage == "truncate_unverified_model":
+        assert any("step_00000006 does not load" in m for m in messages), messages
+        assert sum("loaded unverified" in m for m in messages) == 1, messages  # said once
+        assert any(f"resuming from {previous} (unverified)" in m for m in messages), messages
+    else:
+        bad = C.STATE_FILE if damage in ("garbage_state", "pickled_code_in_state") else C.MODEL_FILE
+        assert any(f"step_00000006 fails verification: {bad}: " in m for m in messages), messages
+        assert any(f"resuming from {previous} (verified)" in m for m in messages), messages
+        assert not any("unverified" in m for m in messages), messages
     assert_same_weights(final_weights(run), reference[STEPS])
     assert C.load_training_state(newest)["step"] == STEPS  # the broken one was replaced by a good one
+    assert C.verify_checkpoint(newest) == {}
+
+
+def test_resume_removes_leftover_temporaries_only(tmp_path, corpus, messages):
+    """A crash mid-save leaves a hidden temporary folder (and a temporary `latest`): the resume removes both and
+    logs them, and leaves hidden names it did not make alone."""
+    train("intrinsic", base_overrides(tmp_path, corpus, steps=2, batch=4, **COMMON))
+    run = tmp_path / "run"
+    root = C.checkpoint_root(run)
+    half = root / ".step_00000004.0123456789ab.tmp"
+    half.mkdir()
+    (half / C.MODEL_FILE).write_bytes(b"half a checkpoint")
+    (root / ".latest.00000000abcd.tmp").write_text("step_00000004")
+    theirs = [root / ".step_00000004.tmp", root / ".notes", root / ".step_00000004.0123456789ab.tmp.bak"]
+    for p in theirs:
+        p.write_text("not ours")
+    messages.clear()
+    res = train(None, resume=run)
+    assert res["step"] == 2 and [p.name for p in C.list_checkpoints(run)] == ["step_00000002"]
+    assert not half.exists() and not (root / ".latest.00000000abcd.tmp").exists()
+    assert all(p.read_text() == "not ours" for p in theirs)
+    assert any(f"left by an earlier run: {half}" in m for m in messages), messages
 
 
 def test_no_checkpoint_loads_is_a_clear_error(tmp_path):

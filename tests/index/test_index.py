@@ -11,7 +11,8 @@ import pytest
 pytest.importorskip("duckdb")
 
 from paraspeechclap.annotate.attributes import AttributeTable  # noqa: E402
-from paraspeechclap.annotate.job import MANIFEST, Job, JobConfig, arrow_schema  # noqa: E402
+from paraspeechclap.annotate.job import MANIFEST, Job, JobConfig  # noqa: E402
+from paraspeechclap.annotate.layout import annotation_schema  # noqa: E402
 from paraspeechclap.annotate.inputs import InputRow  # noqa: E402
 from paraspeechclap.index import Index, IndexError_  # noqa: E402
 
@@ -33,7 +34,7 @@ def _write_annotations(folder: Path, vectors: np.ndarray, shards: list[int], bad
     rows = [InputRow(i, f"clip{i:03d}", f"/audio/clip{i:03d}.wav") for i in range(n)]
     job = Job(JobConfig(inputs=["/audio"], out=str(folder), shard_size=SHARD), rows=rows)
     job.ensure_manifest({"model": "fake", "identity": "abc", "precision": "fp32"}, TABLE, DIM)
-    schema = arrow_schema(TABLE, DIM, "float32")
+    schema = annotation_schema(TABLE, DIM, "float32")
     for k in shards:
         part = range(k * SHARD, min((k + 1) * SHARD, n))
         ok = [i not in bad_rows for i in part]
@@ -46,7 +47,7 @@ def _write_annotations(folder: Path, vectors: np.ndarray, shards: list[int], bad
             "embedding": pa.FixedSizeListArray.from_arrays(flat, DIM, mask=pa.array([not o for o in ok])),
             "pitch": ["deep" if d else "high" for d in deep], "p_pitch_deep": deep, "p_pitch_high": [1 - d for d in deep],
             "tags": [["deep"] if d else [] for d in deep], "caption": [None for _ in part]}, schema=schema)
-        job.commit(k, table)
+        job.commit(job.shards[k], table)
 
 
 @pytest.fixture(params=["usearch", "faiss"])
@@ -85,7 +86,8 @@ def test_incremental_build_adds_new_shards_only(tmp_path, backend):
     ann = tmp_path / "ann"
     _write_annotations(ann, vectors, shards=[0, 2])
     first = Index.build(ann, backend=backend)
-    assert len(first) == 49 and sorted(first.meta["shards"]) == ["train-00000.parquet", "train-00002.parquet"]
+    assert len(first) == 49 and sorted(first.meta["shards"]) == ["data/train-00000-of-00004.parquet",
+                                                             "data/train-00002-of-00004.parquet"]
     assert first.search_vector(vectors[30], top=1)[0][0] != 30  # shard 1 not there yet
     _write_annotations(ann, vectors, shards=[1, 3])
     second = Index.build(ann)

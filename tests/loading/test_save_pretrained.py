@@ -31,6 +31,27 @@ def test_save_pretrained_round_trip_offline(tiny_model, golden, golden_waveforms
     assert not (folder / "stale.txt").exists()
 
 
+def test_config_is_stamped_and_older_or_newer_configs_are_told_apart(tiny_model, tmp_path, monkeypatch):
+    from paraspeechclap import ParaSpeechCLAP, schemas
+
+    folder = tiny_model.save_pretrained(tmp_path / "saved")
+    config = json.loads((folder / "config.json").read_text())
+    assert config["format_version"] == 1 and list(config)[:1] == ["model_type"]
+    assert schemas.read(folder / "config.json", "saved-model-config")["embedding_dim"] == 24
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    del config["format_version"]  # a folder saved before versions: version 0, still read
+    (folder / "config.json").write_text(json.dumps(config))
+    assert schemas.read(folder / "config.json", "saved-model-config")["format_version"] == 1
+    assert ParaSpeechCLAP.from_pretrained(folder, device="cpu", precision="fp32").config.embedding_dim == 24
+    (folder / "config.json").write_text(json.dumps(dict(config, format_version=2)))
+    with pytest.raises(schemas.SchemaError, match=r"config.json: field 'format_version': written as version 2, "
+                                                  r"newer .*\(expected saved-model-config version 1\)"):
+        schemas.read(folder / "config.json", "saved-model-config")
+    (folder / "config.json").write_text(json.dumps({k: v for k, v in config.items() if k != "speech_config"}))
+    with pytest.raises(schemas.SchemaError, match=r"field 'speech_config': is missing"):
+        schemas.read(folder / "config.json", "saved-model-config")
+
+
 @pytest.mark.parametrize("kind", ["foreign-files", "empty", "other-config", "a-file"])
 def test_a_folder_it_did_not_write_is_never_replaced(tiny_model, tmp_path, kind):
     target = tmp_path / "target"

@@ -87,3 +87,51 @@ def layout(tmp_path: Path) -> Path:
     (base / "iter_1" / "input_texts.txt").write_text("hello\n\nworld\nbye\n")
     write_wav(base / "iter_3" / "audios" / "7.wav", 0.2)  # matches no prompt line
     return base
+
+
+def start_reward_service(precision: str = "fp32"):
+    """A real ``paraspeechclap serve --model mini`` on a free 127.0.0.1 port: (process, base URL) once it answers."""
+    import http.client
+    import os
+    import socket
+    import subprocess
+    import sys
+    import tempfile
+    import time
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")])}
+    env.pop("PARASPEECHCLAP_TOKEN", None)
+    log = tempfile.TemporaryFile()  # a file, not a pipe nobody reads: the server can never block on its output
+    process = subprocess.Popen([sys.executable, "-m", "paraspeechclap", "serve", "--model", "mini", "--port", str(port),
+                                "--device", "cpu", "--precision", precision, "--log-level", "warning"], env=env,
+                               stdout=log, stderr=subprocess.STDOUT)
+    deadline = time.time() + 180
+    while True:
+        if process.poll() is not None:
+            log.seek(0)
+            raise RuntimeError(f"paraspeechclap serve exited: {log.read().decode(errors='replace')}")
+        if time.time() > deadline:
+            process.kill()
+            raise RuntimeError("paraspeechclap serve did not answer within 180 s")
+        try:
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+            connection.request("GET", "/health")
+            if connection.getresponse().status == 200:
+                return process, f"http://127.0.0.1:{port}"
+        except OSError:
+            time.sleep(0.3)
+
+
+@pytest.fixture(scope="session")
+def reward_service():
+    """The base URL of a real reward service (mini, fp32), one for the session (the TRL and veRL tests share it)."""
+    process, url = start_reward_service()
+    try:
+        yield url
+    finally:
+        process.terminate()
+        process.wait(30)

@@ -174,3 +174,49 @@ def test_layout_end_to_end_with_the_tiny_model(layout, fixture_dir, tiny_model, 
     assert "3/3 prompts chosen" in capsys.readouterr().err
     provenance = doc["meta"]["provenance"] if "meta" in doc else doc["provenance"]
     assert provenance["precision"] == "fp32" and provenance["identity"] == tiny_model.identity()
+
+
+def test_plain_folder_with_a_caption_reports_file_names_and_reruns(tmp_path, stub_model, monkeypatch, write_wav, capsys):
+    base = tmp_path / "takes"
+    for name, level in [("take-1.wav", 0.2), ("take-2.wav", 0.7), ("take-3.wav", 0.4)]:
+        write_wav(base / name, level)
+    out = tmp_path / "best"
+    assert _run([base, "--caption", "A calm voice.", "-o", out, "--no-progress"], stub_model, monkeypatch) == 0
+    printed = capsys.readouterr()
+    assert "take-2.wav" in printed.out  # the table names the chosen file
+    doc = _selection(out)
+    [rec] = doc["prompts"]
+    assert rec["id"] == "takes" and rec["caption"] == "A calm voice." and doc["kind"] == "folder"
+    assert rec["chosen"]["name"] == "take-2.wav" and rec["chosen"]["candidate"] == 1
+    assert [(c["name"], c["rank"]) for c in rec["candidates"]] == [("take-1.wav", 3), ("take-2.wav", 1), ("take-3.wav", 2)]
+    assert (out / "audios" / "takes.wav").read_bytes() == (base / "take-2.wav").read_bytes()
+    rows = list(csv.DictReader((out / "selection.csv").open()))
+    assert [r["name"] for r in rows if r["chosen"] == "1"] == ["take-2.wav"]
+    # the run's record: a second run is refused without --overwrite, and replaces only its own files with it
+    (out / "notes.txt").write_text("mine")
+    assert _run([base, "--caption", "A calm voice.", "-o", out, "--no-progress"], stub_model, monkeypatch) == 2
+    assert "--overwrite" in capsys.readouterr().err
+    write_wav(base / "take-2.wav", 0.1)
+    assert _run([base, "--caption", "A calm voice.", "-o", out, "--no-progress", "--overwrite"], stub_model,
+                monkeypatch) == 0
+    assert _selection(out)["prompts"][0]["chosen"]["name"] == "take-3.wav"
+    assert (out / "audios" / "takes.wav").read_bytes() == (base / "take-3.wav").read_bytes()
+    assert (out / "notes.txt").read_text() == "mine"
+    # a folder without --caption, and --caption on a layout: usage errors naming the fix
+    assert _run([base, "-o", tmp_path / "o2", "--no-progress"], stub_model, monkeypatch) == 2
+    assert "--caption" in capsys.readouterr().err
+
+
+def test_manifest_and_layout_results_name_their_files(layout, tmp_path, stub_model, monkeypatch, write_wav, capsys):
+    write_wav(tmp_path / "m" / "a.wav", 0.2)
+    write_wav(tmp_path / "m" / "b.wav", 0.6)
+    manifest = tmp_path / "m" / "rows.jsonl"
+    manifest.write_text(json.dumps({"id": "p", "caption": "A calm voice.", "candidates": ["a.wav", "b.wav"]}) + "\n")
+    assert _run([manifest, "-o", tmp_path / "o1", "--no-progress"], stub_model, monkeypatch) == 0
+    rec = _selection(tmp_path / "o1")["prompts"][0]
+    assert rec["chosen"]["name"] == "b.wav" and [c["name"] for c in rec["candidates"]] == ["a.wav", "b.wav"]
+    assert "b.wav" in capsys.readouterr().out
+    assert _run([layout, "-o", tmp_path / "o2", "--no-progress"], stub_model, monkeypatch) == 0
+    recs = {r["index"]: r for r in _selection(tmp_path / "o2")["prompts"]}
+    assert recs[0]["chosen"]["name"] == "iter_2/audios/0.wav"
+    assert "iter_2/audios/0.wav" in capsys.readouterr().out

@@ -38,6 +38,7 @@ def test_layout_carries_optional_wer_and_transcriptions(layout):
     data = read_layout(layout)
     first = data.prompts[0].candidates
     assert first[0].columns == {"wer_text": "0.0", "wer": 0.0, "transcription": "text 1.0"}
+    assert list(first[0].columns) == ["wer_text", "wer", "transcription"]  # the order of selection.csv's columns
     assert first[2].columns == {}  # iter_3 has neither file
     assert data.prompts[1].candidates[0].columns["wer"] == 0.5
     assert data.prompts[2].candidates[0].columns["wer"] is None  # "ERROR: not found"
@@ -153,3 +154,47 @@ def test_manifest_is_streamed_and_ids_match_whole_and_case_insensitively(tmp_pat
     assert "m.jsonl:5: id True is not a plain file name" in issues
     assert "m.jsonl:6: 'candidates' (the list of audio paths) missing" in issues
     assert data.num_lines == 6
+
+
+def test_plain_folder_needs_a_caption_and_lists_its_audio_files(tmp_path, write_wav):
+    base = tmp_path / "cands"
+    for name, level in [("b.WAV", 0.2), ("a.wav", 0.5), ("c.wav", 0.1)]:
+        write_wav(base / name, level)
+    (base / "notes.txt").write_text("not audio")
+    (base / "sub").mkdir()
+    with pytest.raises(InputError, match="--caption"):
+        read_input(base)
+    data = read_input(base, caption="  A calm voice. ")
+    assert data.kind == "folder" and data.num_lines == 1
+    [prompt] = data.prompts
+    assert (prompt.id, prompt.caption, prompt.output_stem) == ("cands", "A calm voice.", "cands")
+    assert [c.name for c in prompt.candidates] == ["a.wav", "b.WAV", "c.wav"]  # name order
+    assert [c.index for c in prompt.candidates] == [0, 1, 2]
+    assert any("2 entries that are not audio files ignored" in i and "notes.txt" in i for i in data.issues)
+    with pytest.raises(InputError, match="non-empty"):
+        read_input(base, caption=" ")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(InputError, match="no audio files"):
+        read_input(empty, caption="A calm voice.")
+    odd = tmp_path / ".hidden"  # not a plain file name: the output is named 0<suffix>
+    write_wav(odd / "x.wav", 0.3)
+    assert read_input(odd, caption="A calm voice.").prompts[0].output_stem == "0"
+
+
+def test_caption_is_refused_where_the_input_carries_its_own(layout, tmp_path, write_wav):
+    with pytest.raises(InputError, match="input_descriptions.txt"):
+        read_input(layout, caption="A calm voice.")
+    write_wav(tmp_path / "a.wav", 0.2)
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text(json.dumps({"caption": "x", "candidates": ["a.wav"]}) + "\n")
+    with pytest.raises(InputError, match="caption per row"):
+        read_input(manifest, caption="A calm voice.")
+
+
+def test_candidates_carry_their_file_names(layout, tmp_path, write_wav):
+    assert [c.name for c in read_layout(layout).prompts[1].candidates] == ["iter_1/audios/2.wav", "iter_3/audios/2.wav"]
+    write_wav(tmp_path / "x" / "a.wav", 0.2)
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text(json.dumps({"caption": "x", "candidates": ["x/a.wav", str(tmp_path / "x" / "a.wav")]}) + "\n")
+    assert [c.name for c in read_manifest(manifest).prompts[0].candidates] == ["x/a.wav", str(tmp_path / "x" / "a.wav")]

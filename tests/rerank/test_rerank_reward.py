@@ -131,3 +131,69 @@ def test_rerank_imports_without_torch():
     code = "import sys, paraspeechclap.rerank, paraspeechclap.rerank.cli; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+
+class PitchStub:
+    """Audio rows ``[1, level, 0]`` (level = the clip's first sample), text rows ``[1, #deep - #high-pitched, 0]``:
+    a positive level sounds deep. Has the logit scale the contrastive score needs."""
+
+    logit_scale = 2.0
+
+    def embed_audio(self, audio, batch_size=8):
+        import soundfile as sf
+
+        items = audio if isinstance(audio, list) else [audio]
+        levels = [float(np.asarray(item[0] if isinstance(item, tuple) else sf.read(str(item), dtype="float32")[0])
+                        .reshape(-1)[0]) for item in items]
+        rows = np.array([[1.0, level, 0.0] for level in levels])
+        return rows / np.linalg.norm(rows, axis=1, keepdims=True)
+
+    def embed_text(self, texts):
+        rows = np.array([[1.0, t.count("deep") - t.count("high-pitched"), 0.0] for t in texts])
+        return rows / np.linalg.norm(rows, axis=1, keepdims=True)
+
+
+def test_contrastive_reward_is_the_benchmarks_score():
+    from paraspeechclap.ttseval.contrastive import contrastive_scores
+
+    model = PitchStub()
+    audios = [_clip(0.9), _clip(-0.9), _clip(0.9)]
+    captions = ["A deep voice.", "A deep voice.", "Somebody talks."]
+    with pytest.warns(RuntimeWarning, match="1 of 3 item"):
+        got = reward(model, audios, captions, score="contrastive")
+    want = contrastive_scores(model, model.embed_audio(audios), captions).scores
+    assert got.dtype == np.float32 and got[0] > 0.8 and got[1] < 0.2 and np.isnan(got[2])
+    np.testing.assert_allclose(got[:2], want[:2], atol=1e-6)
+    with pytest.raises(ValueError, match="score must be one of"):
+        reward(model, audios, captions, score="logit")
+
+
+def test_best_of_n_and_rerank_by_contrastive_score(tmp_path, write_wav, capsys):
+    """The two scores pick different candidates: the cosine to "A deep voice." peaks at level 1 (the clip closest to
+    the caption), the contrastive score grows with how much deeper than high-pitched the clip is (level 3)."""
+    import json
+    from unittest import mock
+
+    from paraspeechclap.cli import main
+    from paraspeechclap.rerank import cli
+
+    model = PitchStub()
+    levels = [1.0, 3.0]
+    assert best_of_n(model, lambda c, i: _clip(levels[i]), "A deep voice.", n=2).index == 0
+    res = best_of_n(model, lambda c, i: _clip(levels[i]), "A deep voice.", n=2, score="contrastive")
+    assert res.index == 1 and 0.5 < res.score < 1
+    for i, level in enumerate((-0.3, 1.0, 3.0)):
+        write_wav(tmp_path / f"c{i}.wav", level)
+    manifest = tmp_path / "m.jsonl"
+    rows = [{"id": "x", "caption": "A deep voice.", "candidates": ["c0.wav", "c1.wav", "c2.wav"]},
+            {"id": "y", "caption": "Somebody talks.", "candidates": ["c0.wav"]}]
+    manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    with mock.patch.object(cli, "load_model", lambda args: model):
+        code = main(["rerank", str(manifest), "--output", str(tmp_path / "out"), "--score", "contrastive",
+                     "--no-progress"])
+    selection = json.loads((tmp_path / "out" / "selection.json").read_text())
+    chosen = {p["id"]: p["chosen"] for p in selection["prompts"]}
+    assert code == 1 and chosen["x"]["candidate"] == 2 and chosen["y"] is None  # y: no attribute to flip
+    assert "contrastive adherence" in selection["score"]
+    assert "names no attribute" in capsys.readouterr().err

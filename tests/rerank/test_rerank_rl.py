@@ -69,6 +69,15 @@ def test_logit_shaping_and_captions_from_prompts(tiny_model, clips):
         ParaSpeechCLAPReward(model=tiny_model)(prompts=captions, completions=clips)
 
 
+def test_contrastive_shaping_is_the_benchmark_score(tiny_model, clips):
+    """shaping="contrastive" gives reward(score="contrastive"), the style-adherence benchmark's score."""
+    captions = [CAPTIONS[i % 3] for i in range(len(clips))]
+    got = ParaSpeechCLAPReward(model=tiny_model, shaping="contrastive")(prompts=None, completions=clips, caption=captions)
+    expected = reward(tiny_model, _resolved(clips), captions, score="contrastive")
+    np.testing.assert_allclose(got, expected, atol=1e-6)
+    assert all(0.0 <= r <= 1.0 for r in got)
+
+
 def test_group_norm_per_prompt(tiny_model, clips):
     captions = [CAPTIONS[0]] * 3 + [CAPTIONS[1]] * 2
     prompts = ["p1", "p1", "p1", "p2", "p2"]
@@ -209,7 +218,7 @@ def _client(url, **kw):
     return client
 
 
-@pytest.mark.parametrize("shaping", ["cosine", "logit", "group_norm"])
+@pytest.mark.parametrize("shaping", ["cosine", "logit", "group_norm", "contrastive"])
 def test_http_client_gives_identical_numbers(tiny_model, standin, clips, tmp_path, shaping):
     completions = [*clips, str(tmp_path / "missing.wav"), b"garbage"]
     captions = [CAPTIONS[i % 3] for i in range(len(completions))]
@@ -286,8 +295,10 @@ def test_verl_compute_score(tiny_model, standin, clips):
     failed = compute_score("paraspeechcaps", "/nonexistent.wav", caption, model=tiny_model, return_dict=True,
                            failure_score=-1.0)
     assert failed["score"] == -1.0 and failed["failed"] == 1.0 and set(failed) == set(detail)
-    with pytest.raises(ValueError, match="compute_score_batch"):
+    with pytest.raises(ValueError, match="adv_estimator=grpo"):
         compute_score("x", path, caption, model=tiny_model, shaping="group_norm")
+    # veRL hands over the decoded text: by default a path (whitespace around it ignored)
+    assert compute_score("d", f"  {path}\n", caption, model=tiny_model) == score
     # the batch form (veRL's batch reward manager), group_norm by (data_source, caption) or extra_info["group"]
     sols = [clips[0], clips[1], clips[3]["audio"], clips[4]]
     gts = [CAPTIONS[0], CAPTIONS[0], CAPTIONS[1], CAPTIONS[1]]
@@ -308,3 +319,36 @@ def test_verl_loads_the_module_by_file_path(tiny_model, clips, monkeypatch):
     monkeypatch.setattr(module, "_SCORERS", {})
     score = module.compute_score("d", clips[0], CAPTIONS[0], model=tiny_model)
     assert score == pytest.approx(float(reward(tiny_model, [clips[0]], CAPTIONS[0])[0]), abs=1e-6)
+
+
+def test_verl_to_audio_hook_by_reference(tiny_model, clips, tmp_path):
+    """The hook veRL's reward_kwargs can name: 'file.py:function' or 'module:function', called as to_audio([text], None)."""
+    wave, sr = clips[2]
+    np.save(tmp_path / "wave.npy", wave)
+    hooks = tmp_path / "hooks.py"
+    hooks.write_text("import numpy as np\n"
+                     f"WAVE = np.load({str(tmp_path / 'wave.npy')!r})\n"
+                     "def speech(completions, completion_ids):\n"
+                     f"    return [(WAVE, {sr}) if text.strip() == 'tokens' else None for text in completions]\n")
+    expected = float(reward(tiny_model, [(wave, sr)], CAPTIONS[1])[0])
+    got = compute_score("d", "tokens", CAPTIONS[1], model=tiny_model, to_audio=f"{hooks}:speech", return_dict=True)
+    assert got["score"] == pytest.approx(expected, abs=1e-6) and got["failed"] == 0.0
+    assert compute_score("d", "other", CAPTIONS[1], model=tiny_model, to_audio=f"{hooks}:speech",
+                         return_dict=True)["failed"] == 1.0  # the hook's None fails the item
+    assert compute_score("d", "tokens", CAPTIONS[1], model=tiny_model,
+                         to_audio=lambda texts, ids: [(wave, sr)] * len(texts)) == pytest.approx(expected, abs=1e-6)
+    for bad, message in [(f"{tmp_path / 'none.py'}:speech", "file not found"), (f"{hooks}:nothing", "no function"),
+                         ("speech", "module:function")]:
+        with pytest.raises(ValueError, match=message):
+            compute_score("d", "tokens", CAPTIONS[1], model=tiny_model, to_audio=bad)
+
+
+def test_concurrent_calls_share_one_model(tiny_model, clips):
+    """veRL's reward loop runs compute_score in executor threads: concurrent calls give the sequential answers."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    paths = [clips[0], str(clips[4]), clips[3]["audio"]] * 4
+    want = [compute_score("d", p, CAPTIONS[i % 3], model=tiny_model) for i, p in enumerate(paths)]
+    with ThreadPoolExecutor(4) as pool:
+        got = list(pool.map(lambda a: compute_score("d", a[1], CAPTIONS[a[0] % 3], model=tiny_model), enumerate(paths)))
+    np.testing.assert_allclose(got, want, atol=1e-6)

@@ -3,12 +3,13 @@ from __future__ import annotations
 
 import os
 import threading
+from pathlib import Path
 import time
 
 import numpy as np
 import pytest
 
-from conftest import b64, wav_bytes
+from serve_helpers import b64, wav_bytes
 
 CAPTIONS = ["A person speaks in a deep voice.", "A person speaks in a high-pitched voice."]
 
@@ -107,6 +108,23 @@ def test_reward_contract_with_one_bad_item(client, mini, clip):
             assert "group_mean" in body["components"][0]
 
 
+def test_reward_contrastive_equals_the_library_score(client, mini, clip):
+    """shaping=contrastive answers the numbers of rerank.reward(score="contrastive") (the benchmark's score); a caption
+    that names no attribute the counterfactual table flips fails only itself, with the reason."""
+    other = wav_bytes(1.2, 260.0)
+    items = [{"audio": b64(clip), "caption": CAPTIONS[0]}, {"audio": b64(other), "caption": CAPTIONS[1]},
+             {"audio": b64(clip), "caption": "Hello there."}]
+    from paraspeechclap.rerank import reward as in_process
+
+    expected = in_process(mini, [clip, other], CAPTIONS, score="contrastive")
+    response = client.post("/v1/reward", json={"items": items, "shaping": "contrastive"})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    np.testing.assert_allclose(body["rewards"][:2], expected, atol=1e-5)
+    assert body["components"][0]["counterfactuals"] >= 1 and 0.0 <= body["components"][0]["contrastive_win"] <= 1.0
+    assert body["rewards"][2] is None and "names no attribute" in body["errors"][2]
+
+
 def test_timeline_matches_the_model(client, mini):
     long_clip = wav_bytes(6.0, 180.0)
     response = client.post("/v1/timeline", json={"audio": b64(long_clip), "captions": CAPTIONS,
@@ -155,9 +173,19 @@ def test_search_a_real_index_and_play_a_clip(make_client, mini, tmp_path):
     corpus.mkdir()
     for i, freq in enumerate((100, 140, 220, 300)):
         (corpus / f"clip{i}.wav").write_bytes(wav_bytes(1.0 + 0.2 * i, freq))
+    (corpus / "broken.wav").write_bytes(b"not audio at all")           # a row that failed to decode
+    (tmp_path / "outside.wav").write_bytes(wav_bytes(1.0, 180))
+    (corpus / "linked.wav").symlink_to(tmp_path / "outside.wav")       # decodes, but lives outside the corpus
     annotate(corpus, tmp_path / "ann", workers=1, shard_size=8, device="cpu")
     index = Index.build(tmp_path / "ann")
-    client = make_client(index=Index.open(index.folder))
+    opened = Index.open(index.folder)
+    client = make_client(index=opened)
+    rows = {Path(audio).name: (row, status) for row, audio, status in
+            opened.sql.execute("SELECT row, audio, status FROM clips").fetchall()}
+    assert rows["broken.wav"][1] != "ok" and rows["linked.wav"][1] == "ok"
+    expect_error(client.get(f"/v1/clip/{rows['broken.wav'][0]}"), 404, "no_such_clip")
+    expect_error(client.get(f"/v1/clip/{rows['linked.wav'][0]}"), 404, "no_such_clip")
+    assert client.get(f"/v1/clip/{rows['clip0.wav'][0]}").status_code == 200
     body = client.post("/v1/search", json={"text": "A man speaks in a deep voice.", "k": 3}).json()
     assert len(body["results"]) == 3 and body["results"][0]["score"] >= body["results"][-1]["score"]
     hit = body["results"][0]
@@ -195,7 +223,7 @@ def test_health_metrics_docs_and_page(client, clip):
     schema = client.get("/openapi.json").json()
     assert {"/v1/score", "/v1/classify", "/v1/embed", "/v1/reward", "/v1/timeline", "/v1/search"} <= set(schema["paths"])
     page = client.get("/")
-    assert page.status_code == 200 and "<canvas" in page.text
+    assert page.status_code == 200 and 'id="timeline-svg"' in page.text
     for asset in ("/static/app.js", "/static/style.css"):
         response = client.get(asset)
         assert response.status_code == 200 and "http://" not in response.text and "https://" not in response.text

@@ -79,3 +79,22 @@ def test_admission_bound_retry_after_and_cancelled_jobs():
         assert after.result(5) == 14
     finally:
         batcher.close()
+
+
+def test_cheapest_first_and_only_similar_costs_share_a_batch():
+    from paraspeechclap.serve.batcher import similar
+
+    assert similar(4, 12) and similar(100, 180) and not similar(4, 61) and not similar(61, 900)
+    model = SlowModel(0.01)
+    batcher = Batcher(model, max_batch_items=16, max_wait_ms=50, max_queue_items=64)
+    try:
+        gate = threading.Event()
+        batcher.call(lambda: gate.wait(5))
+        expensive = batcher.submit([1, 2, 3], priority=61.0)
+        cheap = [batcher.submit([10 + i], priority=4.0) for i in range(2)]
+        gate.set()
+        expensive.result(5)
+        assert all(f.result(5) for f in cheap)
+        assert model.calls[:2] == [2, 3]     # the two cheap jobs first, together; the expensive one alone after
+    finally:
+        batcher.close()

@@ -4,7 +4,7 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 import pytest
-from conftest import wav_bytes
+from serve_helpers import wav_bytes
 
 from paraspeechclap.serve.inputs import ApiError, decode
 

@@ -40,3 +40,31 @@ def test_serve_command_starts_and_answers(tmp_path):
     bad = subprocess.run([sys.executable, "-m", "paraspeechclap", "serve", "--index", str(tmp_path / "none")],
                          env=env, capture_output=True, text=True, timeout=120)
     assert bad.returncode != 0 and "--index" in bad.stderr
+
+
+def test_an_index_of_another_model_is_refused_at_start(tmp_path):
+    """An index whose embeddings came from another model identity (here: mini at another precision) stops `serve`
+    before it listens, naming both identities and widths."""
+    import pytest
+
+    pytest.importorskip("duckdb", reason="the corpus extra (duckdb, usearch) is not installed")
+    from serve_helpers import wav_bytes
+
+    from paraspeechclap.annotate import annotate
+    from paraspeechclap.index import Index
+
+    corpus = tmp_path / "audio"
+    corpus.mkdir()
+    for i in range(3):
+        (corpus / f"clip{i}.wav").write_bytes(wav_bytes(1.0, 120 + 60 * i))
+    annotate(corpus, tmp_path / "ann", workers=1, shard_size=8, device="cpu", precision="fp32")
+    index = Index.build(tmp_path / "ann")
+    held = index.meta["model"]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    other = "bf16" if held.get("precision") != "bf16" else "fp32"
+    run = subprocess.run([sys.executable, "-m", "paraspeechclap", "serve", "--model", "mini", "--index",
+                          str(index.folder), "--precision", other, "--device", "cpu", "--port", "1"],
+                         env=env, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 2, run.stderr[-2000:]
+    for fact in (held["identity"], f"dimension {index.meta['dim']}", "the model given", f"--precision {held['precision']}"):
+        assert fact in run.stderr, run.stderr[-2000:]

@@ -1,6 +1,8 @@
 """Checkpoint bookkeeping without training: save sequence, `latest`, pruning that spares other branches,
 weights-only training state, the import allow-list, validation R@1 = evaluate's R@1."""
 import json
+import logging
+import os
 import random
 from types import SimpleNamespace
 
@@ -124,3 +126,64 @@ def test_resume_command():
     assert T.resume_command("runs/my run", ALONE) == "paraspeechclap train --resume 'runs/my run'"
     two = SimpleNamespace(distributed=True, world_size=4)
     assert T.resume_command("runs/x", two) == "torchrun --nproc_per_node=4 -m paraspeechclap train --resume runs/x"
+
+
+def test_completion_record_checksums_every_file_and_verification_names_the_bad_one(tmp_path):
+    run = tmp_path / "run"
+    ck = C.save_checkpoint(run, 2, torch.nn.Linear(4, 4), {"step": 2}, save_pretrained=False, keep_last=0)
+    (ck / "pretrained").mkdir()  # nested files are recorded by relative path (as save_pretrained writes them)
+    record = json.loads((ck / C.MARKER).read_text())
+    assert record["version"] == C.RECORD_VERSION == 2 and record["step"] == 2 and record["seq"] == 1
+    assert sorted(record["files"]) == [C.MODEL_FILE, C.STATE_FILE]
+    for name, entry in record["files"].items():
+        assert entry["bytes"] == (ck / name).stat().st_size and len(entry["sha256"]) == 64
+    assert C.verify_checkpoint(ck) == {}
+    data = bytearray((ck / C.MODEL_FILE).read_bytes())
+    data[len(data) // 2] ^= 1
+    (ck / C.MODEL_FILE).write_bytes(bytes(data))
+    assert C.verify_checkpoint(ck) == {C.MODEL_FILE: "SHA-256 differs from the record (contents altered)"}
+    (ck / C.STATE_FILE).unlink()
+    assert C.verify_checkpoint(ck)[C.STATE_FILE] == "missing"
+    with pytest.raises(C.CheckpointError, match=r"fails verification: model\.pth\.tar: SHA-256 differs.*"
+                                                r"training_state\.pt: missing"):
+        C.load_first_good([ck])
+
+
+def test_version_1_records_load_unverified_and_say_so_once(tmp_path):
+    run = tmp_path / "run"
+    for step in (2, 4):
+        ck = C.save_checkpoint(run, step, torch.nn.Linear(2, 2), {"step": step}, save_pretrained=False, keep_last=0)
+        info = json.loads((ck / C.MARKER).read_text())
+        info.pop("version")
+        info["files"] = sorted(info["files"])  # version 1: names only
+        (ck / C.MARKER).write_text(json.dumps(info))
+    assert C.verify_checkpoint(ck) is None
+    got = []
+    handler = logging.Handler()
+    handler.emit = lambda record: got.append(record.getMessage())
+    C.logger.addHandler(handler)
+    try:
+        chosen, state, _ = C.load_first_good(C.resume_candidates(run))
+    finally:
+        C.logger.removeHandler(handler)
+    assert chosen.name == "step_00000004" and state["step"] == 4
+    assert [m for m in got if "unverified" in m] == [
+        f"checkpoint {chosen} was written before checksums were recorded: loaded unverified"]
+
+
+def test_a_checkpointer_removes_only_its_own_temporaries(tmp_path):
+    run = tmp_path / "run"
+    root = C.checkpoint_root(run)
+    root.mkdir(parents=True)
+    ours = [root / ".step_00000002.0123456789ab.tmp", root / ".latest.0123456789ab.tmp", root / ".tmp-step_2-x",
+            root / ".old-step_2-17"]
+    theirs = [root / ".step_00000002.tmp", root / ".latest.tmp", root / "step_00000002.0123456789ab.tmp",
+              root / ".latest.0123456789AB.tmp", root / ".model.pth.tar.0123456789ab.tmp"]
+    ours[0].mkdir()
+    (ours[0] / "x").write_text("half")
+    for p in ours[1:] + theirs:
+        p.write_text("x")
+    C.Checkpointer(run, SimpleNamespace(is_main=False), keep_last=1, save_pretrained=False)
+    assert all(p.exists() for p in ours)  # only rank 0 takes the folder over
+    C.Checkpointer(run, ALONE, keep_last=1, save_pretrained=False)
+    assert not any(os.path.lexists(p) for p in ours) and all(p.exists() for p in theirs)

@@ -1,0 +1,147 @@
+"""An exported model with the numpy API of :class:`paraspeechclap.ParaSpeechCLAP`, and no torch.
+
+The methods are the same one-line delegations to an engine as the torch class's, over
+:class:`paraspeechclap.runtime.engine.RuntimeEngine`; the attributes the HTTP service and the bulk commands read of a
+model (``engine`` with ``decode``/``sampling_rate``/``embed_many``, ``config.embedding_dim``, ``logit_scale``,
+``provenance()``, ``identity()``, ``embed_text``, ``classify_embeddings``, ``timeline``) are all here.
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from .._version import __version__
+from ..audio import AudioInput
+from ..inference.loop import as_audio_list
+from .backends import open_graphs
+from .engine import RuntimeEngine
+from .manifest import MANIFEST_NAME, read_manifest
+from .text import TextTokenizer
+
+
+@dataclass(frozen=True)
+class ExportedConfig:
+    """The preprocessing fields of :class:`paraspeechclap.model.ParaSpeechCLAPConfig` that an exported model keeps."""
+
+    embedding_dim: int
+    sampling_rate: int
+    do_normalize: bool
+    window_seconds: float
+    window_overlap_seconds: float
+    prompt_template: str
+    text_pooling: str
+    speech_model: str | None = None
+    text_model: str | None = None
+    speech_config: dict = field(default_factory=dict)  # only its model_type (the page's attribute table reads it)
+
+
+class ExportedModel:
+    """Load with :func:`paraspeechclap.runtime.load`."""
+
+    training = False
+
+    def __init__(self, folder: str | Path, precision: str = "auto", threads: int | None = None,
+                 decode_ahead: int = 4, decode_workers: int = 2):
+        self.folder = Path(folder)
+        self.manifest = read_manifest(self.folder)
+        model, audio, text = self.manifest["model"], self.manifest["audio"], self.manifest["text"]
+        self.backend = self.manifest["backend"]
+        self.graphs = open_graphs(self.folder, self.backend, self.manifest["graphs"], precision, threads,
+                                  bool(audio["bf16_weights"]))
+        self.precision = self.graphs.precisions["speech_tower"]
+        self.name = str(model["name"])
+        self.logit_scale = float(model["logit_scale"])
+        self.config = ExportedConfig(
+            embedding_dim=int(model["embedding_dim"]), sampling_rate=int(audio["sampling_rate"]),
+            do_normalize=bool(audio["do_normalize"]), window_seconds=float(audio["window_seconds"]),
+            window_overlap_seconds=float(audio["window_overlap_seconds"]), prompt_template=str(text["template"]),
+            text_pooling=str(text["pooling"]), speech_model=model.get("speech_model"),
+            text_model=model.get("text_model"), speech_config={"model_type": audio.get("model_type")})
+        self._identity = self._content_identity()
+        self.engine = RuntimeEngine(self, self.graphs, TextTokenizer(self.folder, text), decode_ahead, decode_workers)
+
+    def _content_identity(self) -> str:
+        """The source weights' identity, the manifest (it lists every file's digest) and the precision run: an
+        exported model never shares an identity (and so a cache entry) with its torch source or another variant."""
+        digest = hashlib.sha256(self.manifest["model"]["identity"].encode())
+        digest.update((self.folder / MANIFEST_NAME).read_bytes())
+        digest.update(f"{self.backend}:{self.precision}".encode())
+        return digest.hexdigest()[:16]
+
+    # ------------------------------------------------------------------ what outputs record
+    @property
+    def device(self) -> str:
+        return "cpu"
+
+    def identity(self) -> str:
+        return self._identity
+
+    def provenance(self) -> dict:
+        """What produced an output (recorded beside every result, as the torch model's): the exported model's
+        identity, the source weights' identity and name, precision, runtime and versions."""
+        model = self.manifest["model"]
+        return {"model": self.name, "identity": self._identity, "precision": self.precision, "device": "cpu",
+                "paraspeechclap": __version__, "runtime": f"{self.graphs.name} {self.graphs.version}",
+                "exported_from": {"identity": model["identity"], "versions": model["versions"],
+                                  "format_version": self.manifest["format_version"], "backend": self.backend}}
+
+    # ------------------------------------------------------------------ numpy API (delegated to the engine)
+    @property
+    def default_batch_size(self) -> int:
+        return self.engine.default_batch_size
+
+    @property
+    def default_max_batch_seconds(self) -> float:
+        return self.engine.default_max_batch_seconds
+
+    @property
+    def min_audio_samples(self) -> int:
+        return self.engine.min_audio_samples
+
+    def check_length(self, wave: np.ndarray, name: str) -> None:
+        self.engine.check_length(wave, name)
+
+    def load_waveforms(self, audio: AudioInput | Sequence[AudioInput]) -> list[np.ndarray]:
+        return [self.engine.decode(item) for item in as_audio_list(audio)]
+
+    def embed_audio(self, audio: AudioInput | Sequence[AudioInput], batch_size: int | None = None,
+                    max_batch_seconds: float | None = None, progress: bool = False) -> np.ndarray:
+        """L2-normalised audio embeddings ``[N, D]`` of paths, bytes or ``(array, sample_rate)`` pairs."""
+        return self.engine.embed_audio(audio, batch_size=batch_size, max_batch_seconds=max_batch_seconds,
+                                       progress=progress)
+
+    def embed_waveforms(self, waves: Sequence[np.ndarray], batch_size: int | None = None,
+                        max_batch_seconds: float | None = None, progress: bool = False) -> np.ndarray:
+        return self.engine.embed_waveforms(waves, batch_size=batch_size, max_batch_seconds=max_batch_seconds,
+                                           progress=progress)
+
+    def embed_text(self, texts: str | Sequence[str], batch_size: int = 64) -> np.ndarray:
+        return self.engine.embed_text(texts, batch_size=batch_size)
+
+    def embed_prompts(self, candidates: Sequence[str], template: str | Sequence[str] | None = None) -> np.ndarray:
+        return self.engine.embed_prompts(candidates, template)
+
+    def similarity(self, audio: AudioInput | Sequence[AudioInput], texts: str | Sequence[str],
+                   batch_size: int | None = None) -> np.ndarray:
+        """Cosine similarities ``[N_audio, N_text]``."""
+        return self.embed_audio(audio, batch_size=batch_size) @ self.embed_text(texts).T
+
+    def classify(self, audio: AudioInput | Sequence[AudioInput], candidates: Sequence[str],
+                 template: str | Sequence[str] | None = None, batch_size: int | None = None) -> list[dict[str, float]]:
+        """Per clip, candidate -> probability = softmax over candidates of ``logit_scale * cosine``."""
+        return self.classify_embeddings(self.embed_audio(audio, batch_size=batch_size), candidates, template)
+
+    def classify_embeddings(self, audio_emb: np.ndarray, candidates: Sequence[str],
+                            template: str | Sequence[str] | None = None) -> list[dict[str, float]]:
+        return self.engine.classify_embeddings(audio_emb, candidates, template)
+
+    def timeline(self, audio: AudioInput, captions: Sequence[str], window_seconds: float = 3.0,
+                 hop_seconds: float = 1.0) -> dict:
+        return self.engine.timeline(audio, captions, window_seconds=window_seconds, hop_seconds=hop_seconds)
+
+    def __repr__(self) -> str:
+        return f"ExportedModel({str(self.folder)!r}, {self.backend}, {self.precision})"

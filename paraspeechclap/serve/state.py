@@ -1,0 +1,82 @@
+"""What the routes share: the model, its worker, the budgets, the attribute tables and the index (checked to hold
+this model's embeddings)."""
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .admission import Budget
+from .batcher import Batcher
+from .config import ServeConfig
+from .http import body_budget
+from .metrics import Metrics
+
+def attribute_table(model: Any) -> tuple[str, dict[str, list[str]]]:
+    """The attributes the page draws probability bars for: the table annotate uses for this model (the packaged
+    table whose ``match`` fits its speech encoder, else the paper's)."""
+    from ..annotate.attributes import table_for_model
+
+    try:
+        table = table_for_model(model)
+    except FileNotFoundError:
+        return "none", {}
+    return table.family, {a.name: list(a.classes) for a in table.attributes}
+
+
+def corpus_roots(index: Any) -> list[Path]:
+    """Folders an indexed clip's audio may be served from: the annotation folder and the corpus it was made from
+    (the annotation manifest's audio root, else each input folder, or the folder of each input manifest file)."""
+    annotations = Path(str(getattr(index, "annotations", "") or ""))
+    roots = [annotations] if str(annotations) not in ("", ".") else []
+    try:
+        manifest = json.loads((annotations / "_manifest.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        manifest = {}
+    source = manifest.get("input") or {}
+    if source.get("audio_root"):
+        roots.append(Path(source["audio_root"]))
+    else:
+        for item in source.get("inputs") or []:
+            path = Path(item)
+            roots.append(path if path.is_dir() else path.parent)
+    return [Path(os.path.realpath(root)) for root in roots if root.is_dir()]
+
+
+@dataclass
+class ServeState:
+    model: Any
+    config: ServeConfig
+    index: Any = None
+    metrics: Metrics = field(default_factory=Metrics)
+
+    def __post_init__(self) -> None:
+        c = self.config
+        self.batcher = Batcher(self.model, c.max_batch_items, c.max_wait_ms, c.max_queue_items, c.batch_size,
+                               self.metrics, max_batch_seconds=c.max_batch_seconds, max_queue_cost=c.max_queue_cost)
+        self.body_budget = body_budget(c)
+        self.audio_budget = Budget("decoded-audio memory", c.max_audio_memory, "bytes")
+        self.decoders = asyncio.Semaphore(max(1, c.max_decoders))
+        self.provenance = self.model.provenance()
+        self.logit_scale = float(self.model.logit_scale)
+        self.dim = int(self.model.config.embedding_dim)
+        self.table_name, self.attributes = attribute_table(self.model)
+        self.index_attributes, self.roots = self.attributes, []
+        if self.index is not None:
+            meta = getattr(self.index, "meta", None) or {}
+            from ..index.core import model_mismatch
+
+            problem = model_mismatch(meta, self.provenance, self.dim) if meta.get("model") else None
+            if problem is not None:
+                raise ValueError(problem)
+            table = (meta.get("attributes") or {}).get("attributes")
+            if isinstance(table, dict):
+                self.index_attributes = {name: list(spec.get("classes", spec) if isinstance(spec, dict) else spec)
+                                         for name, spec in table.items()}
+            self.roots = corpus_roots(self.index)
+
+    def close(self) -> None:
+        self.batcher.close()

@@ -1,0 +1,54 @@
+"""annotate.calibrate: per-class thresholds for a wanted tag precision, withheld classes, not_with gates."""
+from __future__ import annotations
+
+import numpy as np
+
+from paraspeechclap.annotate.attributes import Attribute, AttributeTable
+from paraspeechclap.annotate.calibrate import calibrate_attribute, class_threshold
+
+
+def test_class_threshold_is_the_lowest_that_keeps_the_precision():
+    p = np.array([0.99, 0.95, 0.9, 0.8, 0.7, 0.6])
+    right = np.array([True, True, True, False, True, False])
+    assert class_threshold(p, right, 0.8, 1) == 0.7  # 4 of the top 5 right
+    assert class_threshold(p, right, 1.0, 1) == 0.9
+    assert class_threshold(p, right, 1.0, 4) is None  # never 4 tags all right
+    assert class_threshold(p[:0], right[:0], 0.9, 1) is None
+    many = np.linspace(1.0, 0.5, 200)
+    right = np.arange(200) % 20 != 19  # 95 % right all along
+    assert class_threshold(many, right, 0.9, 1) == many[-1]
+    margin = class_threshold(many, right, 0.9, 1, confidence=0.95)  # 19 of the first 20 is too few to be sure
+    assert margin is not None and margin < many[60]
+    assert class_threshold(many[:20], right[:20], 0.9, 1, confidence=0.95) is None
+
+
+def test_calibrate_attribute_sets_per_class_thresholds_and_withholds():
+    a = Attribute("quality", ["normal", "whispered", "fry"], neutral=["normal"])
+    # rows: [normal, whispered, fry] probabilities; gold None is a negative (claims none of the classes)
+    probs = np.array([[0.1, 0.9, 0.0], [0.2, 0.8, 0.0], [0.4, 0.6, 0.0],   # whispered, right
+                      [0.0, 0.0, 1.0], [0.1, 0.0, 0.9], [0.3, 0.0, 0.7],   # fry: right, wrong, wrong
+                      [0.9, 0.1, 0.0], [0.0, 0.55, 0.45]])                 # normal; a negative tagged whispered
+    gold = ["whispered", "whispered", "whispered", "fry", "normal", "normal", "normal", None]
+    calibrate_attribute(a, probs, gold, np.zeros(len(gold), bool), precision=0.9, min_clips=2)
+    assert a.thresholds == {"whispered": 0.6} and a.withheld == ["fry"]  # fry: 1 of 2 at best
+    rec = a.calibration
+    assert rec["tagged"] == 3 and rec["precision"] == 1.0 and rec["coverage"] == round(3 / 8, 4)
+    assert rec["per_class"]["fry"] == {"precision": None, "tagged": 0, "right": 0}
+    gated = np.zeros(len(gold), bool)
+    gated[0] = True  # another attribute's tag keeps row 0 from one
+    calibrate_attribute(a, probs, gold, gated, precision=0.9, min_clips=2)
+    assert a.calibration["tagged"] == 2
+
+
+def test_tags_follow_per_class_thresholds_withheld_and_not_with():
+    table = AttributeTable("t", "A {} style.", [
+        Attribute("pitch", ["deep", "high"], thresholds={"deep": 0.9, "high": 0.6},
+                  not_with={"quality": ["whispered"]}),
+        Attribute("quality", ["normal", "whispered", "fry"], neutral=["normal"], thresholds={"whispered": 0.5},
+                  withheld=["fry"])])
+    probs = {"pitch": np.array([[0.8, 0.2], [0.3, 0.7], [0.95, 0.05], [0.1, 0.9]]),
+             "quality": np.array([[1, 0, 0], [1, 0, 0], [0, 0, 1.0], [0.2, 0.8, 0]])}
+    assert [table.tags(probs, i) for i in range(4)] == [[], ["high"], ["deep"], ["whispered"]]
+    doc = table.to_dict()
+    assert doc["attributes"]["quality"]["withheld"] == ["fry"] and doc["calibration"]["status"] == "uncalibrated"
+    assert AttributeTable.from_dict(doc).to_dict() == doc

@@ -1,0 +1,31 @@
+"""Helpers of the service tests (their own module: test modules do not import conftest)."""
+from __future__ import annotations
+
+import base64
+import io
+
+import numpy as np
+
+TONES = (100, 140, 220, 300, 420)   # Hz of the small index's clips (clip0.wav ... clip4.wav), 1 s each
+
+
+def wav_bytes(seconds: float = 1.5, freq: float = 150.0, rate: int = 16000, fmt: str = "WAV") -> bytes:
+    import soundfile as sf
+
+    t = np.arange(int(seconds * rate)) / rate
+    wave = 0.3 * np.sin(2 * np.pi * freq * t) * (1 + 0.5 * np.sin(2 * np.pi * 3 * t))
+    buffer = io.BytesIO()
+    sf.write(buffer, wave.astype(np.float32), rate, format=fmt)
+    return buffer.getvalue()
+
+
+def b64(data: bytes) -> dict:
+    return {"base64": base64.b64encode(data).decode()}
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

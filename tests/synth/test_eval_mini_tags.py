@@ -1,0 +1,47 @@
+"""scripts/eval_mini_tags.py: precision of the emitted tags against what the corpus claims, and coverage."""
+from __future__ import annotations
+
+import json
+
+from repo_scripts import load_script
+
+from paraspeechclap.annotate.attributes import Attribute, AttributeTable
+
+
+def _row(audio, **attrs):
+    base = {"gender": "male", "pitch_level": "medium", "rate_level": "measured", "range_level": "neutral",
+            "voice_quality": "normal", "delivery": "flowing"}
+    return dict(base, **attrs, _audio=audio)
+
+
+def test_a_tag_where_the_corpus_claims_nothing_is_wrong_and_coverage_counts_every_clip():
+    script = load_script("eval_mini_tags")
+    table = AttributeTable("t", "A {} style.", [
+        Attribute("pitch", ["deep", "medium-pitched", "high-pitched"], neutral=["medium-pitched"]),
+        Attribute("range", ["monotonous", "singsong"], withheld=["singsong"])])
+    rows = [_row("a", pitch_level="low", range_level="monotonous"),
+            _row("b", pitch_level="high"),                               # neutral range: claims no range class
+            _row("c", voice_quality="whispered", pitch_level=None, range_level=None),
+            _row("d")]
+    tags = {"a": ["deep", "monotonous"], "b": ["high-pitched", "singsong"], "c": ["deep"], "d": []}
+    f = script.figures(table, rows, tags)
+    assert (f["pitch"]["right"], f["pitch"]["tagged"], f["pitch"]["clips"]) == (2, 3, 4)
+    assert f["pitch"]["precision"] == 2 / 3 and f["pitch"]["coverage"] == 3 / 4
+    assert f["pitch"]["wrong"] == {"no claim -> deep": 1}
+    assert (f["pitch"]["taggable"], f["pitch"]["recall"]) == (2, 1.0)  # deep + high; medium is neutral
+    assert (f["range"]["right"], f["range"]["tagged"], f["range"]["wrong"]) == (1, 2, {"no claim -> singsong": 1})
+    assert f["range"]["taggable"] == 1 and f["range"]["per_class"]["singsong"]["withheld"]  # withheld still counts
+    md = script.to_markdown({"attributes": f})
+    assert "| pitch | 66.7 | 2 / 3 | 75.0 |" in md and "**no**" in md
+
+
+def test_refuses_a_small_corpus_or_the_calibration_corpus(tmp_path):
+    script = load_script("eval_mini_tags")
+    (tmp_path / "verification.json").write_text(json.dumps({
+        "generated": 3, "render_errors": 0, "kept": 3, "dropped": 0, "kept_per_split": {}, "generated_per_split": {},
+        "drop_reasons": {}, "agreement": {}, "thresholds": {}, "settings": {"seed": 7, "num_clips": 3}}))
+    table = AttributeTable("t", "A {} style.", [Attribute("x", ["a", "b"])], calibration={"corpus": {"seed": 7}})
+    assert "fewer than 500" in script.refuse_reason(tmp_path, table, [{}] * 3, 500)[0]
+    assert "seed 7 is the seed the table was calibrated on" in script.refuse_reason(tmp_path, table, [{}] * 3, 1)[0]
+    table.calibration = {"corpus": {"seed": 8}}
+    assert script.refuse_reason(tmp_path, table, [{}] * 3, 1)[0] is None
