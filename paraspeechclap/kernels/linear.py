@@ -3,13 +3,10 @@ from __future__ import annotations
 
 import functools
 import os
-import weakref
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-
-from .scratch import weights_key
 
 LINEAR_BACKEND_ENV = "PARASPEECHCLAP_CPU_LINEAR"  # "onednn", "torch", or unset / "auto" (see onednn_linear_wins)
 
@@ -58,47 +55,17 @@ def onednn_linear_wins(dtype: torch.dtype) -> bool:
     return dtype != torch.float32 or torch.backends.cpu.get_cpu_capability().startswith("AVX512")
 
 
-PACK_ROWS = 256  # the row count oneDNN lays a prepacked weight out for; any count of rows runs with it
-# module -> (weights key, its weight in oneDNN's blocked layout); beside the module, so that deepcopy and state_dict
-# never meet the opaque tensor, and gone with the module
-_PACKED: "weakref.WeakKeyDictionary[nn.Module, tuple]" = weakref.WeakKeyDictionary()
-
-
-def packed_weight(module: nn.Linear) -> torch.Tensor:
-    """``module.weight`` reordered once into oneDNN's blocked layout (rebuilt when the weights change): given the
-    plain weight, oneDNN reorders it at every call."""
-    weight = module.weight
-    key = weights_key(weight)
-    held = _PACKED.get(module)
-    if held is None or held[0] != key:
-        _PACKED.pop(module, None)  # let the old one go first
-        held = (key, torch.ops.mkldnn._reorder_linear_weight(weight.detach(), PACK_ROWS))
-        _PACKED[module] = held
-    return held[1]
-
-
 def linear(x: torch.Tensor, module: nn.Linear, gelu: bool = False) -> torch.Tensor:
-    """``F.linear`` of ``module`` (then exact GELU when ``gelu``), through ``linear_weights``; in bf16 with its
-    weight prepacked (``packed_weight``)."""
-    weight = module.weight
-    if x.dtype == torch.bfloat16 == weight.dtype and _onednn_applies(x, weight):
-        weight = packed_weight(module)
-    return linear_weights(x, weight, module.bias, gelu)
-
-
-def _onednn_applies(x: torch.Tensor, weight: torch.Tensor) -> bool:
-    """Whether ``linear_weights`` takes oneDNN's op for ``x`` and ``weight``."""
-    # oneDNN's op has no autograd formula: anything that may need gradients takes F.linear
-    return (not torch.is_grad_enabled() and x.device.type == "cpu" and x.dtype == weight.dtype
-            and onednn_linear_wins(x.dtype))
+    """``F.linear`` of ``module`` (then exact GELU when ``gelu``), through ``linear_weights``."""
+    return linear_weights(x, module.weight, module.bias, gelu)
 
 
 def linear_weights(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
                    gelu: bool = False) -> torch.Tensor:
-    """``F.linear`` (then exact GELU); oneDNN with GELU fused without gradients on CPU where ``onednn_linear_wins``
-    (``weight`` may be a ``packed_weight`` there)."""
+    """``F.linear`` (then exact GELU); oneDNN with GELU fused without gradients on CPU where ``onednn_linear_wins``."""
+    # oneDNN's op has no autograd formula: anything that may need gradients takes F.linear
     no_grad_cpu = not torch.is_grad_enabled() and x.device.type == "cpu"
-    if weight.is_mkldnn or _onednn_applies(x, weight):
+    if no_grad_cpu and x.dtype == weight.dtype and onednn_linear_wins(x.dtype):
         if gelu:
             return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "gelu", [], "none")
         return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "none", [], "")

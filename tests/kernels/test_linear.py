@@ -73,33 +73,3 @@ def test_an_unknown_linear_backend_is_refused(monkeypatch):
                 linear_module.onednn_linear_wins(torch.float32)
     finally:
         linear_module.onednn_linear_wins.cache_clear()
-
-
-def test_bf16_linear_layers_run_on_a_prepacked_weight_kept_per_weights_version():
-    """bf16 without gradients: the layer's weight is reordered once into oneDNN's layout, its answers are the plain
-    weight's bit for bit at any row count, the packing follows the weights when they change, and a model holding one
-    still deep-copies (the packed weight is kept beside the module)."""
-    import copy
-
-    import torch.nn as nn
-
-    if not linear_module.onednn_linear_supports(torch.bfloat16):
-        pytest.skip("oneDNN has no bf16 linear layers on this CPU")
-    torch.manual_seed(0)
-    layer = nn.Linear(64, 96).to(torch.bfloat16)
-    with torch.no_grad():
-        for rows in (1, 7, 300):
-            x = torch.randn(2, rows, 64, dtype=torch.bfloat16)
-            for gelu in (False, True):
-                plain = linear_module.linear_weights(x, layer.weight, layer.bias, gelu)
-                assert torch.equal(linear_module.linear(x, layer, gelu), plain)
-        packed = linear_module.packed_weight(layer)
-        assert packed.is_mkldnn and linear_module.packed_weight(layer) is packed
-        layer.weight.mul_(2)  # in place: the version counter moves
-        assert linear_module.packed_weight(layer) is not packed
-        assert torch.equal(linear_module.linear(x, layer), linear_module.linear_weights(x, layer.weight, layer.bias))
-        copy.deepcopy(layer)
-    x.requires_grad_(True)
-    y = linear_module.linear(x.float(), layer.float())  # gradients on: F.linear, no packing
-    y.sum().backward()
-    assert x.grad is not None
