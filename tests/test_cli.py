@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -149,3 +150,18 @@ def test_every_command_prints_its_help(command, capsys):
     with pytest.raises(SystemExit) as exit_:
         main([command, "--help"])
     assert exit_.value.code == 0 and "usage: paraspeechclap " + command in capsys.readouterr().out
+
+
+def test_the_dispatcher_contract_lists_every_module_of_the_package():
+    """import-linter's "cli.py is only the dispatcher" names its source modules: a new room must join the list."""
+    import pkgutil
+    import tomllib
+
+    import paraspeechclap
+
+    repo = Path(__file__).resolve().parents[1]
+    contracts = tomllib.loads((repo / "pyproject.toml").read_text())["tool"]["importlinter"]["contracts"]
+    listed = next(c for c in contracts if "only the dispatcher" in c["name"])["source_modules"]
+    modules = {f"paraspeechclap.{m.name}" for m in pkgutil.iter_modules(paraspeechclap.__path__)}
+    assert modules - set(listed) == {"paraspeechclap.__main__", "paraspeechclap._version", "paraspeechclap.cli"}
+    assert set(listed) <= modules
