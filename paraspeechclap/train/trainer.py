@@ -46,6 +46,7 @@ from ..data.dataset import ParaSpeechCapsDataset, StreamingParaSpeechCapsDataset
 from ..data.samplers import BalancedBatchSampler, ShuffleBatchSampler
 from ..data.sources import Table, load_sources
 from ..evaluate import metrics as M
+from ..prompts import fill_template
 from . import checkpointing as C
 from . import distributed as D
 from .config import Config, ConfigError, apply_overrides, dump, validate, _wrap
@@ -55,7 +56,6 @@ from .state import StopSignals, TrainState, agree, worker_ignore_signals
 
 logger = logging.getLogger("paraspeechclap.train")
 
-DEFAULT_TEMPLATE = "A person is speaking in a {} style."
 BUILTIN_TEMPLATES = Path(__file__).resolve().parents[1] / "configs" / "synonym_templates.json"
 SR = 16000
 
@@ -108,9 +108,9 @@ def load_synonym_templates(spec: str | os.PathLike | None) -> dict[str, list[str
 
 def step_prompts(vocab: Sequence[str], templates: dict[str, list[str]], template: str, seed: int, step: int,
                  column: str = "") -> list[str]:
-    """One prompt per tag for this step: a random synonym sentence, or ``template.format(tag)``."""
+    """One prompt per tag for this step: a random synonym sentence, or ``template`` filled with the tag."""
     rng = random.Random(f"{seed}:{step}:{column}")
-    return [rng.choice(templates[t]) if t in templates else template.format(t) for t in vocab]
+    return [rng.choice(templates[t]) if t in templates else fill_template(template, t) for t in vocab]
 
 
 def _freeze(model: torch.nn.Module, prefixes: Sequence[str]) -> int:

@@ -25,7 +25,6 @@ import os
 import re
 import shutil
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +44,11 @@ def _csv(path: Path, header: list[str], rows: list[list[Any]]) -> None:
         writer.writerows(["" if v is None else v for v in row] for row in rows)
 
     atomic_write(path, write)
+
+
+def system_columns() -> list[str]:
+    """The columns of systems.csv (and of ``tts-eval --format csv``): one row per view and system."""
+    return ["view", "system", "prompts"] + [f"{s}{k}" for s in SCORES for k in ("", "_lo", "_hi", "_rank")] + ["signature"]
 
 
 def _system_tables(doc: dict) -> tuple[list[list], dict]:
@@ -72,8 +76,7 @@ def _write_tables(doc: dict, folder: Path, paths: dict[tuple[str, str], str | No
     fileio.atomic_write_text(folder / "report.json", json.dumps(doc, indent=1, ensure_ascii=False, allow_nan=False)
                              + "\n")
     rows, paper = _system_tables(doc)
-    _csv(folder / "systems.csv", ["view", "system", "prompts"] + [f"{s}{k}" for s in SCORES
-                                                                  for k in ("", "_lo", "_hi", "_rank")] + ["signature"], rows)
+    _csv(folder / "systems.csv", system_columns(), rows)
     fileio.atomic_write_json(folder / "systems.json", paper)
     attr_rows, pair_rows = [], []
     for view in VIEWS:
@@ -160,9 +163,8 @@ def write_report(evaluation: Any, out: str | os.PathLike, audio: str = "link", p
     """Write the report folder ``out`` (see the module docstring). An existing ``out`` is replaced only when it is an
     earlier report with nothing added (:func:`paraspeechclap.evaluate.report.check_report_folder`); otherwise
     :class:`~paraspeechclap.evaluate.report.ReportFolderError` and nothing is touched."""
-    from .. import __version__
-    from ..evaluate.report import MANIFEST_FORMAT, REPORT_MANIFEST, _entries, check_report_folder
-    from ..fileio import atomic_dir, atomic_write_json, atomic_write_text
+    from ..evaluate.report import check_report_folder, write_report_manifest
+    from ..fileio import atomic_dir, atomic_write_text
     from .html import render_html
 
     if audio not in AUDIO_MODES:
@@ -180,10 +182,7 @@ def write_report(evaluation: Any, out: str | os.PathLike, audio: str = "link", p
             _write_plots(evaluation, tmp)
         atomic_write_text(tmp / "index.html", render_html(evaluation.doc, lambda p: None, plots=plots)
                           if audio == "none" else render_html(evaluation.doc, _url_of(evaluation.doc, paths), plots))
-        files, folders = _entries(tmp)
-        atomic_write_json(tmp / REPORT_MANIFEST, {"format": MANIFEST_FORMAT, "written_by": f"paraspeechclap {__version__}",
-                                                  "suite": "tts-eval", "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                                                  "files": files, "folders": folders})
+        write_report_manifest(tmp, "tts-eval")
         check_report_folder(out)  # again just before the swap: a file added meanwhile is not deleted
     return out
 

@@ -65,18 +65,14 @@ class Example:
     def __init__(self, model: Any, vector: np.ndarray):
         self.model, self.vector = model, unit(vector)
 
-    @property
-    def config(self):
-        return self.model.config
-
-    def provenance(self) -> dict:   # the index checks the model's identity (Index.check_model)
-        return self.model.provenance()
-
     def embed_text(self, texts):
         return self.model.embed_text(texts)
 
     def embed_audio(self, items):
         return self.vector[None, :]
+
+    def __getattr__(self, name: str) -> Any:  # the rest (provenance, config) is the model's, for Index.check_model
+        return getattr(self.model, name)
 
 
 def unit(vector: Any) -> np.ndarray:
