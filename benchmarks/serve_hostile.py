@@ -6,7 +6,8 @@ request after the other), then starts a second process of 64 hostile clients, ea
 ``--seconds``:
 
 - ``decode_bomb``: the issue's 8-channel 655,350 Hz FLAC of 60 s of silence (300 kB); expected 400 by its header
-- ``decode_ceiling``: an 8-channel 192 kHz FLAC of 60 s (at the service's ceilings): decoded in bounded blocks
+- ``decode_ceiling``: a FLAC at the service's ceilings (``--max-sample-rate`` x ``--max-channels`` x
+  ``--max-audio-seconds``): admitted at its cost (decoding charged by its samples), decoded in bounded blocks
 - ``template_bomb``: ``{:>10000000}{{}}`` (filled as text) and ``{} {}`` (400)
 - ``prompt_bomb``: 100 attribute sets of 64 classes (6,400 prompts in 40 kB): 413
 - ``max_body``: a body declared over the limit (413 before it is read) and one of exactly the largest size (parsed,
@@ -111,7 +112,7 @@ def wav(wave: np.ndarray, rate: int = 16000) -> bytes:
 
 
 # ---------------------------------------------------------------------------------------------- the attacks
-def attacks(max_body: int) -> dict[str, list]:
+def attacks(max_body: int, rate: int, channels: int, seconds: float) -> dict[str, list]:
     """Per attack class, the requests its clients send in turn: ``(head, body, pace, declared bound in s)``."""
     clip = b64(wav(np.sin(np.arange(48000) / 16000 * 2 * np.pi * 150).astype(np.float32) * 0.3))
     score = lambda audio: json.dumps({"audio": {"base64": audio}, "captions": CAPTIONS}).encode()  # noqa: E731
@@ -131,7 +132,7 @@ def attacks(max_body: int) -> dict[str, list]:
     plain = lambda body, bound=BOUNDS["quick"]: (post("/v1/score", body), body, None, bound)  # noqa: E731
     return {
         "decode_bomb": [plain(score(b64(flac(60, 655_350, 8))))],
-        "decode_ceiling": [plain(score(b64(flac(60, 192_000, 8))), BOUNDS["work"])],
+        "decode_ceiling": [plain(score(b64(flac(seconds, rate, channels))), BOUNDS["work"])],
         "template_bomb": [(post("/v1/classify", b), b, None, BOUNDS["work"]) for b in (classify("{:>10000000}{{}}"),
                                                                              classify("{} {}"))],
         "prompt_bomb": [(post("/v1/classify", b), b, None, BOUNDS["quick"]) for b in
@@ -154,9 +155,10 @@ CLIENTS = {"decode_bomb": 7, "decode_ceiling": 7, "template_bomb": 7, "prompt_bo
            "slow_body": 7, "slow_headers": 8, "long_timeline": 7, "deep_json": 7}
 
 
-def hostile(port: int, seconds: float, max_body: int, out: str, only: str = "") -> int:
+def hostile(port: int, seconds: float, limits: dict, out: str, only: str = "") -> int:
     """The hostile process: every class's clients repeat its requests until ``seconds`` have passed."""
-    plan = attacks(max_body)
+    plan = attacks(limits["max_upload_bytes"] * 4 // 3 + 64 * 1024, limits["max_sample_rate"], limits["max_channels"],
+                   limits["max_audio_seconds"])
     clients = {name: count for name, count in CLIENTS.items() if not only or name in only.split(",")}
     records: list[dict] = []
     lock = threading.Lock()
@@ -292,12 +294,12 @@ def main(argv=None) -> int:
     parser.add_argument("--model", default="mini")
     parser.add_argument("--out", default=str(Path(__file__).resolve().parent / "results"))
     parser.add_argument("--only", default="", help="comma-separated attack classes (default: all, 64 clients)")
-    parser.add_argument("--hostile", nargs=5, metavar=("PORT", "SECONDS", "MAX_BODY", "OUT", "ONLY"),
+    parser.add_argument("--hostile", nargs=5, metavar=("PORT", "SECONDS", "LIMITS", "OUT", "ONLY"),
                         help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.hostile:
-        port, seconds, max_body, out, only = args.hostile
-        return hostile(int(port), float(seconds), int(max_body), out, only.strip())
+        port, seconds, limits, out, only = args.hostile
+        return hostile(int(port), float(seconds), json.loads(limits), out, only.strip())
     revision = H.git_revision()   # of the code the server runs (read now, not after the run)
     port = free_port()
     process, health = start_server(args.model, port)
@@ -330,11 +332,10 @@ def measure(process, port: int, args, health: dict) -> dict:
     H.log(f"idle: {len(idle)} requests, p99 {percentile([s for _, s in idle], 99) * 1000:.0f} ms, "
           f"RSS {np.median(idle_rss):.0f} MB")
     health_before = len(sampler.health)
-    max_body = health["limits"]["max_upload_bytes"] * 4 // 3 + 64 * 1024
     with tempfile.TemporaryDirectory() as tmp:
         records_file = Path(tmp) / "hostile.json"
         attacker = subprocess.Popen([sys.executable, __file__, "--hostile", str(port), str(args.seconds),
-                                     str(max_body), str(records_file), args.only or " "])
+                                     json.dumps(health["limits"]), str(records_file), args.only or " "])
         time.sleep(2.0)                                    # the attackers' payloads are built and sent
         rss_from = len(sampler.rss)
         attacked = normal.run(until=time.perf_counter() + args.seconds - 2.0)

@@ -77,12 +77,45 @@ def _array_input(source: tuple, name: str) -> tuple[np.ndarray, int]:
     return array, int(rate)
 
 
+class _ViewFile(io.RawIOBase):
+    """A read-only, seekable file over a buffer, without copying it (what soundfile reads bytearrays through)."""
+
+    def __init__(self, data: bytearray):
+        self._view, self._position = memoryview(data), 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        count = max(0, min(len(buffer), len(self._view) - self._position))
+        buffer[:count] = self._view[self._position:self._position + count]
+        self._position += count
+        return count
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._position, io.SEEK_END: len(self._view)}[whence]
+        self._position = max(0, base + offset)
+        return self._position
+
+    def tell(self) -> int:
+        return self._position
+
+    def close(self) -> None:
+        self._view.release()
+        super().close()
+
+
 def _open(source: AudioInput, name: str):
     """A soundfile.SoundFile over a path or bytes; raises AudioError for what cannot be opened."""
     import soundfile as sf
 
-    if isinstance(source, (bytes, bytearray)):
-        handle: object = io.BytesIO(bytes(source))
+    if isinstance(source, bytes):
+        handle: object = io.BytesIO(source)   # shares the bytes (no copy until written)
+    elif isinstance(source, bytearray):
+        handle = _ViewFile(source)            # BytesIO would copy it
     elif isinstance(source, (str, os.PathLike)):
         path = Path(source)
         if not path.exists():

@@ -8,6 +8,7 @@ Errors are JSON: ``{"error": "<what went wrong>", "code": "<machine-readable>"}`
 from __future__ import annotations
 
 import gc
+import sys
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -21,6 +22,10 @@ from .state import ServeState, attribute_table
 
 __all__ = ["create_app", "attribute_table"]
 
+# The event loop answers every client: a thread that holds the GIL (parsing a large body, decoding, the model's
+# Python between kernels) hands it over within this many seconds when the loop asks (Python's default: 5 ms).
+SWITCH_INTERVAL = 0.001
+
 
 def create_app(model: Any, config: ServeConfig | None = None, index: Any = None) -> FastAPI:
     """The service around one loaded :class:`paraspeechclap.ParaSpeechCLAP` (and optionally an index); raises
@@ -32,10 +37,13 @@ def create_app(model: Any, config: ServeConfig | None = None, index: Any = None)
         import anyio.to_thread
 
         anyio.to_thread.current_default_thread_limiter().total_tokens = max(2, state.config.max_threads)
+        interval = sys.getswitchinterval()
+        sys.setswitchinterval(SWITCH_INTERVAL)
         gc.collect()
         gc.freeze()   # the model's and the libraries' objects live as long as the server: no collection walks them
         yield
         state.close()
+        sys.setswitchinterval(interval)
 
     app = FastAPI(title="ParaSpeechCLAP service", version=state.provenance.get("paraspeechclap", ""),
                   description="Speaking-style scores, classification, embeddings, rewards and timelines. "
@@ -44,7 +52,8 @@ def create_app(model: Any, config: ServeConfig | None = None, index: Any = None)
     app.state.serve = state
     app.state.batcher, app.state.metrics, app.state.config, app.state.model = (state.batcher, state.metrics,
                                                                                state.config, model)
-    app.add_middleware(Guard, metrics=state.metrics, config=state.config, budget=state.body_budget)
+    app.add_middleware(Guard, metrics=state.metrics, config=state.config, budget=state.body_budget,
+                       health=state.health)
     install_handlers(app)
     for module in (scoring, rewards, timeline, search, service):
         app.include_router(module.router)

@@ -1,15 +1,22 @@
-"""Dynamic batching with backpressure: one model worker thread, bounded items and work in flight, cheapest first.
+"""Dynamic batching with backpressure: two model lanes, bounded items and work in flight, deadlines kept.
 
 Requests are admitted with :meth:`Batcher.admit` (``n`` items costing ``cost`` seconds of work; past
-``max_queue_items`` or ``max_queue_cost`` in flight it raises :class:`QueueFull`, which the app answers with 429 and
-Retry-After) and then :meth:`submit` their decoded audio as jobs, each carrying a priority (the request's cost:
-lower runs first, ties in arrival order). The worker takes the first waiting job and gathers more until it holds
-``max_batch_items`` items or ``max_batch_seconds`` of audio or ``max_wait_ms`` has passed, whichever first, taking
-only jobs of a similar cost (it waits only while more admitted work is on its way), runs the project's one bulk loop
+``max_queue_items`` or ``max_queue_cost`` in flight, or when the work ahead could not be done before the request's
+deadline at the lane's measured rate, it raises :class:`QueueFull`, which the app answers with 429 and Retry-After;
+a request that could not finish in time even alone raises :class:`TooSlow`, a 413) and then :meth:`submit` their
+decoded audio as jobs. A request costing at most ``express_cost`` runs on the **express lane**, a model thread of
+its own, so a cheap request never waits behind an expensive one's batch; the rest share the **bulk lane**. Within a
+lane jobs run in the order of their key: the request's admission time plus its cost at the lane's measured rate (the
+time it would be done if it ran alone at once), so cheap requests overtake expensive ones admitted a little earlier,
+and no admitted request waits for ever behind a stream of cheaper ones.
+
+Each lane's worker takes the first waiting job and gathers more until it holds ``max_batch_items`` items or
+``max_batch_seconds`` of audio or ``max_wait_ms`` has passed, whichever first, taking only jobs of a similar cost (it
+waits only while more admitted work is on its way), runs the project's one bulk loop
 (:func:`paraspeechclap.inference.embed_items`) over all of them at once, then gives each job its own results and runs
-the job's ``after`` step (text embeddings, cosines, softmax) on the same thread, so that every model call happens on
-one thread. A :meth:`call` job runs alone. A job whose future was cancelled (its request timed out or its client
-left) is dropped when the worker reaches it. Torch releases the GIL, so the event loop keeps answering meanwhile.
+the job's ``after`` step (text embeddings, cosines, softmax) on the same thread. A :meth:`call` job runs alone. A job
+whose future was cancelled (its request timed out or its client left) is dropped when the worker reaches it. Torch
+releases the GIL, so the event loop keeps answering meanwhile.
 """
 from __future__ import annotations
 
@@ -28,6 +35,10 @@ from .metrics import Metrics
 
 log = logging.getLogger(__name__)
 
+EXPRESS, BULK = "express", "bulk"
+DEFAULT_RATE = 100.0     # seconds of work per second a lane is assumed to do before it has measured its own
+ESTIMATE_SHARE = 0.5     # admitted work must be estimated done within this share of the timeout (the rest: slack)
+
 
 class QueueFull(Exception):
     """More items or work in flight than the bounds allow; ``retry_after`` is a whole number of seconds."""
@@ -37,11 +48,16 @@ class QueueFull(Exception):
         self.retry_after = retry_after
 
 
-class Ticket:
-    """Admission of ``items`` items and ``cost`` seconds of work; released once (when the request ends)."""
+class TooSlow(Exception):
+    """A request that could not be done within the timeout even on an idle lane, at its measured rate."""
 
-    def __init__(self, batcher: "Batcher", items: int, cost: float):
-        self.batcher, self.items, self.cost = batcher, items, cost
+
+class Ticket:
+    """Admission of ``items`` items and ``cost`` seconds of work on ``lane``; released once (when the request
+    ends). ``key`` orders its jobs in the lane."""
+
+    def __init__(self, batcher: "Batcher", items: int, cost: float, lane: "_Lane", key: float):
+        self.batcher, self.items, self.cost, self.lane, self.key = batcher, items, cost, lane, key
         self.submitted = self.released = False
 
     def release(self) -> None:
@@ -51,6 +67,7 @@ class Ticket:
                 self.released = True
                 batcher._in_flight -= self.items
                 batcher._cost -= self.cost
+                self.lane.cost -= self.cost
                 if not self.submitted:
                     batcher._incoming = max(0, batcher._incoming - 1)
 
@@ -61,6 +78,7 @@ class _Job:
     after: Callable[[list[ItemResult]], Any] | None
     future: Future
     seconds: float = 0.0
+    cost: float = 0.0
     enqueued: float = field(default_factory=time.perf_counter)
 
 
@@ -68,6 +86,7 @@ class _Job:
 class _Call:
     fn: Callable[[], Any]
     future: Future
+    cost: float = 0.0
     enqueued: float = field(default_factory=time.perf_counter)
 
 
@@ -87,28 +106,59 @@ def _seconds(item: Any) -> float:
     return 0.0
 
 
+def lower_thread_priority(nice: int) -> bool:
+    """Give the calling thread a lower CPU priority (Linux schedules threads one by one: ``setpriority`` on its
+    thread id), never a higher one; False where that is not possible."""
+    import os
+
+    try:
+        thread = threading.get_native_id()
+        os.setpriority(os.PRIO_PROCESS, thread, max(nice, os.getpriority(os.PRIO_PROCESS, thread)))
+        return True
+    except (AttributeError, OSError):
+        return False
+
+
+class _Lane:
+    """One model thread and the jobs waiting for it, in key order."""
+
+    def __init__(self, name: str):
+        self.name = name
+        self.heap: list = []
+        self.ready = threading.Condition()
+        self.cost = 0.0            # seconds of work admitted to this lane and not yet answered
+        self.rate = 0.0            # seconds of audio per second its recent batches did (0: not measured yet)
+        self.thread: threading.Thread | None = None
+
+    @property
+    def speed(self) -> float:
+        return self.rate or DEFAULT_RATE
+
+
 class Batcher:
     def __init__(self, model: Any, max_batch_items: int = 32, max_wait_ms: float = 10.0, max_queue_items: int = 256,
                  batch_size: int | None = None, metrics: Metrics | None = None, max_batch_seconds: float = math.inf,
-                 max_queue_cost: float = math.inf):
+                 max_queue_cost: float = math.inf, express_cost: float = 0.0, timeout: float = math.inf,
+                 bulk_nice: int = 0):
         if max_batch_items < 1 or max_queue_items < 1 or max_wait_ms < 0 or max_batch_seconds <= 0:
             raise ValueError("max_batch_items, max_queue_items and max_batch_seconds must be positive, max_wait_ms >= 0")
         self.model = model
         self.max_batch_items, self.max_wait = int(max_batch_items), float(max_wait_ms) / 1000.0
         self.max_batch_seconds, self.max_queue_cost = float(max_batch_seconds), float(max_queue_cost)
         self.max_queue_items, self.batch_size = int(max_queue_items), batch_size
+        self.express_cost, self.timeout, self.bulk_nice = float(express_cost), float(timeout), int(bulk_nice)
         self.metrics = metrics or Metrics()
-        self._heap: list = []
         self._order = itertools.count()
-        self._ready = threading.Condition()
         self._lock = threading.Lock()
         self._in_flight = 0        # items admitted and not yet answered
         self._cost = 0.0           # seconds of work admitted and not yet answered
         self._incoming = 0         # admitted requests not yet submitted (decoding): worth waiting for
-        self._rate = 0.0           # items per second of recent batches (for Retry-After)
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="paraspeechclap-model-worker", daemon=True)
-        self._thread.start()
+        self.lanes = {name: _Lane(name) for name in (EXPRESS, BULK)}
+        for lane in self.lanes.values():
+            lane.thread = threading.Thread(target=self._run, args=(lane,), name=f"paraspeechclap-model-{lane.name}",
+                                           daemon=True)
+            lane.thread.start()
 
     # ------------------------------------------------------------------ admission
     @property
@@ -121,27 +171,49 @@ class Batcher:
 
     @property
     def queue_depth(self) -> int:
-        return len(self._heap)
+        return sum(len(lane.heap) for lane in self.lanes.values())
+
+    def lane_for(self, cost: float) -> _Lane:
+        """The express lane for a request costing at most ``express_cost``, else the bulk lane."""
+        return self.lanes[EXPRESS if cost <= self.express_cost else BULK]
 
     def full(self) -> bool:
         return self._in_flight >= self.max_queue_items or self._cost >= self.max_queue_cost
 
     def admit(self, items: int = 1, cost: float = 0.0) -> Ticket:
-        """Reserve room for ``items`` items and ``cost`` seconds of work or raise :class:`QueueFull`."""
+        """Reserve room for ``items`` items and ``cost`` seconds of work or raise :class:`QueueFull` (or
+        :class:`TooSlow`: it could not be done within the timeout even alone)."""
         items, cost = max(1, int(items)), max(0.0, float(cost))
+        lane = self.lane_for(cost)
         with self._lock:
             over_items = self._in_flight + items > self.max_queue_items
             over_cost = self._cost + cost > self.max_queue_cost
             if over_items or over_cost:
-                rate = self._rate or 10.0
-                retry = int(min(60, max(1, math.ceil(self._in_flight / rate))))
+                retry = int(min(60, max(1, math.ceil(self._cost / self.lanes[BULK].speed))))
                 what = (f"{self._in_flight} items in flight, limit {self.max_queue_items}" if over_items else
                         f"{self._cost:.0f} s of work in flight, limit {self.max_queue_cost:g}")
                 raise QueueFull(retry, what)
+            self._check_deadline(lane, cost)
             self._in_flight += items
             self._cost += cost
+            lane.cost += cost
             self._incoming += 1
-            return Ticket(self, items, cost)
+            return Ticket(self, items, cost, lane, time.monotonic() + cost / lane.speed)
+
+    def _check_deadline(self, lane: _Lane, cost: float) -> None:
+        """Refuse work the lane could not finish before the request's deadline at its measured rate: the work in
+        flight there, plus twice its own (as much again may overtake it, being cheaper)."""
+        if not lane.rate or not math.isfinite(self.timeout):
+            return
+        allowed = ESTIMATE_SHARE * self.timeout
+        alone = 2 * cost / lane.rate
+        if alone > allowed:
+            raise TooSlow(f"at this server's measured rate ({lane.rate:.0f} s of audio per second) it would take "
+                          f"about {alone:.0f} s, over {allowed:g} s (half the --timeout)")
+        estimate = (lane.cost + 2 * cost) / lane.rate
+        if estimate > allowed:
+            raise QueueFull(int(min(60, max(1, math.ceil(estimate - allowed)))),
+                            f"{lane.cost:.0f} s of work ahead on the {lane.name} lane could not be done in time")
 
     def mark_submitted(self, ticket: Ticket | None) -> None:
         """The request holding ``ticket`` has handed its first job over (the gatherer no longer waits for it)."""
@@ -153,76 +225,85 @@ class Batcher:
 
     # ------------------------------------------------------------------ jobs
     def submit(self, items: Sequence[Any], after: Callable[[list[ItemResult]], Any] | None = None,
-               ticket: Ticket | None = None, priority: float = 0.0) -> Future:
+               ticket: Ticket | None = None, priority: float = 0.0, owner: Ticket | None = None) -> Future:
         """Embed ``items`` (as the bulk loop takes them) in a coming batch; the future gets ``after(results)`` (or the
-        list of :class:`ItemResult` when ``after`` is None). Lower ``priority`` runs first."""
+        list of :class:`ItemResult` when ``after`` is None). ``priority``: the request's cost (which jobs may share a
+        batch). The job takes the lane and order of ``owner`` (or of ``ticket``, which is released when the job
+        ends); without either, the lane its ``priority`` picks, ordered as if admitted now."""
         items = list(items)
-        return self._put(_Job(items, after, Future(), sum(_seconds(item) for item in items)), ticket, priority)
+        job = _Job(items, after, Future(), sum(_seconds(item) for item in items), float(priority))
+        return self._put(job, ticket, owner)
 
-    def call(self, fn: Callable[[], Any], ticket: Ticket | None = None, priority: float = 0.0) -> Future:
-        """Run ``fn()`` on the model worker, alone."""
-        return self._put(_Call(fn, Future()), ticket, priority)
+    def call(self, fn: Callable[[], Any], ticket: Ticket | None = None, priority: float = 0.0,
+             owner: Ticket | None = None) -> Future:
+        """Run ``fn()`` on a model worker (the request's lane), alone."""
+        return self._put(_Call(fn, Future(), float(priority)), ticket, owner)
 
-    def _put(self, job, ticket: Ticket | None, priority: float) -> Future:
+    def _put(self, job, ticket: Ticket | None, owner: Ticket | None) -> Future:
         if ticket is not None:   # released when this job ends (a request of several jobs releases it itself)
             job.future.add_done_callback(lambda _: ticket.release())
-        self.mark_submitted(ticket)
-        with self._ready:
-            heapq.heappush(self._heap, (float(priority), next(self._order), job))
-            self._ready.notify()
+        owner = owner or ticket
+        self.mark_submitted(owner)
+        lane = owner.lane if owner is not None else self.lane_for(job.cost)
+        key = owner.key if owner is not None else time.monotonic() + job.cost / lane.speed
+        with lane.ready:
+            heapq.heappush(lane.heap, (key, next(self._order), job))
+            lane.ready.notify()
         return job.future
 
     def close(self, timeout: float = 5.0) -> None:
         self._stop.set()
-        with self._ready:
-            self._ready.notify_all()
-        self._thread.join(timeout)
+        for lane in self.lanes.values():
+            with lane.ready:
+                lane.ready.notify_all()
+        for lane in self.lanes.values():
+            lane.thread.join(timeout)
 
-    # ------------------------------------------------------------------ the worker
-    def _take(self, timeout: float | None, fits: Callable[[tuple], bool] | None = None):
-        """The waiting ``(priority, order, job)`` with the lowest priority (only if it ``fits``), waiting up to
-        ``timeout`` for one."""
-        with self._ready:
-            if not self._heap and timeout != 0 and not self._stop.is_set():
-                self._ready.wait(timeout)
-            if not self._heap or (fits is not None and not fits(self._heap[0])):
+    # ------------------------------------------------------------------ the workers
+    def _take(self, lane: _Lane, timeout: float | None, fits: Callable[[tuple], bool] | None = None):
+        """The waiting ``(key, order, job)`` with the lowest key (only if it ``fits``), waiting up to ``timeout``
+        for one."""
+        with lane.ready:
+            if not lane.heap and timeout != 0 and not self._stop.is_set():
+                lane.ready.wait(timeout)
+            if not lane.heap or (fits is not None and not fits(lane.heap[0])):
                 return None
-            return heapq.heappop(self._heap)
+            return heapq.heappop(lane.heap)
 
-    def _run(self) -> None:
+    def _run(self, lane: _Lane) -> None:
+        if lane.name == BULK and self.bulk_nice:
+            lower_thread_priority(self.bulk_nice)
         while not self._stop.is_set():
-            entry = self._take(0.5)
+            entry = self._take(lane, 0.5)
             if entry is None:
                 continue
             if isinstance(entry[2], _Call):
                 self._run_call(entry[2])
                 continue
-            self._run_batch(self._gather(entry))
+            self._run_batch(lane, self._gather(lane, entry[2]))
 
-    def _gather(self, entry: tuple) -> list[_Job]:
-        first_priority, _, first = entry
+    def _gather(self, lane: _Lane, first: _Job) -> list[_Job]:
         jobs, count, seconds = [first], len(first.items), first.seconds
         deadline = time.perf_counter() + self.max_wait
 
         def fits(entry) -> bool:
-            priority, _, job = entry
+            job = entry[2]
             return (isinstance(job, _Job) and count + len(job.items) <= self.max_batch_items
-                    and seconds + job.seconds <= self.max_batch_seconds and similar(priority, first_priority))
+                    and seconds + job.seconds <= self.max_batch_seconds and similar(job.cost, first.cost))
 
         while count < self.max_batch_items and seconds < self.max_batch_seconds:
             remaining = deadline - time.perf_counter()
-            if self._heap:
-                taken = self._take(0, fits)
+            if lane.heap:
+                taken = self._take(lane, 0, fits)
                 if taken is None:
                     break   # the next job does not fit this batch: it runs next
-                job = taken[2]
             elif remaining <= 0 or self._incoming == 0:
                 break
             else:
-                taken = self._take(min(remaining, 0.002), fits)
+                taken = self._take(lane, min(remaining, 0.002), fits)
                 if taken is None:
                     continue
-                job = taken[2]
+            job = taken[2]
             jobs.append(job)
             count, seconds = count + len(job.items), seconds + job.seconds
         return jobs
@@ -235,7 +316,7 @@ class Batcher:
         except BaseException as err:  # noqa: BLE001 - handed to the request
             job.future.set_exception(err)
 
-    def _run_batch(self, jobs: list[_Job]) -> None:
+    def _run_batch(self, lane: _Lane, jobs: list[_Job]) -> None:
         jobs = [job for job in jobs if job.future.set_running_or_notify_cancel()]  # timed-out requests drop out
         if not jobs:
             return
@@ -248,11 +329,12 @@ class Batcher:
             for job in jobs:
                 job.future.set_exception(err)
             return
-        seconds = time.perf_counter() - start
-        self.metrics.batch(len(flat), sum(1 for r in results if not r.ok), seconds)
-        if seconds > 0:
-            rate = len(flat) / seconds
-            self._rate = rate if not self._rate else 0.8 * self._rate + 0.2 * rate
+        took = time.perf_counter() - start
+        self.metrics.batch(len(flat), sum(1 for r in results if not r.ok), took)
+        audio = sum(job.seconds for job in jobs)
+        if took > 0 and audio > 0:
+            rate = audio / took
+            lane.rate = rate if not lane.rate else 0.8 * lane.rate + 0.2 * rate
         offset = 0
         for job in jobs:
             mine = results[offset:offset + len(job.items)]

@@ -33,8 +33,14 @@ class ServeConfig:
                                  "cost model) before requests get 429")
     batch_size: int | None = _opt(None, "--batch-size", "clips per forward pass inside a batch (default: the model's)",
                                   group="model")
-    request_timeout: float = _opt(60.0, "--timeout", "seconds a request may wait for the model; then 504 and its "
-                                  "remaining chunks are dropped")
+    request_timeout: float = _opt(60.0, "--timeout", "seconds a request may take once admitted; then 504 and its "
+                                  "remaining chunks are dropped (work that could not be done in half of it at the "
+                                  "measured rate is refused at admission)")
+    express_cost: float = _opt(8.0, "--express-cost", "requests costing at most this many seconds of work run on a "
+                               "model thread of their own (the express lane), never behind an expensive batch")
+    bulk_nice: int = _opt(0, "--bulk-nice", "CPU priority (nice) of the bulk lane's thread, e.g. 10: the event loop "
+                          "and the express lane go first when cores are short (on a shared machine the bulk lane then "
+                          "waits behind every other process too)")
     chunk_seconds: float = _opt(6.0, "--chunk-seconds", "work per model job: a request is cut into chunks of about "
                                 "this many seconds of audio, checked for timeout and disconnect between chunks")
     # cost of one request
@@ -50,7 +56,7 @@ class ServeConfig:
     max_items: int = _opt(128, "--max-items", "items per /v1/reward or /v1/embed request")
     max_caption_chars: int = _opt(1000, "--max-caption-chars", "characters per caption, candidate, text or template")
     max_search_k: int = _opt(100, "--max-search-k", "largest k of /v1/search")
-    max_sample_rate: int = _opt(192_000, "--max-sample-rate", "highest sample rate of an uploaded file (Hz)")
+    max_sample_rate: int = _opt(96_000, "--max-sample-rate", "highest sample rate of an uploaded file (Hz)")
     max_channels: int = _opt(8, "--max-channels", "most channels of an uploaded file")
     # memory and the HTTP layer
     max_upload_bytes: int = _opt(25 * MB, "--max-upload-mb", "largest audio file in MiB; a body may be 4/3 of it plus "
@@ -63,9 +69,8 @@ class ServeConfig:
     max_audio_memory: int = _opt(48 * MB, "--max-audio-memory-mb", "memory for decoded audio in flight, in MiB "
                                  "(seconds x 16 kHz x 4 bytes; a timeline counts the windows it holds); 429 beyond",
                                  scale=MB)
-    max_decoders: int = _opt(1, "--max-decoders", "large audio files (over 2M samples x channels) decoded at once")
-    max_threads: int = _opt(16, "--max-threads", "threads for parsing, base64, headers and decoding (the model has "
-                            "its own)")
+    max_threads: int = _opt(4, "--max-threads", "threads for parsing, base64, headers and decoding of mid-sized "
+                            "requests (small ones run on the event loop, large decodes on the model lanes)")
     max_json_depth: int = _opt(32, "--max-json-depth", "deepest nesting of a JSON body or JSON field")
     max_json_values: int = _opt(100_000, "--max-json-values", "most values in a JSON body (counted before parsing)")
     header_timeout: float = _opt(10.0, "--header-timeout", "seconds a connection may take to send a request's headers; "

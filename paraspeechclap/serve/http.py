@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from typing import Callable
 
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
@@ -29,16 +30,31 @@ TRIM_EVERY = 1.0           # ... at most once a second
 MALLOC_ARENAS = 2          # glibc gives each thread that allocates at once an arena of its own; each keeps freed memory
 
 
+TRIM_THRESHOLD = 8 * MB    # freed memory glibc keeps at the top of a heap (the engine sets 64 MB, for speed)
+
+
 def limit_malloc_arenas(count: int = MALLOC_ARENAS) -> bool:
     """Cap glibc's malloc arenas (``mallopt(M_ARENA_MAX)``; call before threads start): with one arena per busy
     thread, each holding the freed remains of large bodies, a server's RSS grows with its thread count."""
+    return _mallopt(-8, count)   # -8: M_ARENA_MAX
+
+
+def keep_less_freed_memory(threshold: int = TRIM_THRESHOLD) -> bool:
+    """Lower glibc's trim threshold (``mallopt(M_TRIM_THRESHOLD)``; call after the model is loaded: the engine
+    raises it to 64 MB so that the towers' blocks are reused, not faulted in again). A server holds bodies and decoded
+    audio of every size from many threads; what each arena keeps of them counts against the memory its clients may
+    not exceed."""
+    return _mallopt(-1, threshold)   # -1: M_TRIM_THRESHOLD
+
+
+def _mallopt(parameter: int, value: int) -> bool:
     import ctypes
     import sys
 
     if not sys.platform.startswith("linux"):
         return False
     try:
-        return bool(ctypes.CDLL("libc.so.6").mallopt(-8, int(count)))   # -8: M_ARENA_MAX
+        return bool(ctypes.CDLL("libc.so.6").mallopt(parameter, int(value)))
     except (OSError, AttributeError):  # musl and other libcs have no mallopt
         return False
 
@@ -51,10 +67,13 @@ def body_budget(config: ServeConfig) -> Budget:
 class Guard:
     """Pure ASGI: every request's status and latency into the metrics; its body refused past the size limit (413, by
     Content-Length or while it streams in), charged to the body-memory budget before it is read (429 when it does
-    not fit), and read within ``body_timeout`` seconds (408, connection closed)."""
+    not fit), and read within ``body_timeout`` seconds (408, connection closed). ``GET /health`` is answered here,
+    from ``health()``, without the app's routing and dependencies: a monitor's probe costs the event loop as little
+    as it can while the server is under load."""
 
-    def __init__(self, app, metrics: Metrics, config: ServeConfig, budget: Budget):
-        self.app, self.metrics, self.config, self.budget = app, metrics, config, budget
+    def __init__(self, app, metrics: Metrics, config: ServeConfig, budget: Budget,
+                 health: Callable[[], dict] | None = None):
+        self.app, self.metrics, self.config, self.budget, self.health = app, metrics, config, budget, health
         self.readers = 0   # requests whose body is being received (one event loop: no lock needed)
         self.trimmed = 0.0
 
@@ -62,6 +81,8 @@ class Guard:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         path = scope.get("path", "")
+        if path == "/health" and scope.get("method") == "GET" and self.health is not None:
+            return await self._health(send)
         endpoint = path if path in ENDPOINTS else ("/static" if path.startswith(("/static/", "/docs/")) else
                                                   "/v1/clip" if path.startswith("/v1/clip/") else "other")
         start = time.perf_counter()
@@ -85,6 +106,15 @@ class Guard:
             if reader.received >= TRIM_AFTER and time.perf_counter() - self.trimmed > TRIM_EVERY:
                 self.trimmed = time.perf_counter()
                 asyncio.get_running_loop().run_in_executor(None, release_freed_memory)
+
+
+    async def _health(self, send) -> None:
+        start = time.perf_counter()
+        body = json.dumps(self.health(), separators=(",", ":")).encode()
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]})
+        await send({"type": "http.response.body", "body": body})
+        self.metrics.request("/health", 200, time.perf_counter() - start)
 
 
 class BodyReader:

@@ -7,12 +7,13 @@ import binascii
 import math
 import os
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, Callable, NamedTuple
 
 import numpy as np
 
 from ..audio import AudioError, check_format, file_info
 from ..prompts import check_template, fill_template
+from .admission import decode_cost
 from .config import ServeConfig
 from .errors import ApiError
 
@@ -96,7 +97,7 @@ def audio_source(spec: Any, config: ServeConfig, where: str = "audio") -> bytes 
     if isinstance(spec, Upload):
         data = spec.data
     elif isinstance(spec, dict) and "base64" in spec:
-        data = _base64(spec["base64"], where)
+        data = _base64(spec["base64"], where, config.max_upload_bytes)
     elif isinstance(spec, dict) and "path" in spec:
         return allowed_path(spec["path"], config, where)
     elif spec is None:
@@ -112,20 +113,30 @@ def audio_source(spec: Any, config: ServeConfig, where: str = "audio") -> bytes 
     return data
 
 
-def _base64(value: Any, where: str) -> bytes:
-    """Base64 text (a str, or a view of a long string the body parser cut out) decoded, a piece at a time."""
+def _base64(value: Any, where: str, max_bytes: int) -> bytes | bytearray:
+    """Base64 text (a str, or a view of a long string the body parser cut out) decoded a piece at a time into one
+    buffer (the GIL is let go between pieces); text that would decode to more than ``max_bytes`` is a 413 before
+    any of it is decoded."""
     if not isinstance(value, (str, bytes, bytearray, memoryview)):
         raise ApiError(400, "bad_audio", f"{where}.base64 must be a string")
     head = value[:256] if isinstance(value, str) else bytes(value[:256]).decode("latin-1")
     if head.startswith("data:") and "," in head:   # a data: URL from a browser
         value = value[head.index(",") + 1:]
+    size = len(value) // 4 * 3
+    if size - 2 > max_bytes:
+        raise ApiError(413, "too_large", f"{where} has about {size} bytes; the limit is {max_bytes}")
     try:
         if len(value) <= B64_PIECE:
             return base64.b64decode(value, validate=True)
         if len(value) % 4:
             raise ValueError("the length is not a multiple of 4")
-        return b"".join(base64.b64decode(value[i:i + B64_PIECE], validate=True)
-                        for i in range(0, len(value), B64_PIECE))
+        out, end = bytearray(size), 0
+        for start in range(0, len(value), B64_PIECE):
+            piece = base64.b64decode(value[start:start + B64_PIECE], validate=True)
+            out[end:end + len(piece)] = piece
+            end += len(piece)
+        del out[end:]   # the padding
+        return out
     except (binascii.Error, ValueError) as err:
         raise ApiError(400, "bad_base64", f"{where}.base64 is not valid base64: {err}") from None
 
@@ -157,6 +168,11 @@ class Probe(NamedTuple):
     seconds: float
     samples: int
 
+    @property
+    def cost(self) -> float:
+        """Its work: its seconds through the model plus its decoding (:func:`.admission.decode_cost`)."""
+        return self.seconds + decode_cost(self.samples)
+
 
 def probe(source: bytes | str, config: ServeConfig, max_seconds: float, where: str = "audio") -> Probe:
     """Seconds of audio the file holds, by its header (``max_seconds`` when the header does not say), checked against
@@ -180,16 +196,26 @@ def read_audio(spec: Any, config: ServeConfig, max_seconds: float, where: str = 
     return source, probe(source, config, max_seconds, where)
 
 
-def decode(model: Any, source: bytes | str, max_seconds: float, where: str = "audio") -> tuple[np.ndarray, int]:
+def decode(model: Any, source: bytes | str, max_seconds: float, where: str = "audio",
+           stop: Callable[[], None] | None = None) -> tuple[np.ndarray, int]:
     """Decoded 16 kHz mono ``(wave, rate)`` as the engine reads it; corrupt or too long audio is a 4xx (a file whose
-    header already says it is too long is refused before it is decoded)."""
-    from ..audio import file_seconds
+    header already says it is too long is refused before it is decoded). ``stop()`` is called after each decoded
+    block and may raise (the request is over: its thread is free again within one block)."""
+    from ..audio import describe, file_seconds, stream_audio
 
     try:
         seconds = file_seconds(source)
         if seconds is not None and seconds > max_seconds + 1.0:
             raise ApiError(413, "audio_too_long", f"{where} lasts {seconds:.1f} s; the limit is {max_seconds:g} s")
-        wave = model.engine.decode(source)
+        if stop is None:
+            wave = model.engine.decode(source)
+        else:   # the engine's decoding (load_audio: its blocks joined, then its length checked), block by block
+            blocks = []
+            for block in stream_audio(source, int(model.engine.sampling_rate), describe(source)):
+                blocks.append(block)
+                stop()
+            wave = np.ascontiguousarray(np.concatenate(blocks), dtype=np.float32)
+            model.engine.check_length(wave, describe(source))
     except ApiError:
         raise
     except Exception as err:  # noqa: BLE001 - AudioError (or anything the decoder raised): the client's file

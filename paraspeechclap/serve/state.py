@@ -2,7 +2,6 @@
 this model's embeddings)."""
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 from dataclasses import dataclass, field
@@ -56,10 +55,10 @@ class ServeState:
     def __post_init__(self) -> None:
         c = self.config
         self.batcher = Batcher(self.model, c.max_batch_items, c.max_wait_ms, c.max_queue_items, c.batch_size,
-                               self.metrics, max_batch_seconds=c.max_batch_seconds, max_queue_cost=c.max_queue_cost)
+                               self.metrics, max_batch_seconds=c.max_batch_seconds, max_queue_cost=c.max_queue_cost,
+                               express_cost=c.express_cost, timeout=c.request_timeout, bulk_nice=c.bulk_nice)
         self.body_budget = body_budget(c)
         self.audio_budget = Budget("decoded-audio memory", c.max_audio_memory, "bytes")
-        self.decoders = asyncio.Semaphore(max(1, c.max_decoders))
         self.provenance = self.model.provenance()
         self.logit_scale = float(self.model.logit_scale)
         self.dim = int(self.model.config.embedding_dim)
@@ -77,6 +76,18 @@ class ServeState:
                 self.index_attributes = {name: list(spec.get("classes", spec) if isinstance(spec, dict) else spec)
                                          for name, spec in table.items()}
             self.roots = corpus_roots(self.index)
+
+    def health(self) -> dict:
+        """What ``/health`` answers: status, provenance, queue, memory in use and limits (never the token)."""
+        batcher, c = self.batcher, self.config
+        return {"status": "ok", "model": self.provenance.get("model"), "provenance": self.provenance,
+                "queue": {"in_flight": batcher.in_flight, "depth": batcher.queue_depth, "limit": c.max_queue_items,
+                          "cost_in_flight": round(batcher.cost_in_flight, 3), "cost_limit": c.max_queue_cost,
+                          "lanes": {lane.name: {"cost_in_flight": round(lane.cost, 3), "depth": len(lane.heap),
+                                                "rate": round(lane.rate, 1)} for lane in batcher.lanes.values()}},
+                "memory": {"bodies": int(self.body_budget.used), "audio": int(self.audio_budget.used)},
+                "index": self.index is not None, "auth": c.token is not None, "limits": c.public(),
+                "attributes": self.table_name}
 
     def close(self) -> None:
         self.batcher.close()

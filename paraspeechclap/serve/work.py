@@ -14,13 +14,34 @@ from starlette.concurrency import run_in_threadpool
 
 from ..kernels.malloc import release_freed_memory
 from .admission import check_request_cost
-from .batcher import QueueFull
+from .batcher import QueueFull, TooSlow
 from .config import SAMPLE_BYTES
 from .errors import ApiError
 from .inputs import decode
 
 POLL = 0.25  # seconds between checks of the deadline and the client while a request waits for the worker
-SMALL_DECODE = 2**21  # samples (frames x channels): about 20 s of 48 kHz stereo; larger decodes are bounded in number
+# Where a piece of work runs, by its size: on the event loop when it takes about a millisecond (under load a hop to a
+# thread costs more than that, waiting for the GIL), in the thread pool up to a few tens of milliseconds, and beyond
+# that on the request's model lane, where it is scheduled and charged like model work and takes no core of its own.
+INLINE_SAMPLES = 2**18    # samples (frames x channels) to decode: 16 s of 16 kHz mono
+INLINE_BYTES = 256 * 1024  # bytes (or base64 characters) of an audio file to read
+SMALL_DECODE = 2**21      # samples: about 20 s of 48 kHz stereo
+
+
+def spec_size(spec: Any) -> int:
+    """Bytes an audio field holds (a server-side path counts as large: the file system may be slow)."""
+    from .inputs import Upload
+
+    if isinstance(spec, Upload):
+        return len(spec.data)
+    if isinstance(spec, dict) and isinstance(spec.get("base64"), (str, bytes, bytearray, memoryview)):
+        return len(spec["base64"])
+    return INLINE_BYTES + 1 if isinstance(spec, dict) and "path" in spec else 0
+
+
+def inline_spec(*specs: Any) -> bool:
+    """Whether audio fields are small enough to be read (base64, header) on the event loop."""
+    return sum(spec_size(spec) for spec in specs) <= INLINE_BYTES
 
 
 class Work:
@@ -29,6 +50,7 @@ class Work:
         self.deadline = time.monotonic() + state.config.request_timeout
         self.pending: list[Future] = []
         self.audio_bytes = 0
+        self.over = False   # set when the request ends: work still running for it stops at its next check
 
     # ------------------------------------------------------------------ memory for decoded audio
     def hold_audio(self, seconds: float, what: str) -> None:
@@ -37,24 +59,34 @@ class Work:
         self.audio_bytes += self.state.audio_budget.take(amount, what)
 
     async def decode(self, source, max_seconds: float, where: str = "audio", samples: int = 0):
-        """``(wave, rate)``, decoded in the thread pool; a large file (``samples`` to decode, by its header) waits
-        for one of ``max_decoders`` places, a small one does not queue behind it."""
-        return await self.in_thread(lambda: decode(self.state.model, source, max_seconds, where), samples)
+        """``(wave, rate)``, decoded where its size says (``samples`` to decode, by its header); a decode on the
+        model lane stops after the block in which the request ended (504, client gone)."""
+        stop = self.stop_if_over if samples > SMALL_DECODE else None
+        return await self.run(lambda: decode(self.state.model, source, max_seconds, where, stop), samples)
 
-    async def in_thread(self, fn: Callable[[], Any], samples: int = 0) -> Any:
-        """``fn()`` in the thread pool (a large decode under the decoder bound), within the request's deadline."""
+    def stop_if_over(self) -> None:
+        """Raise (a 504) when the request has ended or passed its deadline: called by work on a model lane between
+        its pieces, so that the lane is free again within one piece."""
+        if self.over or time.monotonic() > self.deadline:
+            raise ApiError(504, "timeout", f"the request did not finish within {self.state.config.request_timeout:g} s "
+                                           f"(or its client left)")
+
+    async def run(self, fn: Callable[[], Any], samples: int = 0) -> Any:
+        """``fn()`` (decoding ``samples``) on the event loop, in the thread pool, or on the request's model lane
+        (see :data:`INLINE_SAMPLES`, :data:`SMALL_DECODE`), within the request's deadline."""
+        if samples <= INLINE_SAMPLES:
+            return fn()
+        if samples <= SMALL_DECODE:
+            return await self.in_thread(fn)
+        return await self.call(lambda: _then_trim(fn))
+
+    async def in_thread(self, fn: Callable[[], Any]) -> Any:
+        """``fn()`` in the thread pool, within the request's deadline."""
         try:
-            return await asyncio.wait_for(self._in_thread(fn, samples), max(0.001, self.deadline - time.monotonic()))
+            return await asyncio.wait_for(run_in_threadpool(fn), max(0.001, self.deadline - time.monotonic()))
         except asyncio.TimeoutError:
             raise ApiError(504, "timeout", f"the request did not finish within {self.state.config.request_timeout:g} s "
                                            f"(decoding)") from None
-
-    async def _in_thread(self, fn: Callable[[], Any], samples: int) -> Any:
-        if samples <= SMALL_DECODE:
-            return await run_in_threadpool(fn)
-        async with self.state.decoders:
-            return await run_in_threadpool(_then_trim, fn)
-
 
     # ------------------------------------------------------------------ jobs on the model worker
     async def embed(self, items: Sequence[Any], after: Callable | None = None) -> Any:
@@ -63,13 +95,11 @@ class Work:
     async def embed_chunks(self, chunks: Sequence[tuple[Sequence[Any], Callable | None]]) -> list:
         """Every chunk submitted at once (the worker may batch them together), their results in order."""
         batcher = self.state.batcher
-        batcher.mark_submitted(self.ticket)
-        futures = [batcher.submit(items, after, priority=self.priority) for items, after in chunks]
+        futures = [batcher.submit(items, after, priority=self.priority, owner=self.ticket) for items, after in chunks]
         return await self._wait(futures)
 
     async def call(self, fn: Callable[[], Any]) -> Any:
-        self.state.batcher.mark_submitted(self.ticket)
-        return (await self._wait([self.state.batcher.call(fn, priority=self.priority)]))[0]
+        return (await self._wait([self.state.batcher.call(fn, priority=self.priority, owner=self.ticket)]))[0]
 
     async def _wait(self, futures: list[Future]) -> list:
         self.pending.extend(futures)
@@ -101,6 +131,7 @@ class Work:
         self.pending = [f for f in self.pending if not f.done()]
 
     def close(self) -> None:
+        self.over = True
         self.cancel()
         self.ticket.release()
         self.state.audio_budget.give(self.audio_bytes)
@@ -116,6 +147,8 @@ async def admitted(state, request, what: str, cost: float, items: int = 1, audio
         ticket = state.batcher.admit(items, cost)
     except QueueFull as err:
         raise ApiError(429, "busy", str(err), {"Retry-After": str(err.retry_after)}) from None
+    except TooSlow as err:
+        raise ApiError(413, "too_costly", f"{what} could not be done within the timeout: {err}") from None
     work = Work(state, request, ticket, priority=cost)
     try:
         if audio_seconds:
@@ -126,8 +159,7 @@ async def admitted(state, request, what: str, cost: float, items: int = 1, audio
 
 
 def _then_trim(fn: Callable[[], Any]) -> Any:
-    """``fn()``, then freed heap pages back to the OS: a large decode's blocks would otherwise stay with its thread's
-    malloc arena."""
+    """``fn()``, then freed heap pages back to the OS: a large decode's blocks would otherwise stay in the heap."""
     try:
         return fn()
     finally:

@@ -1,6 +1,7 @@
 """The dynamic batcher on its own, with a duck-typed model: batches gathered, items routed back, failures isolated."""
 from __future__ import annotations
 
+import sys
 import threading
 import time
 
@@ -96,5 +97,82 @@ def test_cheapest_first_and_only_similar_costs_share_a_batch():
         expensive.result(5)
         assert all(f.result(5) for f in cheap)
         assert model.calls[:2] == [2, 3]     # the two cheap jobs first, together; the expensive one alone after
+    finally:
+        batcher.close()
+
+
+def test_cheap_requests_run_on_the_express_lane_while_the_bulk_lane_is_busy():
+    from paraspeechclap.serve.batcher import BULK, EXPRESS
+
+    model = SlowModel(0.01)
+    batcher = Batcher(model, max_batch_items=16, max_wait_ms=0, max_queue_items=64, express_cost=8.0)
+    try:
+        assert batcher.lane_for(8.0).name == EXPRESS and batcher.lane_for(8.1).name == BULK
+        gate = threading.Event()
+        expensive = batcher.admit(1, cost=100.0)
+        blocker = batcher.call(lambda: gate.wait(10), owner=expensive)   # the bulk lane is busy until the gate opens
+        cheap = batcher.admit(1, cost=4.0)
+        assert batcher.submit([5], priority=4.0, owner=cheap).result(5)[0].embedding[0] == 5   # not behind it
+        assert not blocker.done()
+        gate.set()
+        blocker.result(5)
+        cheap.release()
+        expensive.release()
+        assert batcher.in_flight == 0 and batcher.cost_in_flight == 0
+        assert all(lane.cost == 0 for lane in batcher.lanes.values())
+    finally:
+        batcher.close()
+
+
+def test_jobs_run_in_key_order_so_an_older_expensive_request_is_not_starved():
+    model = SlowModel(0.01)
+    batcher = Batcher(model, max_batch_items=16, max_wait_ms=0, max_queue_items=64, express_cost=0.0)
+    try:
+        old, new = batcher.admit(1, cost=61.0), batcher.admit(1, cost=4.0)
+        assert new.key < old.key                       # admitted together, the cheap one would go first ...
+        old.key = new.key - 1.0                        # ... but one admitted a while before the cheap one goes first
+        gate, order = threading.Event(), []
+        batcher.call(lambda: gate.wait(5), owner=old)
+        futures = [batcher.submit([2], lambda results: order.append("cheap"), priority=4.0, owner=new),
+                   batcher.submit([1], lambda results: order.append("old"), priority=61.0, owner=old)]
+        gate.set()
+        for future in futures:
+            future.result(5)
+        assert order == ["old", "cheap"] and model.calls[-2:] == [1, 1]   # not similar: two batches
+    finally:
+        batcher.close()
+
+
+def test_admission_refuses_work_that_could_not_be_done_before_its_deadline():
+    from paraspeechclap.serve.batcher import BULK, TooSlow
+
+    batcher = Batcher(SlowModel(0.0), max_queue_items=64, timeout=10.0)   # estimates must fit in 5 s
+    try:
+        lane = batcher.lanes[BULK]
+        assert batcher.admit(1, cost=400.0).release() is None                # not measured yet: admitted
+        lane.rate = 10.0                                                     # 10 s of audio per second
+        with pytest.raises(TooSlow, match="measured rate"):
+            batcher.admit(1, cost=30.0)                                      # alone: 2 x 30 / 10 = 6 s > 5 s
+        first = batcher.admit(1, cost=20.0)                                  # (0 + 40) / 10 = 4 s
+        with pytest.raises(QueueFull) as raised:
+            batcher.admit(1, cost=20.0)                                      # (20 + 40) / 10 = 6 s
+        assert raised.value.retry_after >= 1 and "could not be done in time" in str(raised.value)
+        first.release()
+        batcher.admit(1, cost=20.0).release()
+    finally:
+        batcher.close()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread priorities are Linux's")
+def test_the_bulk_lane_runs_at_a_lower_cpu_priority():
+    import os
+
+    batcher = Batcher(SlowModel(0.0), bulk_nice=5)
+    try:
+        base = os.getpriority(os.PRIO_PROCESS, 0)
+        ids = {name: batcher.call(threading.get_native_id, owner=batcher.admit(1, cost=cost)).result(5)
+               for name, cost in (("express", 0.0), ("bulk", 100.0))}
+        assert os.getpriority(os.PRIO_PROCESS, ids["bulk"]) == max(base, 5)
+        assert os.getpriority(os.PRIO_PROCESS, ids["express"]) == base
     finally:
         batcher.close()

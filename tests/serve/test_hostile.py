@@ -141,6 +141,20 @@ def test_deep_and_wide_json_are_4xx(make_client, clip):
                  "too_many_values")
 
 
+def test_a_small_body_over_the_value_count_is_refused_without_a_thread(make_client, monkeypatch):
+    import paraspeechclap.serve.body as body
+
+    client = make_client(max_json_values=10_000)
+
+    def no_thread(*args, **kwargs):
+        raise AssertionError("a body refused by its count was handed to the thread pool")
+
+    monkeypatch.setattr(body, "run_in_threadpool", no_thread)
+    wide = b'{"captions": [' + b",".join([b"0"] * 20_000) + b"]}"
+    expect_error(client.post("/v1/score", content=wide, headers={"content-type": "application/json"}), 413,
+                 "too_many_values")
+
+
 def test_lone_surrogates_fail_their_field_or_item(client, clip):
     expect_error(client.post("/v1/score", content=b'{"audio": ' + json.dumps(b64(clip)).encode()
                              + b', "captions": ["ok", "bad \\ud800"]}', headers={"content-type": "application/json"}),
@@ -371,3 +385,99 @@ def test_bodies_being_received_are_bounded_in_number(live_server, clip):
     time.sleep(0.5)
     with httpx.Client(base_url=url, timeout=30) as http:
         assert http.post("/v1/score", json={"audio": b64(clip), "captions": CAPTIONS}).status_code == 200
+
+
+def test_health_is_answered_before_the_app_stack():
+    import asyncio
+
+    from paraspeechclap.serve.config import ServeConfig
+    from paraspeechclap.serve.http import Guard, body_budget
+    from paraspeechclap.serve.metrics import Metrics
+
+    async def app(scope, receive, send):
+        raise AssertionError(f"the app was asked for {scope['path']}")
+
+    metrics, config = Metrics(), ServeConfig()
+    guard = Guard(app, metrics, config, body_budget(config), health=lambda: {"status": "ok", "queue": {"depth": 3}})
+    sent = []
+
+    async def send(message):
+        sent.append(message)
+
+    asyncio.run(guard({"type": "http", "path": "/health", "method": "GET", "headers": []}, None, send))
+    assert sent[0]["status"] == 200 and json.loads(sent[1]["body"]) == {"status": "ok", "queue": {"depth": 3}}
+    assert metrics.requests[("/health", 200)] == 1
+    with pytest.raises(AssertionError, match="/v1/score"):   # anything else goes to the app
+        asyncio.run(guard({"type": "http", "path": "/v1/score", "method": "GET", "headers": []}, None, send))
+
+
+def test_work_runs_on_the_loop_in_a_thread_or_on_its_model_lane_by_its_size(make_client):
+    import asyncio
+    import threading
+
+    from paraspeechclap.serve.work import INLINE_SAMPLES, SMALL_DECODE, Work
+
+    state = make_client().app.state.serve
+
+    class Connected:
+        async def is_disconnected(self):
+            return False
+
+    async def main():
+        work = Work(state, Connected(), state.batcher.admit(1, 100.0), 100.0)
+        try:
+            where = [await work.run(lambda: threading.current_thread().name, samples)
+                     for samples in (INLINE_SAMPLES, SMALL_DECODE, SMALL_DECODE + 1)]
+        finally:
+            work.close()
+        return threading.current_thread().name, where
+
+    loop, (inline, pooled, lane) = asyncio.run(main())
+    assert inline == loop and pooled != loop and not pooled.startswith("paraspeechclap-model")
+    assert lane == "paraspeechclap-model-bulk"        # a 100 s request's large decode: on the bulk lane
+    assert state.batcher.cost_in_flight == 0
+
+
+def test_a_large_decode_on_a_lane_stops_once_its_request_is_over(make_client):
+    import asyncio
+
+    from serve_helpers import wav_bytes
+
+    from paraspeechclap.serve.errors import ApiError
+    from paraspeechclap.serve.work import SMALL_DECODE, Work
+
+    state = make_client().app.state.serve
+
+    class Connected:
+        async def is_disconnected(self):
+            return False
+
+    async def main():
+        work = Work(state, Connected(), state.batcher.admit(1, 100.0), 100.0)
+        work.stop_if_over()                      # running: no stop
+        work.over = True                         # its request ended: a large decode stops after its first block
+        try:
+            with pytest.raises(ApiError) as caught:
+                await work.decode(wav_bytes(45.0), 60.0, samples=SMALL_DECODE + 1)
+            assert caught.value.status == 504
+            work.over = False
+            wave, _ = await work.decode(wav_bytes(45.0), 60.0, samples=SMALL_DECODE + 1)
+            assert len(wave) == 45 * 16000
+        finally:
+            work.close()
+        with pytest.raises(ApiError):            # closed (a 504 answered, or its client gone): stops
+            work.stop_if_over()
+
+    asyncio.run(main())
+
+
+def test_values_are_counted_by_their_separators_and_openers_in_one_piece_or_many():
+    from paraspeechclap.serve.body import COUNT_PIECE, count_values
+
+    def naive(raw):
+        return sum(bytes(raw).count(c) for c in (b",", b":", b"[", b"{"))
+
+    body = json.dumps({"captions": ["a, b: [c]", "d"], "x": [{"y": 1}, 2]}).encode()
+    big = b'{"a": [' + b"1," * (COUNT_PIECE // 2 + 7) + b"1]}"       # over one piece
+    for raw in (b"", b"1", body, bytearray(body), big, bytearray(big)):
+        assert count_values(raw) == naive(raw)

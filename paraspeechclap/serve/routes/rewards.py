@@ -17,7 +17,7 @@ from ..deps import guard, request_body, serve_state
 from ..errors import ApiError
 from ..inputs import Probe, decode, read_audio, string_list, text
 from ..state import ServeState
-from ..work import SMALL_DECODE, Work, admitted
+from ..work import SMALL_DECODE, Work, admitted, inline_spec
 
 router = APIRouter(dependencies=[Depends(guard)])
 
@@ -48,12 +48,15 @@ def _probe_all(state: ServeState, specs: list, where: str) -> tuple[dict[int, An
 
 
 async def probe_items(state: ServeState, specs: list, where: str) -> tuple[dict[int, Any], dict[int, Probe], list]:
-    """Per item its source and header, or its error (one bad item fails only itself): all in one thread-pool call."""
+    """Per item its source and header, or its error (one bad item fails only itself): on the event loop when every
+    item is small, else all in one thread-pool call."""
+    if inline_spec(*specs):
+        return _probe_all(state, specs, where)
     return await run_in_threadpool(_probe_all, state, specs, where)
 
 
 def _decode_all(state: ServeState, sources: dict, where: str) -> dict[int, Any]:
-    """Each item's ``(wave, rate)`` or its error message (small files only: one thread-pool call for all)."""
+    """Each item's ``(wave, rate)`` or its error message (small files, all in one call)."""
     out: dict[int, Any] = {}
     for i, source in sources.items():
         try:
@@ -65,11 +68,13 @@ def _decode_all(state: ServeState, sources: dict, where: str) -> dict[int, Any]:
 
 async def embed_items(work: Work, state: ServeState, sources: dict, headers: dict, errors: list, where: str,
                       after: Callable[[list[int], list], Any]) -> list:
-    """Decode the good items (the small ones in one thread-pool call, each large one for a decoder place), then
+    """Decode the good items (the small ones together, on the event loop or in one thread-pool call, each large one
+    on the request's model lane), then
     embed them chunk by chunk; ``after(positions, results)`` runs on the worker for each chunk. Returns the chunks'
     ``after`` results (decode failures land in ``errors``)."""
     small = {i: source for i, source in sources.items() if headers[i].samples <= SMALL_DECODE}
-    outcomes = await work.in_thread(lambda: _decode_all(state, small, where)) if small else {}
+    samples = sum(headers[i].samples for i in small)
+    outcomes = await work.run(lambda: _decode_all(state, small, where), min(samples, SMALL_DECODE)) if small else {}
     for i, source in sources.items():
         if i not in small:
             try:
@@ -101,10 +106,11 @@ async def embed(request: Request, body: dict = Depends(request_body), state: Ser
         raise ApiError(413, "too_many", f"{len(specs)} audio items; the limit is {c.max_items}")
     sources, headers, errors = await probe_items(state, specs, "audio[{}]")
     total = sum(h.seconds for h in headers.values())
+    cost = sum(h.cost for h in headers.values()) + PROMPT_COST * len(texts)
     model = state.model
     vectors: list = [None] * len(specs)
     text_emb = None
-    async with admitted(state, request, "these clips and texts", total + PROMPT_COST * len(texts),
+    async with admitted(state, request, "these clips and texts", cost,
                         items=max(1, len(sources)), audio_seconds=total) as work:
         def keep(run, results):
             for i, result in zip(run, results):
@@ -166,7 +172,8 @@ async def reward(request: Request, body: dict = Depends(request_body), state: Se
     model = state.model
     contrast = contrast_set([c or "" for c in captions]) if shaping == "contrastive" else None
     prompts = len({captions[i] for i in sources} | set(contrast.texts if contrast is not None else ()))
-    async with admitted(state, request, "these items", seconds + PROMPT_COST * prompts,
+    cost = sum(h.cost for h in headers.values()) + PROMPT_COST * prompts
+    async with admitted(state, request, "these items", cost,
                         items=max(1, len(sources)), audio_seconds=seconds) as work:
         def score(run, results):
             unique = list(dict.fromkeys(captions[i] for i in run))

@@ -13,7 +13,7 @@ from ..deps import guard, request_body, serve_state
 from ..errors import ApiError
 from ..inputs import Probe, read_audio, string_list, template as check_template_field
 from ..state import ServeState
-from ..work import admitted
+from ..work import admitted, inline_spec
 
 router = APIRouter(tags=["scoring"], dependencies=[Depends(guard)])
 
@@ -26,8 +26,12 @@ def single_embedding(results):
 
 
 async def probed(state: ServeState, body: dict, max_seconds: float) -> tuple[Any, Probe]:
-    """The request's audio source and what its header says (nothing decoded yet)."""
-    return await run_in_threadpool(read_audio, body.get("audio"), state.config, max_seconds)
+    """The request's audio source and what its header says (nothing decoded yet); a small one read on the event
+    loop."""
+    spec = body.get("audio")
+    if inline_spec(spec):
+        return read_audio(spec, state.config, max_seconds)
+    return await run_in_threadpool(read_audio, spec, state.config, max_seconds)
 
 
 @router.post("/v1/score", openapi_extra=schemas.body(schemas.SCORE), responses=schemas.RESPONSES)
@@ -37,7 +41,7 @@ async def score(request: Request, body: dict = Depends(request_body), state: Ser
     captions = string_list(body, "captions", c.max_captions, c.max_caption_chars, max_depth=c.max_json_depth)
     source, header = await probed(state, body, c.max_audio_seconds)
     model = state.model
-    async with admitted(state, request, "this clip", header.seconds + PROMPT_COST * len(captions),
+    async with admitted(state, request, "this clip", header.cost + PROMPT_COST * len(captions),
                         audio_seconds=header.seconds) as work:
         wave = await work.decode(source, c.max_audio_seconds, samples=header.samples)
         cosines = await work.embed([wave], lambda results: model.embed_text(captions) @ single_embedding(results))
@@ -88,7 +92,7 @@ async def classify(request: Request, body: dict = Depends(request_body), state: 
     source, header = await probed(state, body, c.max_audio_seconds)
     model = state.model
     prompts = sum(len(classes) for classes in sets.values())
-    async with admitted(state, request, "this classification", header.seconds + PROMPT_COST * prompts,
+    async with admitted(state, request, "this classification", header.cost + PROMPT_COST * prompts,
                         audio_seconds=header.seconds) as work:
         wave = await work.decode(source, c.max_audio_seconds, samples=header.samples)
         row = (await work.embed([wave], single_embedding))[None, :]

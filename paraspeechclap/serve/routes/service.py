@@ -18,14 +18,9 @@ router = APIRouter(tags=["service"])
 
 @router.get("/health")
 async def health(state: ServeState = Depends(serve_state)):
-    """Status, provenance, queue and limits (open to any Host: a monitor may use any name)."""
-    batcher = state.batcher
-    return {"status": "ok", "model": state.provenance.get("model"), "provenance": state.provenance,
-            "queue": {"in_flight": batcher.in_flight, "depth": batcher.queue_depth, "limit": state.config.max_queue_items,
-                      "cost_in_flight": round(batcher.cost_in_flight, 3), "cost_limit": state.config.max_queue_cost},
-            "memory": {"bodies": int(state.body_budget.used), "audio": int(state.audio_budget.used)},
-            "index": state.index is not None, "auth": state.config.token is not None,
-            "limits": state.config.public(), "attributes": state.table_name}
+    """Status, provenance, queue and limits (open to any Host: a monitor may use any name). The HTTP layer answers
+    a GET itself, before the app's routing (:class:`..http.Guard`); this route declares it and answers the rest."""
+    return state.health()
 
 
 @router.get("/metrics", response_class=PlainTextResponse, dependencies=[Depends(guard)], responses=schemas.RESPONSES)

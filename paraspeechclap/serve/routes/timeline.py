@@ -1,6 +1,6 @@
 """``/v1/timeline``: per-window scores of a long recording, streamed: the file is measured in one decoding pass and
-its windows are read in a second one, a chunk (about ``chunk_seconds`` of windows) at a time, so a request holds
-one chunk of windows and never the whole recording at 16 kHz."""
+its windows are read in a second one (both passes are charged), a chunk (about ``chunk_seconds`` of windows) at a
+time, so a request holds one chunk of windows and never the whole recording at 16 kHz."""
 from __future__ import annotations
 
 import itertools
@@ -8,11 +8,11 @@ import itertools
 import numpy as np
 from fastapi import APIRouter, Depends, Request
 
-from ...audio import AudioError, BLOCK_SECONDS
+from ...audio import AudioError, BLOCK_BYTES, BLOCK_SECONDS
 from ...inference.plan import window_spans
 from ...inference.stream import measure, windows as stream_windows
 from .. import schemas
-from ..admission import PROMPT_COST, timeline_windows
+from ..admission import PROMPT_COST, decode_cost, timeline_windows
 from ..deps import guard, request_body, serve_state
 from ..errors import ApiError
 from ..inputs import number, string_list
@@ -50,9 +50,10 @@ async def timeline(request: Request, body: dict = Depends(request_body), state: 
     held = (per_chunk + 1) * window + BLOCK_SECONDS   # a chunk of windows, the window being cut, one decoded block
     engine, model = state.model.engine, state.model
     async with admitted(state, request, f"this timeline ({count} windows of {window:g} s)",
-                        count * window + PROMPT_COST * len(captions), audio_seconds=held) as work:
+                        count * window + 2 * decode_cost(header.samples) + PROMPT_COST * len(captions),
+                        audio_seconds=held) as work:
         try:
-            audio = await work.in_thread(lambda: measure(source, engine.sampling_rate, "audio"), header.samples)
+            audio = await work.run(lambda: measure(source, engine.sampling_rate, "audio"), header.samples)
         except AudioError as err:
             raise ApiError(400, "bad_audio", f"audio could not be decoded: {err.problem}") from None
         if audio.samples < engine.min_audio_samples:
@@ -61,12 +62,16 @@ async def timeline(request: Request, body: dict = Depends(request_body), state: 
             raise ApiError(413, "audio_too_long", f"audio lasts {audio.samples / engine.sampling_rate:.1f} s; the "
                                                   f"limit is {c.max_timeline_seconds:g} s")
         spans = spans_of(engine, audio.samples, window, hop)
+        per_second = header.samples / max(header.seconds, 1e-3)   # input samples (frames x channels) per second
+        # a chunk of windows may need one more decoder block (BLOCK_SECONDS, at most BLOCK_BYTES of float32)
+        chunk_samples = int(max(per_second * (per_chunk * hop + window), min(per_second * BLOCK_SECONDS,
+                                                                             BLOCK_BYTES // 4)))
         text = await work.call(lambda: model.embed_text(captions))
         pieces = stream_windows(audio, spans, engine.sampling_rate, normalise=False)
         rows = []
         try:
-            # the windows are read a chunk at a time (one decoder block held): not a large decode, no decoder place
-            while part := await work.in_thread(lambda: list(itertools.islice(pieces, per_chunk))):
+            # the windows are read a chunk at a time (one decoder block held), where the samples of a chunk say
+            while part := await work.run(lambda: list(itertools.islice(pieces, per_chunk)), chunk_samples):
                 rows.append(await work.embed([(w, engine.sampling_rate) for w in part],
                                              lambda results: _scores(results, text)))
                 await work.check_client()
