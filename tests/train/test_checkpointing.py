@@ -52,10 +52,16 @@ def test_latest_decides_between_legacy_checkpoints(tmp_path):
     assert [p.name for p in C.resume_candidates(run)] == ["step_00000004", "step_00000006", "step_00000002"]
 
 
-def test_incomplete_or_foreign_folders_are_left_alone(tmp_path):
+def _run_at_step_2(tmp_path, keep_last: int):
+    """A run folder with one checkpoint (step 2) of a small model; returns (run folder, model)."""
     run = tmp_path / "run"
     m = torch.nn.Linear(2, 2)
-    C.save_checkpoint(run, 2, m, {"step": 2}, save_pretrained=False, keep_last=1)
+    C.save_checkpoint(run, 2, m, {"step": 2}, save_pretrained=False, keep_last=keep_last)
+    return run, m
+
+
+def test_incomplete_or_foreign_folders_are_left_alone(tmp_path):
+    run, m = _run_at_step_2(tmp_path, keep_last=1)
     mine = C.checkpoint_root(run) / "step_00000004"
     mine.mkdir()
     (mine / "notes.txt").write_text("someone else's")
@@ -68,6 +74,20 @@ def test_incomplete_or_foreign_folders_are_left_alone(tmp_path):
     assert _names(run) == ["step_00000008"]
     assert not (C.checkpoint_root(run) / ".step_00000006.0123456789ab.tmp").exists()
     assert (C.checkpoint_root(run) / ".hidden-by-user").is_dir() and mine.is_dir()
+
+
+def test_incomplete_checkpoint_is_ignored(tmp_path):
+    run, m = _run_at_step_2(tmp_path, keep_last=2)
+    half = C.checkpoint_root(run) / "step_00000004"
+    half.mkdir()
+    torch.save(m.state_dict(), half / "model.pth.tar")  # no COMPLETE marker: a crash mid-save
+    (C.checkpoint_root(run) / ".tmp-step_00000006-1").mkdir()
+    assert C.resolve_resume(run).name == "step_00000002"
+    with pytest.raises(FileNotFoundError):
+        C.resolve_resume(half)
+    C.save_checkpoint(run, 8, m, {"step": 8}, save_pretrained=False, keep_last=1)
+    assert [p.name for p in C.list_checkpoints(run)] == ["step_00000008"]
+    assert not (C.checkpoint_root(run) / ".tmp-step_00000006-1").exists()
 
 
 def test_training_state_is_weights_only_and_rng_round_trips(tmp_path):
