@@ -90,7 +90,7 @@ def check_output(out: Path, planned: list[str]) -> dict | None:
     """Raise :class:`OutputExistsError` if a planned file exists and is not the demo's own; return the record."""
     import os
 
-    from .fileio import foreign_files
+    from .fileio import refuse_foreign
 
     if os.path.lexists(out) and not out.is_dir():
         raise OutputExistsError(f"{out}: exists and is not a folder")
@@ -99,13 +99,8 @@ def check_output(out: Path, planned: list[str]) -> dict | None:
     if (out / "audio").is_symlink() or ((out / "audio").exists() and not (out / "audio").is_dir()):
         raise OutputExistsError(f"{out / 'audio'}: is a link or not a folder; refusing to write through it")
     record = previous_record(out)
-    foreign = foreign_files(out, planned, record)
-    if foreign:
-        raise OutputExistsError(
-            f"{out}: {len(foreign)} file(s) the demo writes exist and were not written by an earlier demo (not in "
-            f"its {REPORT}, or changed since), e.g. {foreign[0]}; they are never replaced: move them away or "
-            "choose another --out"
-        )
+    refuse_foreign(out, planned, record, writer="the demo", owner="an earlier demo", record_name=f"its {REPORT}",
+                   error=OutputExistsError)
     return record
 
 
