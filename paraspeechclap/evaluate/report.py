@@ -436,6 +436,16 @@ def foreign_entries(out_dir: os.PathLike) -> List[str]:
     return sorted(foreign) + [name for name in folders if name not in our_folders]
 
 
+def write_report_manifest(folder: Path, suite: str) -> Path:
+    """Write ``report_manifest.json`` listing every file and folder of the report being built in ``folder``."""
+    from .. import __version__, schemas
+
+    files, folders = _entries(folder)
+    return schemas.write(folder / REPORT_MANIFEST, {
+        "written_by": f"paraspeechclap {__version__}", "suite": suite,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "files": files, "folders": folders}, "report-manifest")
+
+
 def check_report_folder(out_dir: os.PathLike) -> bool:
     """Whether writing a report to ``out_dir`` replaces an earlier one; raises :class:`ReportFolderError` if the
     folder exists and is neither empty nor an earlier report of ours with nothing added (its files would be lost)."""
@@ -465,7 +475,6 @@ def write_report(outcome, out_dir: Path, model_name: str = "model", top_k: int =
     nothing added (see :func:`check_report_folder`); otherwise :class:`ReportFolderError` is raised and nothing is
     touched. ``report_manifest.json`` lists the files written.
     """
-    from .. import __version__, schemas
     from ..fileio import atomic_dir
 
     out_dir = Path(out_dir)
@@ -474,10 +483,7 @@ def write_report(outcome, out_dir: Path, model_name: str = "model", top_k: int =
     replace = check_report_folder(out_dir)
     with atomic_dir(out_dir, replace=replace) as tmp:
         written = _write_report_files(outcome, Path(tmp), model_name, top_k, save_similarity, plots)
-        files, folders = _entries(Path(tmp))
-        schemas.write(Path(tmp) / REPORT_MANIFEST, {
-            "written_by": f"paraspeechclap {__version__}", "suite": outcome.suite,
-            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "files": files, "folders": folders}, "report-manifest")
+        write_report_manifest(Path(tmp), outcome.suite)
         check_report_folder(out_dir)  # again, just before the swap: a file added meanwhile is not deleted
     return {name: out_dir / path.relative_to(tmp) for name, path in written.items()}
 

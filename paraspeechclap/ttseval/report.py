@@ -25,7 +25,6 @@ import os
 import re
 import shutil
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -160,9 +159,8 @@ def write_report(evaluation: Any, out: str | os.PathLike, audio: str = "link", p
     """Write the report folder ``out`` (see the module docstring). An existing ``out`` is replaced only when it is an
     earlier report with nothing added (:func:`paraspeechclap.evaluate.report.check_report_folder`); otherwise
     :class:`~paraspeechclap.evaluate.report.ReportFolderError` and nothing is touched."""
-    from .. import __version__
-    from ..evaluate.report import MANIFEST_FORMAT, REPORT_MANIFEST, _entries, check_report_folder
-    from ..fileio import atomic_dir, atomic_write_json, atomic_write_text
+    from ..evaluate.report import check_report_folder, write_report_manifest
+    from ..fileio import atomic_dir, atomic_write_text
     from .html import render_html
 
     if audio not in AUDIO_MODES:
@@ -180,10 +178,7 @@ def write_report(evaluation: Any, out: str | os.PathLike, audio: str = "link", p
             _write_plots(evaluation, tmp)
         atomic_write_text(tmp / "index.html", render_html(evaluation.doc, lambda p: None, plots=plots)
                           if audio == "none" else render_html(evaluation.doc, _url_of(evaluation.doc, paths), plots))
-        files, folders = _entries(tmp)
-        atomic_write_json(tmp / REPORT_MANIFEST, {"format": MANIFEST_FORMAT, "written_by": f"paraspeechclap {__version__}",
-                                                  "suite": "tts-eval", "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                                                  "files": files, "folders": folders})
+        write_report_manifest(tmp, "tts-eval")
         check_report_folder(out)  # again just before the swap: a file added meanwhile is not deleted
     return out
 
