@@ -2,7 +2,7 @@
 
 One WavLM-Large-width speech tower (hidden 1024, 16 heads, FFN 4096, the wavlm-large conv stack, random seeded
 weights; ``--layers`` of the 24, default 6 to keep it short), one clip of ``--seconds`` audio. Measured in one process,
-alternating: eager fp32 and bf16 (weights converted) with the engine's own forwards (``fast.use_fast_paths``),
+alternating: eager fp32 and bf16 (weights converted) with the engine's own forwards (``kernels.switch.use_fast_paths``),
 torch.compile of each (the stock modules with SDPA attention; ``--mode`` and ``--freezing`` choose inductor's mode and
 its weight-freezing pass, which prepacks weights for oneDNN), and ONNX Runtime fp32 (exported with torch.onnx, opset
 17; ``--no-onnx`` skips it). Reports seconds per clip (median of ``--repeats``), the one-off compile/export time and
@@ -27,7 +27,7 @@ from harness import git_revision, machine_info, result_stem, write_results  # no
 def tower(layers: int, sdpa: bool = True, engine: bool = False):
     from transformers import WavLMConfig, WavLMModel
 
-    from paraspeechclap.fast import use_fast_paths, use_sdpa_attention
+    from paraspeechclap.kernels.switch import use_fast_paths
 
     torch.manual_seed(0)
     config = WavLMConfig(hidden_size=1024, num_hidden_layers=layers, num_attention_heads=16, intermediate_size=4096,
@@ -36,7 +36,7 @@ def tower(layers: int, sdpa: bool = True, engine: bool = False):
     if engine:  # all of the engine's eager forwards (they call oneDNN ops that the compiler does not trace)
         use_fast_paths(model)
     elif sdpa:  # the engine's attention; the ONNX exporter takes the stock module (same maths)
-        use_sdpa_attention(model)
+        use_fast_paths(model, ("attention",))
     return model
 
 

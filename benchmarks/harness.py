@@ -193,8 +193,8 @@ def build_model(kind: str, precision: str = "fp32", seed: int = 0, device: str =
 
 def set_stock_paths(model, stock: bool) -> int:
     """WavLM's own attention and conv layers (``stock=True``: the classes' ``forward``, the reference code) or this
-    project's drop-in forwards (``fast.use_fast_paths``); returns the number of modules switched."""
-    from paraspeechclap.fast import use_fast_paths, use_stock_paths
+    project's drop-in forwards (``kernels.switch.use_fast_paths``); returns the number of modules switched."""
+    from paraspeechclap.kernels.switch import use_fast_paths, use_stock_paths
 
     return use_stock_paths(model) if stock else sum(use_fast_paths(model).values())
 
@@ -205,6 +205,83 @@ def weights_fingerprint(model) -> float:
     values = [p.detach().double().abs().sum().item() for p in list(base.parameters())[:3]]
     values.append(model.text_branch.base.embeddings.word_embeddings.weight.detach().double()[:50].abs().sum().item())
     return float(sum(values))
+
+
+# ---------------------------------------------------------------------------------------------- OpenVINO anchor
+OPENVINO_HINTS = ("latency", "throughput")  # its CPU plugin's two performance hints
+
+
+def openvino_available() -> bool:
+    try:
+        import openvino  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def compile_openvino_tower(model, hints: Sequence[str] = ("latency",), precision: str | None = None,
+                           threads: int | None = None) -> tuple[dict, dict]:
+    """The stock speech tower with its mean pooling (``[B, samples] -> [B, hidden]``, dynamic batch and length)
+    converted by ``openvino.convert_model`` and compiled for CPU once per performance hint; ``precision`` None lets
+    OpenVINO choose (bf16 where the CPU has it), ``"f32"`` asks for fp32. Returns ``({hint: compiled}, info)``."""
+    import openvino as ov
+    import torch
+
+    class PooledTower(torch.nn.Module):
+        def __init__(self, branch):
+            super().__init__()
+            self.branch = branch
+
+        def forward(self, values):
+            return self.branch.pool(values, None)[0]
+
+    unknown = sorted(set(hints) - set(OPENVINO_HINTS))
+    if unknown:
+        raise ValueError(f"unknown OpenVINO hints {unknown}; choose from {OPENVINO_HINTS}")
+    restored = set_stock_paths(model, True)  # the reference modules (the fast paths call ops it cannot trace)
+    try:
+        started = time.perf_counter()
+        with torch.no_grad():
+            converted = ov.convert_model(PooledTower(model.audio_branch).eval(), example_input=torch.zeros(1, SR),
+                                         input=[ov.PartialShape([-1, -1])])
+        convert_s = time.perf_counter() - started
+    finally:
+        if restored:
+            set_stock_paths(model, False)
+    core, compiled = ov.Core(), {}
+    info = {"openvino": ov.__version__, "convert_s": convert_s, "compile_s": {}, "properties": {}, "precision": {}}
+    for hint in hints:
+        config = {"PERFORMANCE_HINT": hint.upper(), "INFERENCE_NUM_THREADS": int(threads or torch.get_num_threads())}
+        if precision:
+            config["INFERENCE_PRECISION_HINT"] = precision
+        started = time.perf_counter()
+        compiled[hint] = core.compile_model(converted, "CPU", config)
+        info["compile_s"][hint] = time.perf_counter() - started
+        info["properties"][hint] = {key: str(compiled[hint].get_property(key)) for key in (
+            "INFERENCE_PRECISION_HINT", "PERFORMANCE_HINT", "NUM_STREAMS", "INFERENCE_NUM_THREADS",
+            "OPTIMAL_NUMBER_OF_INFER_REQUESTS")}
+        chosen = compiled[hint].get_property("INFERENCE_PRECISION_HINT").get_type_name()
+        info["precision"][hint] = {"bf16": "bf16", "f32": "fp32", "f16": "fp16"}.get(chosen, chosen)
+        info["properties"][hint]["INFERENCE_PRECISION_HINT"] = chosen
+    return compiled, info
+
+
+def openvino_pooled(compiled, inputs: Sequence[np.ndarray], hint: str = "latency") -> np.ndarray:
+    """Pooled states ``[N, hidden]`` of ``inputs`` (each ``[1, samples]`` float32), one clip per inference request:
+    one after another (latency), or as many requests in flight as the compiled model asks for (throughput)."""
+    if hint == "latency":
+        request = compiled.create_infer_request()
+        return np.stack([np.array(request.infer({0: x})[0][0], np.float32) for x in inputs])
+    import openvino as ov
+
+    rows: list[np.ndarray | None] = [None] * len(inputs)
+    queue = ov.AsyncInferQueue(compiled, int(compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS")))
+    queue.set_callback(lambda request, i: rows.__setitem__(i, np.array(request.get_output_tensor(0).data[0],
+                                                                          np.float32)))
+    for i, x in enumerate(inputs):
+        queue.start_async({0: x}, i)
+    queue.wait_all()
+    return np.stack(rows)
 
 
 # ---------------------------------------------------------------------------------------------- FLOPs and peaks
@@ -273,7 +350,7 @@ def matmul_gflops(dtype_name: str, size: int = 2048, repeats: int = 5, device: s
         a, b = a.to(dtype), torch.randn(size, size, device=device).to(dtype)
         run = lambda: a @ b  # noqa: E731
         if torch.device(device).type == "cpu":
-            from paraspeechclap.fast import onednn_linear_supports
+            from paraspeechclap.kernels.linear import onednn_linear_supports
 
             if onednn_linear_supports(dtype):
                 bt = b.t().contiguous()
@@ -367,7 +444,8 @@ def measure(fn: Callable[[], Any], device: str = "cpu") -> tuple[Any, dict]:
 # ---------------------------------------------------------------------------------------------- workers
 @dataclass
 class WorkerSpec:
-    """One model in one process: ``kind`` (paper/small/tiny) prepared in ``precision`` on ``device``."""
+    """One model in one process: ``kind`` (paper/small/tiny) prepared in ``precision`` on ``device``; ``tree``: the
+    package imported from that source tree instead (another commit's code, for an A/B in one run; spawned only)."""
 
     name: str
     kind: str
@@ -376,6 +454,7 @@ class WorkerSpec:
     device: str = "cpu"
     threads: int | None = None
     memory_limit_gb: float | None = None
+    tree: str | None = None
 
 
 def _build_for(spec: WorkerSpec) -> tuple[Any, dict]:
@@ -389,7 +468,7 @@ def _build_for(spec: WorkerSpec) -> tuple[Any, dict]:
     if spec.precision != "fp32":
         model.prepare_for_inference(device=spec.device, precision=spec.precision)
     if spec.precision == "bf16" or model.precision == "bf16":
-        from paraspeechclap.fast import release_freed_memory
+        from paraspeechclap.kernels.malloc import release_freed_memory
 
         release_freed_memory()  # the fp32 copies of the converted weights
     return model, {"fingerprint": fingerprint, "precision": model.precision, "device": str(model.device),
@@ -401,8 +480,11 @@ def _worker_main(conn, spec: WorkerSpec) -> None:
     """A process holding one model; runs the commands (module-level functions ``fn(model, **payload)``) the parent
     sends until told to exit."""
     limit_memory(spec.memory_limit_gb)
+    if spec.tree:  # before anything imports the package: this process runs that tree's code
+        sys.path.insert(0, str(Path(spec.tree).resolve()))
     try:
         model, info = _build_for(spec)
+        info["package_file"] = sys.modules["paraspeechclap"].__file__
     except BaseException as error:  # noqa: BLE001  (reported to the parent)
         import traceback
 
@@ -487,6 +569,8 @@ class InlineWorker:
 
 
 def start_worker(spec: WorkerSpec, inline: bool = False) -> Worker | InlineWorker:
+    if spec.tree and inline:
+        raise ValueError(f"worker {spec.name}: another source tree needs a process of its own (not --inline)")
     return InlineWorker(spec) if inline else Worker(spec)
 
 
@@ -553,12 +637,13 @@ def ranking_agreement(reference: np.ndarray, other: np.ndarray) -> dict:
 
 
 # ---------------------------------------------------------------------------------------------- machine
-def git_revision() -> str | None:
-    """Short hash of HEAD, with ``+dirty`` when tracked files differ from it (the numbers then are of a work tree)."""
+def git_revision(repo: Path | str = REPO) -> str | None:
+    """Short hash of ``repo``'s HEAD, with ``+dirty`` when tracked files differ from it (the numbers then are of a
+    work tree)."""
     try:
-        head = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True,
+        head = subprocess.run(["git", "-C", str(repo), "rev-parse", "--short", "HEAD"], capture_output=True,
                               text=True, timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=no"],
+        dirty = subprocess.run(["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no"],
                                capture_output=True, text=True, timeout=30).stdout.strip()
         return (head + ("+dirty" if dirty else "")) or None
     except (OSError, subprocess.SubprocessError):

@@ -44,7 +44,7 @@ def long_file_job(kind: str, precision: str, seed: int, path: str, max_batch_sec
 
     if threads:
         torch.set_num_threads(threads)
-    from paraspeechclap.fast import release_freed_memory
+    from paraspeechclap.kernels.malloc import release_freed_memory
 
     def decode_cost(source: str) -> tuple[float, float, float]:
         """Audio seconds, decode seconds and the peak RSS growth of decoding ``source`` as the engine does, without

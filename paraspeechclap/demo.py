@@ -142,13 +142,13 @@ def commit_outputs(out: Path, files: dict[str, bytes], report: dict) -> None:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from .cli import add_model_arguments
+    from .modelspec import ModelSpec
 
     parser.add_argument("--out", default="demo-output",
                         help="report folder (default: demo-output); files the demo did not write are never replaced")
     parser.add_argument("--candidates-n", type=int, default=6, help="N for the best-of-N pick")
     parser.add_argument("--seed", type=int, default=0)
-    add_model_arguments(parser)
+    ModelSpec.add_arguments(parser)
 
 
 def _synthesize(clip: DemoClip, data_path: Path):
@@ -353,7 +353,7 @@ def _page(model_name: str, files: dict[str, bytes], report: dict, similarity, cl
 
 
 def run(args: argparse.Namespace) -> int:
-    from .cli import load_model_from_args
+    from .modelspec import ModelSpec
     from .synth.engines import espeak_available
 
     if not espeak_available():
@@ -370,7 +370,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: {exc}")
         return 2
 
-    model = load_model_from_args(args)
+    model = ModelSpec.from_args(args).load()
     print(f"model: {args.model} (precision {model.precision}, device {model.device})")
 
     waves, candidates = _synthesize_all(args.candidates_n, args.seed)

@@ -157,9 +157,9 @@ class ParaSpeechCLAPModel(nn.Module):
         self.config = config
         speech_base = speech_base if speech_base is not None else build_encoder(config.speech_config)
         text_base = text_base if text_base is not None else build_encoder(config.text_config)
-        from .fast import use_fast_paths
+        from .kernels.switch import use_fast_paths
 
-        use_fast_paths(speech_base)  # WavLM's attention, conv and linear layers: same maths, faster (fast.py)
+        use_fast_paths(speech_base)  # WavLM's attention, conv and linear layers: same maths, faster (kernels/)
         use_fast_paths(text_base)
         self.audio_branch = SpeechEncoder(speech_base, config.speech_pooling)
         self.text_branch = TextEncoder(text_base, config.text_pooling)

@@ -10,7 +10,7 @@ HELP = "per-window caption scores over a long recording (plot .png or .json)"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from .cli import add_model_arguments
+    from .modelspec import ModelSpec
 
     parser.add_argument("audio", help="an audio file")
     parser.add_argument("--captions", nargs="+", required=True, help="style descriptions to follow over time")
@@ -18,7 +18,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--hop", type=float, default=1.0, help="hop between windows in seconds (default 1)")
     parser.add_argument("--out", required=True, help="output .png (plot) or .json (numbers)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
-    add_model_arguments(parser)
+    ModelSpec.add_arguments(parser)
 
 
 def plot(result: dict, title: str = ""):
@@ -44,15 +44,16 @@ def plot(result: dict, title: str = ""):
 
 
 def run(args: argparse.Namespace) -> int:
-    from .cli import check_output, load_model_from_args
     from .fileio import atomic_write, atomic_write_json
+    from .modelspec import ModelSpec
+    from .output import check_output
 
     out = Path(args.out)
     if out.suffix not in (".png", ".json"):
         print(f"error: --out must end in .png or .json, got {out}", file=sys.stderr)
         return 2
     check_output(args.out, [args.audio], args.overwrite)
-    model = load_model_from_args(args)
+    model = ModelSpec.from_args(args).load()
     result = model.timeline(args.audio, args.captions, window_seconds=args.window, hop_seconds=args.hop)
     if out.suffix == ".json":
         atomic_write_json(out, result)

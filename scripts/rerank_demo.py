@@ -266,9 +266,9 @@ def generate_layout(out: Path, prompts: list[tuple[str, str]], n: int, seed: int
 
 
 def load_model(args: argparse.Namespace):
-    from paraspeechclap.cli import load_model_from_args
+    from paraspeechclap.modelspec import ModelSpec
 
-    return load_model_from_args(args)
+    return ModelSpec.from_args(args).load()
 
 
 def run_demo(args: argparse.Namespace, model=None) -> dict:
@@ -437,9 +437,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--repeats", type=int, default=3, help="sentences per caption (default: 3)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workers", type=int, default=2, help="parallel espeak-ng processes")
-    from paraspeechclap.cli import add_model_arguments  # --model (default mini), --device, --batch-size ...
+    from paraspeechclap.modelspec import ModelSpec  # --model (default mini), --device, --batch-size ...
 
-    add_model_arguments(parser)
+    ModelSpec.add_arguments(parser)
     args = parser.parse_args(argv)
     if not 1 <= args.captions <= len(CAPTIONS) or args.repeats < 1 or args.n < 2:
         parser.error(f"need 1 <= --captions <= {len(CAPTIONS)}, --repeats >= 1, --n >= 2")

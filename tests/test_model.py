@@ -122,12 +122,12 @@ def test_sdpa_attention_matches_stock_wavlm_attention(tiny_model_factory):
     import types
 
 
-    from paraspeechclap.fast import _wavlm_sdpa_attention_forward
+    from paraspeechclap.kernels.attention import wavlm_attention_forward
 
     model = tiny_model_factory()
     attention = [m for m in model.modules() if type(m).__name__ == "WavLMAttention"]
     assert attention and all(isinstance(m.forward, types.MethodType)
-                             and m.forward.__func__ is _wavlm_sdpa_attention_forward for m in attention)
+                             and m.forward.__func__ is wavlm_attention_forward for m in attention)
     clips = random_clips([16000, 5000, 30000])
     fast = model.embed_audio(clips, batch_size=3)
     for module in attention:  # back to the stock implementation
@@ -149,7 +149,7 @@ def test_int8_precision_keeps_rankings(tiny_model_factory):
 def test_toeplitz_bias_equals_the_stock_relative_position_bias(tiny_model):
     import torch
 
-    from paraspeechclap.fast import toeplitz_bias
+    from paraspeechclap.kernels.position_bias import toeplitz_bias
 
     attention = next(m for m in tiny_model.modules() if type(m).__name__ == "WavLMAttention"
                      and getattr(m, "has_relative_position_bias", True) and hasattr(m, "rel_attn_embed"))

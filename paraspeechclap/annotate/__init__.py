@@ -21,7 +21,8 @@ def annotate(inputs, out, model: str = "mini", engine: str = "local", workers: i
     ``threads``: torch threads per worker (default: the cores split between the workers); ``split``: the split of
     rows that do not name one (and of a Hugging Face dataset input)."""
     from .engines import run
-    from .job import JobConfig, ModelSpec
+    from ..modelspec import ModelSpec
+    from .job import JobConfig
 
     config = JobConfig(inputs=[str(i) for i in (inputs if isinstance(inputs, (list, tuple)) else [inputs])],
                        out=str(out), model=ModelSpec(model, device=device, precision=precision, **model_options),

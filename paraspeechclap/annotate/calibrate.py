@@ -25,6 +25,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ..modelspec import ModelSpec
+from ..precisions import PRECISIONS
+
 
 class CalibrationError(RuntimeError):
     """Nothing could be calibrated (the message says why, per attribute)."""
@@ -235,7 +238,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--suites", required=True, help="suites.json of a labelled corpus (paraspeechclap synth writes one)")
     parser.add_argument("--model", default="mini")
-    parser.add_argument("--model-precision", default="auto", choices=["auto", "fp32", "bf16", "int8"],
+    parser.add_argument("--model-precision", default=ModelSpec.precision, choices=list(PRECISIONS),
                         help="numeric precision of the model (default auto, as annotate)")
     parser.add_argument("--attributes", default=None, help="the table to calibrate (default: the model family's own)")
     parser.add_argument("--precision", type=float, default=0.9, help="wanted precision of each class's tags (default 0.9)")
@@ -245,13 +248,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", required=True, help="attribute table JSON to write (use with annotate --attributes)")
     args = parser.parse_args(argv)
     from .. import schemas
-    from ..api import ParaSpeechCLAP
     from .attributes import AttributeTable
 
     if not 0 < args.precision <= 1 or not 0.5 <= args.confidence < 1 or args.min_clips < 1:
         parser.error("--precision must be in (0, 1], --confidence in [0.5, 1) and --min-clips at least 1")
     command = "python -m paraspeechclap.annotate.calibrate " + shlex.join(sys.argv[1:] if argv is None else argv)
-    model = ParaSpeechCLAP.from_pretrained(args.model, precision=args.model_precision)
+    model = ModelSpec(args.model, precision=args.model_precision).load()
     table = AttributeTable.from_file(args.attributes) if args.attributes else None
     try:
         doc, report = calibrate(model, args.suites, args.precision, args.min_clips, table, command,

@@ -9,7 +9,7 @@ HELP = "annotate a corpus into Parquet shards (embeddings, class probabilities, 
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from ..cli import add_model_arguments
+    from ..modelspec import ModelSpec
 
     parser.add_argument("inputs", nargs="+", help="audio folders, audio files or manifests (read by paraspeechclap.data)")
     parser.add_argument("--out", required=True, help="output folder (Parquet shards + _manifest.json)")
@@ -27,18 +27,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--split", default="train",
                         help="split of rows that do not name one in a 'split' field, and of a Hugging Face dataset input")
     parser.add_argument("--quiet", action="store_true", help="no progress lines")
-    add_model_arguments(parser)
+    ModelSpec.add_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
     from .engines import run as run_engine
-    from .job import AnnotateError, JobConfig, ModelSpec
+    from ..modelspec import ModelSpec
+    from .job import AnnotateError, JobConfig
 
     try:
-        config = JobConfig(inputs=list(args.inputs), out=args.out,
-                           model=ModelSpec(args.model, device=args.device, precision=args.precision,
-                                           revision=args.revision, speech_model=args.speech_model,
-                                           text_model=args.text_model, embedding_dim=args.embedding_dim),
+        config = JobConfig(inputs=list(args.inputs), out=args.out, model=ModelSpec.from_args(args),
                            shard_size=args.shard_size, embedding_dtype=args.embedding_dtype, batch_size=args.batch_size,
                            captions=not args.no_captions, attributes=args.attributes, audio_root=args.audio_root,
                            split=args.split)

@@ -27,6 +27,7 @@ from typing import Any, Callable, Sequence, TypedDict
 
 import numpy as np
 
+from ..modelspec import ModelSpec
 from ..fileio import FileRecord, atomic_path, atomic_write_json, check_file, file_record, remove_temporaries
 from .attributes import AttributeTable
 from .inputs import InputRow, plan_rows, rows_digest
@@ -94,26 +95,6 @@ class ResumeState:
 
 class AnnotateError(RuntimeError):
     """A job that cannot run (another model or input already in the folder, bad options)."""
-
-
-@dataclass
-class ModelSpec:
-    """How every worker loads the same model (the CLI's model options)."""
-
-    source: str = "mini"
-    device: str | None = None
-    precision: str = "auto"
-    revision: str | None = None
-    speech_model: str | None = None
-    text_model: str | None = None
-    embedding_dim: int | None = None
-
-    def load(self, device: str | None = None):
-        from ..api import ParaSpeechCLAP
-
-        return ParaSpeechCLAP.from_pretrained(self.source, speech_model=self.speech_model, text_model=self.text_model,
-                                              embedding_dim=self.embedding_dim, device=device or self.device,
-                                              precision=self.precision, revision=self.revision)
 
 
 @dataclass

@@ -1,6 +1,6 @@
 """Zero-shot style classification: candidates embedded through prompt templates, argmax over cosines.
 
-With one template each candidate's prompt is ``template.format(candidate)`` (default
+With one template each candidate's prompt is ``fill_template(template, candidate)`` (default
 ``"A person is speaking in a {} style."``, the reference's). With several templates the candidate's text
 embedding is the mean of its prompts' embeddings, re-normalised to unit length (prompt ensembling).
 Metrics: accuracy, UAR and macro-F1 over the full sorted candidate set (see :mod:`.metrics`).
@@ -13,10 +13,10 @@ from typing import Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 
+from ..prompts import DEFAULT_TEMPLATE, fill_template
 from . import _io
 from .metrics import check_labels, classification_metrics, confusion, per_class_table, predict
 
-DEFAULT_TEMPLATE = "A person is speaking in a {} style."
 
 
 def check_templates(templates: Sequence[str]) -> List[str]:
@@ -34,7 +34,7 @@ def candidate_embeddings(embed_text: Callable[[List[str]], np.ndarray], candidat
                          templates: Sequence[str] = (DEFAULT_TEMPLATE,)) -> np.ndarray:
     """``[C, D]`` unit-length text embeddings of the candidates (mean over templates when there are several)."""
     templates = check_templates(templates)
-    per_template = [np.asarray(embed_text([t.format(c) for c in candidates]), dtype=np.float64) for t in templates]
+    per_template = [np.asarray(embed_text([fill_template(t, c) for c in candidates]), dtype=np.float64) for t in templates]
     if len(per_template) == 1:
         return per_template[0]
     mean = np.mean(per_template, axis=0)

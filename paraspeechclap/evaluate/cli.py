@@ -12,6 +12,9 @@ import sys
 from pathlib import Path
 from typing import List, Optional
 
+from ..modelspec import REPRODUCIBLE, ModelSpec
+from ..prompts import DEFAULT_TEMPLATE
+
 HELP = "evaluate a model: the paper's retrieval and classification suites, or your own manifest"
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_PARTIAL = 0, 1, 2, 3
@@ -42,25 +45,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     what.add_argument("--label-column", default="classification_tag", help="gold label column (default: classification_tag)")
     what.add_argument("--max-items", type=int, help="only the first N rows of each task (quick runs; numbers not comparable)")
 
-    model = parser.add_argument_group("model")
-    model.add_argument("--model", default="mini",
-                       help="'mini' (default), 'intrinsic', 'situational', 'combined', a .pth.tar file or a "
-                            "save_pretrained folder (anything ParaSpeechCLAP.from_pretrained accepts)")
-    model.add_argument("--speech-model", help="speech encoder (hub id or folder) for a raw .pth.tar")
-    model.add_argument("--text-model", help="text encoder (hub id or folder) for a raw .pth.tar")
-    model.add_argument("--embedding-dim", type=int, help="embedding size for a raw .pth.tar")
-    model.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: the model's choice)")
-    model.add_argument("--revision", help="hub revision (branch, tag or commit) of a released checkpoint")
-    model.add_argument("--precision", default="fp32", choices=["auto", "fp32", "bf16", "int8"],
-                       help="numeric precision (default fp32, as the reference evaluated; auto = bf16 where supported)")
+    ModelSpec.add_arguments(parser, **REPRODUCIBLE)  # fp32, as the reference evaluated
 
     how = parser.add_argument_group("how")
     how.add_argument("--template", action="append", metavar="TEMPLATE",
-                     help="prompt template with one {} (default: the model's, for the paper models "
-                          "\"A person is speaking in a {} style.\"); repeat to average several")
+                     help=f"prompt template with one {{}} (default: the model's, for the paper models "
+                          f"\"{DEFAULT_TEMPLATE}\"); repeat to average several")
     how.add_argument("--templates", nargs="+", metavar="TEMPLATE",
                      help="several templates at once; each class embedding is the renormalised mean over them")
-    how.add_argument("--batch-size", type=int, default=8, help="audio batch size (default: 8, as the reference)")
     how.add_argument("--cache-dir", help="audio-embedding cache folder (default: ~/.cache/paraspeechclap/embeddings)")
     how.add_argument("--no-cache", action="store_true", help="do not read or write the on-disk embedding cache")
     how.add_argument("--top-k", type=int, default=10, help="captions per clip in top_k_retrieved_captions.json (default 10)")
@@ -82,14 +74,6 @@ def _model_name(source: str) -> str:
     return name
 
 
-def _load_model(args: argparse.Namespace):
-    from paraspeechclap import ParaSpeechCLAP
-
-    return ParaSpeechCLAP.from_pretrained(args.model, speech_model=args.speech_model, text_model=args.text_model,
-                                          embedding_dim=args.embedding_dim, device=args.device,
-                                          precision=args.precision, revision=getattr(args, "revision", None))
-
-
 def run(args: argparse.Namespace) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     from .cache import default_cache_dir
@@ -102,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: {message}", file=sys.stderr)
         return code
 
-    if args.batch_size <= 0:
+    if args.batch_size is not None and args.batch_size <= 0:
         return fail(f"--batch-size must be positive, got {args.batch_size}", EXIT_USAGE)
     if args.top_k <= 0:
         return fail(f"--top-k must be positive, got {args.top_k}", EXIT_USAGE)
@@ -129,7 +113,7 @@ def run(args: argparse.Namespace) -> int:
     except ReportFolderError as err:
         return fail(str(err), EXIT_USAGE)
     try:
-        model = _load_model(args)
+        model = ModelSpec.from_args(args).load()
     except Exception as err:  # from_pretrained raises clear errors of several types; all are fatal here
         return fail(f"cannot load model {args.model!r}: {err}")
 
@@ -140,8 +124,9 @@ def run(args: argparse.Namespace) -> int:
                 "device": str(getattr(model, "device", args.device)),
                 "precision": str(getattr(model, "precision", args.precision)), "max_items": args.max_items,
                 "caption_choice": "first non-blank element of a list", "top_k": args.top_k}
-    outcome = run_suite(model, prepared, suite.name, templates=templates or None, batch_size=args.batch_size,
-                        cache_dir=cache_dir, progress=not args.quiet, settings=settings,
+    outcome = run_suite(model, prepared, suite.name, templates=templates or None,
+                        batch_size=args.batch_size or model.default_batch_size, cache_dir=cache_dir,
+                        progress=not args.quiet, settings=settings,
                         model_info={"source": args.model, "name": model_name, "class": type(model).__name__})
     try:
         write_report(outcome, out_dir, model_name=model_name, top_k=args.top_k,

@@ -29,16 +29,15 @@ def run(args: argparse.Namespace) -> int:
     import logging
     from pathlib import Path
 
-    from ..api import ParaSpeechCLAP
+    from ..modelspec import ModelSpec
     from .graphs import ExportError
     from .writer import export_model, summary
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
     variants = tuple(v.strip() for v in args.variants.split(",") if v.strip()) if args.variants else None
     try:
-        model = ParaSpeechCLAP.from_pretrained(args.model, speech_model=args.speech_model, text_model=args.text_model,
-                                               embedding_dim=args.embedding_dim, device="cpu", precision="fp32",
-                                               revision=args.revision)
+        model = ModelSpec(args.model, speech_model=args.speech_model, text_model=args.text_model,
+                          embedding_dim=args.embedding_dim, device="cpu", precision="fp32", revision=args.revision).load()
         out = export_model(model, Path(args.out), args.backend, variants,
                            source={"model": args.model, "revision": args.revision})
     except (ExportError, FileExistsError, ValueError, FileNotFoundError) as err:

@@ -5,8 +5,8 @@ frame counts, dynamic in batch and length; ``speech_projection``: pooled states 
 engine averages a long clip's windows by frame count between the two, as it does in torch); ``text``: token ids and
 mask -> tower, first-token (or mean) pooling, projection, L2 norm, dynamic in batch and length.
 
-Traced with ``torch.onnx.export(dynamo=True)`` from the reference forwards (``fast.use_stock_paths``: this project's
-fast forwards call oneDNN and keep per-thread scratch, which a graph has no use for). OpenVINO IR is converted from
+Traced with ``torch.onnx.export(dynamo=True)`` from the reference forwards (``kernels.switch.use_stock_paths``: this
+project's fast forwards call oneDNN and keep per-thread scratch, which a graph has no use for). OpenVINO IR is converted from
 the ONNX graph, traced with the STFT and inverse FFTs of mini's log-mel front end as DFT matrix products (OpenVINO
 2026.4 converts neither ONNX's STFT with a dynamic length nor its DFT). Variants: ONNX Runtime dynamic int8
 quantization of the speech tower's matrix products (as the torch engine's int8 quantizes only the speech tower);

@@ -121,7 +121,7 @@ def export_model(model, out: str | Path, backend: str = "onnx", variants: tuple[
     reference = {"audio": model.embed_audio([(c, model.sampling_rate) for c in clips]), "text": model.embed_text(texts)}
     manifest = {"format": FORMAT, "format_version": FORMAT_VERSION, "written_by": WRITTEN_BY, "backend": backend,
                 "model": model_section(model, source), "audio": audio_section(model), "text": text_section(model)}
-    from ..fast import use_fast_paths, use_stock_paths
+    from ..kernels.switch import use_fast_paths, use_stock_paths
 
     use_stock_paths(model)  # the reference forwards trace; the fast ones call oneDNN and per-thread scratch
     try:

@@ -5,6 +5,8 @@ import argparse
 import json
 import sys
 
+from .. import output
+
 HELP = "build (or extend with new shards) the ANN index of an annotation folder; 'index info' describes one"
 
 
@@ -19,8 +21,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     build.add_argument("--expansion-add", type=int, default=128, help="HNSW efConstruction (default 128)")
     build.add_argument("--expansion-search", type=int, default=128, help="HNSW efSearch (default 128)")
     build.add_argument("--threads", type=int, default=0, help="build threads (0: all cores)")
-    info = sub.add_parser("info", help="print an index's description as JSON")
+    info = sub.add_parser("info", help="print an index's description (JSON, or a table)")
     info.add_argument("index", help="index folder, or an annotation folder with _index/")
+    output.add_arguments(info, formats=("json", "table"))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -28,10 +31,15 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         if args.index_command == "info":
+            fmt = "json" if args.format is None and args.out is None else output.chosen_format(args)
+            output.check_output(args.out, [], args.overwrite)
             index = Index.open(args.index)
             meta = dict(index.meta)
             meta["shards"] = len(meta["shards"])
-            print(json.dumps(meta | {"folder": str(index.folder)}, indent=2))
+            provenance = meta.pop("model", {})
+            document = meta | {"folder": str(index.folder)}
+            output.emit(fmt, args.out, provenance=provenance, document=document, rows=[document],
+                        table=lambda: "".join(f"{k:<20}{v}\n" for k, v in {**document, "model": provenance}.items()))
             return 0
         index = Index.build(args.annotations, out=args.out, backend=args.backend, connectivity=args.connectivity,
                             expansion_add=args.expansion_add, expansion_search=args.expansion_search,

@@ -308,11 +308,11 @@ class Index:
     def load_model(self, source: str | None = None, device: str | None = None):
         """``source`` (default: the model recorded in the index) at the recorded precision; :meth:`check_model`
         then decides whether it may embed queries for this index."""
-        from ..api import ParaSpeechCLAP
+        from ..modelspec import ModelSpec
 
         prov = self.meta["model"]
-        return ParaSpeechCLAP.from_pretrained(source or prov.get("model", "mini"), device=device,
-                                              precision=prov.get("precision", "auto"))
+        return ModelSpec(source or prov.get("model", "mini"), device=device,
+                         precision=prov.get("precision", "auto")).load()
 
     def check_model(self, model: Any) -> None:
         """Refuse (:class:`ModelMismatch`, naming both identities and dimensions) a model other than the one whose

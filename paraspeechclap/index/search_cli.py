@@ -2,10 +2,11 @@
 from __future__ import annotations
 
 import argparse
-import csv
-import json
 import sys
 
+from .. import output
+
+TABLE_COLUMNS = ["rank", "score", "id", "duration", "tags", "audio"]
 HELP = "search an annotation index by description and/or example clip, with SQL filters over its columns"
 
 
@@ -18,11 +19,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "'deep'\" (columns: id, audio, duration, status, tags, caption, each attribute, p_*; "
                              "comparisons, AND/OR/NOT, IN, BETWEEN, LIKE, pure functions; nothing that reads files)")
     parser.add_argument("--top", type=int, default=20, help="number of clips (default 20)")
-    parser.add_argument("--format", default="table", choices=["table", "json", "csv"])
     parser.add_argument("--model", default=None,
                         help="model that embeds the query (default: the one recorded in the index); it must be the "
                              "model whose embeddings the index holds")
     parser.add_argument("--device", default=None, help="device for the query embedding (default: cpu/cuda auto)")
+    output.add_arguments(parser)
 
 
 def _cell(value) -> str:
@@ -43,6 +44,8 @@ def run(args: argparse.Namespace) -> int:
         print("error: give a description, --like CLIP, or both", file=sys.stderr)
         return 2
     try:
+        fmt = output.chosen_format(args)
+        output.check_output(args.out, [p for p in (args.like,) if p], args.overwrite)
         index = Index.open(args.index)
         if args.where is not None:  # refused before any model is loaded
             validate_where(args.where, index.columns)
@@ -59,19 +62,17 @@ def run(args: argparse.Namespace) -> int:
             print(f"error: --where: {' '.join(str(err).split())}", file=sys.stderr)
             return 2
         raise
-    if args.format == "json":
-        print(json.dumps(hits, indent=2, default=str))
-        return 0
-    columns = ["rank", "score", "id", "duration", "tags", "audio"]
-    if args.format == "csv":
-        writer = csv.writer(sys.stdout)
-        writer.writerow(columns)
-        for hit in hits:
-            writer.writerow([_cell(hit.get(c)) for c in columns])
-        return 0
-    cells = [[_cell(hit.get(c)) for c in columns] for hit in hits]
-    widths = [max([len(c)] + [len(r[i]) for r in cells]) for i, c in enumerate(columns)]
-    print("  ".join(c.ljust(w) for c, w in zip(columns, widths)))
-    for row in cells:
-        print("  ".join(v.ljust(w) for v, w in zip(row, widths)))
+    query = {"text": args.text, "like": args.like, "where": args.where, "top": args.top}
+    provenance = dict(model.provenance(), index=str(index.folder))
+    rows = [{c: hit.get(c) for c in TABLE_COLUMNS} | hit for hit in hits]  # the table's columns lead
+    output.emit(fmt, args.out, provenance=provenance, document={"query": query, "results": hits}, rows=rows,
+                table=lambda: table_text(hits))
     return 0
+
+
+def table_text(hits: list[dict]) -> str:
+    cells = [[_cell(hit.get(c)) for c in TABLE_COLUMNS] for hit in hits]
+    widths = [max([len(c)] + [len(r[i]) for r in cells]) for i, c in enumerate(TABLE_COLUMNS)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(TABLE_COLUMNS, widths)).rstrip()]
+    lines += ["  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip() for row in cells]
+    return "\n".join(lines) + "\n"

@@ -26,10 +26,12 @@ import torch
 import torch.nn.functional as F
 
 from ..audio import load_audio, pad_batch
-from ..fast import cpu_has_amx, keep_freed_blocks, release_scratch, tensor_version
+from ..kernels.cpu import cpu_has_amx
+from ..kernels.malloc import keep_freed_blocks
+from ..kernels.scratch import release_scratch, tensor_version
 from .loop import CHUNK_ITEMS, CHUNK_SECONDS, LONG_GROUP_SECONDS, EmbeddingLoop, ItemResult, as_audio_list
 from .plan import ATTENTION_BUDGET_BYTES, EncoderCost, Window
-from .precision import resolve_device, resolve_precision, tower_accepts_bf16_weights
+from .precision import native_bf16, resolve_device, resolve_precision, tower_accepts_bf16_weights
 from .stream import STREAM_SECONDS
 from .text_cache import TextCache
 
@@ -40,7 +42,7 @@ log = logging.getLogger(__name__)
 
 GPU_BATCH_SECONDS = 240.0
 AMX_BATCH_CLIPS, AMX_BATCH_SECONDS = 8, 16.0  # bf16 on CPUs with AMX: short clips share a forward pass
-CPU_LANES_MAX = 4  # fp32 on CPU: forward passes side by side, each on its share of torch's threads (cpu_lanes)
+CPU_LANES_MAX = 4  # fp32, and bf16 without AMX, on CPU: passes side by side, each on its share of torch's threads
 
 
 def weights_version(*modules: torch.nn.Module) -> tuple:
@@ -72,7 +74,7 @@ class InferenceEngine(EmbeddingLoop):
         self.model = model
         target = resolve_device(device)
         if target.type == "cpu":
-            keep_freed_blocks()  # page faults of fresh blocks otherwise cost as much as whole layers (fast.py)
+            keep_freed_blocks()  # page faults of fresh blocks otherwise cost as much as whole layers (kernels/malloc.py)
         model.to(target)
         model.eval()
         self.precision = resolve_precision(precision, target, model.audio_branch.base)
@@ -104,7 +106,7 @@ class InferenceEngine(EmbeddingLoop):
             if not self._autocast_speech:
                 self._speech_dtype = torch.bfloat16
         elif self.precision == "int8":
-            from ..fast import quantize_int8
+            from ..kernels.int8 import quantize_int8
 
             quantize_int8(model)
 
@@ -156,17 +158,25 @@ class InferenceEngine(EmbeddingLoop):
     def cpu_lanes(self) -> int:
         """Forward passes run side by side on CPU, each on ``threads // lanes`` of torch's threads, for windows small
         enough that the lanes together stay within one batch's frame and attention budget (longer ones run one at a
-        time on all threads). Default: fp32 on CPU, ``min(torch threads, CPU_LANES_MAX)``: on the 2-core AVX2 Zen 3,
-        two clips at a time on one thread each embedded the benchmark's clips 1.1-1.25x faster than one clip on two
-        threads (BENCHMARKS.md). 1 in bf16/int8 (not measured), for towers that state their own ``cpu_batch_size``,
-        and on accelerators; the ``cpu_lanes`` option fixes it."""
+        time on all threads). Default ``min(torch threads, CPU_LANES_MAX)`` in fp32 and in ``_bf16_lanes``: two
+        clips at a time on one thread each beat one clip on two threads there (BENCHMARKS.md). 1 in int8 and in bf16
+        with AMX (not measured), for towers that state their own ``cpu_batch_size``, and on accelerators; the
+        ``cpu_lanes`` option fixes it."""
         if self.device.type != "cpu":
             return 1
         if self._cpu_lanes is not None:
             return self._cpu_lanes
-        if self.precision != "fp32" or getattr(self.model.audio_branch.base, "cpu_batch_size", None) is not None:
+        if getattr(self.model.audio_branch.base, "cpu_batch_size", None) is not None:
             return 1
-        return max(1, min(torch.get_num_threads(), CPU_LANES_MAX))
+        if self.precision == "fp32" or self._bf16_lanes:
+            return max(1, min(torch.get_num_threads(), CPU_LANES_MAX))
+        return 1
+
+    @property
+    def _bf16_lanes(self) -> bool:
+        """bf16 on a CPU with native bf16 but no AMX (AVX-512 BF16): lanes, measured faster on short and long clips
+        alike (issue 30, BENCHMARKS.md); with AMX short clips share passes instead (``_amx_batches``)."""
+        return self.precision == "bf16" and native_bf16(self.device) and not cpu_has_amx()
 
     def provenance(self) -> dict:
         """What produced an output: model identity, precision, device, versions. Recorded beside every result."""

@@ -17,7 +17,8 @@ from pathlib import Path
 
 import torch
 
-PRECISIONS = ("auto", "fp32", "bf16", "int8")
+from ..precisions import PRECISIONS  # noqa: F401 - the one declaration, re-exported
+
 _X86_BF16_FLAGS = {"avx512_bf16", "amx_bf16"}
 _ARM_BF16_FLAGS = {"bf16"}
 

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
+from .. import output
+
+REPORT_FORMATS = ("table", "json", "jsonl", "csv")
 HELP = "pick the candidate audio that best matches each style prompt (best-of-N reranking)"
 
 _DESCRIPTION = """\
@@ -79,48 +81,47 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="what ranks the candidates: the caption-audio cosine (default), or the contrastive adherence of "
              "paraspeechclap tts-eval (the probability the caption beats captions flipping one named attribute)",
     )
-    parser.add_argument("--json", action="store_true", help="print selection.json to stdout instead of a table")
+    output.add_arguments(parser, formats=REPORT_FORMATS, aliases=("json",), out=False)  # json: selection.json
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
-    from ..cli import add_model_arguments  # --model, encoders, --device, --precision, --batch-size
+    from ..modelspec import ModelSpec
 
-    add_model_arguments(parser)
+    ModelSpec.add_arguments(parser)
 
 
 def _fmt(value: float | None, spec: str = ".4f") -> str:
     return "-" if value is None else format(value, spec)
 
 
-def _print_table(doc: dict, stream=None) -> None:
-    stream = stream or sys.stdout
+def _table_text(doc: dict) -> str:
     rows = []
     for rec in doc["prompts"]:
         chosen = rec["chosen"] if rec["status"] == "chosen" else None
         which = "-" if chosen is None else chosen["name"]
         caption = rec["caption"] if len(rec["caption"]) <= 48 else rec["caption"][:45] + "..."
-        rows.append(
-            (
-                rec["id"],
-                caption,
-                which,
-                _fmt(chosen and chosen["score"]),
-                _fmt(rec["margin"]),
-                ",".join(rec["flags"]) or "",
-            )
-        )
+        rows.append((rec["id"], caption, which, _fmt(chosen and chosen["score"]), _fmt(rec["margin"]),
+                     ",".join(rec["flags"]) or ""))
     header = ("prompt", "caption", "chosen", "score", "margin", "flags")
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
     line = lambda r: "  ".join(str(v).ljust(w) for v, w in zip(r, widths)).rstrip()  # noqa: E731
-    print(line(header), file=stream)
-    print("  ".join("-" * w for w in widths), file=stream)
-    for r in rows:
-        print(line(r), file=stream)
+    return "\n".join([line(header), "  ".join("-" * w for w in widths), *map(line, rows)]) + "\n"
+
+
+def report_rows(doc: dict) -> list[dict]:
+    """One row per prompt: its id, caption, status, the chosen file (name and path), score, margin and flags."""
+    rows = []
+    for rec in doc["prompts"]:
+        chosen = rec["chosen"] if rec["status"] == "chosen" else {}
+        rows.append({"prompt_id": rec["id"], "caption": rec["caption"], "status": rec["status"],
+                     "chosen": chosen.get("name"), "path": chosen.get("path"), "score": chosen.get("score"),
+                     "margin": rec["margin"], "flags": list(rec["flags"])})
+    return rows
 
 
 def load_model(args: argparse.Namespace):
-    """The model named by the shared model options (``paraspeechclap.cli.add_model_arguments``)."""
-    from ..cli import load_model_from_args
+    """The model named by the model options (:class:`paraspeechclap.modelspec.ModelSpec`)."""
+    from ..modelspec import ModelSpec
 
-    return load_model_from_args(args)
+    return ModelSpec.from_args(args).load()
 
 
 def _rerank(model, data, args: argparse.Namespace, gates, weights) -> list:
@@ -144,6 +145,7 @@ def run(args: argparse.Namespace) -> int:
 
     err = sys.stderr
     try:
+        fmt = output.chosen_format(args, file_out=False)
         gates = [parse_gate(g) for g in args.gate]
         weights = dict(parse_weight(w) for w in args.weight)
     except ValueError as exc:
@@ -195,11 +197,8 @@ def run(args: argparse.Namespace) -> int:
         return 2
     for issue in doc["issues"][len(data.issues):]:  # problems met while writing (a chosen file gone, ...)
         print(f"error: {issue}", file=err)
-    if args.json:
-        json.dump(doc, sys.stdout, indent=2, ensure_ascii=False)
-        print()
-    else:
-        _print_table(doc)
+    output.emit(fmt, None, provenance=doc.get("provenance") or {}, rows=report_rows(doc), document=doc,
+                table=lambda: _table_text(doc))  # json: selection.json as written
     c = doc["counts"]
     print(
         f"{c['chosen']}/{c['prompts']} prompts chosen, {c['failed']} failed; {c['candidates']} candidates, "

@@ -37,6 +37,7 @@ from typing import Any
 
 import numpy as np
 
+from paraspeechclap.modelspec import ModelSpec
 from paraspeechclap.rerank.shaping import SHAPINGS, shape_rewards
 
 __all__ = ["ParaSpeechCLAPReward", "RewardClient", "RewardServiceError", "RewardResult", "score_items",
@@ -361,9 +362,9 @@ class ParaSpeechCLAPReward:
     ``completion_ids`` and every dataset column as keyword arguments; returns one float per completion, None for
     a completion that could not be scored (TRL treats None as missing), each failure logged as a warning.
 
-    Backend: ``model`` (a loaded model, or a name/path for :meth:`ParaSpeechCLAP.from_pretrained`, loaded with
-    ``device`` / ``precision``) or ``client`` (a :class:`RewardClient` or a base URL; ``token`` / ``timeout`` for
-    the URL). Exactly one. Both give the same numbers.
+    Backend: ``model`` (a loaded model, a :class:`paraspeechclap.modelspec.ModelSpec`, or a name/path loaded as
+    ``ModelSpec(model, device=device, precision=precision)``) or ``client`` (a :class:`RewardClient` or a base URL;
+    ``token`` / ``timeout`` for the URL). Exactly one. Both give the same numbers.
 
     * completions: audio, see :func:`resolve_audio` (``audio_key``, ``sample_rate`` for bare arrays). ``to_audio``
       (optional) maps the batch first: ``to_audio(completions, completion_ids) -> list of audio`` (e.g. a vocoder
@@ -396,10 +397,12 @@ class ParaSpeechCLAPReward:
             raise ValueError("give exactly one of model= (in process) or client= (a reward service URL or RewardClient)")
         if shaping not in SHAPINGS:
             raise ValueError(f"shaping must be one of {SHAPINGS}, got {shaping!r}")
-        self._model_spec: dict | None = None  # how to load the model again in an unpickled copy
+        self._model_spec: ModelSpec | None = None  # how to load the model again in an unpickled copy
         if isinstance(model, (str, os.PathLike)):
-            self._model_spec = {"source": os.fspath(model), "device": device, "precision": precision}
-            model = _load_model(self._model_spec)
+            model = ModelSpec(os.fspath(model), device=device, precision=precision)
+        if isinstance(model, ModelSpec):
+            self._model_spec = model
+            model = model.load()
         if isinstance(client, str):
             client = RewardClient(client, token=token, timeout=timeout)
         self.model, self.client = model, client
@@ -432,7 +435,7 @@ class ParaSpeechCLAPReward:
             self.to_audio = load_hook(self._to_audio_ref)
 
     def __repr__(self) -> str:
-        backend = self.client if self.client is not None else (self._model_spec or {}).get("source") or getattr(
+        backend = self.client if self.client is not None else getattr(self._model_spec, "source", None) or getattr(
             self.model, "name", type(self.model).__name__)
         return f"ParaSpeechCLAPReward({backend!r}, shaping={self.shaping!r})"
 
@@ -441,7 +444,7 @@ class ParaSpeechCLAPReward:
             return self.client.score(audios, captions, groups, shaping)
         with self._lock:  # one batch at a time through the model (veRL calls from several threads at once)
             if self.model is None:
-                self.model = _load_model(self._model_spec)
+                self.model = self._model_spec.load()
             return score_items(self.model, audios, captions, groups, shaping, batch_size=self.batch_size)
 
     def __call__(self, prompts: Sequence[Any] | None = None, completions: Sequence[Any] | None = None,
@@ -535,12 +538,6 @@ class ParaSpeechCLAPReward:
         if len(values) != n:
             raise ValueError(f"{len(values)} {what} for {n} completions")
         return values
-
-
-def _load_model(spec: dict) -> Any:
-    from paraspeechclap import ParaSpeechCLAP
-
-    return ParaSpeechCLAP.from_pretrained(spec["source"], device=spec["device"], precision=spec["precision"])
 
 
 def _prompt_text(prompt: Any) -> Any:

@@ -16,7 +16,7 @@ from typing import Sequence
 
 import numpy as np
 
-PRECISIONS = ("auto", "fp32", "bf16", "int8")
+from ..precisions import PRECISIONS  # noqa: F401 - the one declaration, re-exported
 
 
 def _threads(threads: int | None) -> int:

@@ -12,7 +12,7 @@ HELP = "HTTP service: score, classify, embed, reward, timeline (and search with 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The server's own options, then one per :class:`ServeConfig` field (its flag, help and default), then the
     model options."""
-    from ..cli import add_model_arguments
+    from ..modelspec import ModelSpec
     from .config import options
 
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
@@ -32,7 +32,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--token", default=None, help=_help("token"))
     parser.add_argument("--allow-root", default=None, help=_help("allow_root"))
     parser.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
-    add_model_arguments(parser)
+    ModelSpec.add_arguments(parser)
 
 
 def _help(name: str) -> str:
@@ -88,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
     except ImportError as err:
         print(f"error: serve needs the 'serve' extra (pip install 'paraspeechclap[serve]'): {err}", file=sys.stderr)
         return 2
-    from ..cli import load_model_from_args
+    from ..modelspec import ModelSpec
     from .http import limit_malloc_arenas
 
     limit_malloc_arenas()
@@ -100,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"warning: listening on {args.host} without a token: anyone who can reach it can use it "
               "(give --token or PARASPEECHCLAP_TOKEN)", file=sys.stderr)
     index = load_index(args.index) if args.index else None
-    model = load_model_from_args(args)
+    model = ModelSpec.from_args(args).load()
     try:
         app = create_app(model, config, index=index)
     except ValueError as err:

@@ -12,7 +12,7 @@ import time
 
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from ..fast import release_freed_memory
+from ..kernels.malloc import release_freed_memory
 from .admission import Budget
 from .config import MB, ServeConfig
 from .errors import ApiError, error_response

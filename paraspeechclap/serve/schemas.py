@@ -2,6 +2,7 @@
 multipart, and answer every malformed body with a 4xx naming the field)."""
 from __future__ import annotations
 
+from ..prompts import DEFAULT_TEMPLATE
 from ..rerank.shaping import SHAPINGS
 
 AUDIO = {"description": "the clip: {\"base64\": \"<bytes of a wav/flac/ogg file>\"} or {\"path\": \"...\"} (only under "
@@ -20,7 +21,7 @@ CLASSIFY = {"type": "object", "required": ["audio"],
                                           "oneOf": [{"type": "object", "additionalProperties": STRINGS},
                                                     {"type": "string", "enum": ["default"]}]},
                            "template": {"type": "string", "pattern": r"^[^{}]*\{\}[^{}]*$",
-                                        "example": "A person is speaking in a {} style."}}}
+                                        "example": DEFAULT_TEMPLATE}}}
 EMBED = {"type": "object", "properties": {"audio": {"oneOf": [AUDIO, {"type": "array", "items": AUDIO, "maxItems": 128}]},
                                           "texts": {**STRINGS, "maxItems": 128}}}
 REWARD = {"type": "object", "required": ["items"],

@@ -12,7 +12,7 @@ from typing import Any, Callable, Sequence
 
 from starlette.concurrency import run_in_threadpool
 
-from ..fast import release_freed_memory
+from ..kernels.malloc import release_freed_memory
 from .admission import check_request_cost
 from .batcher import QueueFull
 from .config import SAMPLE_BYTES

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..prompts import fill_template
 from . import styles as S
 from .engines import text_to_ssml
 
@@ -165,7 +166,7 @@ def partial_caption(attrs: dict, tags: list[str], held_out: bool, rng: np.random
     """Caption naming one or two attributes (or, in training, the tag template with one tag)."""
     style_tags = [t for t in tags if t not in S.GENDERS]
     if not held_out and style_tags and rng.random() < 0.2:
-        return S.TAG_TEMPLATE.format(_pick(rng, style_tags))
+        return fill_template(S.TAG_TEMPLATE, _pick(rng, style_tags))
     whisper = attrs["quality"] == "whispered"
     options = ["gender", "rate", "delivery", "quality"] + ([] if whisper else ["pitch", "pitch"])
     if not whisper and attrs["range"] != "neutral":

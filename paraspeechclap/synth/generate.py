@@ -41,8 +41,11 @@ WORDS_BY_RATE = {"slow": (4, 7), "measured": (6, 10), "fast": (9, 14)}
 _DATA_PATH: str | None = None
 
 
-def _init_worker(data_path: str) -> None:
+def _init_worker(data_path: str, parent: int | None = None) -> None:
     global _DATA_PATH
+    from ..lifetime import die_with_parent
+
+    die_with_parent(parent)  # a renderer outliving a killed synth would go on writing clips nobody records
     _DATA_PATH = data_path
     os.environ.setdefault("OMP_NUM_THREADS", "1")
 
@@ -339,7 +342,8 @@ def generate_corpus(out: str | os.PathLike, num_clips: int = 10000, seed: int = 
     try:
         data_path = str(prepare_espeak_data(scratch, [v.timbre for v in voices if v.engine == "espeak"]))
         ctx = get_context("spawn")  # not fork: a forked child of a process with threads (a test run, a server) can deadlock
-        with ctx.Pool(max(1, workers), initializer=_init_worker, initargs=(data_path,)) as pool:
+        with ctx.Pool(max(1, workers), initializer=_init_worker,
+                      initargs=(data_path, os.getpid())) as pool:
             if calib is None:
                 calib = calibrate_voices(voices, pool, progress)
                 schemas.write(out / "calibration.json", {"key": _calibration_key(voices), "voices": calib},

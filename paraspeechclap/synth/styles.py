@@ -15,6 +15,8 @@ import hashlib
 import re
 from dataclasses import dataclass, field
 
+from ..prompts import DEFAULT_TEMPLATE
+
 SOURCE = "synth"
 
 # --------------------------------------------------------------------------------------------------
@@ -219,7 +221,7 @@ CAPTION_TEMPLATES = (
 )
 #: The project's zero-shot classification template, also used (as ParaSpeechCLAP's synonym prompts
 #: are) for some single-attribute training captions.
-TAG_TEMPLATE = "A person is speaking in a {} style."
+TAG_TEMPLATE = DEFAULT_TEMPLATE
 
 
 # --------------------------------------------------------------------------------------------------

@@ -254,7 +254,10 @@ def verify_corpus(out: str | os.PathLike, workers: int = 2, progress: bool = Tru
         raise FileNotFoundError(f"{out}: no readable row in train/validation/test.jsonl"
                                 + (f" ({len(bad_rows)} bad, first: {bad_rows[0]})" if bad_rows else ""))
     args = [(str(out / "audio" / r["source"] / r["relative_audio_path"]), r.get("syllables")) for r in rows]
-    with get_context("spawn").Pool(max(1, workers)) as pool:  # not fork: see generate.py
+    from ..lifetime import die_with_parent
+
+    with get_context("spawn").Pool(max(1, workers), initializer=die_with_parent,  # not fork: see generate.py
+                                   initargs=(os.getpid(),)) as pool:
         meas = list(tqdm(pool.imap(_measure_file, args, chunksize=8), total=len(args),
                          desc="re-measuring", disable=not progress))
     checks, ok_rows = [], []

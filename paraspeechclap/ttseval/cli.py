@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
+
+from .. import output
 
 HELP = "benchmark the style adherence of TTS systems: contrastive and per-attribute scores with CIs and a signature"
 
@@ -27,7 +28,7 @@ load."""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from ..cli import add_model_arguments
+    from ..modelspec import REPRODUCIBLE, ModelSpec
 
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.epilog = EPILOG
@@ -53,10 +54,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--counterfactuals", metavar="FILE", help="another counterfactual table (changes the signature)")
     parser.add_argument("--attributes", metavar="FILE", help="another attribute table (changes the signature)")
     parser.add_argument("--gates", metavar="FILE", help="another quality-gate table (changes the signature)")
-    parser.add_argument("--json", action="store_true", help="print systems.json (signature and per-system scores)")
+    output.add_arguments(parser, formats=("table", "json", "jsonl", "csv"), aliases=("json",), out=False)
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
-    add_model_arguments(parser)
-    parser.set_defaults(precision="fp32")  # the signature's reproducible path; --precision auto is allowed
+    ModelSpec.add_arguments(parser, **REPRODUCIBLE)  # the signature's reproducible path; --precision auto is allowed
 
 
 def _usage(args: argparse.Namespace) -> str | None:
@@ -71,14 +71,18 @@ def _usage(args: argparse.Namespace) -> str | None:
 
 def run(args: argparse.Namespace) -> int:
     """Run the benchmark; returns the exit code."""
-    from ..cli import load_model_from_args
+    from ..modelspec import ModelSpec
     from ..evaluate.report import ReportFolderError, check_report_folder
     from .inputs import InputError, parse_system_spec
-    from .report import _system_tables
+    from .report import _system_tables, system_columns
     from .run import evaluate_systems
 
     err = sys.stderr
     problem = _usage(args)
+    try:
+        fmt = output.chosen_format(args, file_out=False)
+    except ValueError as exc:
+        problem = problem or str(exc)
     specs = [parse_system_spec(s) for s in args.system]
     if problem is None and len({n for n, _ in specs}) != len(specs):
         problem = f"system names must differ (give NAME=PATH): {[n for n, _ in specs]}"
@@ -93,7 +97,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=err)
         return 2
     try:
-        model = load_model_from_args(args)
+        model = ModelSpec.from_args(args).load()
     except Exception as exc:  # noqa: BLE001 - any load failure is a usage error here
         print(f"error: could not load model {args.model!r}: {type(exc).__name__}: {exc}", file=err)
         return 2
@@ -114,10 +118,8 @@ def run(args: argparse.Namespace) -> int:
     except (ReportFolderError, OSError) as exc:
         print(f"error: could not write the report to {args.out}: {exc}", file=err)
         return 2
-    if args.json:
-        json.dump(_system_tables(result.doc)[1], sys.stdout, indent=2)
-        print()
-    else:
-        print(result.summary())
+    rows, systems = _system_tables(result.doc)  # json: systems.json (signature and per-system scores)
+    output.emit(fmt, None, provenance=result.doc.get("provenance") or {}, document=systems, table=lambda: result.summary() + "\n",
+                rows=[dict(zip(system_columns(), row)) for row in rows])
     print(f"report: {args.out}/index.html ({result.doc['elapsed_s']:.1f} s)", file=err)
     return 1 if result.failed else 0

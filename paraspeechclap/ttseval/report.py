@@ -46,6 +46,11 @@ def _csv(path: Path, header: list[str], rows: list[list[Any]]) -> None:
     atomic_write(path, write)
 
 
+def system_columns() -> list[str]:
+    """The columns of systems.csv (and of ``tts-eval --format csv``): one row per view and system."""
+    return ["view", "system", "prompts"] + [f"{s}{k}" for s in SCORES for k in ("", "_lo", "_hi", "_rank")] + ["signature"]
+
+
 def _system_tables(doc: dict) -> tuple[list[list], dict]:
     rows, paper = [], {"signature": doc["signature"], "views": {}}
     for view in VIEWS:
@@ -71,8 +76,7 @@ def _write_tables(doc: dict, folder: Path, paths: dict[tuple[str, str], str | No
     fileio.atomic_write_text(folder / "report.json", json.dumps(doc, indent=1, ensure_ascii=False, allow_nan=False)
                              + "\n")
     rows, paper = _system_tables(doc)
-    _csv(folder / "systems.csv", ["view", "system", "prompts"] + [f"{s}{k}" for s in SCORES
-                                                                  for k in ("", "_lo", "_hi", "_rank")] + ["signature"], rows)
+    _csv(folder / "systems.csv", system_columns(), rows)
     fileio.atomic_write_json(folder / "systems.json", paper)
     attr_rows, pair_rows = [], []
     for view in VIEWS:

@@ -51,9 +51,9 @@ class Evaluation:
 def _load_model(model: Any, precision: str, device: str | None) -> Any:
     if not isinstance(model, (str, os.PathLike)):
         return model
-    from ..api import ParaSpeechCLAP
+    from ..modelspec import ModelSpec
 
-    return ParaSpeechCLAP.from_pretrained(str(model), precision=precision, device=device)
+    return ModelSpec(str(model), precision=precision, device=device).load()
 
 
 def _prompts(prompts: Any, problems: list[Problem]) -> list[Prompt]:

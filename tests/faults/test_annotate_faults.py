@@ -25,6 +25,9 @@ from paraspeechclap.annotate.engines import annotated_rows  # noqa: E402
 from paraspeechclap.annotate.inputs import plan_rows, rows_digest  # noqa: E402
 from paraspeechclap.annotate.layout import MANIFEST  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from process_helpers import cmdline as _cmdline, descendants as _descendants, running as _running  # noqa: E402
+
 REPO = Path(__file__).resolve().parents[2]
 _spec = importlib.util.spec_from_file_location("annotate_corpus", REPO / "tests" / "annotate" / "annotate_helpers.py")
 corpus_helpers = importlib.util.module_from_spec(_spec)
@@ -153,47 +156,10 @@ def test_a_format_1_folder_resumes_as_format_1_and_old_records_are_checked_by_si
     found = _cli("search", str(out), "--like", str(corpus / "a" / "clip001.wav"), "--top", "1", "--format", "json",
                  "--where", "audio LIKE '%clip001.wav'")
     assert found.returncode == 0, found.stderr
-    assert json.loads(found.stdout)[0]["id"] == "a/clip001.wav"
+    assert json.loads(found.stdout)["results"][0]["id"] == "a/clip001.wav"
 
 
 # ----------------------------------------------------------------------------------------------- SIGKILL
-def _children() -> dict[int, list[int]]:
-    tree: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                stat = Path(f"/proc/{entry}/stat").read_text()
-            except OSError:
-                continue
-            ppid = int(stat.rsplit(")", 1)[1].split()[1])
-            tree.setdefault(ppid, []).append(int(entry))
-    return tree
-
-
-def _descendants(pid: int) -> list[int]:
-    tree, out, todo = _children(), [], [pid]
-    while todo:
-        for child in tree.get(todo.pop(), []):
-            out.append(child)
-            todo.append(child)
-    return out
-
-
-def _running(pid: int) -> bool:
-    """Alive and not a zombie (an orphan's zombie waits for init to reap it: it runs nothing)."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
-
-
-def _cmdline(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-    except OSError:
-        return ""
-
-
 def _long_corpus(folder: Path, clips: int = 36, seconds: float = 3.0) -> Path:
     """Clips long enough that two one-thread workers take a few seconds per shard of two."""
     folder.mkdir(parents=True)

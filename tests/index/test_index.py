@@ -134,7 +134,9 @@ def test_text_and_example_search_end_to_end(tmp_path, capsys):
     assert main(["index", "build", str(ann)]) == 0
     capsys.readouterr()
     assert main(["search", str(ann), "--like", str(audio / "c5.wav"), "--top", "3", "--format", "json"]) == 0
-    hits = json.loads(capsys.readouterr().out)
+    doc = json.loads(capsys.readouterr().out)
+    hits = doc["results"]
+    assert doc["provenance"]["identity"] and doc["query"]["like"] == str(audio / "c5.wav")
     assert hits[0]["id"] == "c5.wav" and hits[0]["score"] == pytest.approx(1.0, abs=1e-3) and len(hits) == 3
     assert main(["search", str(ann), "a deep voice speaking slowly", "--where", "duration > 1.5", "--format", "csv"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
@@ -145,3 +147,17 @@ def test_text_and_example_search_end_to_end(tmp_path, capsys):
     manifest = json.loads((ann / MANIFEST).read_text())
     assert index.meta["model"]["identity"] == manifest["model"]["identity"]
     assert main(["search", str(ann), "x", "--where", "no_such_column > 1"]) == 2
+    capsys.readouterr()
+    out = tmp_path / "hits.parquet"
+    assert main(["search", str(ann), "a deep voice", "--top", "2", "--out", str(out)]) == 0
+    import pyarrow.parquet as pq
+
+    from paraspeechclap.output import read_provenance
+
+    assert pq.read_table(out).column_names[:3] == ["rank", "score", "id"] and pq.read_table(out).num_rows == 2
+    assert read_provenance(out)["identity"] == manifest["model"]["identity"]
+    assert main(["index", "info", str(ann)]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["provenance"]["identity"] == manifest["model"]["identity"] and info["count"] == 8
+    assert main(["index", "info", str(ann), "--format", "table"]) == 0
+    assert "count" in capsys.readouterr().out

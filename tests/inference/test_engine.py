@@ -47,14 +47,15 @@ def test_batched_equals_single_in_bf16_within_its_tolerance(tiny_model_factory, 
 
 def test_attention_scratch_is_shared_within_a_call_and_let_go_after_it(tiny_model, golden_waveforms, monkeypatch):
     """The layers (and windows) of one call share one gated-bias tensor; after the call none is held."""
-    import paraspeechclap.fast as fast
+    import paraspeechclap.kernels.attention as attention
+    import paraspeechclap.kernels.scratch as scratch
 
     seen = []
-    gated_bias = fast._gated_bias
-    monkeypatch.setattr(fast, "_gated_bias", lambda *args: seen.append(gated_bias(*args)) or seen[-1])
+    gated_bias = attention.gated_bias
+    monkeypatch.setattr(attention, "gated_bias", lambda *args: seen.append(gated_bias(*args)) or seen[-1])
     tiny_model.embed_audio([(golden_waveforms[0], 16000)])
     assert len(seen) >= 2 and len({t.data_ptr() for t in seen}) == 1
-    assert getattr(fast._SCRATCH, "bias", None) is None
+    assert getattr(scratch._SCRATCH, "bias", None) is None
 
 
 def test_text_cache_follows_the_weights_after_load_state_dict(tiny_model_factory):
@@ -268,19 +269,38 @@ def test_cpu_batches_short_clips_in_bf16_only_where_amx_is(tiny_model_factory, g
     assert (bf16.embed_audio(clips) * single).sum(1).min() >= 0.999
 
 
-def test_cpu_lanes_default_follows_precision_and_tower(tiny_model_factory):
-    """fp32 on CPU: min(torch threads, CPU_LANES_MAX) lanes; bf16, int8 and towers with their own batch size: 1;
-    the option fixes it and is validated."""
+@pytest.mark.parametrize("native, amx", [(True, False), (True, True), (False, False)])
+def test_cpu_lanes_default_follows_precision_and_tower(tiny_model_factory, monkeypatch, native, amx):
+    """fp32 on CPU, and bf16 where bf16 is native without AMX: min(torch threads, CPU_LANES_MAX) lanes; bf16 with
+    AMX (batches instead) or emulated, int8 and towers with their own batch size: 1; the option fixes it and is
+    validated. Detection forced each way."""
     import paraspeechclap.inference.engine as engine_module
     from paraspeechclap import ParaSpeechCLAP
 
+    monkeypatch.setenv("PARASPEECHCLAP_NATIVE_BF16", "1" if native else "0")
+    monkeypatch.setattr(engine_module, "cpu_has_amx", lambda: amx)
+    lanes = max(1, min(torch.get_num_threads(), engine_module.CPU_LANES_MAX))
     fp32 = tiny_model_factory(precision="fp32")
-    assert fp32.engine.cpu_lanes == max(1, min(torch.get_num_threads(), engine_module.CPU_LANES_MAX))
-    assert tiny_model_factory(precision="bf16").engine.cpu_lanes == 1
+    assert fp32.engine.cpu_lanes == lanes
+    bf16 = tiny_model_factory(precision="bf16")
+    assert bf16.engine.cpu_lanes == (lanes if native and not amx else 1)
+    assert bf16.engine.default_batch_size == (8 if amx else 1)  # AMX: short clips share passes instead
+    assert tiny_model_factory(precision="int8").engine.cpu_lanes == 1
     assert ParaSpeechCLAP.from_pretrained("mini", device="cpu").engine.cpu_lanes == 1  # asks for batches instead
     assert fp32.prepare_for_inference("cpu", "fp32", cpu_lanes=3).engine.cpu_lanes == 3
     with pytest.raises(ValueError, match="cpu_lanes"):
         fp32.prepare_for_inference("cpu", "fp32", cpu_lanes=0)
+
+
+def test_bf16_lanes_give_the_one_lane_answers_within_bf16_tolerance(tiny_model_factory, golden_waveforms):
+    """bf16 in two lanes (one torch thread each) against one lane on all threads: the same clips, the answers
+    within bf16's rounding (raw cosine >= 0.9999 per clip)."""
+    model = tiny_model_factory(precision="bf16")
+    clips = [(w[: 3000 + 700 * i], 16000) for i, w in enumerate(golden_waveforms)]
+    one_lane = model.prepare_for_inference("cpu", "bf16", cpu_lanes=1).embed_audio(clips)
+    two_lanes = model.prepare_for_inference("cpu", "bf16", cpu_lanes=2).embed_audio(clips)
+    assert model.engine.cpu_lanes == 2 and two_lanes.shape == one_lane.shape
+    assert (one_lane * two_lanes).sum(1).min() >= 0.9999
 
 
 def test_cpu_lanes_give_the_one_lane_answers_and_keep_long_windows_alone(tiny_model_factory, golden_waveforms,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import io
 import json
 import os
 from pathlib import Path
@@ -126,6 +127,10 @@ def test_failed_prompt_gives_nonzero_exit_and_bad_arguments_give_2(tmp_path, stu
     assert "could not be scored" in printed.err and "error: prompt 1" in printed.err
     assert doc["counts"]["audio_errors"] == 1 and doc["counts"]["failed"] == 1
     assert "error" in doc["prompts"][1]["candidates"][0]
+    assert _run([base, "-o", out, "--overwrite", "--no-progress", "--format", "csv"], stub_model, monkeypatch) == 1
+    rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    chosen = [(r["prompt_id"], r["status"], r["chosen"]) for r in rows]
+    assert chosen == [("0", "chosen", "iter_1/audios/0.wav"), ("1", "failed", "")]
 
     assert _run([base, "-o", tmp_path / "o2", "--gate", "wer~1"], stub_model, monkeypatch) == 2
     assert _run([tmp_path / "nope", "-o", tmp_path / "o3"], stub_model, monkeypatch) == 2

@@ -147,17 +147,24 @@ def test_folders_it_cannot_read_get_a_clear_error(folder, tmp_path):
 
 
 def test_the_http_app_serves_an_exported_model_without_torch(folder, golden_waveforms):
-    """serve.create_app over the runtime's model (what `serve --model DIR` will load): classify, score, embed and
-    timeline answer with the exported model's provenance."""
+    """`serve --model DIR`: the serve command's model options load the runtime's model, and create_app over it
+    answers classify, score and embed with the exported model's provenance."""
     pytest.importorskip("fastapi")
+    import argparse
     import base64
     import io
 
     from fastapi.testclient import TestClient
 
+    from paraspeechclap.modelspec import ModelSpec
+    from paraspeechclap.runtime import ExportedModel
     from paraspeechclap.serve.app import create_app
+    from paraspeechclap.serve.cli import add_arguments
 
-    model = load(folder)
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    model = ModelSpec.from_args(parser.parse_args(["--model", str(folder), "--precision", "fp32"])).load()
+    assert isinstance(model, ExportedModel)
     buffer = io.BytesIO()
     sf.write(buffer, golden_waveforms[0], 16000, format="WAV")
     audio = {"base64": base64.b64encode(buffer.getvalue()).decode()}
@@ -169,3 +176,15 @@ def test_the_http_app_serves_an_exported_model_without_torch(folder, golden_wave
     assert classify.json()["provenance"]["identity"] == model.identity()
     expected = model.embed_audio((golden_waveforms[0], 16000))[0]
     np.testing.assert_allclose(embed.json()["audio"][0], expected, atol=1e-5)
+
+
+def test_the_cli_classifies_with_an_exported_folder(folder, golden_waveforms, tmp_path, capsys):
+    from paraspeechclap.cli import main
+
+    clip = tmp_path / "clip.wav"
+    sf.write(clip, golden_waveforms[0], 16000)
+    assert main(["classify", str(clip), "--model", str(folder), "--candidates", "calm", "angry",
+                 "--format", "json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["provenance"]["exported_from"]["backend"] == "onnx"
+    assert sum(r["probability"] for r in doc["results"][0]["ranking"]) == pytest.approx(1.0)

@@ -5,6 +5,8 @@ import csv
 import json
 import shutil
 
+import pytest
+
 from paraspeechclap.cli import main
 
 from tts_helpers import needs_espeak
@@ -44,6 +46,14 @@ def test_a_report_that_ranks_the_adherent_system_first(bench, tmp_path, capsys):
     clips = list(csv.DictReader((out / "clips.csv").open()))
     assert len(clips) == 12 and {c["status"] for c in clips} == {"ok"}
     assert doc["cache"]["embedded"] == 12 and doc["problems"] == []
+    assert _run(bench, tmp_path / "again", "--cache-dir", str(tmp_path / "cache"), "--format", "csv") == 0
+    printed = capsys.readouterr()
+    again = list(csv.DictReader(printed.out.splitlines()))  # the systems.csv rows, on stdout
+    assert [r.keys() for r in again] == [r.keys() for r in rows]
+    for got, want in zip(again, rows):
+        assert (got["view"], got["system"], got["signature"]) == (want["view"], want["system"], want["signature"])
+        assert float(got["contrastive"]) == pytest.approx(float(want["contrastive"]), abs=1e-6)
+    assert json.loads(printed.err.split("# provenance: ", 1)[1].splitlines()[0]) == doc["provenance"]
 
 
 def test_bad_items_are_reported_per_item_and_exit_1(bench, tmp_path, capsys):

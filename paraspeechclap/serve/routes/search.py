@@ -71,6 +71,9 @@ class Example:
     def embed_audio(self, items):
         return self.vector[None, :]
 
+    def __getattr__(self, name: str) -> Any:  # the rest (provenance, config) is the model's, for Index.check_model
+        return getattr(self.model, name)
+
 
 def unit(vector: Any) -> np.ndarray:
     vector = np.asarray(vector, np.float32).reshape(-1)
