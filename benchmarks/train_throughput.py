@@ -51,10 +51,10 @@ def _batch(n: int, seconds: float, seed: int = 0) -> dict:
 
 
 def time_steps(model, batch: dict, steps: int, precision: str = "fp32", classification: bool = True) -> list[float]:
-    from paraspeechclap.train.trainer import HeadSpec, load_synonym_templates, training_loss
+    from paraspeechclap.train.step import HeadSpec, synonym_templates, training_loss
 
     heads = [HeadSpec("intrinsic_tags", sorted({t for r in batch["tags"]["intrinsic_tags"] for t in r}),
-                      load_synonym_templates("builtin"), "A person is speaking in a {} style.")] if classification else []
+                      synonym_templates("builtin"), "A person is speaking in a {} style.")] if classification else []
     for n, p in model.named_parameters():
         if n.startswith("text_branch.base.pooler"):
             p.requires_grad_(False)

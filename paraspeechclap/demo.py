@@ -90,7 +90,7 @@ def check_output(out: Path, planned: list[str]) -> dict | None:
     """Raise :class:`OutputExistsError` if a planned file exists and is not the demo's own; return the record."""
     import os
 
-    from .fileio import foreign_files
+    from .fileio import refuse_foreign
 
     if os.path.lexists(out) and not out.is_dir():
         raise OutputExistsError(f"{out}: exists and is not a folder")
@@ -99,13 +99,8 @@ def check_output(out: Path, planned: list[str]) -> dict | None:
     if (out / "audio").is_symlink() or ((out / "audio").exists() and not (out / "audio").is_dir()):
         raise OutputExistsError(f"{out / 'audio'}: is a link or not a folder; refusing to write through it")
     record = previous_record(out)
-    foreign = foreign_files(out, planned, record)
-    if foreign:
-        raise OutputExistsError(
-            f"{out}: {len(foreign)} file(s) the demo writes exist and were not written by an earlier demo (not in "
-            f"its {REPORT}, or changed since), e.g. {foreign[0]}; they are never replaced: move them away or "
-            "choose another --out"
-        )
+    refuse_foreign(out, planned, record, writer="the demo", owner="an earlier demo", record_name=f"its {REPORT}",
+                   error=OutputExistsError)
     return record
 
 
@@ -189,66 +184,49 @@ def _player(files: dict[str, bytes], rel: str) -> str:
     return f"<audio controls preload='none' src='{html.escape(quote(rel), quote=True)}'></audio>"
 
 
-def run(args: argparse.Namespace) -> int:
+def _wav_bytes(wave) -> bytes:
+    import soundfile as sf
+
+    buffer = io.BytesIO()
+    sf.write(buffer, wave, 16000, format="WAV")
+    return buffer.getvalue()
+
+
+def _png_bytes(figure) -> bytes:
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=110)
+    return buffer.getvalue()
+
+
+def _synthesize_all(candidates_n: int, seed: int) -> tuple[list, list[tuple[DemoClip, object]]]:
+    """The demo clips' waveforms, and ``candidates_n`` random-voiced candidates for the best-of-N prompt."""
     import tempfile
 
     import numpy as np
-    import soundfile as sf
 
-    from .modelspec import ModelSpec
-    from .synth.engines import espeak_available, prepare_espeak_data
-    from .synth.measure import measure_clip
+    from .synth.engines import prepare_espeak_data
 
-    if not espeak_available():
-        print("error: espeak-ng is not installed (run scripts/install_synth_deps.sh or `make demo`)")
-        return 1
-    if args.candidates_n < 1:
-        print(f"error: --candidates-n must be at least 1, got {args.candidates_n}")
-        return 2
-    started = time.time()
-    out = Path(args.out)
-    try:
-        check_output(out, planned_files(args.candidates_n))
-    except OutputExistsError as exc:
-        print(f"error: {exc}")
-        return 2
-    files: dict[str, bytes] = {}  # relative path -> content, all committed together at the end
-
-    def wav_bytes(wave) -> bytes:
-        buffer = io.BytesIO()
-        sf.write(buffer, wave, 16000, format="WAV")
-        return buffer.getvalue()
-
-    def png_bytes(figure) -> bytes:
-        buffer = io.BytesIO()
-        figure.savefig(buffer, format="png", dpi=110)
-        return buffer.getvalue()
-
-    model = ModelSpec.from_args(args).load()
-    print(f"model: {args.model} (precision {model.precision}, device {model.device})")
-
-    rng = np.random.default_rng(args.seed)
+    rng = np.random.default_rng(seed)
     timbres = sorted({c.timbre for c in CLIPS} | {"m7"})
     with tempfile.TemporaryDirectory() as tmp:
         data_path = prepare_espeak_data(Path(tmp), timbres)
         waves = [_synthesize(clip, data_path) for clip in CLIPS]
         candidates = []
-        for i in range(args.candidates_n):
+        for i in range(candidates_n):
             candidate = DemoClip(f"candidate-{i}", BEST_OF_N_PROMPT, {}, "en-us-nyc", "m7", "normal",
                                  int(rng.integers(0, 99)), int(rng.integers(90, 300)),
                                  str(rng.choice(["20%", "100%", "200%"])), SENTENCES[i % len(SENTENCES)])
             candidates.append((candidate, _synthesize(candidate, data_path)))
-    for clip, wave in zip(CLIPS, waves):
-        files[f"audio/{clip.name}.wav"] = wav_bytes(wave)
-    report: dict = {"model": args.model, "clips": [], "attributes": ATTRIBUTES}
+    return waves, candidates
 
-    # 1. zero-shot classification per attribute
-    audio_emb = model.embed_waveforms(waves)
+
+def _classification(model, audio_emb, report: dict) -> tuple[list[list[str]], dict]:
+    """Zero-shot classification per attribute: prints the table, fills ``report``; returns (rows, confusion)."""
+    import numpy as np
+
     print("\n== Zero-shot classification (template: %r) ==" % model.config.prompt_template)
     rows, confusion = [], {a: np.zeros((len(c), len(c)), int) for a, c in ATTRIBUTES.items()}
-    predictions = {}
-    for attribute, classes in ATTRIBUTES.items():
-        predictions[attribute] = model.classify_embeddings(audio_emb, classes)
+    predictions = {attribute: model.classify_embeddings(audio_emb, classes) for attribute, classes in ATTRIBUTES.items()}
     for index, clip in enumerate(CLIPS):
         row = [clip.name]
         for attribute, classes in ATTRIBUTES.items():
@@ -263,58 +241,76 @@ def run(args: argparse.Namespace) -> int:
         rows.append(row)
         report["clips"].append({"name": clip.name, "caption": clip.caption, "expected": clip.expected,
                                 "predictions": {a: predictions[a][index] for a in ATTRIBUTES}})
-    header = ["clip", *ATTRIBUTES]
-    print(_table(header, rows))
+    print(_table(["clip", *ATTRIBUTES], rows))
     checked = sum(len(c.expected) for c in CLIPS)
     correct = sum(int(np.trace(m)) for m in confusion.values())
     print(f"controlled attributes predicted correctly: {correct}/{checked}")
     report["classification_correct"] = [correct, checked]
+    return rows, confusion
 
-    # 2. caption -> clip retrieval
+
+def _retrieval(model, audio_emb, report: dict) -> tuple[object, list[list[str]]]:
+    """Caption -> clip retrieval: prints the table, fills ``report``; returns (similarity, rows)."""
+    import numpy as np
+
     captions = [c.caption for c in CLIPS]
     similarity = audio_emb @ model.embed_text(captions).T
     print("\n== Caption -> clip retrieval ==")
-    retrieval_rows = []
+    rows = []
     for j, caption in enumerate(captions):
         best = int(np.argmax(similarity[:, j]))
-        retrieval_rows.append([caption, CLIPS[best].name, "ok" if best == j else f"(want {CLIPS[j].name})"])
-    print(_table(["caption", "best clip", ""], retrieval_rows))
-    hits = sum(r[2] == "ok" for r in retrieval_rows)
+        rows.append([caption, CLIPS[best].name, "ok" if best == j else f"(want {CLIPS[j].name})"])
+    print(_table(["caption", "best clip", ""], rows))
+    hits = sum(r[2] == "ok" for r in rows)
     print(f"top-1 hits: {hits}/{len(captions)} (a random ranking expects 1)")
     report["retrieval_top1"] = [hits, len(captions)]
+    return similarity, rows
 
-    # 3. best-of-N for one prompt
-    cand_waves = [w for _, w in candidates]
-    scores = model.embed_waveforms(cand_waves) @ model.embed_text([BEST_OF_N_PROMPT])[0]
+
+BEST_OF_N_HEADER = ["rank", "candidate", "score", "F0 median", "rate", "espeak -p", "espeak -s"]
+
+
+def _best_of_n(model, candidates, files: dict[str, bytes], report: dict) -> tuple[list[list], list[str]]:
+    """Ranks the candidates for the prompt, adds their audio to ``files``; returns (rows, players)."""
+    import numpy as np
+
+    from .synth.measure import measure_clip
+
+    scores = model.embed_waveforms([w for _, w in candidates]) @ model.embed_text([BEST_OF_N_PROMPT])[0]
     order = np.argsort(-scores, kind="stable")
     print(f"\n== Best-of-{len(candidates)} for: {BEST_OF_N_PROMPT!r} ==")
-    bon_rows, bon_players = [], []
+    rows, players = [], []
     for rank, i in enumerate(order, 1):
         clip, wave = candidates[i]
         m = measure_clip(wave, 16000, voice_quality=False)
         words = len(clip.sentence.split())
         rate = words / m["active_s"] if m["active_s"] else float("nan")
-        bon_rows.append([rank, clip.name, f"{scores[i]:.3f}", f"{m['f0_median_hz'] or float('nan'):.0f} Hz",
-                         f"{rate:.1f} words/s", clip.pitch, clip.wpm])
-        files[f"audio/{clip.name}.wav"] = wav_bytes(wave)
-        bon_players.append(_player(files, f"audio/{clip.name}.wav"))
-    print(_table(["rank", "candidate", "score", "F0 median", "rate", "espeak -p", "espeak -s"], bon_rows))
-    report["best_of_n"] = {"prompt": BEST_OF_N_PROMPT, "ranking": bon_rows}
+        rows.append([rank, clip.name, f"{scores[i]:.3f}", f"{m['f0_median_hz'] or float('nan'):.0f} Hz",
+                     f"{rate:.1f} words/s", clip.pitch, clip.wpm])
+        files[f"audio/{clip.name}.wav"] = _wav_bytes(wave)
+        players.append(_player(files, f"audio/{clip.name}.wav"))
+    print(_table(BEST_OF_N_HEADER, rows))
+    report["best_of_n"] = {"prompt": BEST_OF_N_PROMPT, "ranking": rows}
+    return rows, players
 
-    # 4. plots + report
+
+def _plots(similarity, confusion: dict) -> dict[str, bytes]:
+    """similarity.png (clips x captions) and confusion.png (one panel per attribute)."""
     import matplotlib
+    import numpy as np
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    plots = {}
     fig, ax = plt.subplots(figsize=(7, 5))
     im = ax.imshow(similarity, cmap="viridis")
-    ax.set_xticks(range(len(captions)), [f"caption {j + 1}" for j in range(len(captions))], rotation=30)
+    ax.set_xticks(range(len(CLIPS)), [f"caption {j + 1}" for j in range(len(CLIPS))], rotation=30)
     ax.set_yticks(range(len(CLIPS)), [c.name for c in CLIPS])
     ax.set_title("cosine similarity: clips x captions (diagonal = intended)")
     fig.colorbar(im)
     fig.tight_layout()
-    files["similarity.png"] = png_bytes(fig)
+    plots["similarity.png"] = _png_bytes(fig)
     plt.close(fig)
     fig, axes = plt.subplots(1, len(ATTRIBUTES), figsize=(4 * len(ATTRIBUTES), 3.6))
     for ax, (attribute, classes) in zip(axes, ATTRIBUTES.items()):
@@ -327,23 +323,66 @@ def run(args: argparse.Namespace) -> int:
         ax.set_xlabel("predicted")
         ax.set_ylabel("expected")
     fig.tight_layout()
-    files["confusion.png"] = png_bytes(fig)
+    plots["confusion.png"] = _png_bytes(fig)
     plt.close(fig)
+    return plots
+
+
+def _page(model_name: str, files: dict[str, bytes], report: dict, similarity, class_rows, retrieval_rows,
+          bon_rows, bon_players) -> str:
+    """index.html: the three tables with players for the demo's own clips, and the two plots."""
+    import numpy as np
+
+    captions = [c.caption for c in CLIPS]
+    correct, checked = report["classification_correct"]
     # players for the demo's own clips (written into audio/ of this folder), referenced relative to index.html
     clip_players = [_player(files, f"audio/{clip.name}.wav") for clip in CLIPS]
     retrieval_players = [_player(files, f"audio/{CLIPS[int(np.argmax(similarity[:, j]))].name}.wav")
                          for j in range(len(captions))]
-    page = (f"<html><head><meta charset='utf-8'><title>ParaSpeechCLAP demo</title>"
+    return (f"<html><head><meta charset='utf-8'><title>ParaSpeechCLAP demo</title>"
             f"<style>body{{font-family:sans-serif;margin:2em}}td,th{{padding:2px 8px;border-bottom:1px solid #ddd}}"
-            f"</style></head><body><h1>ParaSpeechCLAP demo ({html.escape(args.model)})</h1>"
-            f"<h2>Zero-shot classification</h2>{_html_table(header, rows, clip_players)}"
+            f"</style></head><body><h1>ParaSpeechCLAP demo ({html.escape(model_name)})</h1>"
+            f"<h2>Zero-shot classification</h2>{_html_table(['clip', *ATTRIBUTES], class_rows, clip_players)}"
             f"<p>{correct}/{checked} controlled attributes predicted correctly.</p>"
             f"<img src='confusion.png'><h2>Caption to clip retrieval</h2>"
             f"<ol>{''.join(f'<li>{html.escape(c)}</li>' for c in captions)}</ol>"
             f"{_html_table(['caption', 'best clip', ''], retrieval_rows, retrieval_players)}<img src='similarity.png'>"
-            f"<h2>Best-of-{len(candidates)}: {html.escape(BEST_OF_N_PROMPT)}</h2>"
-            f"{_html_table(['rank', 'candidate', 'score', 'F0 median', 'rate', 'espeak -p', 'espeak -s'], bon_rows, bon_players)}"
+            f"<h2>Best-of-{len(bon_rows)}: {html.escape(BEST_OF_N_PROMPT)}</h2>"
+            f"{_html_table(BEST_OF_N_HEADER, bon_rows, bon_players)}"
             f"<p>Audio: <code>audio/</code>. Data: <code>demo.json</code>.</p></body></html>")
+
+
+def run(args: argparse.Namespace) -> int:
+    from .modelspec import ModelSpec
+    from .synth.engines import espeak_available
+
+    if not espeak_available():
+        print("error: espeak-ng is not installed (run scripts/install_synth_deps.sh or `make demo`)")
+        return 1
+    if args.candidates_n < 1:
+        print(f"error: --candidates-n must be at least 1, got {args.candidates_n}")
+        return 2
+    started = time.time()
+    out = Path(args.out)
+    try:
+        check_output(out, planned_files(args.candidates_n))
+    except OutputExistsError as exc:
+        print(f"error: {exc}")
+        return 2
+
+    model = ModelSpec.from_args(args).load()
+    print(f"model: {args.model} (precision {model.precision}, device {model.device})")
+
+    waves, candidates = _synthesize_all(args.candidates_n, args.seed)
+    # relative path -> content, all committed together at the end
+    files: dict[str, bytes] = {f"audio/{clip.name}.wav": _wav_bytes(wave) for clip, wave in zip(CLIPS, waves)}
+    report: dict = {"model": args.model, "clips": [], "attributes": ATTRIBUTES}
+    audio_emb = model.embed_waveforms(waves)
+    class_rows, confusion = _classification(model, audio_emb, report)
+    similarity, retrieval_rows = _retrieval(model, audio_emb, report)
+    bon_rows, bon_players = _best_of_n(model, candidates, files, report)
+    files.update(_plots(similarity, confusion))
+    page = _page(args.model, files, report, similarity, class_rows, retrieval_rows, bon_rows, bon_players)
     files["index.html"] = page.encode("utf-8")
     try:
         commit_outputs(out, files, report)

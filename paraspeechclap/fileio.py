@@ -23,7 +23,7 @@ from typing import IO, Any, Callable, Iterable, Iterator, TypedDict
 
 __all__ = ["atomic_path", "atomic_open", "atomic_write", "atomic_write_bytes", "atomic_write_text",
            "atomic_write_json", "atomic_dir", "fsync_file", "fsync_dir", "temporary_name",
-           "file_digest", "owns", "foreign_files", "remove_owned", "read_record", "FileRecord", "file_record",
+           "file_digest", "owns", "foreign_files", "refuse_foreign", "remove_owned", "read_record", "FileRecord", "file_record",
            "check_file", "tree_records", "check_tree", "temporary_pattern", "remove_temporaries"]
 
 
@@ -229,6 +229,17 @@ def owns(folder: str | os.PathLike, rel: str, record: dict | None) -> bool:
 def foreign_files(folder: str | os.PathLike, planned: Any, record: dict | None) -> list[str]:
     """The planned relative paths that already exist in ``folder`` and that ``record`` does not own."""
     return [rel for rel in planned if os.path.lexists(Path(folder) / rel) and not owns(folder, rel, record)]
+
+
+def refuse_foreign(folder: str | os.PathLike, planned: Any, record: dict | None, *, writer: str, owner: str,
+                   record_name: str, error: type[Exception] = FileExistsError,
+                   remedy: str = "move them away or choose another --out") -> None:
+    """Raise ``error`` naming the first of the planned paths that exist in ``folder`` and that ``record`` (kept in
+    ``record_name`` by ``owner``) does not own: they are never replaced."""
+    foreign = foreign_files(folder, planned, record)
+    if foreign:
+        raise error(f"{folder}: {len(foreign)} file(s) {writer} would write exist and were not written by {owner} "
+                    f"(not in {record_name}, or changed since), e.g. {foreign[0]}; they are never replaced: {remedy}")
 
 
 def remove_owned(folder: str | os.PathLike, rels: Any, record: dict | None) -> list[str]:

@@ -26,12 +26,19 @@ class Table:
     """Indexed rows with bulk column access (the interface the datasets and samplers use)."""
 
     column_names: list[str]
+    audio_root: str | None = None  # added to every row (as AUDIO_ROOT_KEY) unless the row names its own
 
     def __len__(self) -> int:  # pragma: no cover - interface
         raise NotImplementedError
 
-    def __getitem__(self, i: int) -> dict:  # pragma: no cover - interface
+    def _stored_row(self, i: int) -> dict:  # pragma: no cover - interface
         raise NotImplementedError
+
+    def __getitem__(self, i: int) -> dict:
+        row = dict(self._stored_row(int(i)))
+        if self.audio_root is not None:
+            row.setdefault(AUDIO_ROOT_KEY, self.audio_root)
+        return row
 
     def column(self, name: str) -> list:
         return [self[i].get(name) for i in range(len(self))]
@@ -50,11 +57,8 @@ class ListTable(Table):
     def __len__(self) -> int:
         return len(self.rows)
 
-    def __getitem__(self, i: int) -> dict:
-        row = dict(self.rows[int(i)])
-        if self.audio_root is not None:
-            row.setdefault(AUDIO_ROOT_KEY, self.audio_root)
-        return row
+    def _stored_row(self, i: int) -> dict:
+        return self.rows[i]
 
     def column(self, name: str) -> list:
         return [r.get(name) for r in self.rows]
@@ -72,11 +76,8 @@ class HFTable(Table):
     def __len__(self) -> int:
         return len(self.ds)
 
-    def __getitem__(self, i: int) -> dict:
-        row = dict(self.ds[int(i)])
-        if self.audio_root is not None:
-            row.setdefault(AUDIO_ROOT_KEY, self.audio_root)
-        return row
+    def _stored_row(self, i: int) -> dict:
+        return self.ds[i]
 
     def column(self, name: str) -> list:
         if name not in self.column_names:

@@ -137,8 +137,9 @@ def whitening_init(model, texts: list[str], shrink: float = WHITENING_SHRINK) ->
 
 def reference_style_texts() -> list[str]:
     """Style sentences the whitening is estimated on: the built-in synonym templates (no corpus needed)."""
-    path = Path(__file__).resolve().parents[1] / "configs" / "synonym_templates.json"
-    templates = json.loads(path.read_text())
+    from ..prompts import load_synonym_templates
+
+    templates = load_synonym_templates()
     return [sentence for sentences in templates.values() for sentence in sentences]
 
 

@@ -229,12 +229,7 @@ class EmbeddingCache:
 
     def _disable(self, err: BaseException) -> None:
         """Stop using the file for the rest of the run; warn the first time only. The file is left as it is."""
-        if self._db is not None:
-            try:
-                self._db.close()
-            except sqlite3.Error:
-                pass
-            self._db = None
+        self.close()
         if self.disabled is None:
             self.disabled = f"{type(err).__name__}: {err}"
             warnings.warn(f"embedding cache {self.path} cannot be used ({self.disabled}); continuing without it "

@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..fileio import (atomic_dir, atomic_open, atomic_path, atomic_write_text, file_digest, foreign_files, read_record,
+from ..fileio import (atomic_dir, atomic_open, atomic_path, atomic_write_text, file_digest, read_record, refuse_foreign,
                       remove_owned, temporary_name)
 from .engine import PromptResult
 from .inputs import RerankInput
@@ -124,13 +124,9 @@ def _check(out: Path, planned: Sequence[str], overwrite: bool, data: RerankInput
     if audios.is_symlink() or (audios.exists() and not audios.is_dir()):
         raise OutputExistsError(f"{audios}: is a link or not a folder; refusing to write through it")
     record = previous_record(out)
-    foreign = foreign_files(out, planned, record)
-    if foreign:
-        raise OutputExistsError(
-            f"{out}: {len(foreign)} file(s) this run would write already exist and were not written by an "
-            f"earlier rerank (not in its {SELECTION_JSON}, or changed since), e.g. {foreign[0]}. They are never "
-            "replaced, with or without --overwrite: move them away or choose another output folder"
-        )
+    refuse_foreign(out, planned, record, writer="this run", owner="an earlier rerank",
+                   record_name=f"its {SELECTION_JSON}", error=OutputExistsError,
+                   remedy="move them away or choose another output folder (--overwrite does not replace them)")
     if record is not None and not overwrite:
         ours = [rel for rel in record if os.path.lexists(out / rel)]
         raise OutputExistsError(

@@ -1,6 +1,6 @@
 """An exported model with the numpy API of :class:`paraspeechclap.ParaSpeechCLAP`, and no torch.
 
-The methods are the same one-line delegations to an engine as the torch class's, over
+The numpy methods are the torch class's own (:class:`paraspeechclap.numpy_api.NumpyAPI`), delegating to a
 :class:`paraspeechclap.runtime.engine.RuntimeEngine`; the attributes the HTTP service and the bulk commands read of a
 model (``engine`` with ``decode``/``sampling_rate``/``embed_many``, ``config.embedding_dim``, ``logit_scale``,
 ``provenance()``, ``identity()``, ``embed_text``, ``classify_embeddings``, ``timeline``) are all here.
@@ -10,13 +10,10 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
-import numpy as np
 
 from .._version import __version__
-from ..audio import AudioInput
-from ..inference.loop import as_audio_list
+from ..numpy_api import NumpyAPI
 from .backends import open_graphs
 from .engine import RuntimeEngine
 from .manifest import MANIFEST_NAME, read_manifest
@@ -39,7 +36,7 @@ class ExportedConfig:
     speech_config: dict = field(default_factory=dict)  # only its model_type (the page's attribute table reads it)
 
 
-class ExportedModel:
+class ExportedModel(NumpyAPI):
     """Load with :func:`paraspeechclap.runtime.load`."""
 
     training = False
@@ -88,60 +85,6 @@ class ExportedModel:
                 "paraspeechclap": __version__, "runtime": f"{self.graphs.name} {self.graphs.version}",
                 "exported_from": {"identity": model["identity"], "versions": model["versions"],
                                   "format_version": self.manifest["format_version"], "backend": self.backend}}
-
-    # ------------------------------------------------------------------ numpy API (delegated to the engine)
-    @property
-    def default_batch_size(self) -> int:
-        return self.engine.default_batch_size
-
-    @property
-    def default_max_batch_seconds(self) -> float:
-        return self.engine.default_max_batch_seconds
-
-    @property
-    def min_audio_samples(self) -> int:
-        return self.engine.min_audio_samples
-
-    def check_length(self, wave: np.ndarray, name: str) -> None:
-        self.engine.check_length(wave, name)
-
-    def load_waveforms(self, audio: AudioInput | Sequence[AudioInput]) -> list[np.ndarray]:
-        return [self.engine.decode(item) for item in as_audio_list(audio)]
-
-    def embed_audio(self, audio: AudioInput | Sequence[AudioInput], batch_size: int | None = None,
-                    max_batch_seconds: float | None = None, progress: bool = False) -> np.ndarray:
-        """L2-normalised audio embeddings ``[N, D]`` of paths, bytes or ``(array, sample_rate)`` pairs."""
-        return self.engine.embed_audio(audio, batch_size=batch_size, max_batch_seconds=max_batch_seconds,
-                                       progress=progress)
-
-    def embed_waveforms(self, waves: Sequence[np.ndarray], batch_size: int | None = None,
-                        max_batch_seconds: float | None = None, progress: bool = False) -> np.ndarray:
-        return self.engine.embed_waveforms(waves, batch_size=batch_size, max_batch_seconds=max_batch_seconds,
-                                           progress=progress)
-
-    def embed_text(self, texts: str | Sequence[str], batch_size: int = 64) -> np.ndarray:
-        return self.engine.embed_text(texts, batch_size=batch_size)
-
-    def embed_prompts(self, candidates: Sequence[str], template: str | Sequence[str] | None = None) -> np.ndarray:
-        return self.engine.embed_prompts(candidates, template)
-
-    def similarity(self, audio: AudioInput | Sequence[AudioInput], texts: str | Sequence[str],
-                   batch_size: int | None = None) -> np.ndarray:
-        """Cosine similarities ``[N_audio, N_text]``."""
-        return self.embed_audio(audio, batch_size=batch_size) @ self.embed_text(texts).T
-
-    def classify(self, audio: AudioInput | Sequence[AudioInput], candidates: Sequence[str],
-                 template: str | Sequence[str] | None = None, batch_size: int | None = None) -> list[dict[str, float]]:
-        """Per clip, candidate -> probability = softmax over candidates of ``logit_scale * cosine``."""
-        return self.classify_embeddings(self.embed_audio(audio, batch_size=batch_size), candidates, template)
-
-    def classify_embeddings(self, audio_emb: np.ndarray, candidates: Sequence[str],
-                            template: str | Sequence[str] | None = None) -> list[dict[str, float]]:
-        return self.engine.classify_embeddings(audio_emb, candidates, template)
-
-    def timeline(self, audio: AudioInput, captions: Sequence[str], window_seconds: float = 3.0,
-                 hop_seconds: float = 1.0) -> dict:
-        return self.engine.timeline(audio, captions, window_seconds=window_seconds, hop_seconds=hop_seconds)
 
     def __repr__(self) -> str:
         return f"ExportedModel({str(self.folder)!r}, {self.backend}, {self.precision})"

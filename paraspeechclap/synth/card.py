@@ -17,8 +17,15 @@ def _pct(x) -> str:
 
 def write_card(out: Path, summary: dict, suites: dict, kept: dict, dest: Path | None = None) -> None:
     """Write CORPUS_CARD.md for the corpus in ``out`` into ``dest`` (default ``out``)."""
+    lines = [*_counts(out, summary, kept), *_verification(out, summary), *_attributes(summary["settings"]),
+             *_captions(kept), *_augmentation_and_suites(suites), *_files_and_limits(kept)]
+    atomic_write_text(Path(dest if dest is not None else out) / "CORPUS_CARD.md", "\n".join(lines) + "\n")
+
+
+def _counts(out: Path, summary: dict, kept: dict) -> list[str]:
+    """Title, how to regenerate, and the clip counts per split."""
     st = summary["settings"]
-    lines = [
+    return [
         "# Synthetic speaking-style corpus (`paraspeechclap synth`)", "",
         "Labelled speech-style clips in the ParaSpeechCaps schema, synthesized offline with espeak-ng"
         + (" and mbrola diphone voices" if st.get("mbrola") else "") + ", augmented, and checked against "
@@ -42,6 +49,12 @@ def write_card(out: Path, summary: dict, suites: dict, kept: dict, dest: Path | 
         f"Drop reasons (a clip can fail several): {summary['drop_reasons'] or 'none'}.", "",
         "Kept hours: " + ", ".join(f"{s} {sum(r['duration'] for r in rs) / 3600:.2f} h"
                                    for s, rs in kept.items()) + ".", "",
+    ]
+
+
+def _verification(out: Path, summary: dict) -> list[str]:
+    """Agreement of tags and measurements, on the clean signal and (if re-measured) on the stored audio."""
+    lines = [
         "## Label verification (agreement of tag and measurement, all generated clips)", "",
         "| attribute | checked | agree | agreement | per level (agree/checked) |", "|---|---|---|---|---|",
     ]
@@ -73,6 +86,13 @@ def write_card(out: Path, summary: dict, suites: dict, kept: dict, dest: Path | 
         f"- gender: F0 median inside {th['gender_f0_bounds_hz']} Hz (not for whispers).", "",
         "`paraspeechclap synth --out DIR --verify-only` re-measures the stored (augmented) audio and writes "
         "`verification_stored.json`.", "",
+    ]
+    return lines
+
+
+def _attributes(st: dict) -> list[str]:
+    """The attributes with their levels and controls, loudness, and the held-out material."""
+    return [
         "## Attributes, levels and tags", "",
         "| attribute | levels (sampling prob.) | engine control | tags (ParaSpeechCaps words) |",
         "|---|---|---|---|",
@@ -99,6 +119,12 @@ def write_card(out: Path, summary: dict, suites: dict, kept: dict, dest: Path | 
         "used in the test split.", "",
         "Train/validation voices: espeak timbres " + ", ".join(sorted(S.TIMBRES_TRAIN))
         + (f"; mbrola {sorted(S.MBROLA_TRAIN)}" if st.get("mbrola") else "") + ".", "",
+    ]
+
+
+def _captions(kept: dict) -> list[str]:
+    """How captions are written, with examples from the kept clips."""
+    lines = [
         "## Captions", "",
         "`text_description` holds, in train/validation, a full caption (every tagged attribute, gender, pitch "
         "and rate always) and a partial one (one or two attributes, or in 20 % of cases ParaSpeechCLAP's "
@@ -109,7 +135,12 @@ def write_card(out: Path, summary: dict, suites: dict, kept: dict, dest: Path | 
         for r in kept.get(split, [])[:4]:
             lines.append(f"- {split}: {r['text_description']} -- tags {r['intrinsic_tags']} + "
                          f"{r['situational_tags']} -- said: \"{r['spoken_text']}\"")
-    lines += ["", "## Augmentation", "",
+    return lines
+
+
+def _augmentation_and_suites(suites: dict) -> list[str]:
+    """The augmentation profiles and the zero-shot classification suites."""
+    lines = ["", "## Augmentation", "",
               "Applied to the 16 kHz signal: a resampling pitch/tempo jitter (factor in +-`jitter`, applied "
               "before measuring, so labels are verified after it), then EQ/band-limiting (high-pass 60-300 Hz, "
               "low-pass 3.4-7.6 kHz, spectral tilt), synthetic reverberation (exponentially decaying noise "
@@ -123,7 +154,12 @@ def write_card(out: Path, summary: dict, suites: dict, kept: dict, dest: Path | 
               "", "| attribute | candidates | manifest | clips per class |", "|---|---|---|---|"]
     for attr, s in suites["suites"].items():
         lines.append(f"| {attr} | {', '.join(s['candidates'])} | {s['manifest']} | {s['counts']} |")
-    lines += ["", "## Files", "",
+    return lines
+
+
+def _files_and_limits(kept: dict) -> list[str]:
+    """The files and columns of the corpus, its limits, and the kept clips per gender."""
+    lines = ["", "## Files", "",
               "- `train.jsonl`, `validation.jsonl`, `test.jsonl`: manifests; audio at "
               "`{out}/audio/{source}/{relative_audio_path}` (source `synth`, 16 kHz mono 16-bit WAV);",
               "- `test_<attribute>.jsonl` + `suites.json`: classification suites; `test_<attribute>_negatives.jsonl`: "
@@ -149,8 +185,7 @@ def write_card(out: Path, summary: dict, suites: dict, kept: dict, dest: Path | 
               "- espeak-ng 1.51 crashes (SIGSEGV) on a few sentences with the creaky variant of the timbre "
               "'Lee'; such clips are counted as render errors, listed in `dropped.jsonl` and skipped."]
     genders = Counter(r["gender"] for rs in kept.values() for r in rs)
-    lines += ["", f"Kept clips per gender: {dict(genders)}."]
-    atomic_write_text(Path(dest if dest is not None else out) / "CORPUS_CARD.md", "\n".join(lines) + "\n")
+    return [*lines, "", f"Kept clips per gender: {dict(genders)}."]
 
 
 def _r(d: dict) -> dict:

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Iterable
 
 from .. import schemas
-from ..fileio import file_digest, foreign_files, owns
+from ..fileio import file_digest, owns, refuse_foreign
 
 RECORD = "synth_outputs.json"
 WRITER = "paraspeechclap.synth"
@@ -45,13 +45,8 @@ def claim(out: str | os.PathLike, planned: Iterable[str]) -> dict[str, str | Non
     out = Path(out)
     planned = list(planned)
     previous = read_record(out)
-    foreign = foreign_files(out, [*planned, RECORD], previous)
-    if foreign:
-        raise OutputExistsError(
-            f"{out}: {len(foreign)} file(s) synth would write exist and were not written by synth (not in "
-            f"{RECORD}, or changed since), e.g. {foreign[0]}; they are never replaced: move them away or "
-            "choose another --out"
-        )
+    refuse_foreign(out, [*planned, RECORD], previous, writer="synth", owner="synth", record_name=RECORD,
+                   error=OutputExistsError)
     record = {rel: digest for rel, digest in (previous or {}).items() if rel != RECORD and owns(out, rel, previous)}
     record.update({rel: None for rel in planned})
     write_record(out, record, complete=False)

@@ -55,7 +55,8 @@ def run(args: argparse.Namespace) -> int:
         return 2
     except Exception as e:  # noqa: BLE001
         from .checkpointing import CheckpointError
-        from .trainer import DataError, NonFiniteError
+        from .data import DataError
+        from .trainer import NonFiniteError
 
         if isinstance(e, (DataError, NonFiniteError, CheckpointError)):
             print(f"paraspeechclap train: {e}", file=sys.stderr)

@@ -25,50 +25,38 @@ each deliberate:
 from __future__ import annotations
 
 import contextlib
-import importlib
-import json
 import logging
 import math
 import os
 import random
-import shlex
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Sequence
 
 import numpy as np
 import torch
 
-from .. import fileio
 from .. import losses as L
-from ..data import schema
-from ..data.collate import Collator, concat
-from ..data.dataset import ParaSpeechCapsDataset, StreamingParaSpeechCapsDataset
-from ..data.samplers import BalancedBatchSampler, ShuffleBatchSampler
-from ..data.sources import Table, load_sources
-from ..evaluate import metrics as M
-from ..prompts import fill_template
+from ..data.collate import concat
 from . import checkpointing as C
 from . import distributed as D
-from .config import Config, ConfigError, apply_overrides, dump, validate, _wrap
-from .logs import LOG_FILES, RunLogger, copy_log_rows
-from .order import OrderLoss
-from .state import StopSignals, TrainState, agree, worker_ignore_signals
+from .building import build_model, build_optimization, enable_gradient_checkpointing, freeze
+from .config import Config, apply_overrides, validate, _wrap
+from .data import TrainingData, UnreadableItems
+from .logs import RunLogger
+from .run_folder import prepare_run_dir, resume_command
+from .state import StopSignals, TrainState, agree
+from .step import training_loss
+from .validation import Validator
 
 logger = logging.getLogger("paraspeechclap.train")
 
-BUILTIN_TEMPLATES = Path(__file__).resolve().parents[1] / "configs" / "synonym_templates.json"
 SR = 16000
-
-
-class DataError(RuntimeError):
-    """The run stopped because of its data (unreadable audio with data.on_bad_audio=error, too many bad items)."""
 
 
 class NonFiniteError(RuntimeError):
     """optim.max_nonfinite_steps optimizer steps in a row had a non-finite loss or gradient."""
 
 
-# ============================================================================================ helpers
 def setup_logging(level: str = "INFO", rank: int = 0) -> None:
     root = logging.getLogger("paraspeechclap")
     if not root.handlers:
@@ -86,204 +74,6 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def load_synonym_templates(spec: str | os.PathLike | None) -> dict[str, list[str]]:
-    """``builtin`` -> the packaged 44-tag file; a path -> that file; ``None``/``""`` -> no synonyms.
-    A missing or malformed file is an error (the reference silently fell back)."""
-    if spec in (None, "", "none", "null", False):
-        return {}
-    path = BUILTIN_TEMPLATES if spec == "builtin" else Path(spec)
-    try:
-        data = json.loads(Path(path).read_text())
-    except (OSError, ValueError) as e:
-        raise ValueError(f"synonym templates {path}: {e}") from None
-    if not isinstance(data, dict):
-        raise ValueError(f"synonym templates {path}: expected a mapping tag -> list of prompts")
-    out = {}
-    for tag, prompts in data.items():
-        if not isinstance(prompts, list) or not prompts or not all(isinstance(p, str) and p.strip() for p in prompts):
-            raise ValueError(f"synonym templates {path}: {tag!r} needs a non-empty list of prompt strings")
-        out[str(tag).strip().lower()] = list(prompts)
-    return out
-
-
-def step_prompts(vocab: Sequence[str], templates: dict[str, list[str]], template: str, seed: int, step: int,
-                 column: str = "") -> list[str]:
-    """One prompt per tag for this step: a random synonym sentence, or ``template`` filled with the tag."""
-    rng = random.Random(f"{seed}:{step}:{column}")
-    return [rng.choice(templates[t]) if t in templates else fill_template(template, t) for t in vocab]
-
-
-def _freeze(model: torch.nn.Module, prefixes: Sequence[str]) -> int:
-    n = 0
-    hit = {p: 0 for p in prefixes}
-    for name, p in model.named_parameters():
-        for pre in prefixes:
-            if name == pre or name.startswith(pre.rstrip(".") + "."):
-                p.requires_grad_(False)
-                hit[pre] += 1
-                n += p.numel()
-    for pre, k in hit.items():
-        if not k:
-            logger.info("freeze: no parameter under %r", pre)
-    return n
-
-
-#: modules that ``model.factory`` (in a config, or in the config a checkpoint carries) may name
-IMPORT_ALLOW_LIST = ("paraspeechclap",)
-IMPORT_ALLOW_ENV = "PARASPEECHCLAP_ALLOW_IMPORTS"
-
-
-def allowed_modules() -> tuple[str, ...]:
-    """The import allow-list: ``paraspeechclap`` and its submodules, plus the comma-separated module names in
-    ``$PARASPEECHCLAP_ALLOW_IMPORTS`` (each with its submodules)."""
-    extra = [m.strip() for m in os.environ.get(IMPORT_ALLOW_ENV, "").split(",") if m.strip()]
-    return IMPORT_ALLOW_LIST + tuple(extra)
-
-
-def _import(path: str):
-    """``pkg.module.attr`` (or ``pkg.module:attr``), from an allowed module only: a config or checkpoint must not
-    be able to run arbitrary code by naming a module."""
-    mod, _, attr = str(path).replace(":", ".").rpartition(".")
-    allowed = allowed_modules()
-    if not mod or not any(mod == a or mod.startswith(a + ".") for a in allowed):
-        raise ConfigError(f"{path!r}: module {mod or path!r} is not on the import allow-list ({', '.join(allowed)}); "
-                          f"add a trusted module with {IMPORT_ALLOW_ENV}=module[,module...]")
-    return getattr(importlib.import_module(mod), attr)
-
-
-def build_model(mcfg: dict) -> torch.nn.Module:
-    """``model.factory`` (dotted path to a callable taking the model config) or ParaSpeechCLAP."""
-    if mcfg.get("factory"):
-        return _import(mcfg["factory"])(mcfg)
-    from .. import ParaSpeechCLAP
-
-    if mcfg["init"] == "pretrained":
-        src = str(mcfg["source"])
-        kwargs = {}
-        if src.endswith((".pth.tar", ".pth", ".pt")):
-            kwargs = dict(speech_model=mcfg["speech_model"], text_model=mcfg["text_model"],
-                          embedding_dim=mcfg["embedding_dim"])
-        model = ParaSpeechCLAP.from_pretrained(src, device="cpu", precision="fp32", **kwargs)
-        if mcfg.get("projection_dropout") is not None:
-            for proj in (model.audio_projection, model.text_projection):
-                for m in proj.modules():
-                    if isinstance(m, torch.nn.Dropout):
-                        m.p = float(mcfg["projection_dropout"])
-        return model
-    kw = {}
-    if mcfg.get("projection_dropout") is not None:
-        kw["projection_dropout"] = float(mcfg["projection_dropout"])
-    return ParaSpeechCLAP.from_encoders(mcfg["speech_model"], mcfg["text_model"], embedding_dim=mcfg["embedding_dim"],
-                                        pretrained_encoders=bool(mcfg["pretrained_encoders"]), **kw)
-
-
-def model_normalizes(model) -> bool | None:
-    """Does the model's speech preprocessor normalise per utterance? None when it does not say."""
-    v = getattr(getattr(model, "config", None), "do_normalize", None)
-    if isinstance(v, bool):
-        return v
-    for obj in (model, getattr(model, "audio_branch", None)):
-        if obj is None:
-            continue
-        for attr in ("do_normalize", "normalize_audio"):
-            v = getattr(obj, attr, None)
-            if isinstance(v, bool):
-                return v
-        for attr in ("feature_extractor", "processor", "preprocessor"):
-            fe = getattr(obj, attr, None)
-            v = getattr(fe, "do_normalize", None)
-            if isinstance(v, bool):
-                return v
-    return None
-
-
-def enable_gradient_checkpointing(model) -> None:
-    for branch in ("audio_branch", "text_branch"):
-        base = getattr(getattr(model, branch, None), "base", None)
-        if base is not None and hasattr(base, "gradient_checkpointing_enable"):
-            try:
-                base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-            except (ValueError, TypeError) as e:
-                logger.warning("gradient checkpointing not available for %s (%s)", branch, e)
-
-
-def lr_lambda(schedule: str, warmup: int, total: int | None, min_ratio: float):
-    def f(step: int) -> float:
-        if warmup and step < warmup:
-            return (step + 1) / warmup
-        if schedule == "constant" or not total:
-            return 1.0
-        prog = min(1.0, (step - warmup) / max(1, total - warmup))
-        if schedule == "cosine":
-            return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * prog))
-        return min_ratio + (1 - min_ratio) * (1 - prog)
-    return f
-
-
-def _to(batch_tokens: dict, device) -> dict:
-    return {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch_tokens.items()}
-
-
-# ============================================================================================ the step
-class HeadSpec:
-    """A classification head's fixed parts: the column, its sorted vocabulary, prompt sources."""
-
-    def __init__(self, column: str, vocab: Sequence[str], templates: dict, template: str):
-        self.column = column
-        self.vocab = list(vocab)
-        self.tag_to_idx = {t: i for i, t in enumerate(self.vocab)}
-        self.templates = templates
-        self.template = template
-
-
-def _encode_prompts(inner, prompts: Sequence[str], device, autocast, max_length: int) -> torch.Tensor:
-    """Unnormalised text embeddings of class prompts (the classification heads' and the order loss')."""
-    tokens = _to(inner.tokenize(list(prompts), max_length=max_length), device)
-    with autocast():
-        return inner.encode_text(tokens, normalize=False)
-
-
-def training_loss(model, inner, batch: dict, *, device, heads: Sequence[HeadSpec] = (), step: int = 0,
-                  seed: int = 0, classification_weight: float = 1.0, autocast=contextlib.nullcontext,
-                  max_length: int = 512, order: tuple | None = None) -> dict:
-    """Forward one (local) batch and compute the global-batch loss (gathering across ranks).
-
-    ``model`` is what to call for the forward (a DDP wrapper or the model itself), ``inner`` the
-    unwrapped model (tokenizer, tag-prompt embeddings). ``order``: ``(OrderLoss, first row, table indices, groups)``
-    when the batch ends with order groups (:mod:`.order`)."""
-    audio = batch["audio"].to(device, non_blocking=True)
-    mask = batch["audio_attention_mask"].to(device, non_blocking=True)
-    tokens = _to(inner.tokenize(list(batch["text"]), max_length=max_length), device)
-    with autocast():
-        text_emb, speech_emb, logit_scale = model(audio, tokens, audio_attention_mask=mask)
-    text_emb, speech_emb = text_emb.float(), speech_emb.float()
-    all_text = L.gather_features(text_emb)
-    all_audio = L.gather_features(speech_emb[: text_emb.shape[0]])  # order rows without captions come last
-    head_objs = []
-    for h in heads:
-        local_tags = batch["tags"].get(h.column)
-        if local_tags is None or not h.vocab:
-            continue
-        tags = [t for part in L.gather_objects(local_tags) for t in part]
-        tags = [[t for t in row if t in h.tag_to_idx] for row in tags]
-        prompts = step_prompts(h.vocab, h.templates, h.template, seed, step, h.column)
-        tag_emb = _encode_prompts(inner, prompts, device, autocast, max_length)
-        head_objs.append(L.ClassificationHead(tag_emb.float(), tags, h.tag_to_idx, name=h.column))
-    out = L.multitask_loss(all_text, all_audio, logit_scale.float(), head_objs,
-                           classification_weight=classification_weight)
-    out["order_loss"] = torch.zeros((), device=speech_emb.device)
-    if order is not None:
-        rule, start, indices, groups = order
-        with torch.no_grad():  # the order loss holds its prompts fixed: no graph for them
-            prompt_emb = _encode_prompts(inner, rule.prompts, device, autocast, max_length)
-        out["order_loss"] = rule.loss(speech_emb[start:], prompt_emb, logit_scale, indices, groups)
-        out["total_loss"] = out["total_loss"] + rule.weight * out["order_loss"]
-    out["logit_scale"] = logit_scale.detach()
-    out["global_batch"] = all_audio.shape[0]
-    return out
-
-
-# ============================================================================================ trainer
 class Trainer:
     """One training run: :meth:`run` sets up (run folder, model, data, optimizer, resume), then loops.
 
@@ -323,9 +113,11 @@ class Trainer:
             torch.backends.cudnn.benchmark = False
         seed_everything(int(cfg.run.seed) + dist.rank)
         base, saved, weights, broken = self._load_resume()
-        self.run_dir = self._prepare_run_dir(base, broken)
+        self.run_dir = prepare_run_dir(cfg, dist, base, broken, fork=self.fork)
         self._build_model()
-        self._build_data(self.model)
+        self.data = TrainingData(cfg, dist, self.model)
+        self.unreadable = UnreadableItems(cfg, dist, self.run_dir)
+        self.validator = Validator(cfg, dist, self.data.normalize)
         self._build_optimizer()
         st = self._restore(base, saved, weights)
         self.ckpt = C.Checkpointer(self.run_dir, dist, keep_last=cfg.checkpoint.keep_last,
@@ -358,37 +150,10 @@ class Trainer:
         broken = cands[:cands.index(ck)] if ck in cands else []
         return ck, saved, weights, broken
 
-    def _prepare_run_dir(self, base: Path | None, broken: Sequence[Path]) -> Path:
-        """The folder this run writes to; refuses to clobber checkpoints (see :func:`plan_run_dir`)."""
-        cfg, dist = self.cfg, self.dist
-        configured = Path(cfg.run.output_dir) if cfg.run.get("output_dir") else Path(cfg.run.output_root) / cfg.run.name
-        plan: tuple = (None, None, None)
-        if dist.is_main:
-            try:
-                plan = (str(plan_run_dir(configured, base, broken, fork=self.fork,
-                                         overwrite=bool(cfg.run.get("overwrite")))), None, None)
-            except FileExistsError as e:  # every rank raises it, none waits for the others
-                plan = (None, type(e).__name__, str(e))
-        where, err, msg = D.broadcast_object(plan)
-        if err is not None:
-            raise (ResumeConflict if err == "ResumeConflict" else FileExistsError)(msg)
-        run_dir = Path(where)
-        cfg.run.output_dir = str(run_dir)
-        if dist.is_main:
-            run_dir.mkdir(parents=True, exist_ok=True)
-            fileio.atomic_write_text(run_dir / "config.yaml", dump(cfg))
-            if base is not None and C.run_dir_of(base) is not None and C.run_dir_of(base).resolve() != run_dir.resolve():
-                step = int(C.read_marker(base).get("step", 0))
-                for name in LOG_FILES:  # a fork starts with its parent's history
-                    copy_log_rows(C.run_dir_of(base) / name, run_dir / name, step)
-                logger.info("forked from %s into %s", base, run_dir)
-        D.barrier()
-        return run_dir
-
     def _build_model(self) -> None:
         cfg = self.cfg
         model = self._model_override if self._model_override is not None else build_model(cfg.model)
-        frozen = _freeze(model, list(cfg.model.freeze or []))
+        frozen = freeze(model, list(cfg.model.freeze or []))
         if cfg.model.gradient_checkpointing:
             enable_gradient_checkpointing(model)
         model.to(self.dist.device)
@@ -401,18 +166,10 @@ class Trainer:
         self.max_log_scale = math.log(float(cfg.model.max_logit_scale))
 
     def _build_optimizer(self) -> None:
-        o, device = self.cfg.optim, self.dist.device
-        opt_cls = torch.optim.AdamW if o.optimizer == "adamw" else torch.optim.Adam
-        self.optimizer = opt_cls(self.params, lr=float(o.lr), betas=tuple(float(b) for b in o.betas),
-                                 eps=float(o.eps), weight_decay=float(o.weight_decay))
         self.total = self._total_steps()
-        if o.schedule != "constant" and not self.total:
-            raise ValueError("optim.schedule needs a known number of steps: set optim.max_steps")
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, lr_lambda(o.schedule, int(o.warmup_steps), self.total, float(o.min_lr_ratio)))
-        amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(o.precision)
-        self.scaler = torch.amp.GradScaler(device.type, enabled=o.precision == "fp16")
-        self.autocast = (lambda: torch.autocast(device.type, dtype=amp_dtype)) if amp_dtype else contextlib.nullcontext
+        optimization = build_optimization(self.cfg.optim, self.params, self.total, self.dist.device)
+        self.optimizer, self.scheduler = optimization.optimizer, optimization.scheduler
+        self.scaler, self.autocast = optimization.scaler, optimization.autocast
 
     def _restore(self, base: Path | None, saved: dict | None, weights: dict | None) -> TrainState:
         """Load weights, optimizer, scheduler and scaler from the checkpoint; wrap the model in DDP."""
@@ -437,110 +194,15 @@ class Trainer:
                 find_unused_parameters=bool(cfg.distributed.find_unused_parameters or cfg.model.disable_dropout))
         return st
 
-    # ------------------------------------------------------------------ data
-    def _build_data(self, model):
-        cfg, dist = self.cfg, self.dist
-        d = cfg.data
-        tag_cols = list(cfg.loss.tag_columns or []) if cfg.loss.classification else []
-        sampler_col = cfg.sampler.tag_column or (cfg.loss.tag_columns or [None])[0]
-        wanted_tags = sorted(set(tag_cols) | ({sampler_col} if cfg.sampler.balanced and sampler_col else set()))
-        data = load_sources(d.train, split=d.split, streaming=bool(d.streaming), audio_root=d.audio_root,
-                            mode=d.mixing, probabilities=d.probabilities, stopping_strategy=d.stopping_strategy,
-                            seed=int(cfg.run.seed))
-        norm = d.normalize
-        if norm == "auto":
-            v = model_normalizes(model)
-            norm = True if v is None else v
-        self.normalize = bool(norm)
-        items = ParaSpeechCapsDataset(
-            data if isinstance(data, Table) else None, audio_root=d.audio_root, train=True,
-            crop_seconds=d.crop_seconds, random_crop=bool(d.random_crop), mask_padding=bool(d.mask_padding),
-            normalize=self.normalize, caption_column=d.caption_column, tag_columns=wanted_tags, seed=int(cfg.run.seed))
-        self.collator = Collator(mask_padding=bool(d.mask_padding), tag_columns=wanted_tags)
-        self.order = None
-        if cfg.loss.order.data:
-            self.order = OrderLoss.from_config(
-                cfg.loss.order, audio_root=d.audio_root, crop_seconds=d.crop_seconds, random_crop=bool(d.random_crop),
-                mask_padding=bool(d.mask_padding), normalize=self.normalize, caption_column=d.caption_column,
-                tag_columns=wanted_tags, template=cfg.loss.prompt_template, seed=int(cfg.run.seed))
-        B = int(cfg.optim.batch_size)
-        self.heads: list[HeadSpec] = []
-        if isinstance(data, Table):
-            schema.check_columns(data.column_names, tag_columns=wanted_tags, caption_column=d.caption_column,
-                                 where=f"training data {getattr(data, 'name', '')}")
-            self.table = data
-            if tag_cols:
-                templates = load_synonym_templates(cfg.loss.synonym_templates)
-                for col in tag_cols:
-                    vocab = schema.build_vocabulary(data.column(col))
-                    vocab = D.broadcast_object(vocab)
-                    if not vocab:
-                        logger.warning("tag column %s has no tags; its head is skipped", col)
-                        continue
-                    missing = [t for t in vocab if t not in templates]
-                    if missing:
-                        logger.info("%s: %d tag(s) without synonym templates use %r: %s", col, len(missing),
-                                    cfg.loss.prompt_template, ", ".join(missing))
-                    self.heads.append(HeadSpec(col, vocab, templates, cfg.loss.prompt_template))
-                if not self.heads:
-                    raise ValueError("classification is on but every tag vocabulary is empty")
-            if cfg.sampler.balanced:
-                self.sampler = BalancedBatchSampler(
-                    data.column(sampler_col), B, world_size=dist.world_size, rank=dist.rank, seed=int(cfg.run.seed),
-                    weighting=cfg.sampler.weighting, min_rare_per_batch=int(cfg.sampler.min_rare_per_batch),
-                    rare_tag_threshold=float(cfg.sampler.rare_tag_threshold), num_samples=cfg.sampler.num_samples)
-                logger.info("balanced sampling on %s: %d tags, %d rare (< %.3g), %d rare rows", sampler_col,
-                            len(self.sampler.stats.counts), len(self.sampler.rare), cfg.sampler.rare_tag_threshold,
-                            len(self.sampler.rare_rows))
-            else:
-                self.sampler = ShuffleBatchSampler(len(data), B, world_size=dist.world_size, rank=dist.rank,
-                                                   seed=int(cfg.run.seed), shuffle=bool(cfg.sampler.shuffle))
-            self.dataset = items
-            self.streaming = False
-        else:
-            if cfg.sampler.balanced:
-                raise ValueError("sampler.balanced needs a map-style dataset (data.streaming=false)")
-            if tag_cols:
-                raise ValueError("loss.classification needs the tag vocabulary: use a map-style dataset")
-            self.table = None
-            self.sampler = None
-            self.dataset = StreamingParaSpeechCapsDataset(data, items, rank=dist.rank, world_size=dist.world_size,
-                                                          seed=int(cfg.run.seed), shuffle_buffer=int(d.shuffle_buffer))
-            self.dataset.batch_size = B
-            self.streaming = True
-
-    def _loader(self, epoch: int, position: int):
-        d = self.cfg.data
-        nw = int(d.num_workers)
-        kw: dict[str, Any] = dict(num_workers=nw, collate_fn=self.collator, worker_init_fn=worker_ignore_signals,
-                                  pin_memory=self.dist.device.type == "cuda",
-                                  generator=torch.Generator().manual_seed(int(self.cfg.run.seed) + epoch))
-        if nw > 0:
-            kw["prefetch_factor"] = int(d.prefetch_factor)
-        if self.streaming:
-            self.dataset.set_epoch(epoch)
-            self.dataset.skip_batches = position
-            return torch.utils.data.DataLoader(self.dataset, batch_size=int(self.cfg.optim.batch_size), **kw)
-        self.sampler.set_epoch(epoch)
-        self.sampler.set_position(position)
-        return torch.utils.data.DataLoader(self.dataset, batch_sampler=self.sampler, **kw)
-
-    def _steps_per_epoch(self) -> int | None:
-        if self.streaming:
-            return None
-        return math.ceil(len(self.sampler) / int(self.cfg.optim.grad_accum))
-
     def _total_steps(self) -> int | None:
         o = self.cfg.optim
-        spe = self._steps_per_epoch()
+        spe = self.data.steps_per_epoch()
         cands = []
         if o.max_steps:
             cands.append(int(o.max_steps))
         if o.epochs and spe:
             cands.append(int(o.epochs) * spe)
         return min(cands) if cands else None
-
-    # ------------------------------------------------------------------ run
 
     # ------------------------------------------------------------------ the loop
     def _done(self, st: TrainState) -> bool:
@@ -561,9 +223,9 @@ class Trainer:
         accum, max_steps = int(self.cfg.optim.grad_accum), self.cfg.optim.max_steps
         started_at, got = st.position, 0
         acc = self._new_accumulator()
-        for batch in self._loader(st.epoch, st.position):
+        for batch in self.data.loader(st.epoch, st.position):
             st.position += 1
-            self._account_errors(batch, st.counters)
+            self.unreadable.account(batch, st.counters)
             if D.all_reduce_min(batch["size"], self.dist.device) == 0:
                 logger.warning("skipping a batch: a rank has no readable item")
                 continue
@@ -595,14 +257,14 @@ class Trainer:
         cfg = self.cfg
         ctx = self.ddp.no_sync() if (self.dist.distributed and not sync) else contextlib.nullcontext()
         order = None
-        if self.order is not None:
-            extra = self.order.batch(st.step * int(cfg.optim.grad_accum) + acc["micro"], self.dist.rank,
-                                     self.collator)
-            self._account_errors(extra, st.counters)
-            order = (self.order, batch["size"], extra.get("indices", []), extra["order_groups"])
-            batch = concat(batch, extra, audio_only=not self.order.joint)
+        rule = self.data.order
+        if rule is not None:
+            extra = rule.batch(st.step * int(cfg.optim.grad_accum) + acc["micro"], self.dist.rank, self.data.collator)
+            self.unreadable.account(extra, st.counters)
+            order = (rule, batch["size"], extra.get("indices", []), extra["order_groups"])
+            batch = concat(batch, extra, audio_only=not rule.joint)
         with ctx:
-            out = training_loss(self.ddp, self.model, batch, device=self.dist.device, heads=self.heads, step=st.step,
+            out = training_loss(self.ddp, self.model, batch, device=self.dist.device, heads=self.data.heads, step=st.step,
                                 seed=int(cfg.run.seed), classification_weight=float(cfg.loss.classification_weight),
                                 autocast=self.autocast, order=order)
             self.scaler.scale(out["total_loss"] / int(cfg.optim.grad_accum)).backward()
@@ -625,7 +287,7 @@ class Trainer:
             st.step += 1
             st.nonfinite_streak = 0
             self.log.add_step(acc["loss"], acc["micro"], acc["samples"], acc["audio"])
-            self.log.after_step(st, self.model, self.scheduler, len(self.sampler) if self.sampler else None)
+            self.log.after_step(st, self.model, self.scheduler, len(self.data.sampler) if self.data.sampler else None)
             val_every, ck_every = int(cfg.validation.every_n_steps or 0), int(cfg.checkpoint.every_n_steps or 0)
             if val_every and st.step % val_every == 0:
                 self.validate(st.step)
@@ -715,207 +377,24 @@ class Trainer:
             state = dict(st.to_dict(), world_size=dist.world_size, rng=rngs, config=self.cfg.to_dict(),
                          optimizer=self.optimizer.state_dict(), scheduler=self.scheduler.state_dict(),
                          scaler=self.scaler.state_dict() if self.scaler.is_enabled() else None,
-                         sampler=self.sampler.state_dict() if self.sampler else {"epoch": st.epoch,
+                         sampler=self.data.sampler.state_dict() if self.data.sampler else {"epoch": st.epoch,
                                                                                  "position": st.position})
         path = self.ckpt.save(st.step, self.model, state)
         st.last_saved = st.step
         if path is not None:
             logger.info("checkpoint: %s", path)
 
-    # ------------------------------------------------------------------ bad items
-    def _account_errors(self, batch: dict, counters: dict) -> None:
-        errs = batch.get("errors") or []
-        counters["items_read"] += batch["size"] + len(errs)
-        bad_flag = 0
-        if errs:
-            counters["bad_items"] += len(errs)
-            for path, reason in errs:
-                logger.warning("unreadable item skipped: %s (%s)", path, reason)
-            self._bad_log(errs)
-            if self.cfg.data.on_bad_audio == "error":
-                bad_flag = 1
-        frac = float(self.cfg.data.max_bad_fraction or 0)
-        if frac and counters["items_read"] >= 20 and counters["bad_items"] > frac * counters["items_read"]:
-            bad_flag = 2
-        if self.dist.distributed:
-            t = torch.tensor([bad_flag], device=self.dist.device)
-            torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.MAX)
-            bad_flag = int(t.item())
-        if bad_flag == 1:
-            where = f"{errs[0][0]} ({errs[0][1]})" if errs else "on another rank"
-            raise DataError(f"unreadable audio: {where}; data.on_bad_audio=error stops the run "
-                               f"(use data.on_bad_audio=skip to skip such items)")
-        if bad_flag == 2:
-            raise DataError(f"{counters['bad_items']} of {counters['items_read']} items were unreadable "
-                               f"(more than data.max_bad_fraction={frac}); check data.audio_root")
-
-    def _bad_log(self, errs) -> None:
-        path = self.run_dir / ("bad_audio.tsv" if self.dist.rank == 0 else f"bad_audio.rank{self.dist.rank}.tsv")
-        try:
-            with open(path, "a") as f:
-                for p, reason in errs:
-                    f.write(f"{p}\t{str(reason).replace(chr(9), ' ').replace(chr(10), ' ')}\n")
-        except OSError as e:  # the paths are in the log above; the run itself is not at stake
-            logger.warning("could not append to %s (%s)", path, e)
-
     # ------------------------------------------------------------------ validation
-    @torch.no_grad()
     def validate(self, step: int) -> dict | None:
-        cfg, dist, model = self.cfg, self.dist, self.model
-        v = cfg.validation
-        if not v.data:
+        """Collective when validation data is set; rank 0 logs and returns the row, other ranks get None."""
+        if not self.cfg.validation.data:
             return None
-        if not hasattr(self, "_val"):
-            table = load_sources(v.data, split=v.split or cfg.data.split, audio_root=v.audio_root or cfg.data.audio_root)
-            if not isinstance(table, Table):
-                raise ValueError("validation data must be map-style (not streaming)")
-            if v.max_items and len(table) > int(v.max_items):
-                from ..data.sources import MixedTable
-
-                table = MixedTable([table], np.stack([np.zeros(int(v.max_items), int), np.arange(int(v.max_items))], 1))
-            ds = ParaSpeechCapsDataset(table, audio_root=v.audio_root or cfg.data.audio_root, train=False,
-                                       normalize=self.normalize, caption_column=cfg.data.caption_column,
-                                       max_seconds=v.max_seconds)
-            sampler = ShuffleBatchSampler(len(table), int(v.batch_size), world_size=dist.world_size, rank=dist.rank,
-                                          shuffle=False)
-            self._val = (ds, sampler)
-        ds, sampler = self._val
-        was_training = model.training
-        model.eval()
-        loader = torch.utils.data.DataLoader(ds, batch_sampler=sampler, num_workers=min(2, int(cfg.data.num_workers)),
-                                             worker_init_fn=worker_ignore_signals,
-                                             collate_fn=Collator(mask_padding=True),
-                                             generator=torch.Generator().manual_seed(0))
-        idx, aud, txt, caps = [], [], [], []
-        loss_sum, loss_n, bad = 0.0, 0, 0
-        for batch in loader:
-            bad += len(batch.get("errors") or [])
-            if not batch["size"]:
-                continue
-            audio = batch["audio"].to(dist.device)
-            mask = batch["audio_attention_mask"].to(dist.device)
-            tokens = _to(model.tokenize(batch["text"], max_length=512), dist.device)
-            t, a, s = model(audio, tokens, audio_attention_mask=mask)
-            t, a = t.float(), a.float()
-            if len(batch["text"]) > 1:
-                loss_sum += float(L.clip_loss(t, a, s.float()))
-                loss_n += 1
-            idx += [int(i) for i in batch["indices"]]
-            aud.append(torch.nn.functional.normalize(a, dim=-1).cpu())
-            txt.append(torch.nn.functional.normalize(t, dim=-1).cpu())
-            caps += list(batch["text"])
-        model.train(was_training)
-        parts = L.gather_objects((idx, torch.cat(aud) if aud else None, torch.cat(txt) if txt else None, caps,
-                                  loss_sum, loss_n, bad))
-        if not dist.is_main:
-            return None
-        seen, A, T, CAP = set(), [], [], []
-        ls, ln, nbad = 0.0, 0, 0
-        for i_, a_, t_, c_, s_, n_, b_ in parts:
-            ls, ln, nbad = ls + s_, ln + n_, nbad + b_
-            for k, i in enumerate(i_):
-                if i in seen:
-                    continue
-                seen.add(i)
-                A.append(a_[k])
-                T.append(t_[k])
-                CAP.append(c_[k])
-        if not A:
-            logger.warning("validation: no readable item")
-            return None
-        res = retrieval_r1(torch.stack(A), torch.stack(T), CAP)
-        row = {"step": step, "val_loss": ls / max(ln, 1), **res, "items": len(A), "skipped_items": nbad}
-        self.log.log_row(row, kind="val")
-        logger.info("validation at step %d: loss %.4f, R@1 a2t %.2f, t2a %.2f (%d items)", step, row["val_loss"],
-                    row["R@1_A2T"], row["R@1_T2A"], len(A))
+        row = self.validator(self.model, step)
+        if row is not None:
+            self.log.log_row(row, kind="val")
+            logger.info("validation at step %d: loss %.4f, R@1 a2t %.2f, t2a %.2f (%d items)", step, row["val_loss"],
+                        row["R@1_A2T"], row["R@1_T2A"], row["items"])
         return row
-
-
-
-
-def retrieval_r1(audio: torch.Tensor, text: torch.Tensor, captions: Sequence[str]) -> dict:
-    """R@1 (percent) both ways over exact-unique captions, with ``evaluate``'s metric functions (so validation and
-    ``paraspeechclap evaluate`` agree, ties included: a tie counts against the correct item). Rows L2-normalised."""
-    unique, targets = M.deduplicate_captions(list(captions))
-    first = [int(np.flatnonzero(targets == j)[0]) for j in range(len(unique))]
-    sim = (audio.double() @ text[first].double().t()).numpy()
-    a2t = M.audio_to_text_ranks(sim, targets)
-    t2a = M.text_to_audio_ranks(sim, targets)
-    return {"R@1_A2T": float(100.0 * np.mean(a2t <= 1)), "R@1_T2A": float(100.0 * np.mean(t2a <= 1))}
-
-
-# ============================================================================================ run folders
-class ResumeConflict(FileExistsError):
-    """Resuming would write into a run folder that holds newer checkpoints (use --fork)."""
-
-
-def fork_dir(src: Path, base: Path) -> Path:
-    """A new folder beside ``src`` for a branch off checkpoint ``base``: ``{src}-fork-{base}`` (``-2``, ``-3`` ...
-    when taken)."""
-    cand = src.parent / f"{src.name}-fork-{base.name}"
-    n = 2
-    while cand.exists():
-        cand = src.parent / f"{src.name}-fork-{base.name}-{n}"
-        n += 1
-    return cand
-
-
-def _same_dir(a: Path | None, b: Path | None) -> bool:
-    return a is not None and b is not None and Path(a).resolve() == Path(b).resolve()
-
-
-def plan_run_dir(configured: Path, base: Path | None, broken: Sequence[Path] = (), *, fork: bool = False,
-                 overwrite: bool = False) -> Path:
-    """Where a run writes, or an error when that would clobber checkpoints.
-
-    * fresh run: ``configured``; one that already holds checkpoints is refused (``run.overwrite=true`` deletes
-      them);
-    * resume from the head of its own run folder (the checkpoint written last, or the newest one that loads):
-      that folder;
-    * resume from an older checkpoint of ``configured``: refused (its newer checkpoints would be abandoned and
-      pruned) unless ``fork``; a fork writes to a new folder (:func:`fork_dir`) and leaves the old one untouched;
-    * resume into another folder (``run.output_dir=...``): that folder, which must hold no checkpoints."""
-    configured = Path(configured)
-    src = C.run_dir_of(base) if base is not None else None
-    if base is not None and fork and (src is None or _same_dir(configured, src)):
-        return fork_dir(configured, base)
-    if base is not None and not fork and _same_dir(configured, src):
-        cks = C.list_checkpoints(src)
-        names = [p.name for p in cks]
-        bad = {Path(p).name for p in broken}
-        newer = [p.name for p in cks[names.index(base.name) + 1:] if p.name not in bad] if base.name in names else []
-        if newer:
-            raise ResumeConflict(
-                f"{base} is older than the newest checkpoint of {src} ({newer[-1]}); resuming into the same folder "
-                f"would abandon {', '.join(newer)}. Continue the newest with --resume {src}, or branch off this "
-                f"checkpoint with --resume {base} --fork (writes to a new run folder)")
-        return configured
-    if C.list_checkpoints(configured):
-        if base is None and overwrite:
-            _clear_run(configured)
-            return configured
-        hint = (f"continue it with --resume {configured}, or start afresh elsewhere (run.output_dir=...) or with "
-                f"run.overwrite=true") if base is None else "choose another run.output_dir, or use --fork"
-        raise FileExistsError(f"{configured} already holds checkpoints: {hint}")
-    return configured
-
-
-def _clear_run(run_dir: Path) -> None:
-    """run.overwrite=true: delete this project's checkpoints and logs in ``run_dir`` (nothing else)."""
-    for p in C.list_checkpoints(run_dir):
-        C.remove_checkpoint(p)
-    C.clean_temporaries(C.checkpoint_root(run_dir))
-    (C.checkpoint_root(run_dir) / C.LATEST).unlink(missing_ok=True)
-    for f in (*LOG_FILES, "bad_audio.tsv"):
-        (run_dir / f).unlink(missing_ok=True)
-
-
-def resume_command(run_dir: Path, dist) -> str:
-    """The command that continues this run (the saved config holds every override)."""
-    where = shlex.quote(str(run_dir))
-    if dist.distributed:
-        return f"torchrun --nproc_per_node={dist.world_size} -m paraspeechclap train --resume {where}"
-    return f"paraspeechclap train --resume {where}"
 
 
 # ============================================================================================ entry point

@@ -31,7 +31,8 @@ from tiny import base_overrides, write_corpus  # noqa: E402
 from paraspeechclap import fileio  # noqa: E402
 from paraspeechclap.train import checkpointing as C  # noqa: E402
 from paraspeechclap.train import trainer as T  # noqa: E402
-from paraspeechclap.train.trainer import NonFiniteError, ResumeConflict, train  # noqa: E402
+from paraspeechclap.train.run_folder import ResumeConflict  # noqa: E402
+from paraspeechclap.train.trainer import NonFiniteError, train  # noqa: E402
 
 STEPS = 6
 COMMON = {"data.crop_seconds": 0.4, "checkpoint.every_n_steps": 2, "checkpoint.keep_last": 0,

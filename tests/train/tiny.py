@@ -102,14 +102,14 @@ def make_batch(n: int = 6, samples: int = 6400, seed: int = 0) -> dict:
 
 
 def head_specs():
-    from paraspeechclap.train.trainer import HeadSpec, load_synonym_templates
+    from paraspeechclap.train.step import HeadSpec, synonym_templates
 
-    return [HeadSpec("intrinsic_tags", sorted(set(TAGS)), load_synonym_templates("builtin"),
+    return [HeadSpec("intrinsic_tags", sorted(set(TAGS)), synonym_templates("builtin"),
                      "A person is speaking in a {} style.")]
 
 
 def grads_of(model, batch, ddp=None):
-    from paraspeechclap.train.trainer import training_loss
+    from paraspeechclap.train.step import training_loss
 
     model.zero_grad(set_to_none=True)
     out = training_loss(ddp or model, model, batch, device=torch.device("cpu"), heads=head_specs(), step=5, seed=11)
