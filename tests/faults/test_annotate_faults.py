@@ -9,7 +9,6 @@ import importlib.util
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -26,7 +25,7 @@ from paraspeechclap.annotate.inputs import plan_rows, rows_digest  # noqa: E402
 from paraspeechclap.annotate.layout import MANIFEST  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from process_helpers import cmdline as _cmdline, descendants as _descendants, running as _running  # noqa: E402
+from process_helpers import cmdline as _cmdline, kill_when_ready, running as _running  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 _spec = importlib.util.spec_from_file_location("annotate_corpus", REPO / "tests" / "annotate" / "annotate_helpers.py")
@@ -177,19 +176,8 @@ def test_sigkilled_parent_takes_its_workers_and_commits_nothing_after(tmp_path):
             "--workers", "2", "--threads", "1", "--quiet"]
     parent = subprocess.Popen([sys.executable, "-m", "paraspeechclap", *args], env=_env(),
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    try:
-        deadline = time.monotonic() + 300
-        while not _shards(out) and parent.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.02)
-        assert parent.poll() is None, parent.stderr.read()
-        family = _descendants(parent.pid)
-        names = [_cmdline(p) for p in family]
-        parent.send_signal(signal.SIGKILL)
-        parent.wait(timeout=30)
-    finally:
-        if parent.poll() is None:
-            parent.kill()
-            parent.wait()
+    family, names = kill_when_ready(parent, lambda: bool(_shards(out)), timeout=300, poll=0.02)
+    names = list(names.values())
     at_kill = (_shards(out), _shard_files(out))
     assert sum("spawn_main" in n for n in names) == 2, names  # the two workers
     assert any("resource_tracker" in n for n in names), names
@@ -221,20 +209,7 @@ def test_sigkilled_parent_takes_its_workers_and_commits_nothing_after(tmp_path):
 def _kill_after_first_shard(cmd: list[str], out: Path) -> tuple[list[int], dict[int, str]]:
     """Start ``cmd``, SIGKILL it once the first shard is recorded; (its descendants, their command lines) then."""
     proc = subprocess.Popen(cmd, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 400
-        while not _shards(out) and proc.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert proc.poll() is None, "the run ended (or failed) before the kill"
-        family = _descendants(proc.pid)
-        names = {p: _cmdline(p) for p in family}
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    return family, names
+    return kill_when_ready(proc, lambda: bool(_shards(out)), timeout=400)
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc to find the ranks")

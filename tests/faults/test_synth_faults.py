@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -11,7 +10,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from process_helpers import cmdline, descendants, running  # noqa: E402
+from process_helpers import cmdline, kill_when_ready, still_running  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -30,24 +29,10 @@ def test_sigkilled_synth_takes_its_renderers_with_it(tmp_path):
             "--voices", "espeak+m4,espeak+f3,espeak+m3,espeak+f4", "--quiet"]
     parent = subprocess.Popen([sys.executable, "-m", "paraspeechclap", *args], env=env,
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    try:
-        deadline = time.monotonic() + 300
-        while len(_clips(out)) < 3 and parent.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert parent.poll() is None, parent.stderr.read()
-        family = descendants(parent.pid)
-        names = [cmdline(p) for p in family]
-        parent.send_signal(signal.SIGKILL)
-        parent.wait(timeout=30)
-    finally:
-        if parent.poll() is None:
-            parent.kill()
-            parent.wait()
-    assert sum("spawn_main" in n for n in names) == 2, names  # the two renderers
-    deadline = time.monotonic() + 1  # the kernel's signal: at once (a renderer mid-chunk would run on for seconds)
-    while any(running(p) for p in family) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert [p for p in family if running(p)] == [], [cmdline(p) for p in family if running(p)]
+    family, names = kill_when_ready(parent, lambda: len(_clips(out)) >= 3, timeout=300)
+    assert sum("spawn_main" in n for n in names.values()) == 2, names  # the two renderers
+    # the kernel's signal: at once (a renderer mid-chunk would run on for seconds)
+    assert still_running(family, within=1) == [], [cmdline(p) for p in still_running(family, 0)]
     at_death = _clips(out)
     time.sleep(2)  # a renderer still alive would add clips now
     assert _clips(out) == at_death and len(at_death) < 400
