@@ -29,3 +29,14 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def settled(state, timeout: float = 5.0) -> tuple[int, float]:
+    """The batcher's jobs and the body budget once the server has finished its bookkeeping: a client has its answer
+    before the server's middleware releases the request's charge, so a test reading them at once would race it."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while (state.batcher.in_flight or state.body_budget.used) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return state.batcher.in_flight, state.body_budget.used

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from serve_helpers import settled
 
 BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
 pytest.importorskip("schemathesis", reason="schemathesis is not installed (pip install -e '.[dev]')")
@@ -28,4 +29,4 @@ def test_fuzzed_requests_get_no_5xx(live_server):
     assert {"POST /v1/score", "POST /v1/reward", "POST /v1/timeline", "GET /v1/clip/{row}", "GET /health"} <= operations
     reached = sum(result["statuses"]["POST /v1/score"].get(s, 0) for s in ("200", "413"))
     assert reached > 0, result["statuses"]["POST /v1/score"]   # some requests got past parsing to the audio
-    assert app.state.serve.batcher.in_flight == 0 and app.state.serve.body_budget.used == 0
+    assert settled(app.state.serve) == (0, 0)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from serve_helpers import TONES, b64, wav_bytes
+from serve_helpers import TONES, b64, settled, wav_bytes
 
 CAPTION = "A man speaks in a deep voice."
 
@@ -131,4 +131,4 @@ def test_fuzzed_searches_get_no_5xx(live_server, small_index):
     assert not result["failures"], result["failures"][:5]
     statuses = result["statuses"]["POST /v1/search"]
     assert statuses.get("200", 0) > 0, statuses
-    assert app.state.serve.batcher.in_flight == 0 and app.state.serve.body_budget.used == 0
+    assert settled(app.state.serve) == (0, 0)
