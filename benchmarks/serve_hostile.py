@@ -8,7 +8,7 @@ request after the other), then starts a second process of 64 hostile clients, ea
 - ``decode_bomb``: the issue's 8-channel 655,350 Hz FLAC of 60 s of silence (300 kB); expected 400 by its header
 - ``decode_ceiling``: a FLAC at the service's ceilings (``--max-sample-rate`` x ``--max-channels`` x
   ``--max-audio-seconds``): admitted at its cost (decoding charged by its samples), decoded in bounded blocks
-- ``template_bomb``: ``{:>10000000}{{}}`` (filled as text) and ``{} {}`` (400)
+- ``template_bomb``: ``{:>10000000}{{}}`` (a format field: 400) and ``{} {}`` (400)
 - ``prompt_bomb``: 100 attribute sets of 64 classes (6,400 prompts in 40 kB): 413
 - ``max_body``: a body declared over the limit (413 before it is read) and one of exactly the largest size (parsed,
   refused as not audio, or 429 when the body memory is taken)
@@ -133,7 +133,7 @@ def attacks(max_body: int, rate: int, channels: int, seconds: float) -> dict[str
     return {
         "decode_bomb": [plain(score(b64(flac(60, 655_350, 8))))],
         "decode_ceiling": [plain(score(b64(flac(seconds, rate, channels))), BOUNDS["work"])],
-        "template_bomb": [(post("/v1/classify", b), b, None, BOUNDS["work"]) for b in (classify("{:>10000000}{{}}"),
+        "template_bomb": [(post("/v1/classify", b), b, None, BOUNDS["quick"]) for b in (classify("{:>10000000}{{}}"),
                                                                              classify("{} {}"))],
         "prompt_bomb": [(post("/v1/classify", b), b, None, BOUNDS["quick"]) for b in
                         [json.dumps({"audio": {"base64": clip}, "attributes": sets}).encode()]],

@@ -71,22 +71,14 @@ def test_timeline_cost_is_counted_before_decoding(make_client):
     assert ok.status_code == 200 and len(ok.json()["start"]) == 12
 
 
-def test_prompt_and_template_bombs(client, clip, mini):
+def test_prompt_and_template_bombs(client, clip):
     sets = {f"a{i}": [f"c{j}" for j in range(64)] for i in range(8)}       # 512 prompts in one 10 kB body
     expect_error(client.post("/v1/classify", json={"audio": b64(clip), "attributes": sets}), 413,
                  "too_many_prompts", "512 prompts")
     many = {f"a{i}": ["x", "y"] for i in range(100)}
     expect_error(client.post("/v1/classify", json={"audio": b64(clip), "attributes": many}), 413, "too_many")
-    # the template bomb fills as plain text: '{:>10000000}{deep}', a prompt of 18 characters
-    bomb = client.post("/v1/classify", json={"audio": b64(clip), "candidates": ["deep", "high"],
-                                             "template": "{:>10000000}{{}}"})
-    assert bomb.status_code == 200
-    assert bomb.json()["probabilities"] == pytest.approx(
-        mini.classify(clip, ["deep", "high"], template="{:>10000000}{{}}")[0], abs=1e-5)
-    attribute = client.post("/v1/classify", json={"audio": b64(clip), "candidates": ["deep", "high"],
-                                                  "template": "{0.__class__} {}"}).json()["probabilities"]
-    assert attribute["deep"] != pytest.approx(0.5, abs=1e-4)          # the candidates are read, not an attribute
-    for template in ("{x} {} {}", "no slot", "{}" * 3):
+    # the template bomb and an attribute access: format fields are refused before any work is admitted
+    for template in ("{:>10000000}{{}}", "{0.__class__} {}", "{x} {} {}", "no slot", "{}" * 3):
         expect_error(client.post("/v1/classify", json={"audio": b64(clip), "candidates": ["a"], "template": template}),
                      400, "bad_field", "'template'")
     expect_error(client.post("/v1/classify", json={"audio": b64(clip), "candidates": ["a"], "template": "{}" + "x" * 2000}),
