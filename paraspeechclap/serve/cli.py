@@ -28,7 +28,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         kind = type(default) if default is not None else str
         shown = default / scale if scale != 1 else default
         parser.add_argument(flag, dest=option.name, type=float if scale != 1 else kind, default=shown,
-                            help=f"{option.metadata['help']} (default {shown:g})")
+                            choices=option.metadata["choices"] or None,
+                            help=f"{option.metadata['help']} (default {shown if kind is str else format(shown, 'g')})")
     parser.add_argument("--token", default=None, help=_help("token"))
     parser.add_argument("--allow-root", default=None, help=_help("allow_root"))
     parser.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])

@@ -246,8 +246,9 @@ def read_response(sock: socket.socket) -> bytes:
     return data
 
 
-def test_slow_headers_get_408_and_are_closed(live_server):
-    url, _ = live_server(header_timeout=1.0)
+@pytest.mark.parametrize("front", ["httptools", "h11"])
+def test_slow_headers_get_408_and_are_closed(live_server, front):
+    url, _ = live_server(header_timeout=1.0, http=front)
     start = time.monotonic()
     with raw(url) as sock:
         sock.sendall(b"POST /v1/score HTTP/1.1\r\nHost: localhost\r\n")
@@ -259,6 +260,22 @@ def test_slow_headers_get_408_and_are_closed(live_server):
     assert time.monotonic() - start < 3.0
     with raw(url) as idle:                       # a connection that never sends a byte is closed too
         assert read_response(idle).startswith(b"HTTP/1.1 408")
+
+
+@pytest.mark.parametrize("front", ["httptools", "h11"])
+def test_a_huge_request_head_is_refused_by_either_front_end(live_server, front):
+    """h11 caps a head at 16 KiB; uvicorn's httptools protocol has no cap, ours adds the same one (431)."""
+    url, _ = live_server(http=front)
+    for head in (b"GET /health?" + b"q" * 40_000 + b" HTTP/1.1\r\nHost: localhost\r\n",
+                 b"GET /health HTTP/1.1\r\nHost: localhost\r\n" + b"X-Big: " + b"b" * 40_000 + b"\r\n"):
+        with raw(url) as sock:
+            sock.sendall(head)                    # unfinished: the server must not wait for the rest
+            answer = read_response(sock)
+        assert answer.startswith((b"HTTP/1.1 431", b"HTTP/1.1 400")), answer[:200]
+        assert answer.count(b"HTTP/1.1") == 1
+    with raw(url) as sock:                        # a normal head still passes
+        sock.sendall(b"GET /health HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        assert read_response(sock).startswith(b"HTTP/1.1 200")
 
 
 def test_slow_bodies_get_408_within_the_body_deadline(live_server):
