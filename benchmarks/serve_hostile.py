@@ -241,18 +241,30 @@ class Sampler(threading.Thread):
                                                       b"Connection: close\r\n\r\n", timeout=30))
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used (Linux /proc; NaN elsewhere)."""
+    import os
+
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def percentile(values, q: float) -> float:
     return float(np.percentile(values, q)) if len(values) else float("nan")
 
 
-def start_server(model: str, port: int):
+def start_server(model: str, port: int, extra: str = ""):
     import http.client
     import os
+    import shlex
 
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     process = subprocess.Popen([sys.executable, "-m", "paraspeechclap", "serve", "--model", model, "--port", str(port),
-                                "--device", "cpu", "--log-level", "critical"], env=env, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.PIPE)
+                                "--device", "cpu", "--log-level", "critical", *shlex.split(extra)], env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.time() + 180
     while time.time() < deadline:
         if process.poll() is not None:
@@ -294,6 +306,7 @@ def main(argv=None) -> int:
     parser.add_argument("--model", default="mini")
     parser.add_argument("--out", default=str(Path(__file__).resolve().parent / "results"))
     parser.add_argument("--only", default="", help="comma-separated attack classes (default: all, 64 clients)")
+    parser.add_argument("--serve-args", default="", help="more options for the server, e.g. '--bulk-nice 10'")
     parser.add_argument("--hostile", nargs=5, metavar=("PORT", "SECONDS", "LIMITS", "OUT", "ONLY"),
                         help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -302,7 +315,7 @@ def main(argv=None) -> int:
         return hostile(int(port), float(seconds), json.loads(limits), out, only.strip())
     revision = H.git_revision()   # of the code the server runs (read now, not after the run)
     port = free_port()
-    process, health = start_server(args.model, port)
+    process, health = start_server(args.model, port, args.serve_args)
     result: dict = {"limits": health["limits"], "revision": revision}
     try:
         result.update(measure(process, port, args, health))
@@ -334,12 +347,20 @@ def measure(process, port: int, args, health: dict) -> dict:
     health_before = len(sampler.health)
     with tempfile.TemporaryDirectory() as tmp:
         records_file = Path(tmp) / "hostile.json"
+        import resource
+
+        children = resource.getrusage(resource.RUSAGE_CHILDREN)
+        server_cpu, attack_start = cpu_seconds(process.pid), time.perf_counter()
         attacker = subprocess.Popen([sys.executable, __file__, "--hostile", str(port), str(args.seconds),
                                      json.dumps(health["limits"]), str(records_file), args.only or " "])
         time.sleep(2.0)                                    # the attackers' payloads are built and sent
         rss_from = len(sampler.rss)
         attacked = normal.run(until=time.perf_counter() + args.seconds - 2.0)
         attacker.wait(args.seconds + 200)
+        after_children = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu = {"wall_s": time.perf_counter() - attack_start, "server_s": cpu_seconds(process.pid) - server_cpu,
+               "attackers_s": (after_children.ru_utime + after_children.ru_stime
+                               - children.ru_utime - children.ru_stime)}
         records = json.loads(records_file.read_text()) if records_file.is_file() else []
     sampler.stopped.set()
     sampler.join(5)
@@ -363,7 +384,7 @@ def measure(process, port: int, args, health: dict) -> dict:
            "normal_ms": {"idle": [round(s * 1000, 1) for _, s in idle],
                          "attack": [round(s * 1000, 1) for _, s in attacked]},
            "rss_mb": {"idle": idle_rss, "attack": attack_rss},
-           "hostile": hostile, "hostile_requests": len(records), "server_errors": five,
+           "hostile": hostile, "hostile_requests": len(records), "server_errors": five, "cpu": cpu,
            "after_ok": all(st == 200 for st, _ in after), "exit_code": process.poll()}
     met = {"each hostile request 4xx within 2 s or bounded as declared":
            bool(records) and all(h["met"] == h["requests"] for h in hostile.values()),
@@ -374,6 +395,18 @@ def measure(process, port: int, args, health: dict) -> dict:
     out["targets"] = met
     out["targets_met"] = all(met.values())
     return out
+
+
+def cpu_line(result: dict) -> str:
+    """Where the 2 cores went during the attack: the server's share, the attackers' (on the same machine), and the
+    server's CPU per hostile request."""
+    cpu, count = result.get("cpu"), result.get("hostile_requests", 0)
+    if not cpu:
+        return ""
+    return (f"CPU during the attack ({cpu['wall_s']:.0f} s): server {cpu['server_s']:.1f} s "
+            f"({cpu['server_s'] / cpu['wall_s']:.2f} cores), attackers {cpu['attackers_s']:.1f} s "
+            f"({cpu['attackers_s'] / cpu['wall_s']:.2f} cores); {count / cpu['wall_s']:.0f} hostile requests/s, "
+            f"{1000 * cpu['server_s'] / max(count, 1):.2f} ms of server CPU each (normal requests included).")
 
 
 def report(result: dict, args, H) -> None:
@@ -394,7 +427,8 @@ def report(result: dict, args, H) -> None:
              f"{H.fmt(attack.get('rss_median_mb'), '.0f')} MB, max {H.fmt(attack.get('rss_max_mb'), '.0f')} MB. "
              f"/health under attack: max {H.fmt(attack.get('health_max_ms'), '.0f')} ms over "
              f"{attack.get('health_requests')} requests. 5xx: {result.get('server_errors')}; server alive at the end: "
-             f"{result.get('server_alive_at_end')}.", "",
+             f"{result.get('server_alive_at_end')}.",
+             cpu_line(result), "",
              *H.markdown_table(["target", "met"], [[k, H.met_cell(v)] for k, v in result.get("targets", {}).items()],
                                [False, False])]
     markdown = "\n".join(lines) + "\n"
