@@ -18,7 +18,7 @@ from ..kernels.malloc import release_freed_memory
 from .admission import Budget
 from .config import MB, ServeConfig
 from .errors import ApiError, error_response
-from .metrics import Metrics
+from .metrics import Metrics, request_timing, server_timing
 
 ENDPOINTS = ("/v1/score", "/v1/classify", "/v1/embed", "/v1/reward", "/v1/timeline", "/v1/search", "/v1/attributes",
              "/health", "/metrics", "/", "/docs", "/openapi.json")
@@ -89,10 +89,14 @@ class Guard:
                                                   "/v1/clip" if path.startswith("/v1/clip/") else "other")
         start = time.perf_counter()
         state = {"status": 500}
+        phases = request_timing(scope)
+        phases["start"] = start
 
         async def recording_send(message):
             if message["type"] == "http.response.start":
                 state["status"] = message["status"]
+                timing = (b"server-timing", server_timing(phases, time.perf_counter() - start))
+                message = {**message, "headers": [*message.get("headers", []), timing]}
             await send(message)
 
         reader = BodyReader(self, scope, receive, start + self.config.body_timeout)
