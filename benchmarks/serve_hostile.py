@@ -32,6 +32,7 @@ import argparse
 import base64
 import io
 import json
+import re
 import socket
 import subprocess
 import sys
@@ -195,6 +196,7 @@ class Normal:
         clip = H.speech_like(3.0, np.random.default_rng(0))
         self.body = json.dumps({"audio": {"base64": b64(wav(clip))}, "captions": CAPTIONS}).encode()
         self.connection = None
+        self.phases: list[dict[str, float]] = []   # each answer's Server-Timing, ms
 
     def score(self) -> tuple[int, float]:
         import http.client
@@ -207,6 +209,8 @@ class Normal:
             response = self.connection.getresponse()
             response.read()
             status = response.status
+            self.phases.append({name: float(ms) for name, ms in
+                                re.findall(r"(\w+);dur=([0-9.]+)", response.getheader("server-timing") or "")})
         except (OSError, http.client.HTTPException):
             self.connection.close()
             self.connection, status = None, -1
@@ -340,7 +344,9 @@ def measure(process, port: int, args, health: dict) -> dict:
     normal.run(count=20)                                   # warm-up: text cache, allocator, first batches
     sampler = Sampler(process.pid, port)
     sampler.start()
+    normal.phases.clear()
     idle = normal.run(count=args.idle_requests)
+    idle_phases = list(normal.phases)
     idle_rss = list(sampler.rss)
     H.log(f"idle: {len(idle)} requests, p99 {percentile([s for _, s in idle], 99) * 1000:.0f} ms, "
           f"RSS {np.median(idle_rss):.0f} MB")
@@ -355,6 +361,7 @@ def measure(process, port: int, args, health: dict) -> dict:
                                      json.dumps(health["limits"]), str(records_file), args.only or " "])
         time.sleep(2.0)                                    # the attackers' payloads are built and sent
         rss_from = len(sampler.rss)
+        normal.phases.clear()
         attacked = normal.run(until=time.perf_counter() + args.seconds - 2.0)
         attacker.wait(args.seconds + 200)
         after_children = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -385,6 +392,7 @@ def measure(process, port: int, args, health: dict) -> dict:
                          "attack": [round(s * 1000, 1) for _, s in attacked]},
            "rss_mb": {"idle": idle_rss, "attack": attack_rss},
            "hostile": hostile, "hostile_requests": len(records), "server_errors": five, "cpu": cpu,
+           "phases_ms": {"idle": phase_summary(idle_phases), "attack": phase_summary(normal.phases)},
            "after_ok": all(st == 200 for st, _ in after), "exit_code": process.poll()}
     met = {"each hostile request 4xx within 2 s or bounded as declared":
            bool(records) and all(h["met"] == h["requests"] for h in hostile.values()),
@@ -395,6 +403,24 @@ def measure(process, port: int, args, health: dict) -> dict:
     out["targets"] = met
     out["targets_met"] = all(met.values())
     return out
+
+
+def phase_summary(phases: list[dict[str, float]]) -> dict:
+    """Median and p99 (ms) of each Server-Timing phase of the normal client's answers, and of what the client saw
+    beyond the server's total (the network, its own process)."""
+    names = list(dict.fromkeys(name for p in phases for name in p))
+    return {name: {"p50": percentile([p[name] for p in phases if name in p], 50),
+                   "p99": percentile([p[name] for p in phases if name in p], 99)} for name in names}
+
+
+def phase_line(result: dict) -> str:
+    phases = result.get("phases_ms")
+    if not phases or not phases["attack"]:
+        return ""
+    cells = [f"{name} {phases['idle'].get(name, {}).get('p50', float('nan')):.0f} -> {v['p50']:.0f} "
+             f"(p99 {phases['idle'].get(name, {}).get('p99', float('nan')):.0f} -> {v['p99']:.0f})"
+             for name, v in phases["attack"].items()]
+    return "Normal /v1/score by Server-Timing phase, idle -> attack, p50 (p99) ms: " + "; ".join(cells) + "."
 
 
 def cpu_line(result: dict) -> str:
@@ -428,7 +454,7 @@ def report(result: dict, args, H) -> None:
              f"/health under attack: max {H.fmt(attack.get('health_max_ms'), '.0f')} ms over "
              f"{attack.get('health_requests')} requests. 5xx: {result.get('server_errors')}; server alive at the end: "
              f"{result.get('server_alive_at_end')}.",
-             cpu_line(result), "",
+             phase_line(result), cpu_line(result), "",
              *H.markdown_table(["target", "met"], [[k, H.met_cell(v)] for k, v in result.get("targets", {}).items()],
                                [False, False])]
     markdown = "\n".join(lines) + "\n"
