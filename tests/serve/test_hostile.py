@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from serve_helpers import b64, settled, wav_bytes
+from serve_helpers import b64, request_work, settled, wav_bytes
 
 CAPTIONS = ["A person speaks in a deep voice.", "A person speaks in a high-pitched voice."]
 
@@ -424,21 +424,14 @@ def test_work_runs_on_the_loop_in_a_thread_or_on_its_model_lane_by_its_size(make
     import asyncio
     import threading
 
-    from paraspeechclap.serve.work import INLINE_SAMPLES, SMALL_DECODE, Work
+    from paraspeechclap.serve.work import INLINE_SAMPLES, SMALL_DECODE
 
     state = make_client().app.state.serve
 
-    class Connected:
-        async def is_disconnected(self):
-            return False
-
     async def main():
-        work = Work(state, Connected(), state.batcher.admit(1, 100.0), 100.0)
-        try:
+        with request_work(state, 100.0) as work:
             where = [await work.run(lambda: threading.current_thread().name, samples)
                      for samples in (INLINE_SAMPLES, SMALL_DECODE, SMALL_DECODE + 1)]
-        finally:
-            work.close()
         return threading.current_thread().name, where
 
     loop, (inline, pooled, lane) = asyncio.run(main())
@@ -450,30 +443,21 @@ def test_work_runs_on_the_loop_in_a_thread_or_on_its_model_lane_by_its_size(make
 def test_a_large_decode_on_a_lane_stops_once_its_request_is_over(make_client):
     import asyncio
 
-    from serve_helpers import wav_bytes
-
     from paraspeechclap.serve.errors import ApiError
-    from paraspeechclap.serve.work import SMALL_DECODE, Work
+    from paraspeechclap.serve.work import SMALL_DECODE
 
     state = make_client().app.state.serve
 
-    class Connected:
-        async def is_disconnected(self):
-            return False
-
     async def main():
-        work = Work(state, Connected(), state.batcher.admit(1, 100.0), 100.0)
-        work.stop_if_over()                      # running: no stop
-        work.over = True                         # its request ended: a large decode stops after its first block
-        try:
+        with request_work(state, 100.0) as work:
+            work.stop_if_over()                  # running: no stop
+            work.over = True                     # its request ended: a large decode stops after its first block
             with pytest.raises(ApiError) as caught:
                 await work.decode(wav_bytes(45.0), 60.0, samples=SMALL_DECODE + 1)
             assert caught.value.status == 504
             work.over = False
             wave, _ = await work.decode(wav_bytes(45.0), 60.0, samples=SMALL_DECODE + 1)
             assert len(wave) == 45 * 16000
-        finally:
-            work.close()
         with pytest.raises(ApiError):            # closed (a 504 answered, or its client gone): stops
             work.stop_if_over()
 
