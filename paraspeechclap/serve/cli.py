@@ -90,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: serve needs the 'serve' extra (pip install 'paraspeechclap[serve]'): {err}", file=sys.stderr)
         return 2
     from ..modelspec import ModelSpec
-    from .http import keep_less_freed_memory, limit_malloc_arenas
+    from .http import limit_malloc_arenas
 
     limit_malloc_arenas()
     config = config_from_args(args)
@@ -102,7 +102,6 @@ def run(args: argparse.Namespace) -> int:
               "(give --token or PARASPEECHCLAP_TOKEN)", file=sys.stderr)
     index = load_index(args.index) if args.index else None
     model = ModelSpec.from_args(args).load()
-    keep_less_freed_memory()
     try:
         app = create_app(model, config, index=index)
     except ValueError as err:

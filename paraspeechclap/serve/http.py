@@ -32,21 +32,11 @@ TRIM_EVERY = 1.0           # ... at most once a second
 MALLOC_ARENAS = 2          # glibc gives each thread that allocates at once an arena of its own; each keeps freed memory
 
 
-TRIM_THRESHOLD = 8 * MB    # freed memory glibc keeps at the top of a heap (the engine sets 64 MB, for speed)
-
-
 def limit_malloc_arenas(count: int = MALLOC_ARENAS) -> bool:
     """Cap glibc's malloc arenas (``mallopt(M_ARENA_MAX)``; call before threads start): with one arena per busy
-    thread, each holding the freed remains of large bodies, a server's RSS grows with its thread count."""
+    thread, each holding the freed remains of large bodies, a server's RSS grows with its thread count. The trim
+    threshold stays where the engine sets it: lowering it faults the towers' blocks in afresh on every forward pass."""
     return _mallopt(-8, count)   # -8: M_ARENA_MAX
-
-
-def keep_less_freed_memory(threshold: int = TRIM_THRESHOLD) -> bool:
-    """Lower glibc's trim threshold (``mallopt(M_TRIM_THRESHOLD)``; call after the model is loaded: the engine
-    raises it to 64 MB so that the towers' blocks are reused, not faulted in again). A server holds bodies and decoded
-    audio of every size from many threads; what each arena keeps of them counts against the memory its clients may
-    not exceed."""
-    return _mallopt(-1, threshold)   # -1: M_TRIM_THRESHOLD
 
 
 def _mallopt(parameter: int, value: int) -> bool:
