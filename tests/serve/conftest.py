@@ -37,6 +37,17 @@ def make_client(mini):
         client.__exit__(None, None, None)
 
 
+@pytest.fixture(scope="module")
+def clip() -> bytes:
+    """A 1.5 s tone, the clip most service tests send."""
+    return wav_bytes(1.5, 140.0)
+
+
+@pytest.fixture
+def client(make_client):
+    return make_client()
+
+
 @pytest.fixture
 def live_server(mini):
     """``live_server(index=None, **config)`` -> the base URL of the app served by real uvicorn (the service's own

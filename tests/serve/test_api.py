@@ -14,16 +14,6 @@ from serve_helpers import b64, wav_bytes
 CAPTIONS = ["A person speaks in a deep voice.", "A person speaks in a high-pitched voice."]
 
 
-@pytest.fixture(scope="module")
-def clip() -> bytes:
-    return wav_bytes(1.5, 140.0)
-
-
-@pytest.fixture
-def client(make_client):
-    return make_client()
-
-
 def expect_error(response, status: int, code: str | None = None) -> dict:
     assert response.status_code == status, response.text
     body = response.json()

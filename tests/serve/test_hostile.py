@@ -34,16 +34,6 @@ def flac(frames: int, rate: int, channels: int, fmt: str = "FLAC") -> bytes:
     return buffer.getvalue()
 
 
-@pytest.fixture(scope="module")
-def clip() -> bytes:
-    return wav_bytes(1.5, 140.0)
-
-
-@pytest.fixture
-def client(make_client):
-    return make_client()
-
-
 # ---------------------------------------------------------------------------------------------- decode bombs, cost
 def test_decode_bombs_are_refused_by_their_header(client):
     bomb = flac(65_535, 655_350, 8)           # the 8-channel 655,350 Hz FLAC, 0.1 s of it
