@@ -200,6 +200,17 @@ def test_check_row_flags_mismatches():
     assert check_row(whisper, dict(good, voiced_fraction=0.02))["pitch"][0] is None
 
 
+def test_a_neutral_range_must_measure_between_monotonous_and_singsong_unless_unmeasurable_or_unchecked():
+    row = {"gender": "male", "pitch_level": "medium", "range_level": "neutral", "rate_level": "measured",
+           "voice_quality": "normal", "delivery": "flowing"}
+    m = {"f0_median_hz": 110.0, "rate_syl_per_s": 5.0, "voiced_fraction": 0.7, "jitter": 0.01, "n_pauses": 0}
+    spread = lambda st, r=row, **kw: check_row(r, dict(m, f0_range_st=st), **kw)["range"][0]  # noqa: E731
+    assert [spread(st) for st in (1.9, 2.0, 2.1, 3.4, 3.5, 6.0)] == [False, False, True, True, False, False]
+    assert spread(6.0, neutral_range=False) is None and spread(None) is False  # unchecked; no F0 to check
+    creaky = dict(row, voice_quality="creaky")                                 # flutter: range unmeasurable
+    assert spread(6.0, creaky) is None
+
+
 def test_tags_and_captions_use_paraspeechcaps_words():
     from paraspeechclap.synth.captions import full_caption, make_spoken
 
