@@ -91,7 +91,7 @@ def annotate_tags(corpus: Path, args) -> tuple[dict[str, list[str]], dict]:
     """{audio path: tags} from a real annotate run over the test split (resumed in ``--annotations`` when that
     folder holds one with the same model and table), and the run's manifest."""
     from paraspeechclap.annotate import annotate
-    from paraspeechclap.annotate.engines import annotated_rows
+    from paraspeechclap.annotate.engines import annotated_rows, audio_paths
 
     with tempfile.TemporaryDirectory(prefix="eval-mini-tags-") as tmp:
         folder = Path(args.annotations) if args.annotations else Path(tmp) / "ann"
@@ -99,10 +99,11 @@ def annotate_tags(corpus: Path, args) -> tuple[dict[str, list[str]], dict]:
                  attributes=args.attributes, audio_root=str(corpus / "audio"), device="cpu")
         table = annotated_rows(folder)
         manifest = schemas.read(folder / "_manifest.json", "annotation-manifest")
-    failed = [a for a, s in zip(table.column("audio").to_pylist(), table.column("status").to_pylist()) if s != "ok"]
+    paths = audio_paths(table)
+    failed = [a for a, s in zip(paths, table.column("status").to_pylist()) if s != "ok"]
     if failed:
         raise SystemExit(f"eval_mini_tags: {len(failed)} clips could not be annotated, e.g. {failed[0]}")
-    return dict(zip(table.column("audio").to_pylist(), table.column("tags").to_pylist())), manifest
+    return dict(zip(paths, table.column("tags").to_pylist())), manifest
 
 
 def cpu_name() -> str:
