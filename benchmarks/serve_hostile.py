@@ -8,7 +8,7 @@ request after the other), then starts a second process of 64 hostile clients, ea
 - ``decode_bomb``: the issue's 8-channel 655,350 Hz FLAC of 60 s of silence (300 kB); expected 400 by its header
 - ``decode_ceiling``: a FLAC at the service's ceilings (``--max-sample-rate`` x ``--max-channels`` x
   ``--max-audio-seconds``): admitted at its cost (decoding charged by its samples), decoded in bounded blocks
-- ``template_bomb``: ``{:>10000000}{{}}`` (filled as text) and ``{} {}`` (400)
+- ``template_bomb``: ``{:>10000000}{{}}`` (a format field: 400) and ``{} {}`` (400)
 - ``prompt_bomb``: 100 attribute sets of 64 classes (6,400 prompts in 40 kB): 413
 - ``max_body``: a body declared over the limit (413 before it is read) and one of exactly the largest size (parsed,
   refused as not audio, or 429 when the body memory is taken)
@@ -32,6 +32,7 @@ import argparse
 import base64
 import io
 import json
+import re
 import socket
 import subprocess
 import sys
@@ -133,7 +134,7 @@ def attacks(max_body: int, rate: int, channels: int, seconds: float) -> dict[str
     return {
         "decode_bomb": [plain(score(b64(flac(60, 655_350, 8))))],
         "decode_ceiling": [plain(score(b64(flac(seconds, rate, channels))), BOUNDS["work"])],
-        "template_bomb": [(post("/v1/classify", b), b, None, BOUNDS["work"]) for b in (classify("{:>10000000}{{}}"),
+        "template_bomb": [(post("/v1/classify", b), b, None, BOUNDS["quick"]) for b in (classify("{:>10000000}{{}}"),
                                                                              classify("{} {}"))],
         "prompt_bomb": [(post("/v1/classify", b), b, None, BOUNDS["quick"]) for b in
                         [json.dumps({"audio": {"base64": clip}, "attributes": sets}).encode()]],
@@ -195,6 +196,7 @@ class Normal:
         clip = H.speech_like(3.0, np.random.default_rng(0))
         self.body = json.dumps({"audio": {"base64": b64(wav(clip))}, "captions": CAPTIONS}).encode()
         self.connection = None
+        self.phases: list[dict[str, float]] = []   # each answer's Server-Timing, ms
 
     def score(self) -> tuple[int, float]:
         import http.client
@@ -207,6 +209,8 @@ class Normal:
             response = self.connection.getresponse()
             response.read()
             status = response.status
+            self.phases.append({name: float(ms) for name, ms in
+                                re.findall(r"(\w+);dur=([0-9.]+)", response.getheader("server-timing") or "")})
         except (OSError, http.client.HTTPException):
             self.connection.close()
             self.connection, status = None, -1
@@ -241,18 +245,30 @@ class Sampler(threading.Thread):
                                                       b"Connection: close\r\n\r\n", timeout=30))
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used (Linux /proc; NaN elsewhere)."""
+    import os
+
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def percentile(values, q: float) -> float:
     return float(np.percentile(values, q)) if len(values) else float("nan")
 
 
-def start_server(model: str, port: int):
+def start_server(model: str, port: int, extra: str = ""):
     import http.client
     import os
+    import shlex
 
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     process = subprocess.Popen([sys.executable, "-m", "paraspeechclap", "serve", "--model", model, "--port", str(port),
-                                "--device", "cpu", "--log-level", "critical"], env=env, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.PIPE)
+                                "--device", "cpu", "--log-level", "critical", *shlex.split(extra)], env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.time() + 180
     while time.time() < deadline:
         if process.poll() is not None:
@@ -294,6 +310,7 @@ def main(argv=None) -> int:
     parser.add_argument("--model", default="mini")
     parser.add_argument("--out", default=str(Path(__file__).resolve().parent / "results"))
     parser.add_argument("--only", default="", help="comma-separated attack classes (default: all, 64 clients)")
+    parser.add_argument("--serve-args", default="", help="more options for the server, e.g. '--bulk-nice 10'")
     parser.add_argument("--hostile", nargs=5, metavar=("PORT", "SECONDS", "LIMITS", "OUT", "ONLY"),
                         help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -302,7 +319,7 @@ def main(argv=None) -> int:
         return hostile(int(port), float(seconds), json.loads(limits), out, only.strip())
     revision = H.git_revision()   # of the code the server runs (read now, not after the run)
     port = free_port()
-    process, health = start_server(args.model, port)
+    process, health = start_server(args.model, port, args.serve_args)
     result: dict = {"limits": health["limits"], "revision": revision}
     try:
         result.update(measure(process, port, args, health))
@@ -327,19 +344,30 @@ def measure(process, port: int, args, health: dict) -> dict:
     normal.run(count=20)                                   # warm-up: text cache, allocator, first batches
     sampler = Sampler(process.pid, port)
     sampler.start()
+    normal.phases.clear()
     idle = normal.run(count=args.idle_requests)
+    idle_phases = list(normal.phases)
     idle_rss = list(sampler.rss)
     H.log(f"idle: {len(idle)} requests, p99 {percentile([s for _, s in idle], 99) * 1000:.0f} ms, "
           f"RSS {np.median(idle_rss):.0f} MB")
     health_before = len(sampler.health)
     with tempfile.TemporaryDirectory() as tmp:
         records_file = Path(tmp) / "hostile.json"
+        import resource
+
+        children = resource.getrusage(resource.RUSAGE_CHILDREN)
+        server_cpu, attack_start = cpu_seconds(process.pid), time.perf_counter()
         attacker = subprocess.Popen([sys.executable, __file__, "--hostile", str(port), str(args.seconds),
                                      json.dumps(health["limits"]), str(records_file), args.only or " "])
         time.sleep(2.0)                                    # the attackers' payloads are built and sent
         rss_from = len(sampler.rss)
+        normal.phases.clear()
         attacked = normal.run(until=time.perf_counter() + args.seconds - 2.0)
         attacker.wait(args.seconds + 200)
+        after_children = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu = {"wall_s": time.perf_counter() - attack_start, "server_s": cpu_seconds(process.pid) - server_cpu,
+               "attackers_s": (after_children.ru_utime + after_children.ru_stime
+                               - children.ru_utime - children.ru_stime)}
         records = json.loads(records_file.read_text()) if records_file.is_file() else []
     sampler.stopped.set()
     sampler.join(5)
@@ -363,7 +391,8 @@ def measure(process, port: int, args, health: dict) -> dict:
            "normal_ms": {"idle": [round(s * 1000, 1) for _, s in idle],
                          "attack": [round(s * 1000, 1) for _, s in attacked]},
            "rss_mb": {"idle": idle_rss, "attack": attack_rss},
-           "hostile": hostile, "hostile_requests": len(records), "server_errors": five,
+           "hostile": hostile, "hostile_requests": len(records), "server_errors": five, "cpu": cpu,
+           "phases_ms": {"idle": phase_summary(idle_phases), "attack": phase_summary(normal.phases)},
            "after_ok": all(st == 200 for st, _ in after), "exit_code": process.poll()}
     met = {"each hostile request 4xx within 2 s or bounded as declared":
            bool(records) and all(h["met"] == h["requests"] for h in hostile.values()),
@@ -374,6 +403,36 @@ def measure(process, port: int, args, health: dict) -> dict:
     out["targets"] = met
     out["targets_met"] = all(met.values())
     return out
+
+
+def phase_summary(phases: list[dict[str, float]]) -> dict:
+    """Median and p99 (ms) of each Server-Timing phase of the normal client's answers, and of what the client saw
+    beyond the server's total (the network, its own process)."""
+    names = list(dict.fromkeys(name for p in phases for name in p))
+    return {name: {"p50": percentile([p[name] for p in phases if name in p], 50),
+                   "p99": percentile([p[name] for p in phases if name in p], 99)} for name in names}
+
+
+def phase_line(result: dict) -> str:
+    phases = result.get("phases_ms")
+    if not phases or not phases["attack"]:
+        return ""
+    cells = [f"{name} {phases['idle'].get(name, {}).get('p50', float('nan')):.0f} -> {v['p50']:.0f} "
+             f"(p99 {phases['idle'].get(name, {}).get('p99', float('nan')):.0f} -> {v['p99']:.0f})"
+             for name, v in phases["attack"].items()]
+    return "Normal /v1/score by Server-Timing phase, idle -> attack, p50 (p99) ms: " + "; ".join(cells) + "."
+
+
+def cpu_line(result: dict) -> str:
+    """Where the 2 cores went during the attack: the server's share, the attackers' (on the same machine), and the
+    server's CPU per hostile request."""
+    cpu, count = result.get("cpu"), result.get("hostile_requests", 0)
+    if not cpu:
+        return ""
+    return (f"CPU during the attack ({cpu['wall_s']:.0f} s): server {cpu['server_s']:.1f} s "
+            f"({cpu['server_s'] / cpu['wall_s']:.2f} cores), attackers {cpu['attackers_s']:.1f} s "
+            f"({cpu['attackers_s'] / cpu['wall_s']:.2f} cores); {count / cpu['wall_s']:.0f} hostile requests/s, "
+            f"{1000 * cpu['server_s'] / max(count, 1):.2f} ms of server CPU each (normal requests included).")
 
 
 def report(result: dict, args, H) -> None:
@@ -394,7 +453,8 @@ def report(result: dict, args, H) -> None:
              f"{H.fmt(attack.get('rss_median_mb'), '.0f')} MB, max {H.fmt(attack.get('rss_max_mb'), '.0f')} MB. "
              f"/health under attack: max {H.fmt(attack.get('health_max_ms'), '.0f')} ms over "
              f"{attack.get('health_requests')} requests. 5xx: {result.get('server_errors')}; server alive at the end: "
-             f"{result.get('server_alive_at_end')}.", "",
+             f"{result.get('server_alive_at_end')}.",
+             phase_line(result), cpu_line(result), "",
              *H.markdown_table(["target", "met"], [[k, H.met_cell(v)] for k, v in result.get("targets", {}).items()],
                                [False, False])]
     markdown = "\n".join(lines) + "\n"

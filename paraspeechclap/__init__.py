@@ -9,17 +9,8 @@ Importing the package is cheap; torch and transformers load on first use of the 
 from __future__ import annotations
 
 from ._version import __version__
+from .lazy import lazy_exports
 
-__all__ = ["ParaSpeechCLAP", "load_audio", "AudioError", "__version__"]
-
-
-def __getattr__(name: str):
-    if name == "ParaSpeechCLAP":
-        from .api import ParaSpeechCLAP
-
-        return ParaSpeechCLAP
-    if name in ("load_audio", "AudioError"):
-        from . import audio
-
-        return getattr(audio, name)
-    raise AttributeError(f"module 'paraspeechclap' has no attribute {name!r}")
+__getattr__, __dir__, _EXPORTED = lazy_exports(__name__, {".api": ["ParaSpeechCLAP"],
+                                                          ".audio": ["load_audio", "AudioError"]})
+__all__ = [*_EXPORTED, "__version__"]

@@ -18,12 +18,16 @@ def check_template(template: object) -> str:
         raise ValueError(f"a template must be a string, got {type(template).__name__}")
     if template.count(SLOT) != 1:
         raise ValueError(f"a template must contain exactly one '{{}}' where the label goes, got {template[:80]!r}")
+    if "{" in template.replace(SLOT, "", 1) or "}" in template.replace(SLOT, "", 1):
+        # a format field ({0}, {x:>10}, {{) is a str.format habit: refused, not kept as silent text in the prompt
+        raise ValueError(f"a template may hold no braces besides its one '{{}}' (format fields are not filled), "
+                         f"got {template[:80]!r}")
     return template
 
 
 def fill_template(template: str, label: str, max_chars: int = MAX_PROMPT_CHARS) -> str:
     """``template`` with its one ``{}`` replaced by ``label``: plain substitution (no format specs, no attribute
-    access; ``{{`` and ``}}`` are kept as they are), at most ``max_chars`` characters."""
+    access, no other braces), at most ``max_chars`` characters."""
     before, after = check_template(template).split(SLOT)
     filled = before + str(label) + after
     if len(filled) > max_chars:

@@ -10,6 +10,17 @@ import pytest
 from reference_fixture import FIXTURE, load_tiny
 
 
+@pytest.fixture
+def one_thread():
+    """torch on one thread for the test, then back (the kernels and benchmark-harness tests use it)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def fixture_dir() -> Path:
     if not (FIXTURE / "checkpoint.pth.tar").is_file():

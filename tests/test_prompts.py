@@ -10,12 +10,15 @@ from paraspeechclap.prompts import DEFAULT_TEMPLATE, MAX_PROMPT_CHARS, check_tem
 
 def test_fill_is_plain_substitution_of_one_slot():
     assert fill_template(DEFAULT_TEMPLATE, "calm") == "A person is speaking in a calm style."
-    # braces around the slot and format syntax elsewhere are text, not instructions
-    assert fill_template("say {} {{not a slot}}", "hi") == "say hi {{not a slot}}"
-    assert fill_template("{} {0.__class__} {x:>10}", "a") == "a {0.__class__} {x:>10}"
     assert fill_template("{}", "{0} {}") == "{0} {}"                   # the label is inserted as it is
-    # the issue's bomb: its one '{}' is the middle of '{{}}'; filled as text, nothing widened
-    assert fill_template("{:>10000000}{{}}", "deep") == "{:>10000000}{deep}"
+
+
+@pytest.mark.parametrize("template", ["say {} {{not a slot}}", "{} {0.__class__}", "{} {x:>10}", "{:>10000000}{{}}",
+                                      "{} }", "{ {}"])
+def test_format_fields_beside_the_slot_are_refused(template):
+    """str.format habits are refused, not kept as text: the issue's bomb ``{:>10000000}{{}}`` included."""
+    with pytest.raises(ValueError, match="no braces besides"):
+        check_template(template)
 
 
 @pytest.mark.parametrize("template", ["no slot", "{} and {}", "{{}} {}", "{x} {0}", 7, None])
@@ -39,15 +42,16 @@ def test_tag_prompt_falls_back_through_the_filler():
 
 
 def test_the_model_and_the_annotator_use_the_one_filler(tiny_model):
-    """A template that str.format would read as a format spec or an attribute access is plain text to classify."""
+    """A template that str.format would read as a format spec or an attribute access is refused by classify and by
+    an attribute table alike, before any text is embedded."""
     from paraspeechclap.annotate.attributes import AttributeTable
 
-    weird = "{} {0.__class__} {x:>9}"
-    # str.format would have raised (or filled in an attribute); the filler keeps the text as it is
-    expected = tiny_model.embed_text(["deep {0.__class__} {x:>9}", "high {0.__class__} {x:>9}"])
-    got = tiny_model.embed_prompts(["deep", "high"], weird)
-    assert abs(got - expected).max() < 1e-5
+    expected = tiny_model.embed_text(["Voice deep.", "Voice high."])
+    assert abs(tiny_model.embed_prompts(["deep", "high"], "Voice {}.") - expected).max() < 1e-5
+    with pytest.raises(ValueError, match="no braces besides"):
+        tiny_model.embed_prompts(["deep", "high"], "{} {0.__class__} {x:>9}")
     with pytest.raises(ValueError, match="exactly one"):
         tiny_model.classify_embeddings(expected[:1], ["deep", "high"], "{x} {} {}")
-    table = AttributeTable("t", "Voice {} {{x}}.", [])
-    assert table.caption(["deep", "calm"]) == "Voice deep and calm {{x}}."
+    assert AttributeTable("t", "Voice {}.", []).caption(["deep", "calm"]) == "Voice deep and calm."
+    with pytest.raises(ValueError, match="no braces besides"):
+        AttributeTable("t", "Voice {} {{x}}.", []).caption(["deep", "calm"])

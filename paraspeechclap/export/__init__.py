@@ -10,9 +10,6 @@ everything preprocessing needs, for the torch-free runtime (:mod:`paraspeechclap
 from __future__ import annotations
 
 
-def __getattr__(name: str):
-    if name in ("export_model", "VARIANTS", "TOLERANCES"):
-        from . import writer
+from ..lazy import lazy_exports
 
-        return getattr(writer, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__, __dir__, __all__ = lazy_exports(__name__, {".writer": ["export_model", "VARIANTS", "TOLERANCES"]})

@@ -7,28 +7,12 @@ precision policy load torch.
 """
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from ..lazy import lazy_exports
 
 # name -> module that defines it
-_EXPORTS = {
+__getattr__, __dir__, __all__ = lazy_exports(__name__, {
     ".bulk": ["embed_items"],
     ".engine": ["InferenceEngine"],
     ".loop": ["EmbeddingLoop", "ItemResult", "as_audio_list"],
     ".precision": ["PRECISIONS", "native_bf16", "resolve_device", "resolve_precision"],
-}
-_WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
-__all__ = sorted(_WHERE)
-
-
-def __getattr__(name: str) -> Any:
-    module = _WHERE.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module, __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+})

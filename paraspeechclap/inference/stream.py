@@ -10,7 +10,7 @@ array within float32 rounding of the mean and scale. A 2-hour 16 kHz file would 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -30,11 +30,14 @@ class LongAudio:
     scale: np.float32
 
 
-def measure(source: AudioInput, sampling_rate: int, name: str) -> LongAudio:
-    """The first pass: samples at ``sampling_rate`` and the whole clip's mean and scale."""
+def measure(source: AudioInput, sampling_rate: int, name: str, stop: Callable[[], None] | None = None) -> LongAudio:
+    """The first pass: samples at ``sampling_rate`` and the whole clip's mean and scale. ``stop()``, if given, is
+    called after each decoded block and may raise to end the pass early (a server's request that is over)."""
     stats = WaveStats()
     for block in stream_audio(source, sampling_rate, name):
         stats.update(block)
+        if stop is not None:
+            stop()
     mean, scale = stats.mean_and_scale()
     return LongAudio(source, name, stats.count, mean, scale)
 

@@ -2,19 +2,16 @@
 the version key is the caller's, e.g. ``engine.weights_version`` of the text tower)."""
 from __future__ import annotations
 
-import importlib
 import threading
 from collections import OrderedDict
-from typing import Any, Callable, Hashable, Sequence
+from typing import Callable, Hashable, Sequence
 
 import numpy as np
 
+from ..lazy import lazy_exports
 
-def __getattr__(name: str) -> Any:
-    """``weights_version`` (torch modules' fingerprint) lives with the torch engine; this module needs no torch."""
-    if name == "weights_version":
-        return importlib.import_module(".engine", __package__).weights_version
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+# ``weights_version`` (torch modules' fingerprint) lives with the torch engine; this module needs no torch
+__getattr__ = lazy_exports(__name__, {"paraspeechclap.inference.engine": ["weights_version"]})[0]
 
 
 class TextCache:

@@ -11,11 +11,10 @@ the encoders use too; neither of them imports this package.
 """
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from ..lazy import lazy_exports
 
-# name -> module that defines it; imported on first use, so that e.g. the registry is readable without torch
-_EXPORTS = {
+# module that defines them -> names; imported on first use, so that e.g. the registry is readable without torch
+__getattr__, __dir__, __all__ = lazy_exports(__name__, {
     "paraspeechclap.hub": ["HubUnavailableError", "fetch_encoder_files", "fetch_hub_folder", "package_model_dir"],
     ".loaders": ["PAPER_EMBEDDING_DIM", "PAPER_SPEECH_MODEL", "PAPER_TEXT_MODEL", "build_from_encoders",
                  "load_folder", "load_model", "load_released_file", "packaged_models"],
@@ -23,19 +22,4 @@ _EXPORTS = {
     ".resolve": ["ReleaseNotFoundError", "ResolvedCheckpoint", "resolve_checkpoint"],
     ".save": ["save_pretrained", "save_released_format"],
     ".state": ["CheckpointError", "adapt_state_dict", "load_weights", "read_state_dict"],
-}
-_WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
-__all__ = sorted(_WHERE)
-
-
-def __getattr__(name: str) -> Any:
-    module = _WHERE.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module, __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+})

@@ -21,16 +21,9 @@ Kinds (module): ``manifest-row`` (:mod:`.manifest`); ``synth-row``, ``synth-drop
 """
 from __future__ import annotations
 
-from typing import Any
+from ..lazy import lazy_exports
 
-__all__ = ["Contract", "SchemaError", "all_contracts", "check", "contract", "dumps", "dumps_row", "parse", "read",
-           "stamp", "stamped", "validate", "write", "write_jsonl"]
-
-
-def __getattr__(name: str) -> Any:
-    """The API from :mod:`.core`, imported on first use (``schemas.columns`` needs no pydantic)."""
-    if name in __all__:
-        from . import core
-
-        return getattr(core, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+# the API from .core, imported on first use (``schemas.columns`` needs no pydantic)
+__getattr__, __dir__, __all__ = lazy_exports(__name__, {".core": [
+    "Contract", "SchemaError", "all_contracts", "check", "contract", "dumps", "dumps_row", "parse", "read", "stamp",
+    "stamped", "validate", "write", "write_jsonl"]})

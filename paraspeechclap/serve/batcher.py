@@ -106,6 +106,27 @@ def _seconds(item: Any) -> float:
     return 0.0
 
 
+def thread_clock() -> tuple[int, int] | None:
+    """This thread's CPU time and time spent runnable but waiting for a core (ns; Linux schedstat, else None): what
+    a slow model job lost to other threads and processes."""
+    try:
+        with open("/proc/thread-self/schedstat", "rb") as stat:
+            cpu, waited = stat.read().split()[:2]
+        return int(cpu), int(waited)
+    except (OSError, ValueError):
+        return None
+
+
+def _stamp(futures: list[Future], before: tuple[int, int] | None) -> None:
+    """The job's end on each future: ``finished`` (perf_counter) and the lane thread's CPU and run-queue time since
+    ``before`` (s), which the request turns into Server-Timing phases."""
+    after, now = thread_clock(), time.perf_counter()
+    for future in futures:
+        future.finished = now
+        if before is not None and after is not None:
+            future.cpu, future.runq = (after[0] - before[0]) / 1e9, (after[1] - before[1]) / 1e9
+
+
 def lower_thread_priority(nice: int) -> bool:
     """Give the calling thread a lower CPU priority (Linux schedules threads one by one: ``setpriority`` on its
     thread id), never a higher one; False where that is not possible."""
@@ -311,8 +332,11 @@ class Batcher:
     def _run_call(self, job: _Call) -> None:
         if not job.future.set_running_or_notify_cancel():
             return
+        job.future.started, clock = time.perf_counter(), thread_clock()   # for the request's Server-Timing
         try:
-            job.future.set_result(job.fn())
+            result = job.fn()
+            _stamp([job.future], clock)
+            job.future.set_result(result)
         except BaseException as err:  # noqa: BLE001 - handed to the request
             job.future.set_exception(err)
 
@@ -321,7 +345,9 @@ class Batcher:
         if not jobs:
             return
         flat = [item for job in jobs for item in job.items]
-        start = time.perf_counter()
+        start, clock = time.perf_counter(), thread_clock()
+        for job in jobs:
+            job.future.started = start
         try:
             results = list(embed_items(self.model, flat, batch_size=self.batch_size))
         except BaseException as err:  # noqa: BLE001 - the whole batch failed: every job learns why
@@ -330,6 +356,7 @@ class Batcher:
                 job.future.set_exception(err)
             return
         took = time.perf_counter() - start
+        _stamp([job.future for job in jobs], clock)
         self.metrics.batch(len(flat), sum(1 for r in results if not r.ok), took)
         audio = sum(job.seconds for job in jobs)
         if took > 0 and audio > 0:

@@ -28,7 +28,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         kind = type(default) if default is not None else str
         shown = default / scale if scale != 1 else default
         parser.add_argument(flag, dest=option.name, type=float if scale != 1 else kind, default=shown,
-                            help=f"{option.metadata['help']} (default {shown:g})")
+                            choices=option.metadata["choices"] or None,
+                            help=f"{option.metadata['help']} (default {shown if kind is str else format(shown, 'g')})")
     parser.add_argument("--token", default=None, help=_help("token"))
     parser.add_argument("--allow-root", default=None, help=_help("allow_root"))
     parser.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
@@ -89,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: serve needs the 'serve' extra (pip install 'paraspeechclap[serve]'): {err}", file=sys.stderr)
         return 2
     from ..modelspec import ModelSpec
-    from .http import keep_less_freed_memory, limit_malloc_arenas
+    from .http import limit_malloc_arenas
 
     limit_malloc_arenas()
     config = config_from_args(args)
@@ -101,7 +102,6 @@ def run(args: argparse.Namespace) -> int:
               "(give --token or PARASPEECHCLAP_TOKEN)", file=sys.stderr)
     index = load_index(args.index) if args.index else None
     model = ModelSpec.from_args(args).load()
-    keep_less_freed_memory()
     try:
         app = create_app(model, config, index=index)
     except ValueError as err:

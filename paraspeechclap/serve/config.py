@@ -6,12 +6,14 @@ from dataclasses import asdict, dataclass, field, fields
 
 MB = 2**20
 SAMPLE_BYTES = 16000 * 4  # a second of decoded audio: 16 kHz mono float32
+HTTP_FRONTS = ("auto", "httptools", "h11")
 
 
-def _opt(default, flag: str | None, help: str, scale: float = 1.0, group: str = "limits"):
+def _opt(default, flag: str | None, help: str, scale: float = 1.0, group: str = "limits", choices: tuple = ()):
     """A config field; ``flag`` is its CLI option (None: set in Python only), ``scale`` turns the flag's unit into the
-    field's (MiB -> bytes)."""
-    return field(default=default, metadata={"flag": flag, "help": help, "scale": scale, "group": group})
+    field's (MiB -> bytes), ``choices`` its allowed values (any when empty)."""
+    return field(default=default, metadata={"flag": flag, "help": help, "scale": scale, "group": group,
+                                            "choices": choices})
 
 
 @dataclass
@@ -78,6 +80,8 @@ class ServeConfig:
     body_timeout: float = _opt(30.0, "--body-timeout", "seconds a request may take to send its body; then 408 and "
                                "closed")
     max_connections: int = _opt(256, "--max-connections", "open connections; past it requests get 503 from uvicorn")
+    http: str = _opt("auto", "--http", "HTTP front end: httptools (a C parser, with uvloop when installed) or h11 "
+                     "(pure Python); auto: httptools when installed", choices=HTTP_FRONTS)
 
     @property
     def max_body_bytes(self) -> int:

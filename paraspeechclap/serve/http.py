@@ -1,8 +1,9 @@
-"""The HTTP layer below the app: body size, memory and read deadline (an ASGI middleware), a header deadline (a
-uvicorn protocol: uvicorn itself never times out a request whose headers trickle in), and the uvicorn settings.
+"""The HTTP layer below the app: body size, memory and read deadline (an ASGI middleware), a header deadline and a
+head-size cap (uvicorn protocols: uvicorn itself never times out a request whose headers trickle in, and its httptools
+protocol buffers a head of any size), and the uvicorn settings.
 
-uvicorn's own limits cover the rest: ``h11_max_incomplete_event_size`` (16 KiB of headers), ``timeout_keep_alive``
-(an idle connection between requests), ``limit_concurrency`` (open connections; 503 past it).
+uvicorn's own limits cover the rest: ``timeout_keep_alive`` (an idle connection between requests),
+``limit_concurrency`` (open connections; 503 past it).
 """
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from ..kernels.malloc import release_freed_memory
 from .admission import Budget
 from .config import MB, ServeConfig
 from .errors import ApiError, error_response
-from .metrics import Metrics
+from .metrics import Metrics, request_timing, server_timing
 
 ENDPOINTS = ("/v1/score", "/v1/classify", "/v1/embed", "/v1/reward", "/v1/timeline", "/v1/search", "/v1/attributes",
              "/health", "/metrics", "/", "/docs", "/openapi.json")
@@ -25,26 +26,17 @@ BODY_CHARGE = 2            # bytes of memory per body byte: the bytes (long stri
 SMALL_BODY = 1 * MB        # bodies up to this size may use the reserve that large bodies leave free ...
 SMALL_RESERVE = 8 * MB     # ... so that small requests are never starved by large uploads
 KEEP_ALIVE_SECONDS = 5     # an idle keep-alive connection is closed after this (shorter than the header deadline)
+MAX_HEAD_BYTES = 16 * 1024  # a request line and headers past this are refused (431), as h11's default incomplete event
 TRIM_AFTER = 1 * MB        # after a body this large, freed heap pages go back to the OS ...
 TRIM_EVERY = 1.0           # ... at most once a second
 MALLOC_ARENAS = 2          # glibc gives each thread that allocates at once an arena of its own; each keeps freed memory
 
 
-TRIM_THRESHOLD = 8 * MB    # freed memory glibc keeps at the top of a heap (the engine sets 64 MB, for speed)
-
-
 def limit_malloc_arenas(count: int = MALLOC_ARENAS) -> bool:
     """Cap glibc's malloc arenas (``mallopt(M_ARENA_MAX)``; call before threads start): with one arena per busy
-    thread, each holding the freed remains of large bodies, a server's RSS grows with its thread count."""
+    thread, each holding the freed remains of large bodies, a server's RSS grows with its thread count. The trim
+    threshold stays where the engine sets it: lowering it faults the towers' blocks in afresh on every forward pass."""
     return _mallopt(-8, count)   # -8: M_ARENA_MAX
-
-
-def keep_less_freed_memory(threshold: int = TRIM_THRESHOLD) -> bool:
-    """Lower glibc's trim threshold (``mallopt(M_TRIM_THRESHOLD)``; call after the model is loaded: the engine
-    raises it to 64 MB so that the towers' blocks are reused, not faulted in again). A server holds bodies and decoded
-    audio of every size from many threads; what each arena keeps of them counts against the memory its clients may
-    not exceed."""
-    return _mallopt(-1, threshold)   # -1: M_TRIM_THRESHOLD
 
 
 def _mallopt(parameter: int, value: int) -> bool:
@@ -87,10 +79,14 @@ class Guard:
                                                   "/v1/clip" if path.startswith("/v1/clip/") else "other")
         start = time.perf_counter()
         state = {"status": 500}
+        phases = request_timing(scope)
+        phases["start"] = start
 
         async def recording_send(message):
             if message["type"] == "http.response.start":
                 state["status"] = message["status"]
+                timing = (b"server-timing", server_timing(phases, time.perf_counter() - start))
+                message = {**message, "headers": [*message.get("headers", []), timing]}
             await send(message)
 
         reader = BodyReader(self, scope, receive, start + self.config.body_timeout)
@@ -193,9 +189,9 @@ def _refuse(status: int, code: str, message: str, headers: dict | None = None):
     return error_response(status, code, message, {"Connection": "close", **(headers or {})})
 
 
-class TimedH11Protocol(H11Protocol):
-    """uvicorn's h11 protocol with a deadline on each request's headers: a connection that has not sent a whole
-    request head ``header_timeout`` seconds after it opened (or after the previous response) gets a 408 and is
+class HeaderDeadline:
+    """A deadline on each request's headers, for either of uvicorn's HTTP protocols: a connection that has not sent a
+    whole request head ``header_timeout`` seconds after it opened (or after the previous response) gets a 408 and is
     closed. uvicorn's keep-alive timer is cancelled by any byte received, so it does not bound slow headers."""
 
     header_timeout = 10.0
@@ -223,17 +219,61 @@ class TimedH11Protocol(H11Protocol):
         self._header_timer = None
         if self.transport.is_closing() or (self.cycle is not None and not self.cycle.response_complete):
             return   # closed already, or a request's head arrived and it is being answered
-        body = json.dumps({"error": f"the request headers did not arrive within {self.header_timeout:g} s",
-                           "code": "header_timeout"}).encode()
-        self.transport.write(b"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\nconnection: close\r\n"
-                             b"content-length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+        self._refuse_head(408, "Request Timeout", "header_timeout",
+                          f"the request headers did not arrive within {self.header_timeout:g} s")
+
+    def _refuse_head(self, status: int, reason: str, code: str, message: str) -> None:
+        body = json.dumps({"error": message, "code": code}).encode()
+        self.transport.write(b"HTTP/1.1 %d %s\r\ncontent-type: application/json\r\nconnection: close\r\n"
+                             b"content-length: %d\r\n\r\n" % (status, reason.encode(), len(body)) + body)
         self.transport.close()
+
+
+class TimedH11Protocol(HeaderDeadline, H11Protocol):
+    """uvicorn's pure-Python protocol (h11 caps a request head at ``h11_max_incomplete_event_size``)."""
+
+
+def _httptools_protocol():
+    """uvicorn's httptools protocol (a C parser: a fraction of h11's event-loop time per request) with the header
+    deadline and a cap on a request head's size, which h11 has and uvicorn's httptools protocol lacks; None when
+    httptools is not installed."""
+    try:
+        from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+    except ImportError:
+        return None
+
+    class TimedHttpToolsProtocol(HeaderDeadline, HttpToolsProtocol):
+        _head_bytes = 0        # bytes received since the current request began, until its head is complete
+        _in_head = True
+
+        def data_received(self, data: bytes) -> None:
+            if self._in_head:
+                self._head_bytes += len(data)
+            super().data_received(data)
+            if self._in_head and self._head_bytes > MAX_HEAD_BYTES and not self.transport.is_closing():
+                self._refuse_head(431, "Request Header Fields Too Large", "headers_too_large",
+                                  f"the request head is over {MAX_HEAD_BYTES} bytes")
+
+        def on_headers_complete(self) -> None:
+            self._in_head = False
+            super().on_headers_complete()
+
+        def on_message_complete(self) -> None:
+            self._in_head, self._head_bytes = True, 0
+            super().on_message_complete()
+
+    return TimedHttpToolsProtocol
 
 
 def uvicorn_config(app, config: ServeConfig, host: str = "127.0.0.1", port: int = 8000, log_level: str = "info"):
     """The uvicorn settings the service runs with (the CLI, the tests and the benchmarks share them)."""
     import uvicorn
 
-    protocol = type("TimedH11Protocol", (TimedH11Protocol,), {"header_timeout": float(config.header_timeout)})
-    return uvicorn.Config(app, host=host, port=port, log_level=log_level, http=protocol,
+    base = _httptools_protocol() if config.http in ("auto", "httptools") else None
+    if base is None and config.http == "httptools":
+        raise ValueError("--http httptools needs the httptools package (pip install httptools)")
+    base = base or TimedH11Protocol
+    protocol = type(base.__name__, (base,), {"header_timeout": float(config.header_timeout)})
+    # loop "auto": uvloop when installed (its transports are C too), else asyncio
+    return uvicorn.Config(app, host=host, port=port, log_level=log_level, http=protocol, loop="auto",
                           timeout_keep_alive=KEEP_ALIVE_SECONDS, limit_concurrency=config.max_connections)

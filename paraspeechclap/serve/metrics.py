@@ -6,6 +6,25 @@ import threading
 from collections import defaultdict
 from typing import Iterable, Sequence
 
+TIMING_KEY = "paraspeechclap.timing"   # where in the ASGI scope a request's phase durations (seconds) are kept
+TIMING_PHASES = ("admit", "decode", "queue", "model", "back")   # in the order of a request's life
+TIMING_PARTS = ("cpu", "runq")   # parts of "model" (Linux): the lane's CPU time, and its time waiting for a core
+
+
+def request_timing(scope) -> dict:
+    """The phase durations of the request whose ASGI scope this is (a fresh dict for a scope-less caller)."""
+    return scope.setdefault(TIMING_KEY, {}) if isinstance(scope, dict) else {}
+
+
+def server_timing(phases: dict, total: float) -> bytes:
+    """A ``Server-Timing`` header value (W3C; browsers' network panels show it): each phase and the total, in ms.
+    admit: arrival to admission (body, parsing, header probe); decode; queue: waiting for a model lane; model: the
+    lane's work; back: from the lane's last result until the event loop resumed the request; then the model phase's
+    CPU time and run-queue wait (``cpu``, ``runq``; the rest of it the lane waited for the GIL or memory)."""
+    parts = [f"{name};dur={1000 * phases[name]:.1f}" for name in TIMING_PHASES + TIMING_PARTS if name in phases]
+    return ", ".join(parts + [f"total;dur={1000 * total:.1f}"]).encode()
+
+
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 

@@ -18,6 +18,7 @@ from .batcher import QueueFull, TooSlow
 from .config import SAMPLE_BYTES
 from .errors import ApiError
 from .inputs import decode
+from .metrics import request_timing
 
 POLL = 0.25  # seconds between checks of the deadline and the client while a request waits for the worker
 # Where a piece of work runs, by its size: on the event loop when it takes about a millisecond (under load a hop to a
@@ -51,6 +52,8 @@ class Work:
         self.pending: list[Future] = []
         self.audio_bytes = 0
         self.over = False   # set when the request ends: work still running for it stops at its next check
+        self.timing = request_timing(getattr(request, "scope", None))   # sent back as a Server-Timing header
+        self.timing["admit"] = time.perf_counter() - self.timing.get("start", time.perf_counter())
 
     # ------------------------------------------------------------------ memory for decoded audio
     def hold_audio(self, seconds: float, what: str) -> None:
@@ -62,7 +65,11 @@ class Work:
         """``(wave, rate)``, decoded where its size says (``samples`` to decode, by its header); a decode on the
         model lane stops after the block in which the request ended (504, client gone)."""
         stop = self.stop_if_over if samples > SMALL_DECODE else None
-        return await self.run(lambda: decode(self.state.model, source, max_seconds, where, stop), samples)
+        start = time.perf_counter()
+        try:
+            return await self.run(lambda: decode(self.state.model, source, max_seconds, where, stop), samples)
+        finally:
+            self.timing["decode"] = self.timing.get("decode", 0.0) + time.perf_counter() - start
 
     def stop_if_over(self) -> None:
         """Raise (a 504) when the request has ended or passed its deadline: called by work on a model lane between
@@ -104,6 +111,7 @@ class Work:
     async def _wait(self, futures: list[Future]) -> list:
         self.pending.extend(futures)
         waiting = {asyncio.wrap_future(f): i for i, f in enumerate(futures)}
+        submitted = time.perf_counter()
         try:
             while not all(w.done() for w in waiting):
                 remaining = self.deadline - time.monotonic()
@@ -118,6 +126,23 @@ class Work:
             raise ApiError(400, "bad_request", str(err)) from None
         finally:
             self.cancel()
+            self._time_jobs(futures, submitted)
+
+    def _time_jobs(self, futures: list[Future], submitted: float) -> None:
+        """queue: waiting for a model lane; model: the lane's work, from the first job's start to the last one's end;
+        back: from then until the event loop resumed the request."""
+        started = [f.started for f in futures if getattr(f, "started", None) is not None]
+        finished = [f.finished for f in futures if getattr(f, "finished", None) is not None]
+        if not started or len(finished) != len(futures):
+            return
+        now = time.perf_counter()
+        phases = {"queue": min(started) - submitted, "model": max(finished) - min(started), "back": now - max(finished)}
+        batches = {f.started: f for f in futures if hasattr(f, "cpu")}   # jobs of one batch share its clock
+        if batches:   # of the model phase: the lane's CPU, and its time runnable but without a core
+            phases["cpu"] = sum(f.cpu for f in batches.values())
+            phases["runq"] = sum(f.runq for f in batches.values())
+        for name, seconds in phases.items():
+            self.timing[name] = self.timing.get(name, 0.0) + seconds
 
     async def check_client(self) -> None:
         if await self.request.is_disconnected():

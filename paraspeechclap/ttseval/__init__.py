@@ -13,21 +13,12 @@ the reward API), :mod:`.adherence` (per-attribute), :mod:`.gates`, :mod:`.robust
 """
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from ..lazy import lazy_exports
 
-_EXPORTS = {
-    "evaluate_systems": "run", "Evaluation": "run",
-    "contrastive_scores": "contrastive", "contrast_set": "contrastive", "ContrastiveResult": "contrastive",
-    "CounterfactualTable": "counterfactual", "packaged_table": "counterfactual",
-    "format_signature": "signature", "parse_signature": "signature",
-    "write_report": "report",
-}
-
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__, __dir__, __all__ = lazy_exports(__name__, {
+    ".run": ["evaluate_systems", "Evaluation"],
+    ".contrastive": ["contrastive_scores", "contrast_set", "ContrastiveResult"],
+    ".counterfactual": ["CounterfactualTable", "packaged_table"],
+    ".signature": ["format_signature", "parse_signature"],
+    ".report": ["write_report"],
+})

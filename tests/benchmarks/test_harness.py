@@ -16,6 +16,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 BENCHMARKS = REPO / "benchmarks"
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py: torch on one thread, as in tests/kernels
 
 
 @pytest.fixture(scope="module")
@@ -34,16 +35,6 @@ def speed(H):
 @pytest.fixture(scope="module")
 def long_file(H):
     return importlib.import_module("long_file_memory")
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def test_harness_does_not_reach_into_tests(H):

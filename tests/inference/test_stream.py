@@ -39,6 +39,23 @@ def test_second_pass_windows_are_the_whole_clip_normalised_and_cut(long_file, wi
     np.testing.assert_array_equal(raw[2], load_audio(long_file)[spans[2][0]:spans[2][1]])
 
 
+def test_the_measuring_pass_stops_when_asked_between_blocks(long_file):
+    """A server's request that is over (504, client gone) ends the first pass within one decoder block."""
+    calls = []
+
+    def stop():
+        calls.append(1)
+        if len(calls) == 2:
+            raise TimeoutError("the request is over")
+
+    with pytest.raises(TimeoutError):
+        measure(long_file, 16000, "long", stop)
+    assert len(calls) == 2                       # 47 s at 48 kHz is several blocks: stopped after the second
+    checked = []
+    assert measure(long_file, 16000, "long", lambda: checked.append(1)).samples == measure(long_file, 16000, "long").samples
+    assert len(checked) > 2
+
+
 def test_a_file_that_changes_between_the_passes_is_an_error(long_file):
     audio = measure(long_file, 16000, "long")
     sf.write(long_file, speechlike(20.0, 48000, 1), 48000)

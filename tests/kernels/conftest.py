@@ -11,11 +11,8 @@ from paraspeechclap.kernels.switch import use_stock_paths
 
 
 @pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+def _one_thread_each(one_thread):
+    """Every kernels test under tests/conftest.py's one_thread."""
 
 
 @pytest.fixture(scope="session")

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import io
 
 import numpy as np
@@ -40,3 +41,23 @@ def settled(state, timeout: float = 5.0) -> tuple[int, float]:
     while (state.batcher.in_flight or state.body_budget.used) and time.monotonic() < deadline:
         time.sleep(0.02)
     return state.batcher.in_flight, state.body_budget.used
+
+
+class Connected:
+    """A request whose client never leaves (what Work asks of it)."""
+
+    async def is_disconnected(self) -> bool:
+        return False
+
+
+@contextlib.contextmanager
+def request_work(state, seconds: float = 100.0):
+    """The Work of a one-item request of ``seconds`` of audio admitted by the server's batcher (used inside a running
+    event loop), closed afterwards."""
+    from paraspeechclap.serve.work import Work
+
+    work = Work(state, Connected(), state.batcher.admit(1, seconds), seconds)
+    try:
+        yield work
+    finally:
+        work.close()

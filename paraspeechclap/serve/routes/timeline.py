@@ -53,7 +53,8 @@ async def timeline(request: Request, body: dict = Depends(request_body), state: 
                         count * window + 2 * decode_cost(header.samples) + PROMPT_COST * len(captions),
                         audio_seconds=held) as work:
         try:
-            audio = await work.run(lambda: measure(source, engine.sampling_rate, "audio"), header.samples)
+            audio = await work.run(lambda: measure(source, engine.sampling_rate, "audio", work.stop_if_over),
+                                   header.samples)
         except AudioError as err:
             raise ApiError(400, "bad_audio", f"audio could not be decoded: {err.problem}") from None
         if audio.samples < engine.min_audio_samples:
