@@ -8,7 +8,10 @@ classes is calibrated: its clips are embedded and classified as ``annotate`` doe
 and each class that can become a tag gets the smallest probability at which that class's tags are right at least
 ``--precision`` of the time (default 90 %) with at least ``--min-clips`` tags, the precision taken as the lower end of
 its Wilson interval at ``--confidence`` (default 95 %: the thresholds leave a margin for clips not seen here; 0.5
-takes the share as observed). A class that never gets there is withheld: never tagged. The result is an attribute
+takes the share as observed). A class that never gets there is withheld: never tagged. With ``--objective per-clip``
+each class instead gets the probability above which its tags make the most clips right (a clip is right when its tag
+is its class, or when it gets none where it claims a neutral class or none: issue 28's reading), and is withheld when
+no threshold makes more clips right than wrong. The result is an attribute
 table (``annotate --attributes``) recording per attribute what its thresholds gave (precision of the tags, coverage:
 the share of clips that get one) and, for the table, the corpus, target, model, date and command. Attributes
 without a matching task keep their thresholds and no calibration record, so the table says ``partly calibrated``;
@@ -27,6 +30,7 @@ import numpy as np
 
 from ..modelspec import ModelSpec
 from ..precisions import PRECISIONS
+from ..schemas.attribute_table import OBJECTIVES
 
 
 class CalibrationError(RuntimeError):
@@ -63,6 +67,18 @@ def class_threshold(top_prob: np.ndarray, correct: np.ndarray, precision: float,
     kept = np.arange(1, len(order) + 1)
     ok = np.flatnonzero((wilson_lower(hits, kept, confidence) >= precision - 1e-12) & (kept >= min_clips))
     return None if len(ok) == 0 else float(top_prob[order][ok[-1]])
+
+
+def per_clip_threshold(top_prob: np.ndarray, correct: np.ndarray, unclaimed: np.ndarray,
+                       min_clips: int) -> float | None:
+    """The probability above which tagging the class makes the most clips right: a tag makes a clip of the class
+    right (+1) and a clip that claims a neutral class or none (``unclaimed``) wrong (-1); a clip of another class is
+    wrong either way. None when no threshold with at least ``min_clips`` tags gains."""
+    order = np.argsort(-top_prob, kind="stable")
+    gain = np.cumsum(np.where(correct[order], 1, np.where(unclaimed[order], -1, 0)))
+    gain[: min_clips - 1] = 0
+    best = int(np.argmax(gain)) if len(gain) else 0
+    return None if len(gain) == 0 or gain[best] <= 0 else float(top_prob[order][best])
 
 
 def suite_clips(suites_path: str | Path, table) -> tuple[dict[str, Clips], dict[str, str], list[str]]:
@@ -126,18 +142,22 @@ def emitted(attribute, probs: np.ndarray) -> list[str | None]:
 
 
 def calibrate_attribute(attribute, probs: np.ndarray, gold: list, gated: np.ndarray, precision: float,
-                        min_clips: int, confidence: float = 0.5) -> None:
+                        min_clips: int, confidence: float = 0.5, objective: str = "precision") -> None:
     """Set the thresholds, withheld classes and calibration record of ``attribute`` from its clips (``gated``: the
     clips another attribute's tag keeps from getting one)."""
     gold = np.array(gold, dtype=object)
     top = probs.argmax(axis=1)
     top_prob = probs.max(axis=1)
+    unclaimed = np.array([g is None or g in attribute.neutral for g in gold], dtype=bool)
     attribute.thresholds, attribute.withheld = {}, []
     for index, cls in enumerate(attribute.classes):
         if cls in attribute.neutral:
             continue
         mine = (top == index) & ~gated
-        found = class_threshold(top_prob[mine], gold[mine] == cls, precision, min_clips, confidence)
+        if objective == "per-clip":
+            found = per_clip_threshold(top_prob[mine], gold[mine] == cls, unclaimed[mine], min_clips)
+        else:
+            found = class_threshold(top_prob[mine], gold[mine] == cls, precision, min_clips, confidence)
         if found is None:
             attribute.withheld.append(cls)
         else:
@@ -148,8 +168,10 @@ def calibrate_attribute(attribute, probs: np.ndarray, gold: list, gated: np.ndar
     per_class = {cls: {"precision": _share(right[tags == cls].sum(), (tags == cls).sum()),
                        "tagged": int((tags == cls).sum()), "right": int(right[tags == cls].sum())}
                  for cls in attribute.classes if cls not in attribute.neutral}
+    clips_right = right.sum() + (~tagged & unclaimed).sum()
     attribute.calibration = {"precision": _share(right.sum(), tagged.sum()), "coverage": _share(tagged.sum(), len(gold)),
-                             "clips": len(gold), "tagged": int(tagged.sum()), "per_class": per_class}
+                             "per_clip": _share(clips_right, len(gold)), "clips": len(gold),
+                             "tagged": int(tagged.sum()), "per_class": per_class}
 
 
 def _share(part, whole) -> float | None:
@@ -166,7 +188,8 @@ def _gate_mask(table, attribute, probs: dict[str, np.ndarray]) -> np.ndarray:
 
 
 def calibrate(model, suites_path: str | Path, precision: float = 0.9, min_clips: int = 10, table=None,
-              command: str | None = None, log=sys.stderr, confidence: float = 0.95) -> tuple[dict, dict]:
+              command: str | None = None, log=sys.stderr, confidence: float = 0.95,
+              objective: str = "precision") -> tuple[dict, dict]:
     """(the calibrated attribute-table document, {attribute: calibration record, or why it has none}).
 
     Raises :class:`CalibrationError` when no attribute could be calibrated."""
@@ -190,12 +213,13 @@ def calibrate(model, suites_path: str | Path, precision: float = 0.9, min_clips:
         emb = np.stack([vectors[clips[a.name].paths[i]] for i in keep])
         probs = table.probabilities(model, emb)
         calibrate_attribute(a, probs[a.name], [clips[a.name].gold[i] for i in keep], _gate_mask(table, a, probs),
-                            precision, min_clips, confidence)
+                            precision, min_clips, confidence, objective)
         done[a.name] = a.calibration
     if not done:
         raise CalibrationError(f"nothing could be calibrated with {suites_path}:\n  - "
                                + "\n  - ".join(f"{name}: {reason}" for name, reason in why.items()))
-    table.calibration = _provenance(model, suites_path, vectors, (precision, confidence, min_clips), why, command)
+    table.calibration = _provenance(model, suites_path, vectors, (precision, confidence, min_clips, objective), why,
+                                    command)
     return table.to_dict(), {**done, **{name: {"not calibrated": reason} for name, reason in why.items()}}
 
 
@@ -211,12 +235,20 @@ def _provenance(model, suites_path, vectors: dict, target: tuple, why: dict, com
                            "num_clips": settings.get("num_clips")})
         except schemas.SchemaError:
             pass
-    precision, confidence, min_clips = target
+    precision, confidence, min_clips, objective = target
     kept = f"; not calibrated, thresholds kept: {', '.join(why)}" if why else ""
-    return {"note": f"per-class thresholds for tag precision >= {precision:.0%} (the lower end of its Wilson interval "
-                    f"at {confidence:.0%} confidence; at least {min_clips} tags per class); a class that never reaches "
-                    f"it is withheld{kept}",
-            "precision_target": precision, "confidence": confidence, "min_clips": min_clips, "corpus": corpus,
+    if objective == "per-clip":
+        note = (f"per-class thresholds that make the most clips right (a clip is right when its tag is its class, or "
+                f"when it gets none where it claims a neutral class or none; at least {min_clips} tags per class); a "
+                f"class whose tags never make more clips right than wrong is withheld{kept}")
+        target_fields = {"objective": objective, "min_clips": min_clips}
+    else:
+        note = (f"per-class thresholds for tag precision >= {precision:.0%} (the lower end of its Wilson interval at "
+                f"{confidence:.0%} confidence; at least {min_clips} tags per class); a class that never reaches it is "
+                f"withheld{kept}")
+        target_fields = {"objective": objective, "precision_target": precision, "confidence": confidence,
+                         "min_clips": min_clips}
+    return {"note": note, **target_fields, "corpus": corpus,
             "model": {"source": str(getattr(model, "name", "")), "precision": str(getattr(model, "precision", ""))},
             "date": time.strftime("%Y-%m-%d", time.gmtime()), "command": command}
 
@@ -229,8 +261,9 @@ def report_lines(report: dict) -> list[str]:
             continue
         classes = ", ".join(f"{c} {v['right']}/{v['tagged']}" for c, v in rec["per_class"].items())
         precision = "-" if rec["precision"] is None else f"{rec['precision']:.1%}"
-        lines.append(f"{name:14s} precision {precision:>6s}  coverage {rec['coverage']:.1%} of {rec['clips']} clips"
-                     f"  (right/tagged: {classes})")
+        per_clip = "-" if rec.get("per_clip") is None else f"{rec['per_clip']:.1%}"
+        lines.append(f"{name:14s} per clip {per_clip:>6s}  precision {precision:>6s}  coverage {rec['coverage']:.1%} of "
+                     f"{rec['clips']} clips  (right/tagged: {classes})")
     return lines
 
 
@@ -245,6 +278,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--confidence", type=float, default=0.95,
                         help="confidence of the precision's lower bound (default 0.95; 0.5: the precision as observed)")
     parser.add_argument("--min-clips", type=int, default=10, help="tags a class needs at its threshold (default 10)")
+    parser.add_argument("--objective", choices=OBJECTIVES, default="precision",
+                        help="precision: each class's tags right at least --precision of the time (default); "
+                             "per-clip: the thresholds that make the most clips right")
     parser.add_argument("--out", required=True, help="attribute table JSON to write (use with annotate --attributes)")
     args = parser.parse_args(argv)
     from .. import schemas
@@ -257,7 +293,7 @@ def main(argv: list[str] | None = None) -> int:
     table = AttributeTable.from_file(args.attributes) if args.attributes else None
     try:
         doc, report = calibrate(model, args.suites, args.precision, args.min_clips, table, command,
-                                confidence=args.confidence)
+                                confidence=args.confidence, objective=args.objective)
     except (CalibrationError, schemas.SchemaError) as err:
         print(f"calibrate: {err}", file=sys.stderr)
         return 1

@@ -283,3 +283,13 @@ def annotated_rows(out: str | Path):
     if not files:
         raise FileNotFoundError(f"no shards in {out}")
     return pads.dataset(files, format="parquet").to_table().sort_by("row")
+
+
+def audio_paths(rows) -> list[str | None]:
+    """The audio path of every row of :func:`annotated_rows` (the ``path`` of today's ``Audio`` struct, or the plain
+    string of folders written before it)."""
+    import pyarrow.compute as pc
+    import pyarrow.types as pt
+
+    column = rows.column("audio")
+    return (pc.struct_field(column, "path") if pt.is_struct(column.type) else column).to_pylist()

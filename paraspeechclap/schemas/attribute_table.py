@@ -22,6 +22,7 @@ from ..prompts import DEFAULT_TEMPLATE
 from .core import Closed, Contract, Record, declare
 
 STATUSES = ("calibrated", "partly calibrated", "uncalibrated")
+OBJECTIVES = ("precision", "per-clip")  # what calibrate's thresholds serve
 Share = Field(ge=0.0, le=1.0)
 
 
@@ -36,6 +37,7 @@ class AttributeCalibration(Record):
 
     precision: Optional[float] = Share  # of the tags it emits (neutral top classes emit none); None: it emits none
     coverage: float = Share  # share of the clips that get a tag
+    per_clip: Optional[float] = Field(None, ge=0.0, le=1.0)  # clips right: their class, or no tag where none claimed
     clips: NonNegativeInt  # clips of the attribute's suite, its negatives included
     tagged: Optional[NonNegativeInt] = None
     per_class: dict[str, ClassCalibration] = {}
@@ -77,6 +79,7 @@ class TableCalibration(Record):
 
     status: Literal["calibrated", "partly calibrated", "uncalibrated"]
     note: str = ""
+    objective: Optional[Literal[OBJECTIVES]] = None  # None: precision (tables before the choice)
     precision_target: Optional[float] = Field(None, gt=0.0, le=1.0)
     confidence: Optional[float] = Field(None, ge=0.5, lt=1.0)  # of the precision's lower bound
     min_clips: Optional[NonNegativeInt] = None

@@ -9,6 +9,7 @@ from .. import schemas
 from ..fileio import atomic_write_text
 from . import styles as S
 from .augment import PROFILES
+from .verify import NEUTRAL_RANGE_CHECKED
 
 
 def _pct(x) -> str:
@@ -35,7 +36,8 @@ def _counts(out: Path, summary: dict, kept: dict) -> list[str]:
         "```bash",
         f"paraspeechclap synth --out {out} --num-clips {st['num_clips']} --seed {st['seed']} "
         f"--workers {st['workers']} --splits {','.join(str(x) for x in st['splits'])}"
-        + ("" if st.get("augment", True) else " --no-augment"),
+        + ("" if st.get("augment", True) else " --no-augment")
+        + ("" if st.get(NEUTRAL_RANGE_CHECKED) else " --unchecked-neutral-range"),
         "# or: python -m paraspeechclap.synth.cli ... (same arguments)",
         "```", "",
         f"Generation took {st['generation_seconds']:.0f} s with {st['workers']} worker(s).", "",
@@ -77,7 +79,9 @@ def _verification(out: Path, summary: dict) -> list[str]:
         f"- pitch: F0 median in semitones from the gender centre ({th['gender_centre_hz']} Hz) inside "
         f"{th['pitch_accept_st']} (targets {S.PITCH_TARGET_ST}; 'shrill' added from +{S.SHRILL_MIN_ST} st);",
         f"- range: 10-90 % F0 spread <= {th['range_mono_max_st']} st (monotonous), >= "
-        f"{th['range_singsong_min_st']} st (singsong);",
+        f"{th['range_singsong_min_st']} st (singsong)"
+        + (", between the two (a neutral range of normal voice quality);" if summary["settings"].get(NEUTRAL_RANGE_CHECKED)
+           else "; a neutral range is not checked (`--unchecked-neutral-range`), so it may measure as either;"),
         f"- rate: syllables of the spoken text per second of active speech in {th['rate_bands_syl_per_s']};",
         f"- voice quality: whispered voiced fraction <= {th['whisper_max_voiced_fraction']}; creaky jitter >= "
         f"{th['creaky_min_jitter']}; normal voiced fraction >= "

@@ -31,6 +31,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-mbrola", action="store_true", help="do not use mbrola voices even if installed")
     parser.add_argument("--voices", default=None,
                         help="comma-separated subset of voices (e.g. espeak+m4,espeak+f3,espeak+m3,espeak+f4)")
+    parser.add_argument("--unchecked-neutral-range", action="store_true",
+                        help="keep neutral-range clips whatever their measured F0 spread, as corpora made before that "
+                             "check (scripts/train_mini.sh: the corpus the shipped mini was trained on)")
     parser.add_argument("--verify-only", action="store_true",
                         help="re-measure the stored audio of an existing corpus in --out and report agreement")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -59,7 +62,8 @@ def run(args: argparse.Namespace) -> int:
         s = generate_corpus(args.out, num_clips=args.num_clips, seed=args.seed, workers=args.workers,
                             splits=tuple(args.splits), augment_audio=not args.no_augment,
                             use_mbrola=False if args.no_mbrola else None, progress=not args.quiet,
-                            voice_names=args.voices.split(",") if args.voices else None)
+                            voice_names=args.voices.split(",") if args.voices else None,
+                            check_neutral_range=not args.unchecked_neutral_range)
     except OutputExistsError as exc:
         print(f"synth: {exc}", file=sys.stderr)
         return 2

@@ -298,7 +298,7 @@ def planned_files(num_clips: int, splits: tuple[float, ...]) -> list[str]:
 def generate_corpus(out: str | os.PathLike, num_clips: int = 10000, seed: int = 0, workers: int = 2,
                     splits: tuple[float, ...] = (0.8, 0.1, 0.1), augment_audio: bool = True,
                     use_mbrola: bool | None = None, progress: bool = True,
-                    voice_names: list[str] | None = None) -> dict:
+                    voice_names: list[str] | None = None, check_neutral_range: bool = True) -> dict:
     """Generate, verify and write the corpus under `out`; returns the verification summary.
 
     Files in `out` that synth did not write (see `paraspeechclap.synth.record`) are never replaced: if one sits
@@ -306,13 +306,14 @@ def generate_corpus(out: str | os.PathLike, num_clips: int = 10000, seed: int = 
     anything is written. A `calibration.json` already there is reused when it matches, never replaced unless ours.
 
     voice_names restricts the voices (names as in styles: "espeak+m4", "mb-us1", ...); each split
-    must keep a voice of each gender.
+    must keep a voice of each gender. check_neutral_range False keeps a neutral-range clip whatever its measured F0
+    spread, as corpora made before that check (`paraspeechclap.synth.verify`).
     """
     from multiprocessing import get_context
 
     from tqdm import tqdm
 
-    from .verify import finalize_corpus
+    from .verify import NEUTRAL_RANGE_CHECKED, finalize_corpus
 
     if not espeak_available():
         raise EngineError("espeak-ng is not installed: run scripts/install_synth_deps.sh")
@@ -358,7 +359,8 @@ def generate_corpus(out: str | os.PathLike, num_clips: int = 10000, seed: int = 
         shutil.rmtree(scratch, ignore_errors=True)
     gen_s = time.time() - t0
     settings = {"num_clips": num_clips, "seed": seed, "workers": workers, "splits": list(splits),
-                "augment": augment_audio, "mbrola": use_mbrola, "generation_seconds": round(gen_s, 1),
+                "augment": augment_audio, "mbrola": use_mbrola, NEUTRAL_RANGE_CHECKED: check_neutral_range,
+                "generation_seconds": round(gen_s, 1),
                 "voices": [asdict(v) | {"name": v.name} for v in voices]}
     digests = {audio_rel(r["split"], r["index"]): r.pop("_digest") for r in rows if "_digest" in r}
     summary = finalize_corpus(out, rows, calib, settings, audio_digests=digests)

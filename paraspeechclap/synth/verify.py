@@ -2,7 +2,8 @@
 
 Checks (thresholds below, chosen from the measured distributions of a pilot corpus, with margins):
 - pitch: F0 median in semitones from the gender centre within the level's band (PITCH_ACCEPT_ST);
-- pitch range: 10-90th percentile F0 spread in semitones (monotonous low, singsong high);
+- pitch range: 10-90th percentile F0 spread in semitones (monotonous low, singsong high, a neutral range between
+  the two, unless the corpus was made with ``--unchecked-neutral-range``; creaky clips' range is not measurable);
 - rate: articulation rate (syllables of the spoken text per active second) inside the level's band;
 - voice quality: whispered = almost no voicing; creaky = high jitter (espeak flutter); normal = voiced, low jitter;
 - delivery: flowing = no internal pause; hesitant / punctuated = at least two pauses;
@@ -28,6 +29,8 @@ STORED = "verification_stored.json"
 
 RANGE_MONO_MAX_ST = 2.0
 RANGE_SINGSONG_MIN_ST = 3.5
+#: the generation setting that says whether a neutral range was checked (corpora without it were not)
+NEUTRAL_RANGE_CHECKED = "neutral_range_checked"
 RATE_BANDS = {"slow": (0.0, 4.0), "measured": (4.0, 6.6), "fast": (6.6, 99.0)}   # syllables / s
 WHISPER_MAX_VF = 0.12
 VOICED_MIN_VF = 0.35
@@ -41,9 +44,10 @@ def _finite(x) -> bool:
     return x is not None and isinstance(x, (int, float)) and math.isfinite(x)
 
 
-def check_row(row: dict, m: dict | None = None) -> dict:
+def check_row(row: dict, m: dict | None = None, neutral_range: bool = True) -> dict:
     """{attribute: (ok, detail)} for the tagged attributes of a manifest row (measurements `m`,
-    default the row's own `measured`). ok is None when the attribute makes no claim."""
+    default the row's own `measured`). ok is None when the attribute makes no claim. ``neutral_range``: a
+    neutral range must measure between the monotonous and singsong bounds (else it is either of them)."""
     m = m if m is not None else row["measured"]
     res: dict = {}
     q = row["voice_quality"]
@@ -57,17 +61,7 @@ def check_row(row: dict, m: dict | None = None) -> dict:
             res["pitch"] = (lo <= st <= hi, f"{st:+.2f} st")
     else:
         res["pitch"] = (None, "whispered")
-    rl = row.get("range_level")
-    if rl in ("monotonous", "singsong"):
-        r = m.get("f0_range_st")
-        if not _finite(r):
-            res["range"] = (False, "no F0")
-        elif rl == "monotonous":
-            res["range"] = (r <= RANGE_MONO_MAX_ST, f"{r:.2f} st")
-        else:
-            res["range"] = (r >= RANGE_SINGSONG_MIN_ST, f"{r:.2f} st")
-    else:
-        res["range"] = (None, "not tagged")
+    res["range"] = _check_range(row.get("range_level"), q, m.get("f0_range_st"), neutral_range)
     rate = m.get("rate_syl_per_s")
     lo, hi = RATE_BANDS[row["rate_level"]]
     res["rate"] = ((lo <= rate <= hi) if _finite(rate) else False, f"{rate} syl/s")
@@ -91,6 +85,19 @@ def check_row(row: dict, m: dict | None = None) -> dict:
     else:
         res["gender"] = (None, "no F0")
     return res
+
+
+def _check_range(level: str | None, quality: str, spread, neutral_range: bool) -> tuple[bool | None, str]:
+    """(ok, detail) of a clip's range level against its measured F0 spread; None where it claims nothing checkable
+    (a whisper has no range; a creak's F0 flutter makes it unmeasurable, so creaky clips use the neutral range)."""
+    checked = level in ("monotonous", "singsong") or (level == "neutral" and neutral_range and quality == "normal")
+    if not checked:
+        return None, "not tagged"
+    if not _finite(spread):
+        return False, "no F0"
+    ok = {"monotonous": spread <= RANGE_MONO_MAX_ST, "singsong": spread >= RANGE_SINGSONG_MIN_ST,
+          "neutral": RANGE_MONO_MAX_ST < spread < RANGE_SINGSONG_MIN_ST}[level]
+    return ok, f"{spread:.2f} st"
 
 
 def _level_of(row: dict, attr: str):
@@ -173,7 +180,7 @@ def finalize_corpus(out: Path, rows: list[dict], calib: dict, settings: dict,
     out = Path(out)
     errors = [r for r in rows if "error" in r]
     good = [r for r in rows if "error" not in r]
-    checks = [check_row(r) for r in good]
+    checks = [check_row(r, neutral_range=settings.get(NEUTRAL_RANGE_CHECKED, False)) for r in good]
     generated_per_split = dict(Counter(r["split"] for r in rows))
     kept, dropped = {s: [] for s in ("train", "validation", "test")}, []
     for r, chk in zip(good, checks):
@@ -254,6 +261,7 @@ def verify_corpus(out: str | os.PathLike, workers: int = 2, progress: bool = Tru
         raise FileNotFoundError(f"{out}: no readable row in train/validation/test.jsonl"
                                 + (f" ({len(bad_rows)} bad, first: {bad_rows[0]})" if bad_rows else ""))
     args = [(str(out / "audio" / r["source"] / r["relative_audio_path"]), r.get("syllables")) for r in rows]
+    neutral = _generation_settings(out).get(NEUTRAL_RANGE_CHECKED, False)  # as the corpus was verified when made
     from ..lifetime import die_with_parent
 
     with get_context("spawn").Pool(max(1, workers), initializer=die_with_parent,  # not fork: see generate.py
@@ -266,7 +274,7 @@ def verify_corpus(out: str | os.PathLike, workers: int = 2, progress: bool = Tru
         if m is None:
             missing += 1
             continue
-        checks.append(check_row(r, m))
+        checks.append(check_row(r, m, neutral_range=neutral))
         ok_rows.append(r)
     summary = {"clips": len(rows), "unreadable": missing, "bad_rows": bad_rows, "agreement": summarize(ok_rows, checks),
                "all_tags_agree": int(sum(all(v[0] is not False for v in c.values()) for c in checks)),
@@ -275,6 +283,14 @@ def verify_corpus(out: str | os.PathLike, workers: int = 2, progress: bool = Tru
     record[STORED] = file_digest(out / STORED)
     write_record(out, record, complete=True)
     return summary
+
+
+def _generation_settings(out: Path) -> dict:
+    """The settings the corpus in ``out`` was generated with ({} when its verification.json is missing or bad)."""
+    try:
+        return schemas.read(out / "verification.json", "synth-verification")["settings"]
+    except (OSError, schemas.SchemaError):
+        return {}
 
 
 def read_corpus_rows(out: Path) -> tuple[list[dict], list[str]]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from paraspeechclap.annotate.attributes import Attribute, AttributeTable
-from paraspeechclap.annotate.calibrate import calibrate_attribute, class_threshold
+from paraspeechclap.annotate.calibrate import calibrate_attribute, class_threshold, per_clip_threshold
 
 
 def test_class_threshold_is_the_lowest_that_keeps_the_precision():
@@ -20,6 +20,30 @@ def test_class_threshold_is_the_lowest_that_keeps_the_precision():
     margin = class_threshold(many, right, 0.9, 1, confidence=0.95)  # 19 of the first 20 is too few to be sure
     assert margin is not None and margin < many[60]
     assert class_threshold(many[:20], right[:20], 0.9, 1, confidence=0.95) is None
+
+
+def test_per_clip_threshold_tags_where_a_tag_makes_more_clips_right_than_wrong():
+    p = np.array([0.99, 0.95, 0.9, 0.8, 0.7, 0.6, 0.5])
+    right = np.array([True, True, False, True, False, False, True])
+    unclaimed = np.array([False, False, True, False, False, True, False])  # index 4: another class, wrong anyway
+    assert per_clip_threshold(p, right, unclaimed, 1) == 0.95  # gains 1, 2, 1, 2, 2, 1, 2: the fewest tags of the best
+    assert per_clip_threshold(p, right, unclaimed, 5) == 0.7
+    assert per_clip_threshold(p[[2, 5]], right[[2, 5]], unclaimed[[2, 5]], 1) is None  # only costs
+    assert per_clip_threshold(p[:0], right[:0], unclaimed[:0], 1) is None
+    assert per_clip_threshold(p[:2], right[:2], unclaimed[:2], 3) is None  # fewer tags than min_clips
+
+
+def test_per_clip_objective_tags_a_class_short_of_the_precision_when_that_makes_more_clips_right():
+    a = Attribute("range", ["monotonous", "singsong"])
+    sing = [0.95, 0.9, 0.85, 0.8, 0.75, 0.7]
+    probs = np.array([[1 - q, q] for q in sing] + [[0.9, 0.1], [0.85, 0.15]])
+    gold = ["singsong", None, "singsong", "singsong", None, "singsong", "monotonous", "monotonous"]
+    calibrate_attribute(a, probs, gold, np.zeros(len(gold), bool), precision=0.9, min_clips=2)
+    assert a.withheld == ["singsong"] and a.thresholds == {"monotonous": 0.85}  # singsong: 3 of 4 right at best
+    assert a.calibration["per_clip"] == 0.5  # the monotonous pair and the two unclaimed clips
+    calibrate_attribute(a, probs, gold, np.zeros(len(gold), bool), precision=0.9, min_clips=2, objective="per-clip")
+    assert a.thresholds == {"monotonous": 0.85, "singsong": 0.8} and a.withheld == []
+    assert a.calibration["per_clip"] == 0.75 and a.calibration["precision"] == round(5 / 6, 4)
 
 
 def test_calibrate_attribute_sets_per_class_thresholds_and_withholds():

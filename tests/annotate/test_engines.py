@@ -125,3 +125,14 @@ def test_ray_driver_refuses_batches_without_the_model_metadata(corpus, tmp_path)
     with pytest.raises(RuntimeError, match="without the model's metadata"):
         _manifest_from_actor(job, None)
     assert not (tmp_path / "out" / MANIFEST).exists()
+
+
+def test_audio_paths_reads_the_audio_struct_and_the_older_plain_string():
+    import pyarrow as pa
+
+    from paraspeechclap.annotate.engines import audio_paths
+    from paraspeechclap.annotate.layout import audio_type
+
+    struct = pa.array([{"bytes": None, "path": "/a.wav"}, {"bytes": None, "path": "/b.wav"}], type=audio_type())
+    assert audio_paths(pa.table({"audio": struct})) == ["/a.wav", "/b.wav"]
+    assert audio_paths(pa.table({"audio": ["/a.wav", None]})) == ["/a.wav", None]

@@ -1,4 +1,4 @@
-"""scripts/eval_mini_tags.py: precision of the emitted tags against what the corpus claims, and coverage."""
+"""scripts/eval_mini_tags.py: per-clip accuracy and precision of the tags against what the corpus claims, coverage."""
 from __future__ import annotations
 
 import json
@@ -32,7 +32,29 @@ def test_a_tag_where_the_corpus_claims_nothing_is_wrong_and_coverage_counts_ever
     assert (f["range"]["right"], f["range"]["tagged"], f["range"]["wrong"]) == (1, 2, {"no claim -> singsong": 1})
     assert f["range"]["taggable"] == 1 and f["range"]["per_class"]["singsong"]["withheld"]  # withheld still counts
     md = script.to_markdown({"attributes": f})
-    assert "| pitch | 66.7 | 2 / 3 | 75.0 |" in md and "**no**" in md
+    assert "| pitch | 75.0 | 3 / 4 | 66.7 | 2 / 3 | 75.0 |" in md and "**no**" in md
+
+
+def test_per_clip_counts_an_untagged_neutral_or_unclaimed_clip_right_and_a_missed_class_wrong():
+    script = load_script("eval_mini_tags")
+    table = AttributeTable("t", "A {} style.", [
+        Attribute("pitch", ["deep", "medium-pitched", "high-pitched"], neutral=["medium-pitched"]),
+        Attribute("range", ["monotonous", "singsong"], withheld=["singsong"])])
+    rows = [_row("mono", range_level="monotonous"),                      # tagged monotonous: right
+            _row("sing", range_level="singsong"),                        # withheld, so untagged: wrong
+            _row("neutral"),                                             # untagged neutral range: right
+            _row("whisper", voice_quality="whispered", pitch_level=None, range_level=None),  # untagged: right
+            _row("low", pitch_level="low"),                              # untagged deep: wrong; neutral range right
+            _row("high", pitch_level="high", range_level="monotonous")]  # high tagged deep, mono untagged: wrong
+    tags = {"mono": ["monotonous"], "sing": [], "neutral": [], "whisper": [], "low": [], "high": ["deep"]}
+    f = script.figures(table, rows, tags)
+    assert (f["range"]["clips_right"], f["range"]["clips"]) == (4, 6) and f["range"]["per_clip"] == 4 / 6
+    assert f["range"]["precision"] == 1.0                                # one tag, right: precision hides the misses
+    assert (f["pitch"]["clips_right"], f["pitch"]["per_clip"]) == (4, 4 / 6)   # medium x4 untagged + whisper
+    assert script.target_met(f["range"], 0.9) is False and script.target_met(f["range"], 0.5) is True
+    assert script.target_met(f["range"], None) is None
+    md = script.to_markdown({"attributes": f})
+    assert "| range | 66.7 | 4 / 6 | 100.0 | 1 / 1 |" in md and "| 90.0 | **no** |" in md
 
 
 def test_refuses_a_small_corpus_or_the_calibration_corpus(tmp_path):

@@ -137,6 +137,28 @@ def test_deterministic_for_a_seed(corpus, tmp_path):
     assert (tmp_path / "audio/synth" / first).read_bytes() == (out / "audio/synth" / first).read_bytes()
 
 
+@needs_espeak
+def test_unchecked_neutral_range_keeps_what_the_check_drops_and_says_so(corpus, tmp_path):
+    from paraspeechclap.synth.generate import generate_corpus
+
+    out, summary = corpus
+    (tmp_path / "calibration.json").write_bytes((out / "calibration.json").read_bytes())
+    loose = generate_corpus(tmp_path, num_clips=24, seed=3, workers=2, splits=(0.5, 0.15, 0.35), use_mbrola=False,
+                            progress=False, voice_names=VOICES, check_neutral_range=False)
+    assert summary["settings"]["neutral_range_checked"] and not loose["settings"]["neutral_range_checked"]
+    kept = {f: {r["relative_audio_path"]: r for r in _read(out / f)} for f in SPLIT_FILES}
+    kept_loose = {f: {r["relative_audio_path"]: r for r in _read(tmp_path / f)} for f in SPLIT_FILES}
+    assert all(set(kept[f]) <= set(kept_loose[f]) for f in SPLIT_FILES)  # same clips; the check only drops
+    neutral = [r for f in SPLIT_FILES for r in kept[f].values()
+               if r.get("range_level") == "neutral" and r["voice_quality"] == "normal"]
+    assert neutral and loose["kept"] > summary["kept"]  # seed 3: 1 of 5 neutral-range clips measures in the band
+    assert all(r["verification"]["range"] is True for r in neutral)
+    assert all(kept_loose[f][r]["verification"]["range"] is None for f in SPLIT_FILES for r in kept[f]
+               if kept[f][r].get("range_level") == "neutral")
+    assert "--unchecked-neutral-range" in (tmp_path / "CORPUS_CARD.md").read_text()
+    assert "--unchecked-neutral-range" not in (out / "CORPUS_CARD.md").read_text()
+
+
 def _render(voice: str, pitch: int, wpm: int, quality: str = "normal", range_ssml: str | None = None,
             text: str = "The old farmer painted the red door near the station yesterday.",
             data_path=None) -> dict:
@@ -198,6 +220,17 @@ def test_check_row_flags_mismatches():
     whisper = dict(row, voice_quality="whispered", pitch_level=None, range_level=None)
     assert check_row(whisper, dict(good, voiced_fraction=0.6))["voice_quality"][0] is False
     assert check_row(whisper, dict(good, voiced_fraction=0.02))["pitch"][0] is None
+
+
+def test_a_neutral_range_must_measure_between_monotonous_and_singsong_unless_unmeasurable_or_unchecked():
+    row = {"gender": "male", "pitch_level": "medium", "range_level": "neutral", "rate_level": "measured",
+           "voice_quality": "normal", "delivery": "flowing"}
+    m = {"f0_median_hz": 110.0, "rate_syl_per_s": 5.0, "voiced_fraction": 0.7, "jitter": 0.01, "n_pauses": 0}
+    spread = lambda st, r=row, **kw: check_row(r, dict(m, f0_range_st=st), **kw)["range"][0]  # noqa: E731
+    assert [spread(st) for st in (1.9, 2.0, 2.1, 3.4, 3.5, 6.0)] == [False, False, True, True, False, False]
+    assert spread(6.0, neutral_range=False) is None and spread(None) is False  # unchecked; no F0 to check
+    creaky = dict(row, voice_quality="creaky")                                 # flutter: range unmeasurable
+    assert spread(6.0, creaky) is None
 
 
 def test_tags_and_captions_use_paraspeechcaps_words():
