@@ -1,41 +1,27 @@
-"""A small paper-shaped model (the WavLM-Large conv stack under 4 x 256 layers, the fixture's text tower), speech-like
-clips and the centred agreement metric, for the kernels tests that hold whole paths to the stock fp32 reference."""
+"""A small paper-shaped model (the WavLM-Large conv stack under 4 x 256 layers, the fixture's text tower: the
+benchmark harness's ``small`` kind), speech-like clips and the centred agreement metric, for the kernels tests that
+hold whole paths to the stock fp32 reference."""
 from __future__ import annotations
 
-import json
+import importlib
+import sys
+from pathlib import Path
 
 import numpy as np
-import torch
 
-from reference_fixture import FIXTURE
+from paraspeechclap.prompts import DEFAULT_TEMPLATE, fill_template
 
-SMALL_SPEECH = {
-    "model_type": "wavlm", "hidden_size": 256, "num_hidden_layers": 4, "num_attention_heads": 4,
-    "intermediate_size": 1024, "feat_extract_norm": "layer", "conv_bias": False, "do_stable_layer_norm": True,
-    "conv_dim": [512] * 7, "conv_kernel": [10, 3, 3, 3, 3, 2, 2], "conv_stride": [5, 2, 2, 2, 2, 2, 2],
-    "num_conv_pos_embeddings": 128, "num_conv_pos_embedding_groups": 16, "num_buckets": 320,
-    "max_bucket_distance": 800,
-}
-PROMPTS = [f"A person is speaking in a {tag} style." for tag in
-           ["angry", "happy", "sad", "calm", "whispered", "shouted", "fast", "slow", "deep", "high-pitched", "husky"]]
+BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
+if str(BENCHMARKS) not in sys.path:
+    sys.path.insert(0, str(BENCHMARKS))
+H = importlib.import_module("harness")
+
+PROMPTS = [fill_template(DEFAULT_TEMPLATE, tag) for tag in H.STYLE_TAGS[:11]]
 
 
 def small_model(precision: str):
     """The small paper-shaped model, seed 0, prepared on CPU in ``precision`` (never ``auto``)."""
-    from transformers import PreTrainedTokenizerFast
-
-    from paraspeechclap import ParaSpeechCLAP
-    from paraspeechclap.model import ParaSpeechCLAPConfig
-
-    text = json.loads((FIXTURE / "text" / "config.json").read_text())
-    text = {k: text[k] for k in ("model_type", "vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads",
-                                 "intermediate_size", "max_position_embeddings", "type_vocab_size", "pad_token_id")}
-    tokenizer = PreTrainedTokenizerFast(tokenizer_file=str(FIXTURE / "text" / "tokenizer.json"), pad_token="<pad>",
-                                        unk_token="<unk>", bos_token="<s>", eos_token="</s>")
-    torch.manual_seed(0)
-    model = ParaSpeechCLAP(ParaSpeechCLAPConfig(speech_config=dict(SMALL_SPEECH), text_config=text, embedding_dim=64),
-                           tokenizer=tokenizer)
-    return model.prepare_for_inference(device="cpu", precision=precision)
+    return H.build_model("small", precision, seed=0, device="cpu")
 
 
 def clips(count: int = 6, seed: int = 1) -> list[np.ndarray]:
@@ -53,7 +39,5 @@ def clips(count: int = 6, seed: int = 1) -> list[np.ndarray]:
 
 def centred(reference: np.ndarray, other: np.ndarray) -> tuple[float, bool]:
     """Minimum centred cosine to the reference and whether every row's nearest centred reference row is its own."""
-    unit = lambda x: x / np.linalg.norm(x, axis=1, keepdims=True)  # noqa: E731
-    mean = reference.mean(axis=0, keepdims=True)
-    ref, oth = unit(reference - mean), unit(other - mean)
-    return float((ref * oth).sum(axis=1).min()), bool(((oth @ ref.T).argmax(axis=1) == np.arange(len(ref))).all())
+    agreement = H.agreement(reference, other)
+    return agreement["centred_min_cos"], agreement["nn_preserved"]
