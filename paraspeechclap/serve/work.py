@@ -71,12 +71,16 @@ class Work:
         finally:
             self.timing["decode"] = self.timing.get("decode", 0.0) + time.perf_counter() - start
 
+    def timed_out(self, why: str = "") -> ApiError:
+        """The 504 of a request past its deadline (``why``: what it was doing, or that its client left)."""
+        return ApiError(504, "timeout", f"the request did not finish within {self.state.config.request_timeout:g} s"
+                                        f"{why}")
+
     def stop_if_over(self) -> None:
         """Raise (a 504) when the request has ended or passed its deadline: called by work on a model lane between
         its pieces, so that the lane is free again within one piece."""
         if self.over or time.monotonic() > self.deadline:
-            raise ApiError(504, "timeout", f"the request did not finish within {self.state.config.request_timeout:g} s "
-                                           f"(or its client left)")
+            raise self.timed_out(" (or its client left)")
 
     async def run(self, fn: Callable[[], Any], samples: int = 0) -> Any:
         """``fn()`` (decoding ``samples``) on the event loop, in the thread pool, or on the request's model lane
@@ -92,8 +96,7 @@ class Work:
         try:
             return await asyncio.wait_for(run_in_threadpool(fn), max(0.001, self.deadline - time.monotonic()))
         except asyncio.TimeoutError:
-            raise ApiError(504, "timeout", f"the request did not finish within {self.state.config.request_timeout:g} s "
-                                           f"(decoding)") from None
+            raise self.timed_out(" (decoding)") from None
 
     # ------------------------------------------------------------------ jobs on the model worker
     async def embed(self, items: Sequence[Any], after: Callable | None = None) -> Any:
@@ -116,8 +119,7 @@ class Work:
             while not all(w.done() for w in waiting):
                 remaining = self.deadline - time.monotonic()
                 if remaining <= 0:
-                    raise ApiError(504, "timeout", f"the request did not finish within "
-                                                   f"{self.state.config.request_timeout:g} s")
+                    raise self.timed_out()
                 await asyncio.wait([w for w in waiting if not w.done()], timeout=min(POLL, remaining),
                                    return_when=asyncio.FIRST_EXCEPTION)
                 await self.check_client()
@@ -148,7 +150,7 @@ class Work:
         if await self.request.is_disconnected():
             raise ApiError(499, "client_closed", "the client closed the connection")
         if time.monotonic() > self.deadline:
-            raise ApiError(504, "timeout", f"the request did not finish within {self.state.config.request_timeout:g} s")
+            raise self.timed_out()
 
     def cancel(self) -> None:
         for future in self.pending:
