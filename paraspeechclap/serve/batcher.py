@@ -117,6 +117,15 @@ def thread_clock() -> tuple[int, int] | None:
         return None
 
 
+def _start(futures: list[Future]) -> tuple[float, tuple[int, int] | None]:
+    """The jobs' start on each future (``started``, perf_counter), which the request's Server-Timing reads; returns
+    it and the lane thread's clock for :func:`_stamp`."""
+    now, clock = time.perf_counter(), thread_clock()
+    for future in futures:
+        future.started = now
+    return now, clock
+
+
 def _stamp(futures: list[Future], before: tuple[int, int] | None) -> None:
     """The job's end on each future: ``finished`` (perf_counter) and the lane thread's CPU and run-queue time since
     ``before`` (s), which the request turns into Server-Timing phases."""
@@ -332,7 +341,7 @@ class Batcher:
     def _run_call(self, job: _Call) -> None:
         if not job.future.set_running_or_notify_cancel():
             return
-        job.future.started, clock = time.perf_counter(), thread_clock()   # for the request's Server-Timing
+        _, clock = _start([job.future])
         try:
             result = job.fn()
             _stamp([job.future], clock)
@@ -345,9 +354,7 @@ class Batcher:
         if not jobs:
             return
         flat = [item for job in jobs for item in job.items]
-        start, clock = time.perf_counter(), thread_clock()
-        for job in jobs:
-            job.future.started = start
+        start, clock = _start([job.future for job in jobs])
         try:
             results = list(embed_items(self.model, flat, batch_size=self.batch_size))
         except BaseException as err:  # noqa: BLE001 - the whole batch failed: every job learns why
