@@ -32,10 +32,10 @@ def one_setting(model_name: str, threshold_mb: int, clips: int, seconds: float, 
     import harness as H
     from paraspeechclap import ParaSpeechCLAP
     from paraspeechclap.rerank import reward
-    from paraspeechclap.serve.http import _mallopt
+    from paraspeechclap.kernels.malloc import M_TRIM_THRESHOLD, mallopt
 
     model = ParaSpeechCLAP.from_pretrained(model_name, device="cpu")
-    _mallopt(-1, threshold_mb << 20)   # -1: M_TRIM_THRESHOLD
+    mallopt(M_TRIM_THRESHOLD, threshold_mb << 20)
     rng = np.random.default_rng(0)
     audio = []
     for _ in range(clips):

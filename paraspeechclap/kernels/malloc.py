@@ -7,8 +7,18 @@ import os
 import sys
 
 MALLOC_ENV = "PARASPEECHCLAP_MALLOC"  # "0": leave glibc's malloc settings alone
-_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameter numbers
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD, M_ARENA_MAX = -1, -3, -8  # glibc's mallopt parameter numbers
 MMAP_THRESHOLD_BYTES = 32 << 20  # the ceiling of glibc's own dynamic mmap threshold on 64-bit
+
+
+def mallopt(parameter: int, value: int) -> bool:
+    """glibc's ``mallopt(parameter, value)``; False where it is not available (not Linux, musl and other libcs)."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        return bool(ctypes.CDLL("libc.so.6").mallopt(parameter, int(value)))
+    except (OSError, AttributeError):
+        return False
 
 
 @functools.lru_cache(maxsize=1)
@@ -16,14 +26,9 @@ def keep_freed_blocks() -> bool:
     """Set glibc's thresholds where it gets by itself after freeing a 32 MB block (once, process-wide); False if not."""
     # until glibc gets there every tensor over 128 KB is a fresh mmap whose pages fault in on first touch, and whether
     # it gets there depends on what happened to be freed before; PARASPEECHCLAP_MALLOC=0 leaves malloc alone
-    if os.environ.get(MALLOC_ENV, "1").strip() == "0" or not sys.platform.startswith("linux"):
+    if os.environ.get(MALLOC_ENV, "1").strip() == "0":
         return False
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        return bool(libc.mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES)) and bool(
-            libc.mallopt(_M_TRIM_THRESHOLD, 2 * MMAP_THRESHOLD_BYTES))
-    except (OSError, AttributeError):  # musl and other libcs have no mallopt
-        return False
+    return mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES) and mallopt(M_TRIM_THRESHOLD, 2 * MMAP_THRESHOLD_BYTES)
 
 
 def release_freed_memory() -> bool:

@@ -14,7 +14,7 @@ from typing import Callable
 
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from ..kernels.malloc import release_freed_memory
+from ..kernels.malloc import M_ARENA_MAX, mallopt, release_freed_memory
 from .admission import Budget
 from .config import MB, ServeConfig
 from .errors import ApiError, error_response
@@ -36,19 +36,7 @@ def limit_malloc_arenas(count: int = MALLOC_ARENAS) -> bool:
     """Cap glibc's malloc arenas (``mallopt(M_ARENA_MAX)``; call before threads start): with one arena per busy
     thread, each holding the freed remains of large bodies, a server's RSS grows with its thread count. The trim
     threshold stays where the engine sets it: lowering it faults the towers' blocks in afresh on every forward pass."""
-    return _mallopt(-8, count)   # -8: M_ARENA_MAX
-
-
-def _mallopt(parameter: int, value: int) -> bool:
-    import ctypes
-    import sys
-
-    if not sys.platform.startswith("linux"):
-        return False
-    try:
-        return bool(ctypes.CDLL("libc.so.6").mallopt(parameter, int(value)))
-    except (OSError, AttributeError):  # musl and other libcs have no mallopt
-        return False
+    return mallopt(M_ARENA_MAX, count)
 
 
 def body_budget(config: ServeConfig) -> Budget:
