@@ -8,7 +8,7 @@ import io
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Sequence, Tuple, Union
+from typing import Callable, Iterator, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -218,16 +218,21 @@ def stream_audio(source: AudioInput, sampling_rate: int = TARGET_SAMPLE_RATE, na
 
 
 def load_audio(source: AudioInput, sampling_rate: int = TARGET_SAMPLE_RATE, name: str | None = None,
-               block_seconds: float = BLOCK_SECONDS) -> np.ndarray:
+               block_seconds: float = BLOCK_SECONDS, stop: Callable[[], None] | None = None) -> np.ndarray:
     """Decode ``source`` (path, bytes or ``(array, rate)``) to mono float32 at ``sampling_rate``.
 
     Channels are averaged; resampling uses soxr (HQ). Files are streamed in blocks of ``block_seconds`` at their
-    own rate, so memory holds the 16 kHz mono result, not the whole file at 48 kHz stereo. Raises
-    :class:`AudioError` for unreadable, empty or non-finite audio. Silence is valid.
+    own rate, so memory holds the 16 kHz mono result, not the whole file at 48 kHz stereo; ``stop()``, if given, is
+    called after each block and may raise to end the decoding early. Raises :class:`AudioError` for unreadable,
+    empty or non-finite audio. Silence is valid.
     """
     name = name or describe(source)
     if not isinstance(source, tuple):
-        pieces = list(stream_audio(source, sampling_rate, name, block_seconds))
+        pieces = []
+        for block in stream_audio(source, sampling_rate, name, block_seconds):
+            pieces.append(block)
+            if stop is not None:
+                stop()
         return np.ascontiguousarray(np.concatenate(pieces), dtype=np.float32)
     array, rate = _array_input(source, name)
     array = _mono(array)

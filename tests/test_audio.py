@@ -177,3 +177,19 @@ def test_blocks_are_bounded_in_bytes_and_normal_files_keep_their_blocks(tmp_path
 
     expected = soxr.resample(data.mean(axis=1, dtype=np.float32), 192_000, 16000, quality="HQ")
     np.testing.assert_allclose(np.concatenate(blocks), expected, atol=1e-4)   # streamed = resampled whole
+
+
+def test_load_audio_stops_between_blocks_when_asked(tmp_path):
+    """``stop()`` runs after each decoded block (the server's way to free a lane once a request is over)."""
+    path = tmp_path / "long.wav"
+    sf.write(path, np.zeros(16000 * 50, np.float32), 16000)   # 50 s: three 20 s blocks
+    calls = []
+
+    def stop():
+        calls.append(1)
+        raise TimeoutError("over")
+
+    with pytest.raises(TimeoutError):
+        load_audio(path, stop=stop)
+    assert len(calls) == 1
+    assert len(load_audio(path, stop=lambda: calls.append(1))) == 16000 * 50 and len(calls) == 4

@@ -201,7 +201,7 @@ def decode(model: Any, source: bytes | str, max_seconds: float, where: str = "au
     """Decoded 16 kHz mono ``(wave, rate)`` as the engine reads it; corrupt or too long audio is a 4xx (a file whose
     header already says it is too long is refused before it is decoded). ``stop()`` is called after each decoded
     block and may raise (the request is over: its thread is free again within one block)."""
-    from ..audio import describe, file_seconds, stream_audio
+    from ..audio import describe, file_seconds, load_audio
 
     try:
         seconds = file_seconds(source)
@@ -209,12 +209,8 @@ def decode(model: Any, source: bytes | str, max_seconds: float, where: str = "au
             raise ApiError(413, "audio_too_long", f"{where} lasts {seconds:.1f} s; the limit is {max_seconds:g} s")
         if stop is None:
             wave = model.engine.decode(source)
-        else:   # the engine's decoding (load_audio: its blocks joined, then its length checked), block by block
-            blocks = []
-            for block in stream_audio(source, int(model.engine.sampling_rate), describe(source)):
-                blocks.append(block)
-                stop()
-            wave = np.ascontiguousarray(np.concatenate(blocks), dtype=np.float32)
+        else:   # the engine's decoding (load_audio, then its length checked), stoppable between blocks
+            wave = load_audio(source, int(model.engine.sampling_rate), describe(source), stop=stop)
             model.engine.check_length(wave, describe(source))
     except ApiError:
         raise
