@@ -18,7 +18,8 @@ def check_template(template: object) -> str:
         raise ValueError(f"a template must be a string, got {type(template).__name__}")
     if template.count(SLOT) != 1:
         raise ValueError(f"a template must contain exactly one '{{}}' where the label goes, got {template[:80]!r}")
-    if "{" in template.replace(SLOT, "", 1) or "}" in template.replace(SLOT, "", 1):
+    rest = template.replace(SLOT, "", 1)
+    if "{" in rest or "}" in rest:
         # a format field ({0}, {x:>10}, {{) is a str.format habit: refused, not kept as silent text in the prompt
         raise ValueError(f"a template may hold no braces besides its one '{{}}' (format fields are not filled), "
                          f"got {template[:80]!r}")
