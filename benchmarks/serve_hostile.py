@@ -224,11 +224,12 @@ class Normal:
 
 
 class Sampler(threading.Thread):
-    """The server's RSS every 0.2 s and the latency of /health every 0.5 s, until stopped."""
+    """The server's RSS (its model process included) every 0.2 s and the latency of /health every 0.5 s, until
+    stopped."""
 
-    def __init__(self, pid: int, port: int):
+    def __init__(self, pids: list[int], port: int):
         super().__init__(daemon=True)
-        self.pid, self.port = pid, port
+        self.pids, self.port = pids, port
         self.rss: list[float] = []
         self.health: list[tuple[int, float]] = []
         self.stopped = threading.Event()
@@ -238,7 +239,7 @@ class Sampler(threading.Thread):
 
         tick = 0
         while not self.stopped.wait(0.2):
-            self.rss.append(rss_mb(self.pid))
+            self.rss.append(sum(rss_mb(pid) for pid in self.pids))
             tick += 1
             if tick % 3 == 0:
                 self.health.append(request(self.port, b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n"
@@ -254,6 +255,12 @@ def cpu_seconds(pid: int) -> float:
     except OSError:
         return float("nan")
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def server_pids(process, health: dict) -> list[int]:
+    """The server's process and, when its forward passes run in a process of their own, that one."""
+    child = (health.get("model_process") or {}).get("pid")
+    return [process.pid] + ([int(child)] if child else [])
 
 
 def percentile(values, q: float) -> float:
@@ -342,7 +349,8 @@ def measure(process, port: int, args, health: dict) -> dict:
 
     normal = Normal(port)
     normal.run(count=20)                                   # warm-up: text cache, allocator, first batches
-    sampler = Sampler(process.pid, port)
+    pids = server_pids(process, health)
+    sampler = Sampler(pids, port)
     sampler.start()
     normal.phases.clear()
     idle = normal.run(count=args.idle_requests)
@@ -356,7 +364,7 @@ def measure(process, port: int, args, health: dict) -> dict:
         import resource
 
         children = resource.getrusage(resource.RUSAGE_CHILDREN)
-        server_cpu, attack_start = cpu_seconds(process.pid), time.perf_counter()
+        server_cpu, attack_start = [cpu_seconds(pid) for pid in pids], time.perf_counter()
         attacker = subprocess.Popen([sys.executable, __file__, "--hostile", str(port), str(args.seconds),
                                      json.dumps(health["limits"]), str(records_file), args.only or " "])
         time.sleep(2.0)                                    # the attackers' payloads are built and sent
@@ -365,7 +373,8 @@ def measure(process, port: int, args, health: dict) -> dict:
         attacked = normal.run(until=time.perf_counter() + args.seconds - 2.0)
         attacker.wait(args.seconds + 200)
         after_children = resource.getrusage(resource.RUSAGE_CHILDREN)
-        cpu = {"wall_s": time.perf_counter() - attack_start, "server_s": cpu_seconds(process.pid) - server_cpu,
+        used = [cpu_seconds(pid) - before for pid, before in zip(pids, server_cpu)]
+        cpu = {"wall_s": time.perf_counter() - attack_start, "server_s": sum(used), "model_process_s": sum(used[1:]),
                "attackers_s": (after_children.ru_utime + after_children.ru_stime
                                - children.ru_utime - children.ru_stime)}
         records = json.loads(records_file.read_text()) if records_file.is_file() else []
@@ -429,8 +438,10 @@ def cpu_line(result: dict) -> str:
     cpu, count = result.get("cpu"), result.get("hostile_requests", 0)
     if not cpu:
         return ""
+    model = (f", of which its model process {cpu['model_process_s']:.1f} s"
+             if cpu.get("model_process_s") else "")
     return (f"CPU during the attack ({cpu['wall_s']:.0f} s): server {cpu['server_s']:.1f} s "
-            f"({cpu['server_s'] / cpu['wall_s']:.2f} cores), attackers {cpu['attackers_s']:.1f} s "
+            f"({cpu['server_s'] / cpu['wall_s']:.2f} cores{model}), attackers {cpu['attackers_s']:.1f} s "
             f"({cpu['attackers_s'] / cpu['wall_s']:.2f} cores); {count / cpu['wall_s']:.0f} hostile requests/s, "
             f"{1000 * cpu['server_s'] / max(count, 1):.2f} ms of server CPU each (normal requests included).")
 

@@ -27,10 +27,12 @@ __all__ = ["create_app", "attribute_table"]
 SWITCH_INTERVAL = 0.001
 
 
-def create_app(model: Any, config: ServeConfig | None = None, index: Any = None) -> FastAPI:
+def create_app(model: Any, config: ServeConfig | None = None, index: Any = None, spec: Any = None) -> FastAPI:
     """The service around one loaded :class:`paraspeechclap.ParaSpeechCLAP` (and optionally an index); raises
-    ValueError for an index that holds another model's embeddings."""
-    state = ServeState(model, config or ServeConfig(), index)
+    ValueError for an index that holds another model's embeddings. With ``spec`` (the :class:`ModelSpec` it was
+    loaded from) and ``config.model_process``, the forward passes run in a process of their own
+    (:mod:`.modelproc`)."""
+    state = ServeState(model, config or ServeConfig(), index, spec=spec)
 
     @asynccontextmanager
     async def lifespan(app):
@@ -51,7 +53,7 @@ def create_app(model: Any, config: ServeConfig | None = None, index: Any = None)
                   docs_url=None, redoc_url=None, lifespan=lifespan)
     app.state.serve = state
     app.state.batcher, app.state.metrics, app.state.config, app.state.model = (state.batcher, state.metrics,
-                                                                               state.config, model)
+                                                                               state.config, state.model)
     app.add_middleware(Guard, metrics=state.metrics, config=state.config, budget=state.body_budget,
                        health=state.health)
     install_handlers(app)

@@ -117,19 +117,19 @@ def thread_clock() -> tuple[int, int] | None:
         return None
 
 
-def _start(futures: list[Future]) -> tuple[float, tuple[int, int] | None]:
+def _start(futures: list[Future], clock: Callable = thread_clock) -> tuple[float, tuple[int, int] | None]:
     """The jobs' start on each future (``started``, perf_counter), which the request's Server-Timing reads; returns
-    it and the lane thread's clock for :func:`_stamp`."""
-    now, clock = time.perf_counter(), thread_clock()
+    it and the lane thread's ``clock()`` for :func:`_stamp`."""
+    now, clock = time.perf_counter(), clock()
     for future in futures:
         future.started = now
     return now, clock
 
 
-def _stamp(futures: list[Future], before: tuple[int, int] | None) -> None:
+def _stamp(futures: list[Future], before: tuple[int, int] | None, clock: Callable = thread_clock) -> None:
     """The job's end on each future: ``finished`` (perf_counter) and the lane thread's CPU and run-queue time since
     ``before`` (s), which the request turns into Server-Timing phases."""
-    after, now = thread_clock(), time.perf_counter()
+    after, now = clock(), time.perf_counter()
     for future in futures:
         future.finished = now
         if before is not None and after is not None:
@@ -173,6 +173,8 @@ class Batcher:
         if max_batch_items < 1 or max_queue_items < 1 or max_wait_ms < 0 or max_batch_seconds <= 0:
             raise ValueError("max_batch_items, max_queue_items and max_batch_seconds must be positive, max_wait_ms >= 0")
         self.model = model
+        # the lane's clock: a model in another process adds the time its forward passes took there
+        self.clock = getattr(model, "thread_clock", None) or thread_clock
         self.max_batch_items, self.max_wait = int(max_batch_items), float(max_wait_ms) / 1000.0
         self.max_batch_seconds, self.max_queue_cost = float(max_batch_seconds), float(max_queue_cost)
         self.max_queue_items, self.batch_size = int(max_queue_items), batch_size
@@ -341,10 +343,10 @@ class Batcher:
     def _run_call(self, job: _Call) -> None:
         if not job.future.set_running_or_notify_cancel():
             return
-        _, clock = _start([job.future])
+        _, clock = _start([job.future], self.clock)
         try:
             result = job.fn()
-            _stamp([job.future], clock)
+            _stamp([job.future], clock, self.clock)
             job.future.set_result(result)
         except BaseException as err:  # noqa: BLE001 - handed to the request
             job.future.set_exception(err)
@@ -354,7 +356,7 @@ class Batcher:
         if not jobs:
             return
         flat = [item for job in jobs for item in job.items]
-        start, clock = _start([job.future for job in jobs])
+        start, clock = _start([job.future for job in jobs], self.clock)
         try:
             results = list(embed_items(self.model, flat, batch_size=self.batch_size))
         except BaseException as err:  # noqa: BLE001 - the whole batch failed: every job learns why
@@ -363,7 +365,7 @@ class Batcher:
                 job.future.set_exception(err)
             return
         took = time.perf_counter() - start
-        _stamp([job.future for job in jobs], clock)
+        _stamp([job.future for job in jobs], clock, self.clock)
         self.metrics.batch(len(flat), sum(1 for r in results if not r.ok), took)
         audio = sum(job.seconds for job in jobs)
         if took > 0 and audio > 0:

@@ -25,6 +25,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         if option.name == "allowed_hosts":
             parser.add_argument(flag, default="", help=option.metadata["help"])
             continue
+        if isinstance(default, bool):
+            parser.add_argument(flag, dest=option.name, action=argparse.BooleanOptionalAction, default=default,
+                                help=f"{option.metadata['help']} (default {'on' if default else 'off'})")
+            continue
         kind = type(default) if default is not None else str
         shown = default / scale if scale != 1 else default
         parser.add_argument(flag, dest=option.name, type=float if scale != 1 else kind, default=shown,
@@ -101,11 +105,15 @@ def run(args: argparse.Namespace) -> int:
         print(f"warning: listening on {args.host} without a token: anyone who can reach it can use it "
               "(give --token or PARASPEECHCLAP_TOKEN)", file=sys.stderr)
     index = load_index(args.index) if args.index else None
-    model = ModelSpec.from_args(args).load()
+    spec = ModelSpec.from_args(args)
+    model = spec.load()
     try:
-        app = create_app(model, config, index=index)
+        app = create_app(model, config, index=index, spec=spec)
     except ValueError as err:
         print(f"error: --index {args.index}: {err}", file=sys.stderr)
+        return 2
+    except RuntimeError as err:   # the model process could not load the model
+        print(f"error: {err}", file=sys.stderr)
         return 2
     print(f"serving {model.provenance()['model']} on http://{args.host}:{args.port}/ (API docs at /docs)",
           file=sys.stderr)

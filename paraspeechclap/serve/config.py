@@ -43,6 +43,10 @@ class ServeConfig:
     bulk_nice: int = _opt(0, "--bulk-nice", "CPU priority (nice) of the bulk lane's thread, e.g. 10: the event loop "
                           "and the express lane go first when cores are short (on a shared machine the bulk lane then "
                           "waits behind every other process too)")
+    model_process: bool = _opt(True, "--model-process", "run the forward passes in a process of their own, so that "
+                               "the event loop and the model never wait for each other's GIL (the server then holds "
+                               "two copies of the model); --no-model-process keeps them in the server's process",
+                               group="model")
     chunk_seconds: float = _opt(6.0, "--chunk-seconds", "work per model job: a request is cut into chunks of about "
                                 "this many seconds of audio, checked for timeout and disconnect between chunks")
     # cost of one request
@@ -104,14 +108,22 @@ def options() -> list:
     return [f for f in fields(ServeConfig) if f.metadata.get("flag")]
 
 
+def _shown(default, scale: float) -> str:
+    if isinstance(default, bool):
+        return "on" if default else "off"
+    if default in (None, ()):
+        return "none"
+    if scale != 1:
+        return f"{default / scale:g} MiB"
+    return f"{default:g}" if isinstance(default, (int, float)) else str(default)
+
+
 def limits_table() -> str:
     """The Markdown table of every option and its default, as docs/serve.md shows it (a test keeps them equal)."""
     rows = ["| option | default | what it bounds |", "|---|---|---|"]
     for option in fields(ServeConfig):
         meta, default = option.metadata, option.default
-        scale = meta["scale"]
-        shown = "none" if default in (None, ()) else f"{default / scale:g} MiB" if scale != 1 else f"{default:g}" \
-            if isinstance(default, (int, float)) else str(default)
+        shown = _shown(default, meta["scale"])
         flag = f"`{meta['flag']}`" if meta.get("flag") else "(Python only)"
         rows.append(f"| {flag} (`{option.name}`) | {shown} | {meta['help']} |")
     return "\n".join(rows)

@@ -51,31 +51,42 @@ class ServeState:
     config: ServeConfig
     index: Any = None
     metrics: Metrics = field(default_factory=Metrics)
+    spec: Any = None     # the ModelSpec the model was loaded from: what a model process loads
 
     def __post_init__(self) -> None:
         c = self.config
-        self.batcher = Batcher(self.model, c.max_batch_items, c.max_wait_ms, c.max_queue_items, c.batch_size,
-                               self.metrics, max_batch_seconds=c.max_batch_seconds, max_queue_cost=c.max_queue_cost,
-                               express_cost=c.express_cost, timeout=c.request_timeout, bulk_nice=c.bulk_nice)
-        self.body_budget = body_budget(c)
-        self.audio_budget = Budget("decoded-audio memory", c.max_audio_memory, "bytes")
         self.provenance = self.model.provenance()
         self.logit_scale = float(self.model.logit_scale)
         self.dim = int(self.model.config.embedding_dim)
         self.table_name, self.attributes = attribute_table(self.model)
         self.index_attributes, self.roots = self.attributes, []
         if self.index is not None:
-            meta = getattr(self.index, "meta", None) or {}
-            from ..index.core import model_mismatch
+            self._check_index()
+        self.process = None
+        if c.model_process and self.spec is not None:   # started last: nothing above may fail and leave it behind
+            from .modelproc import ModelProcess, RemoteModel
 
-            problem = model_mismatch(meta, self.provenance, self.dim) if meta.get("model") else None
-            if problem is not None:
-                raise ValueError(problem)
-            table = (meta.get("attributes") or {}).get("attributes")
-            if isinstance(table, dict):
-                self.index_attributes = {name: list(spec.get("classes", spec) if isinstance(spec, dict) else spec)
-                                         for name, spec in table.items()}
-            self.roots = corpus_roots(self.index)
+            self.process = ModelProcess(self.spec)
+            self.model = RemoteModel(self.model, self.process)
+        self.batcher = Batcher(self.model, c.max_batch_items, c.max_wait_ms, c.max_queue_items, c.batch_size,
+                               self.metrics, max_batch_seconds=c.max_batch_seconds, max_queue_cost=c.max_queue_cost,
+                               express_cost=c.express_cost, timeout=c.request_timeout, bulk_nice=c.bulk_nice)
+        self.body_budget = body_budget(c)
+        self.audio_budget = Budget("decoded-audio memory", c.max_audio_memory, "bytes")
+
+    def _check_index(self) -> None:
+        """Refuse an index of another model's embeddings; take its attribute table and the corpus' folders."""
+        meta = getattr(self.index, "meta", None) or {}
+        from ..index.core import model_mismatch
+
+        problem = model_mismatch(meta, self.provenance, self.dim) if meta.get("model") else None
+        if problem is not None:
+            raise ValueError(problem)
+        table = (meta.get("attributes") or {}).get("attributes")
+        if isinstance(table, dict):
+            self.index_attributes = {name: list(spec.get("classes", spec) if isinstance(spec, dict) else spec)
+                                     for name, spec in table.items()}
+        self.roots = corpus_roots(self.index)
 
     def health(self) -> dict:
         """What ``/health`` answers: status, provenance, queue, memory in use and limits (never the token)."""
@@ -86,8 +97,11 @@ class ServeState:
                           "lanes": {lane.name: {"cost_in_flight": round(lane.cost, 3), "depth": len(lane.heap),
                                                 "rate": round(lane.rate, 1)} for lane in batcher.lanes.values()}},
                 "memory": {"bodies": int(self.body_budget.used), "audio": int(self.audio_budget.used)},
+                "model_process": self.process.health() if self.process is not None else None,
                 "index": self.index is not None, "auth": c.token is not None, "limits": c.public(),
                 "attributes": self.table_name}
 
     def close(self) -> None:
         self.batcher.close()
+        if self.process is not None:
+            self.process.close()

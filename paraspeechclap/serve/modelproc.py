@@ -1,0 +1,258 @@
+"""The model in a process of its own, so that the event loop and the forward passes never share a GIL.
+
+Under a flood of requests the event loop holds the GIL most of the time, and a forward pass in the same process
+waits for it between every operator (the score's p99 grew tenfold under attack, half of it GIL wait). Here the
+front process keeps a copy of the model for what is cheap (decoding, provenance, the attribute table) and
+:class:`ModelProcess` runs every forward pass in a child process that loaded the same :class:`ModelSpec`: each
+thread of the front (a model lane) gets its own connection, answered by a thread of its own in the child, so the two
+lanes still run side by side. The child dies with the front (``PR_SET_PDEATHSIG``); a child that died (killed,
+out of memory) fails the jobs it held with a 503 and is started again for the next ones.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import pickle
+import select
+import subprocess
+import sys
+import threading
+from multiprocessing.connection import Client, Listener
+from typing import Any, Iterator, Sequence
+
+from .batcher import thread_clock
+from .errors import ApiError
+
+log = logging.getLogger(__name__)
+
+START_TIMEOUT = 600.0   # seconds a model may take to load in the child (a first download of the paper-size model)
+# what the front may ask of the child: the forward passes and what is built on them, never anything else
+OPS = ("embed_many", "embed_audio", "embed_text", "embed_prompts", "classify_embeddings")
+
+
+# ---------------------------------------------------------------------------------------------- the child process
+def main() -> None:
+    """The child: ``(spec, authkey, parent pid)`` pickled on stdin; ``("ready", address)`` or ``("error", why)``
+    pickled on stdout; then every connection answered on a thread of its own. Started with ``python -m`` rather
+    than multiprocessing's spawn, which would import the user's ``__main__`` again."""
+    from ..lifetime import die_with_parent
+
+    spec, authkey, parent = pickle.load(sys.stdin.buffer)
+    die_with_parent(parent)
+    reply = sys.stdout.buffer
+    sys.stdout = sys.stderr   # a library that prints must not write into the reply
+    try:
+        model = spec.load()
+        listener = Listener(_address(), family="AF_UNIX", authkey=authkey)
+    except BaseException as err:  # noqa: BLE001 - the front reports why the model did not load
+        pickle.dump(("error", f"{type(err).__name__}: {err}"), reply)
+        reply.flush()
+        return
+    pickle.dump(("ready", listener.address), reply)
+    reply.flush()
+    while True:
+        try:
+            conn = listener.accept()
+        except OSError:   # a connection that failed its handshake: wait for the next
+            continue
+        threading.Thread(target=_answer, args=(model, conn), daemon=True, name="paraspeechclap-model-ops").start()
+
+
+def _address() -> str | None:
+    """An abstract socket on Linux (no file to leave behind if the child is killed), else a temporary file's."""
+    return f"\0paraspeechclap-model-{os.getpid()}-{os.urandom(8).hex()}" if sys.platform.startswith("linux") else None
+
+
+def _answer(model: Any, conn: Any) -> None:
+    """One front thread's requests, in order: ``(op, args, kwargs)`` -> ``(status, result, (cpu_ns, runq_ns))``."""
+    while True:
+        try:
+            op, args, kwargs = conn.recv()
+        except (EOFError, OSError):
+            return
+        before = thread_clock()
+        try:
+            reply = ("ok", _run(model, op, args, kwargs))
+        except Exception as err:  # noqa: BLE001 - handed to the request that asked
+            reply = ("error", _portable(err))
+        after = thread_clock()
+        clock = (after[0] - before[0], after[1] - before[1]) if before and after else None
+        try:
+            conn.send((*reply, clock))
+        except (OSError, ValueError):
+            return
+        except Exception as err:  # noqa: BLE001 - a result that does not pickle
+            conn.send(("error", RuntimeError(f"the result of {op} could not be sent: {err}"), clock))
+
+
+def _run(model: Any, op: str, args: tuple, kwargs: dict) -> Any:
+    if op not in OPS:
+        raise ValueError(f"not an operation of the model process: {op!r}")
+    if op == "embed_many":
+        from ..inference import embed_items
+
+        return list(embed_items(model, *args, **kwargs))
+    return getattr(model, op)(*args, **kwargs)
+
+
+def _portable(err: Exception) -> Exception:
+    """``err`` itself when it survives a pickle round trip (a ValueError about a template, an AudioError), else a
+    RuntimeError with its words."""
+    try:
+        pickle.loads(pickle.dumps(err))
+        return err
+    except Exception:  # noqa: BLE001
+        return RuntimeError(f"{type(err).__name__}: {err}")
+
+
+# ---------------------------------------------------------------------------------------------- the front's side
+class ModelProcess:
+    """The child process and the front threads' connections to it (one per thread, made on first use)."""
+
+    def __init__(self, spec: Any, start_timeout: float = START_TIMEOUT):
+        self.spec, self.start_timeout = spec, float(start_timeout)
+        self.restarts, self.generation, self.closed = 0, 0, False
+        self._lock = threading.Lock()
+        self._local = threading.local()
+        self._start()
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def _start(self) -> None:
+        self.authkey = os.urandom(32)
+        self.process = subprocess.Popen([sys.executable, "-m", __name__], stdin=subprocess.PIPE,
+                                        stdout=subprocess.PIPE)
+        try:
+            pickle.dump((self.spec, self.authkey, os.getpid()), self.process.stdin)
+            self.process.stdin.close()
+            if not _readable(self.process.stdout, self.start_timeout):
+                raise RuntimeError(f"the model process did not load {self.spec.source} within "
+                                   f"{self.start_timeout:g} s")
+            status, payload = pickle.load(self.process.stdout)
+        except (EOFError, OSError, pickle.UnpicklingError):
+            self.process.kill()
+            raise RuntimeError(f"the model process exited while loading {self.spec.source} "
+                               f"(exit code {self.process.wait()})") from None
+        except BaseException:
+            self.process.kill()
+            self.process.wait()
+            raise
+        finally:
+            self.process.stdout.close()
+        if status != "ready":
+            self.process.wait(5)
+            raise RuntimeError(f"the model process could not load {self.spec.source}: {payload}")
+        self.address, self.generation = payload, self.generation + 1
+
+    def _connection(self) -> Any:
+        local = self._local
+        if getattr(local, "generation", None) != self.generation:
+            if getattr(local, "conn", None) is not None:
+                local.conn.close()
+            local.conn, local.generation = Client(self.address, family="AF_UNIX", authkey=self.authkey), \
+                self.generation
+        return local.conn
+
+    def call(self, op: str, *args: Any, **kwargs: Any) -> Any:
+        """``op`` on the child's model, from this thread; a 503 when the child died meanwhile (it is restarted)."""
+        try:
+            with self._lock:
+                conn = self._connection()
+            conn.send((op, args, kwargs))
+            status, payload, clock = conn.recv()
+        except (EOFError, OSError) as err:
+            self._local.generation = None
+            self._restart()
+            why = f"{type(err).__name__}: {err}" if str(err) else "it exited"
+            raise ApiError(503, "model_restarted", f"the model process stopped during this request ({why}); it has "
+                                                   "been started again: retry") from None
+        if clock is not None:
+            cpu, runq = getattr(self._local, "clock", (0, 0))
+            self._local.clock = (cpu + clock[0], runq + clock[1])
+        if status == "error":
+            raise payload
+        return payload
+
+    def _restart(self) -> None:
+        with self._lock:
+            if self.closed or self.alive():
+                return
+            log.error("the model process %s exited (code %s): starting another", self.process.pid,
+                      self.process.returncode)
+            self.restarts += 1
+            self._start()
+
+    def thread_clock(self) -> tuple[int, int] | None:
+        """This thread's CPU and run-queue time (ns) plus its requests' in the child: what a model job cost."""
+        local = thread_clock()
+        if local is None:
+            return None
+        cpu, runq = getattr(self._local, "clock", (0, 0))
+        return local[0] + cpu, local[1] + runq
+
+    def health(self) -> dict:
+        return {"pid": self.process.pid, "alive": self.alive(), "restarts": self.restarts}
+
+    def close(self, timeout: float = 5.0) -> None:
+        with self._lock:
+            self.closed = True
+        self.process.terminate()
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(timeout)
+
+
+def _readable(stream: Any, timeout: float) -> bool:
+    return bool(select.select([stream], [], [], timeout)[0])
+
+
+class _RemoteEngine:
+    """The local engine (decoding, lengths, windows), with its bulk loop run in the model process."""
+
+    def __init__(self, engine: Any, process: ModelProcess):
+        self._engine, self._process = engine, process
+
+    def embed_many(self, items: Sequence[Any], batch_size: int | None = None, progress: bool = False,
+                   total: int | None = None) -> Iterator[Any]:
+        return iter(self._process.call("embed_many", list(items), batch_size=batch_size))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._engine, name)
+
+
+class RemoteModel:
+    """The front's model: its forward passes in :class:`ModelProcess`, everything else (provenance, config,
+    decoding) from the local copy."""
+
+    def __init__(self, model: Any, process: ModelProcess):
+        self._model, self.process = model, process
+        self.engine = _RemoteEngine(model.engine, process)
+
+    def embed_audio(self, *args: Any, **kwargs: Any) -> Any:
+        return self.process.call("embed_audio", *args, **kwargs)
+
+    def embed_text(self, *args: Any, **kwargs: Any) -> Any:
+        return self.process.call("embed_text", *args, **kwargs)
+
+    def embed_prompts(self, *args: Any, **kwargs: Any) -> Any:
+        return self.process.call("embed_prompts", *args, **kwargs)
+
+    def classify_embeddings(self, *args: Any, **kwargs: Any) -> Any:
+        return self.process.call("classify_embeddings", *args, **kwargs)
+
+    def thread_clock(self) -> tuple[int, int] | None:
+        return self.process.thread_clock()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._model, name)
+
+
+if __name__ == "__main__":
+    main()
