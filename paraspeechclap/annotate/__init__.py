@@ -16,7 +16,7 @@ def annotate(inputs, out, model: str = "mini", engine: str = "local", workers: i
              shard_size: int = 1000, embedding_dtype: str = "float32", device: str | None = None,
              precision: str = "auto", batch_size: int | None = None, captions: bool = True,
              attributes: str | None = None, audio_root: str | None = None, address: str | None = None,
-             threads: int | None = None, quiet: bool = True, split: str = "train", **model_options: Any) -> dict:
+             threads: int | None = None, quiet: bool = True, split: str | None = None, **model_options: Any) -> dict:
     """Annotate ``inputs`` (folders, files, manifests) into the folder ``out``; finished shards are skipped.
     ``threads``: torch threads per worker (default: the cores split between the workers); ``split``: the split of
     rows that do not name one (and of a Hugging Face dataset input)."""

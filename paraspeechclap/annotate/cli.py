@@ -24,8 +24,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-captions", action="store_true", help="leave the caption column empty")
     parser.add_argument("--attributes", default=None, help="attribute table JSON (default: the model family's own)")
     parser.add_argument("--audio-root", default=None, help="root that manifest audio paths are relative to")
-    parser.add_argument("--split", default="train",
-                        help="split of rows that do not name one in a 'split' field, and of a Hugging Face dataset input")
+    parser.add_argument("--split", default=None,
+                        help="split of rows that do not name one in a 'split' field, and of a Hugging Face dataset input "
+                             "(default: the split a manifest's file name names, as test.jsonl or dev.csv, else train)")
     parser.add_argument("--quiet", action="store_true", help="no progress lines")
     ModelSpec.add_arguments(parser)
 

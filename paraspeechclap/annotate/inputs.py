@@ -6,8 +6,10 @@ or the manifest's folder), POSIX-style; a path outside the root keeps its absolu
 the absolute path of the file as the reader resolved it (the audio itself is never copied or rewritten).
 
 Split rule: a row's own ``split`` field (a name of letters, digits, ``_`` and ``.``: what Hugging Face accepts),
-else the job's split (the split of a dataset input, ``train`` by default); a ``split`` that is not a name makes the
-row an error row. Every other field of a manifest row is carried to the output (:attr:`InputRow.fields`).
+else the job's split when one is given, else the split its manifest's file name names by Hugging Face datasets'
+keywords (``test.jsonl``, ``dev.csv``, ``valid_rows.parquet``), else ``train`` (also the split read from a dataset
+input); a ``split`` that is not a name makes the row an error row. Every other field of a manifest row is carried
+to the output (:attr:`InputRow.fields`).
 """
 from __future__ import annotations
 
@@ -63,13 +65,31 @@ def clip_id(fields: dict, audio: str | None, root: Path | None, ref: str) -> str
     return path.as_posix()
 
 
-def plan_rows(inputs, audio_root: str | None = None, split: str = "train") -> list[InputRow]:
+def split_named_by(path: str | os.PathLike) -> str | None:
+    """The split a manifest file's name names, by Hugging Face datasets' keywords (``test``, ``dev``, ``valid``,
+    ``training`` ... as words of the name), else None."""
+    from datasets.data_files import SPLIT_KEYWORDS
+
+    words = set(re.split(r"[-._ \d]+", Path(path).name.lower()))
+    return next((str(split) for split, keywords in SPLIT_KEYWORDS.items() if words & set(keywords)), None)
+
+
+def _rows(inputs, audio_root: str | None, split: str | None):
+    """``(row, the split of rows that name none)`` of every input in order (see the split rule)."""
+    for item in [inputs] if isinstance(inputs, (str, os.PathLike)) else inputs:
+        named = split_named_by(item) if split is None and Path(item).is_file() else None
+        default = split or named or "train"
+        for r in read_rows(item, audio_root=audio_root, split=split or "train"):
+            yield r, default
+
+
+def plan_rows(inputs, audio_root: str | None = None, split: str | None = None) -> list[InputRow]:
     """Every input row in order, with ids; rows the reader could not read keep their error. Duplicate ids get
-    ``#2``, ``#3`` ... so that ids stay unique."""
+    ``#2``, ``#3`` ... so that ids stay unique. ``split``: of rows that name none (None: the split rule)."""
     root = Path(audio_root).resolve() if audio_root else input_root(inputs)
     out: list[InputRow] = []
     seen: dict[str, int] = {}
-    for number, r in enumerate(read_rows(inputs, audio_root=audio_root, split=split)):
+    for number, (r, default) in enumerate(_rows(inputs, audio_root, split)):
         fields = dict(r.fields or {})
         cid = clip_id(fields, r.audio, root, r.ref)
         if cid in seen:
@@ -80,7 +100,7 @@ def plan_rows(inputs, audio_root: str | None = None, split: str = "train") -> li
         audio = None if r.audio is None else str(r.audio)
         if audio is not None and "://" not in audio:
             audio = os.path.abspath(audio)  # the file as read; never rewritten, but usable from any folder
-        row_split, error = _split_of(fields, split)
+        row_split, error = _split_of(fields, default)
         carried = None if fields == {"path": r.ref} else {k: v for k, v in fields.items() if k not in CONSUMED}
         out.append(InputRow(number, cid, audio, r.error or error, row_split, carried))
     return out

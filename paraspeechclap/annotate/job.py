@@ -108,7 +108,7 @@ class JobConfig:
     captions: bool = True
     attributes: str | None = None
     audio_root: str | None = None
-    split: str = "train"
+    split: str | None = None   # None: each row's own, else its manifest's name's, else train (inputs.py)
 
     def __post_init__(self) -> None:
         if self.embedding_dtype not in ("float16", "float32"):

@@ -46,7 +46,7 @@ class ShardInfo(Record):
 class InputInfo(Record):
     inputs: list[str]
     audio_root: Optional[str]
-    split: str
+    split: Optional[str]  # None: each row's own split, else its manifest's name's, else train
     rows: NonNegativeInt
     digest: str
     splits: Optional[dict[str, NonNegativeInt]] = None  # version 2: shards per split
