@@ -231,6 +231,7 @@ class Sampler(threading.Thread):
         super().__init__(daemon=True)
         self.pids, self.port = pids, port
         self.rss: list[float] = []
+        self.parts: list[list[float]] = []   # each process's RSS, in the order of pids
         self.health: list[tuple[int, float]] = []
         self.stopped = threading.Event()
 
@@ -239,7 +240,9 @@ class Sampler(threading.Thread):
 
         tick = 0
         while not self.stopped.wait(0.2):
-            self.rss.append(sum(rss_mb(pid) for pid in self.pids))
+            parts = [rss_mb(pid) for pid in self.pids]
+            self.parts.append(parts)
+            self.rss.append(sum(parts))
             tick += 1
             if tick % 3 == 0:
                 self.health.append(request(self.port, b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n"
@@ -400,6 +403,8 @@ def measure(process, port: int, args, health: dict) -> dict:
            "normal_ms": {"idle": [round(s * 1000, 1) for _, s in idle],
                          "attack": [round(s * 1000, 1) for _, s in attacked]},
            "rss_mb": {"idle": idle_rss, "attack": attack_rss},
+           "rss_growth_mb_per_process": [max(p[i] for p in sampler.parts[rss_from:]) - float(np.median(
+               [p[i] for p in sampler.parts[:len(idle_rss)]])) for i in range(len(pids))] if attack_rss else [],
            "hostile": hostile, "hostile_requests": len(records), "server_errors": five, "cpu": cpu,
            "phases_ms": {"idle": phase_summary(idle_phases), "attack": phase_summary(normal.phases)},
            "after_ok": all(st == 200 for st, _ in after), "exit_code": process.poll()}

@@ -20,13 +20,14 @@ import threading
 from multiprocessing.connection import Client, Listener
 from typing import Any, Iterator, Sequence
 
-from .batcher import thread_clock
+from .batcher import lower_thread_priority, thread_clock
 from .errors import ApiError
 
 log = logging.getLogger(__name__)
 
 START_TIMEOUT = 600.0   # seconds a model may take to load in the child (a first download of the paper-size model)
 # what the front may ask of the child: the forward passes and what is built on them, never anything else
+NICE = "nice"   # the first request on a connection: its thread takes the CPU priority of the front thread it serves
 OPS = ("embed_many", "embed_audio", "embed_text", "embed_prompts", "classify_embeddings")
 
 
@@ -37,13 +38,16 @@ def main() -> None:
     than multiprocessing's spawn, which would import the user's ``__main__`` again."""
     from ..lifetime import die_with_parent
 
+    from .http import limit_malloc_arenas
+
     spec, authkey, parent = pickle.load(sys.stdin.buffer)
     die_with_parent(parent)
+    limit_malloc_arenas()   # as the server does: before any thread starts
     reply = sys.stdout.buffer
     sys.stdout = sys.stderr   # a library that prints must not write into the reply
     try:
         model = spec.load()
-        listener = Listener(_address(), family="AF_UNIX", authkey=authkey)
+        listener = Listener(_address(), family="AF_UNIX", backlog=64, authkey=authkey)
     except BaseException as err:  # noqa: BLE001 - the front reports why the model did not load
         pickle.dump(("error", f"{type(err).__name__}: {err}"), reply)
         reply.flush()
@@ -86,6 +90,8 @@ def _answer(model: Any, conn: Any) -> None:
 
 
 def _run(model: Any, op: str, args: tuple, kwargs: dict) -> Any:
+    if op == NICE:
+        return lower_thread_priority(int(args[0]))
     if op not in OPS:
         raise ValueError(f"not an operation of the model process: {op!r}")
     if op == "embed_many":
@@ -156,6 +162,8 @@ class ModelProcess:
                 local.conn.close()
             local.conn, local.generation = Client(self.address, family="AF_UNIX", authkey=self.authkey), \
                 self.generation
+            local.conn.send((NICE, (_niceness(),), {}))   # a bulk lane at --bulk-nice is as nice there
+            local.conn.recv()
         return local.conn
 
     def call(self, op: str, *args: Any, **kwargs: Any) -> Any:
@@ -167,10 +175,11 @@ class ModelProcess:
             status, payload, clock = conn.recv()
         except (EOFError, OSError) as err:
             self._local.generation = None
-            self._restart()
             why = f"{type(err).__name__}: {err}" if str(err) else "it exited"
-            raise ApiError(503, "model_restarted", f"the model process stopped during this request ({why}); it has "
-                                                   "been started again: retry") from None
+            restarted = self._restart()
+            raise ApiError(503, "model_restarted" if restarted else "model_unavailable",
+                           f"the model process stopped during this request ({why}); "
+                           + ("it has been started again: retry" if restarted else "retry")) from None
         if clock is not None:
             cpu, runq = getattr(self._local, "clock", (0, 0))
             self._local.clock = (cpu + clock[0], runq + clock[1])
@@ -178,14 +187,16 @@ class ModelProcess:
             raise payload
         return payload
 
-    def _restart(self) -> None:
+    def _restart(self) -> bool:
+        """Start another child if this one has exited (True), else leave it (False)."""
         with self._lock:
             if self.closed or self.alive():
-                return
+                return False
             log.error("the model process %s exited (code %s): starting another", self.process.pid,
                       self.process.returncode)
             self.restarts += 1
             self._start()
+            return True
 
     def thread_clock(self) -> tuple[int, int] | None:
         """This thread's CPU and run-queue time (ns) plus its requests' in the child: what a model job cost."""
@@ -207,6 +218,13 @@ class ModelProcess:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait(timeout)
+
+
+def _niceness() -> int:
+    try:
+        return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    except (AttributeError, OSError):
+        return 0
 
 
 def _readable(stream: Any, timeout: float) -> bool:

@@ -97,7 +97,7 @@ def test_killed_model_process_fails_its_request_and_is_started_again(fp32_mini):
         lost = client.post("/v1/score", json=body)
         assert lost.status_code == 503 and lost.json()["code"] == "model_restarted", lost.text
         again = client.post("/v1/score", json=body)
-        assert again.status_code == 200, again.text
+        assert again.status_code == 200, (again.text, client.get("/health").json()["model_process"])
         now = client.get("/health").json()["model_process"]
         assert now["restarts"] == 1 and now["alive"] and now["pid"] != first["pid"]
     assert not _alive(now["pid"])   # closed with the app
@@ -116,6 +116,37 @@ def test_errors_in_the_child_reach_the_caller_and_unknown_operations_are_refused
     finally:
         process.close()
     assert not process.alive()
+
+
+def test_a_niced_lane_is_as_nice_in_the_model_process():
+    import threading
+
+    from paraspeechclap.serve.batcher import lower_thread_priority
+    from paraspeechclap.serve.modelproc import ModelProcess
+
+    process = ModelProcess(SPEC)
+
+    def niced_call():
+        assert lower_thread_priority(7)
+        process.call("embed_text", ["a slow voice"])
+
+    try:
+        thread = threading.Thread(target=niced_call)
+        thread.start()
+        thread.join(60)
+        process.call("embed_text", ["a fast voice"])   # this thread: not niced
+        niceness = sorted(_thread_niceness(process.pid))
+        assert 7 in niceness and 0 in niceness, niceness
+    finally:
+        process.close()
+
+
+def _thread_niceness(pid: int) -> list[int]:
+    out = []
+    for task in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{task}/stat") as stat:
+            out.append(int(stat.read().rsplit(")", 1)[1].split()[16]))
+    return out
 
 
 def test_a_model_that_does_not_load_is_an_error_naming_it():
