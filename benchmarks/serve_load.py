@@ -80,7 +80,10 @@ class Server:
             try:
                 connection = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
                 connection.request("GET", "/health")
-                if connection.getresponse().status == 200:
+                answer = connection.getresponse()
+                if answer.status == 200:   # the server and, when it runs one, its model process
+                    child = (json.loads(answer.read()).get("model_process") or {}).get("pid")
+                    self.pids = [self.process.pid] + ([int(child)] if child else [])
                     return
             except OSError:
                 time.sleep(0.3)
@@ -95,7 +98,7 @@ class Server:
 
 
 def run_level(port: int, bodies: list[bytes], items: int, clients: int, max_requests: int, max_seconds: float,
-              retry_sleep: float = 0.0, sample_pid: int | None = None) -> dict:
+              retry_sleep: float = 0.0, sample_pids: list[int] | None = None) -> dict:
     """Closed loop: ``clients`` threads, each sending the next body as soon as its previous answer came."""
     lock = threading.Lock()
     state = {"sent": 0}
@@ -140,10 +143,10 @@ def run_level(port: int, bodies: list[bytes], items: int, clients: int, max_requ
 
     def sampler() -> None:
         while not stop.wait(0.5):
-            rss.append((time.perf_counter() - start, rss_mb(sample_pid)))
+            rss.append((time.perf_counter() - start, sum(rss_mb(pid) for pid in sample_pids)))
 
     threads = [threading.Thread(target=client, args=(i,), daemon=True) for i in range(clients)]
-    watcher = threading.Thread(target=sampler, daemon=True) if sample_pid else None
+    watcher = threading.Thread(target=sampler, daemon=True) if sample_pids else None
     if watcher:
         watcher.start()
     for thread in threads:
@@ -242,14 +245,14 @@ def main(argv=None) -> int:
         run_level(port, bodies, args.items, 2, len(bodies), 60)  # warm-up: every caption once (text cache), allocator
         for clients in levels:
             H.log(f"{clients} clients")
-            level = run_level(port, bodies, args.items, clients, args.requests, args.seconds, sample_pid=server.process.pid)
+            level = run_level(port, bodies, args.items, clients, args.requests, args.seconds, sample_pids=server.pids)
             H.log(f"  {level['items_per_s']:.1f} items/s, p50 {level['p50_ms']:.0f} ms, p99 {level['p99_ms']:.0f} ms, "
                   f"429: {level['rejected_429']}, errors: {level['errors']}")
             results["levels"].append(level)
         overload_clients = args.overload_factor * queue_items // args.items
         H.log(f"overload: {overload_clients} clients for {args.overload_seconds:g} s")
         results["overload"] = run_level(port, bodies, args.items, overload_clients, 10**9, args.overload_seconds,
-                                        retry_sleep=0.05, sample_pid=server.process.pid)
+                                        retry_sleep=0.05, sample_pids=server.pids)
         o = results["overload"]
         H.log(f"  {o['items_per_s']:.1f} items/s, 429: {o['rejected_429']}, errors: {o['errors']}, "
               f"RSS {o.get('rss_mb', {}).get('first', 0):.0f} -> {o.get('rss_mb', {}).get('last', 0):.0f} MB")
