@@ -99,7 +99,7 @@ def similar(a: float, b: float) -> bool:
     return max(a, b) + SIMILAR_SLACK <= 2 * (min(a, b) + SIMILAR_SLACK)
 
 
-def _seconds(item: Any) -> float:
+def item_seconds(item: Any) -> float:
     """Seconds of a decoded ``(wave, rate)`` item (0 for anything else: it is not known before decoding)."""
     if isinstance(item, tuple) and len(item) == 2 and hasattr(item[0], "__len__") and item[1]:
         return len(item[0]) / float(item[1])
@@ -263,7 +263,7 @@ class Batcher:
         batch). The job takes the lane and order of ``owner`` (or of ``ticket``, which is released when the job
         ends); without either, the lane its ``priority`` picks, ordered as if admitted now."""
         items = list(items)
-        job = _Job(items, after, Future(), sum(_seconds(item) for item in items), float(priority))
+        job = _Job(items, after, Future(), sum(item_seconds(item) for item in items), float(priority))
         return self._put(job, ticket, owner)
 
     def call(self, fn: Callable[[], Any], ticket: Ticket | None = None, priority: float = 0.0,

@@ -20,11 +20,14 @@ import threading
 from multiprocessing.connection import Client, Listener
 from typing import Any, Iterator, Sequence
 
-from .batcher import lower_thread_priority, thread_clock
+from ..kernels.malloc import release_freed_memory
+from .batcher import item_seconds, lower_thread_priority, thread_clock
 from .errors import ApiError
 
 log = logging.getLogger(__name__)
 
+TRIM_SECONDS = 30.0     # after a batch of this much audio the child gives its freed heap back (as the server does
+                        # after a large decode); small batches keep theirs, or every forward pass faults it in again
 START_TIMEOUT = 600.0   # seconds a model may take to load in the child (a first download of the paper-size model)
 # what the front may ask of the child: the forward passes and what is built on them, never anything else
 NICE = "nice"   # the first request on a connection: its thread takes the CPU priority of the front thread it serves
@@ -79,6 +82,8 @@ def _answer(model: Any, conn: Any) -> None:
             reply = ("ok", _run(model, op, args, kwargs))
         except Exception as err:  # noqa: BLE001 - handed to the request that asked
             reply = ("error", _portable(err))
+        if op == "embed_many" and sum(item_seconds(item) for item in args[0]) >= TRIM_SECONDS:
+            release_freed_memory()
         after = thread_clock()
         clock = (after[0] - before[0], after[1] - before[1]) if before and after else None
         try:
