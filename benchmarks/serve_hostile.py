@@ -260,6 +260,14 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def niceness(pid: int) -> int | None:
+    """A process's nice value (Linux /proc; None elsewhere)."""
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[16])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def server_pids(process, health: dict) -> list[int]:
     """The server's process and, when its forward passes run in a process of their own, that one."""
     child = (health.get("model_process") or {}).get("pid")
@@ -270,13 +278,14 @@ def percentile(values, q: float) -> float:
     return float(np.percentile(values, q)) if len(values) else float("nan")
 
 
-def start_server(model: str, port: int, extra: str = ""):
+def start_server(model: str, port: int, extra: str = "", nice: int = 0):
     import http.client
     import os
     import shlex
 
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    process = subprocess.Popen([sys.executable, "-m", "paraspeechclap", "serve", "--model", model, "--port", str(port),
+    prefix = ["nice", "-n", str(nice)] if nice else []
+    process = subprocess.Popen([*prefix, sys.executable, "-m", "paraspeechclap", "serve", "--model", model, "--port", str(port),
                                 "--device", "cpu", "--log-level", "critical", *shlex.split(extra)], env=env,
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.time() + 180
@@ -321,6 +330,10 @@ def main(argv=None) -> int:
     parser.add_argument("--out", default=str(Path(__file__).resolve().parent / "results"))
     parser.add_argument("--only", default="", help="comma-separated attack classes (default: all, 64 clients)")
     parser.add_argument("--serve-args", default="", help="more options for the server, e.g. '--bulk-nice 10'")
+    parser.add_argument("--server-nice", type=int, default=0,
+                        help="run the server (and so its model process) at this nice value, as a deployment that "
+                             "gives the service priority over other work on the machine would (below 0 needs root "
+                             "or CAP_SYS_NICE); the attackers and the normal client stay at 0")
     parser.add_argument("--hostile", nargs=5, metavar=("PORT", "SECONDS", "LIMITS", "OUT", "ONLY"),
                         help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -329,8 +342,11 @@ def main(argv=None) -> int:
         return hostile(int(port), float(seconds), json.loads(limits), out, only.strip())
     revision = H.git_revision()   # of the code the server runs (read now, not after the run)
     port = free_port()
-    process, health = start_server(args.model, port, args.serve_args)
-    result: dict = {"limits": health["limits"], "revision": revision}
+    process, health = start_server(args.model, port, args.serve_args, args.server_nice)
+    result: dict = {"limits": health["limits"], "revision": revision,
+                    "server_nice": [niceness(pid) for pid in server_pids(process, health)]}
+    if args.server_nice and result["server_nice"][0] != args.server_nice:
+        H.log(f"warning: the server runs at nice {result['server_nice'][0]}, not {args.server_nice} (no permission)")
     try:
         result.update(measure(process, port, args, health))
     finally:
