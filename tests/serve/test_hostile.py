@@ -386,6 +386,25 @@ def test_bodies_being_received_are_bounded_in_number(live_server, clip):
         assert http.post("/v1/score", json={"audio": b64(clip), "captions": CAPTIONS}).status_code == 200
 
 
+def test_health_is_answered_in_the_parser_with_keep_alive_and_pipelining(live_server, clip):
+    """The httptools front answers GET /health in its parser callback (no ASGI task, so no uvicorn default
+    headers); two pipelined probes on one connection both get their answer, then the connection closes as asked."""
+    import httpx
+
+    url, app = live_server(http="httptools")
+    probe = b"GET /health HTTP/1.1\r\nHost: localhost\r\n"
+    with raw(url) as sock:
+        sock.sendall(probe + b"\r\n" + probe + b"Connection: close\r\n\r\n")
+        answer = read_response(sock)
+    assert answer.count(b"HTTP/1.1 200 OK") == 2 and b"date:" not in answer.lower(), answer[:300]
+    first = json.loads(answer.split(b"\r\n\r\n", 1)[1].split(b"HTTP/1.1", 1)[0])
+    assert first["status"] == "ok" and "queue" in first
+    assert app.state.metrics.requests[("/health", 200)] == 2
+    with httpx.Client(base_url=url, timeout=30) as http:     # the same keep-alive connection serves the app next
+        assert http.get("/health").status_code == 200
+        assert http.post("/v1/score", json={"audio": b64(clip), "captions": CAPTIONS}).status_code == 200
+
+
 def test_health_is_answered_before_the_app_stack():
     import asyncio
 
