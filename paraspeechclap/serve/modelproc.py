@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 
 TRIM_SECONDS = 30.0     # after a batch of this much audio the child gives its freed heap back (as the server does
                         # after a large decode); small batches keep theirs, or every forward pass faults it in again
+RESTART_WAIT = 2.0      # seconds a child whose connection broke is given to exit before it counts as alive
 START_TIMEOUT = 600.0   # seconds a model may take to load in the child (a first download of the paper-size model)
 # what the front may ask of the child: the forward passes and what is built on them, never anything else
 NICE = "nice"   # the first request on a connection: its thread takes the CPU priority of the front thread it serves
@@ -195,6 +196,10 @@ class ModelProcess:
     def _restart(self) -> bool:
         """Start another child if this one has exited (True), else leave it (False)."""
         with self._lock:
+            try:   # a broken connection: the child is gone or on its way (give its exit a moment to be seen)
+                self.process.wait(RESTART_WAIT)
+            except subprocess.TimeoutExpired:
+                pass
             if self.closed or self.alive():
                 return False
             log.error("the model process %s exited (code %s): starting another", self.process.pid,

@@ -126,8 +126,11 @@ def test_a_niced_lane_is_as_nice_in_the_model_process():
 
     process = ModelProcess(SPEC)
 
+    base = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())   # the suite may itself run niced
+    lower = min(19, base + 3)
+
     def niced_call():
-        assert lower_thread_priority(7)
+        assert lower_thread_priority(lower)
         process.call("embed_text", ["a slow voice"])
 
     try:
@@ -136,7 +139,7 @@ def test_a_niced_lane_is_as_nice_in_the_model_process():
         thread.join(60)
         process.call("embed_text", ["a fast voice"])   # this thread: not niced
         niceness = sorted(_thread_niceness(process.pid))
-        assert 7 in niceness and 0 in niceness, niceness
+        assert lower in niceness and base in niceness, (base, niceness)
     finally:
         process.close()
 
