@@ -20,7 +20,9 @@
 # folder> to skip stage 1 and fine-tune that model, REAL=0 to stop after stage 1, REAL_DIR (default data/real-speech),
 # REAL_VERSIONS (4), LABELS_DIR (default data/pitch-label-groups), SYNTH_LADDERS_DIR (default
 # data/synth-male-ladders), REAL_ARGS (extra trainer overrides for stage 2, e.g. "optim.max_steps=300"), REAL_TAG
-# (suffix of the stage-2 folder).
+# (suffix of the stage-2 folder), CHECKED=1 to synthesize the corpus with synth's neutral-range check (clips whose
+# "neutral range" measures as monotonous or singsong are dropped; the default, CHECKED=0, keeps the unchecked corpus the
+# shipped weights were trained on).
 # Each data folder is made once and reused when its train.jsonl exists. Time on 2 CPU cores: see MODEL_CARD.md
 # ("Retraining time and exactness").
 set -euo pipefail
@@ -29,11 +31,15 @@ PYTHON=${PYTHON:-.venv/bin/python}
 CORPUS=${CORPUS:-data/synth-v1}
 RUN_DIR=${RUN_DIR:-runs/mini}
 INSTALL=${INSTALL:-1}
+CHECKED=${CHECKED:-0}
 
 if [ ! -f "$CORPUS/train.jsonl" ]; then
-    echo "== synthesizing the style corpus into $CORPUS"
     # the shipped weights were trained on a corpus whose neutral range was not checked: keep it reproducible
-    "$PYTHON" -m paraspeechclap synth --out "$CORPUS" --num-clips 10000 --seed 0 --workers 2 --unchecked-neutral-range
+    unchecked=--unchecked-neutral-range
+    if [ "$CHECKED" = "1" ]; then unchecked=; fi
+    echo "== synthesizing the style corpus into $CORPUS (${unchecked:-neutral range checked})"
+    # shellcheck disable=SC2086  # $unchecked: no argument or one
+    "$PYTHON" -m paraspeechclap synth --out "$CORPUS" --num-clips 10000 --seed 0 --workers 2 $unchecked
 fi
 
 REAL=${REAL:-1}
