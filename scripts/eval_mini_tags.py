@@ -61,7 +61,7 @@ def attribute_figures(attribute, truths: list, tags: list) -> dict:
                      "true": sum(g == c for g in truths), "withheld": c in attribute.withheld}
                  for c in attribute.classes if c not in attribute.neutral}
     wrong = Counter(f"{g or 'no claim'} -> {t}" for t, g in tagged if t != g)
-    clip_right = sum(t == g if t is not None else g is None or g in attribute.neutral for t, g in zip(tags, truths))
+    clip_right = sum(attribute.clip_right(t, g) for t, g in zip(tags, truths))
     return {"clips": len(truths), "clips_right": clip_right, "per_clip": clip_right / len(truths) if truths else None,
             "tagged": len(tagged), "right": right,
             "precision": right / len(tagged) if tagged else None, "coverage": len(tagged) / len(truths),

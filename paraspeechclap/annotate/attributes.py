@@ -51,6 +51,15 @@ class Attribute:
     def taggable(self, cls: str) -> bool:
         return cls not in self.neutral and cls not in self.withheld
 
+    def unclaimed(self, truth: str | None) -> bool:
+        """Whether a clip whose corpus class is ``truth`` is right without a tag: it claims a neutral class or none."""
+        return truth is None or truth in self.neutral
+
+    def clip_right(self, tag: str | None, truth: str | None) -> bool:
+        """The per-clip rule (issue 28): right with its true class as its tag, or with no tag where it claims a
+        neutral class or none. Calibration's per-clip objective and ``scripts/eval_mini_tags.py`` both use it."""
+        return tag == truth if tag is not None else self.unclaimed(truth)
+
     def to_dict(self) -> dict:
         spec = {"classes": self.classes, "neutral": self.neutral, "threshold": self.threshold}
         for key in ("thresholds", "withheld", "not_with", "calibration"):

@@ -148,7 +148,7 @@ def calibrate_attribute(attribute, probs: np.ndarray, gold: list, gated: np.ndar
     gold = np.array(gold, dtype=object)
     top = probs.argmax(axis=1)
     top_prob = probs.max(axis=1)
-    unclaimed = np.array([g is None or g in attribute.neutral for g in gold], dtype=bool)
+    unclaimed = np.array([attribute.unclaimed(g) for g in gold], dtype=bool)
     attribute.thresholds, attribute.withheld = {}, []
     for index, cls in enumerate(attribute.classes):
         if cls in attribute.neutral:
