@@ -129,18 +129,24 @@ def test_a_niced_lane_is_as_nice_in_the_model_process():
     base = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())   # the suite may itself run niced
     lower = min(19, base + 3)
 
-    def niced_call():
+    called, looked = threading.Event(), threading.Event()
+
+    def niced_call():   # alive until the niceness is read: its connection (and its thread there) ends with it
         assert lower_thread_priority(lower)
         process.call("embed_text", ["a slow voice"])
+        called.set()
+        looked.wait(60)
 
+    thread = threading.Thread(target=niced_call)
     try:
-        thread = threading.Thread(target=niced_call)
         thread.start()
-        thread.join(60)
+        assert called.wait(60)
         process.call("embed_text", ["a fast voice"])   # this thread: not niced
         niceness = sorted(_thread_niceness(process.pid))
         assert lower in niceness and base in niceness, (base, niceness)
     finally:
+        looked.set()
+        thread.join(60)
         process.close()
 
 
