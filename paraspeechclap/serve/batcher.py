@@ -136,14 +136,23 @@ def _stamp(futures: list[Future], before: tuple[int, int] | None, clock: Callabl
             future.cpu, future.runq = (after[0] - before[0]) / 1e9, (after[1] - before[1]) / 1e9
 
 
-def lower_thread_priority(nice: int) -> bool:
-    """Give the calling thread a lower CPU priority (Linux schedules threads one by one: ``setpriority`` on its
-    thread id), never a higher one; False where that is not possible."""
+def thread_priority() -> int:
+    """The calling thread's nice value (Linux schedules threads one by one); 0 where it cannot be read."""
     import os
 
     try:
-        thread = threading.get_native_id()
-        os.setpriority(os.PRIO_PROCESS, thread, max(nice, os.getpriority(os.PRIO_PROCESS, thread)))
+        return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    except (AttributeError, OSError):
+        return 0
+
+
+def lower_thread_priority(nice: int) -> bool:
+    """Give the calling thread a lower CPU priority (``setpriority`` on its thread id), never a higher one; False
+    where that is not possible."""
+    import os
+
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), max(nice, thread_priority()))
         return True
     except (AttributeError, OSError):
         return False

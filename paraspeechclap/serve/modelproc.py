@@ -10,6 +10,7 @@ out of memory) fails the jobs it held with a 503 and is started again for the ne
 """
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import pickle
@@ -21,7 +22,7 @@ from multiprocessing.connection import Client, Listener
 from typing import Any, Iterator, Sequence
 
 from ..kernels.malloc import release_freed_memory
-from .batcher import item_seconds, lower_thread_priority, thread_clock
+from .batcher import item_seconds, lower_thread_priority, thread_clock, thread_priority
 from .errors import ApiError
 
 log = logging.getLogger(__name__)
@@ -30,9 +31,10 @@ TRIM_SECONDS = 30.0     # after a batch of this much audio the child gives its f
                         # after a large decode); small batches keep theirs, or every forward pass faults it in again
 RESTART_WAIT = 2.0      # seconds a child whose connection broke is given to exit before it counts as alive
 START_TIMEOUT = 600.0   # seconds a model may take to load in the child (a first download of the paper-size model)
-# what the front may ask of the child: the forward passes and what is built on them, never anything else
 NICE = "nice"   # the first request on a connection: its thread takes the CPU priority of the front thread it serves
-OPS = ("embed_many", "embed_audio", "embed_text", "embed_prompts", "classify_embeddings")
+# what the front may ask of the child: the forward passes and what is built on them, never anything else
+MODEL_OPS = ("embed_audio", "embed_text", "embed_prompts", "classify_embeddings")   # the model's own methods
+OPS = ("embed_many", *MODEL_OPS)   # embed_many: the engine's bulk loop
 
 
 # ---------------------------------------------------------------------------------------------- the child process
@@ -41,7 +43,6 @@ def main() -> None:
     pickled on stdout; then every connection answered on a thread of its own. Started with ``python -m`` rather
     than multiprocessing's spawn, which would import the user's ``__main__`` again."""
     from ..lifetime import die_with_parent
-
     from .http import limit_malloc_arenas
 
     spec, authkey, parent = pickle.load(sys.stdin.buffer)
@@ -168,7 +169,7 @@ class ModelProcess:
                 local.conn.close()
             local.conn, local.generation = Client(self.address, family="AF_UNIX", authkey=self.authkey), \
                 self.generation
-            local.conn.send((NICE, (_niceness(),), {}))   # a bulk lane at --bulk-nice is as nice there
+            local.conn.send((NICE, (thread_priority(),), {}))   # a bulk lane at --bulk-nice is as nice there
             local.conn.recv()
         return local.conn
 
@@ -230,13 +231,6 @@ class ModelProcess:
             self.process.wait(timeout)
 
 
-def _niceness() -> int:
-    try:
-        return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
-    except (AttributeError, OSError):
-        return 0
-
-
 def _readable(stream: Any, timeout: float) -> bool:
     return bool(select.select([stream], [], [], timeout)[0])
 
@@ -263,22 +257,12 @@ class RemoteModel:
         self._model, self.process = model, process
         self.engine = _RemoteEngine(model.engine, process)
 
-    def embed_audio(self, *args: Any, **kwargs: Any) -> Any:
-        return self.process.call("embed_audio", *args, **kwargs)
-
-    def embed_text(self, *args: Any, **kwargs: Any) -> Any:
-        return self.process.call("embed_text", *args, **kwargs)
-
-    def embed_prompts(self, *args: Any, **kwargs: Any) -> Any:
-        return self.process.call("embed_prompts", *args, **kwargs)
-
-    def classify_embeddings(self, *args: Any, **kwargs: Any) -> Any:
-        return self.process.call("classify_embeddings", *args, **kwargs)
-
     def thread_clock(self) -> tuple[int, int] | None:
         return self.process.thread_clock()
 
     def __getattr__(self, name: str) -> Any:
+        if name in MODEL_OPS:
+            return functools.partial(self.process.call, name)
         return getattr(self._model, name)
 
 
