@@ -32,6 +32,7 @@ import argparse
 import base64
 import io
 import json
+import os
 import re
 import socket
 import subprocess
@@ -154,6 +155,18 @@ def attacks(max_body: int, rate: int, channels: int, seconds: float) -> dict[str
 
 CLIENTS = {"decode_bomb": 7, "decode_ceiling": 7, "template_bomb": 7, "prompt_bomb": 7, "max_body": 7,
            "slow_body": 7, "slow_headers": 8, "long_timeline": 7, "deep_json": 7}
+
+
+def machine_busy() -> float:
+    """CPU-seconds every process on the machine has used since boot (``/proc/stat``: all but idle and iowait)."""
+    with open("/proc/stat") as stat:
+        ticks = [int(x) for x in stat.readline().split()[1:]]
+    return (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")
+
+
+def _idle_scheduling() -> None:
+    """In the attacking process before it starts: SCHED_IDLE (no privilege needed), below every nice level."""
+    os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
 
 
 def hostile(port: int, seconds: float, limits: dict, out: str, only: str = "") -> int:
@@ -334,6 +347,10 @@ def main(argv=None) -> int:
                         help="run the server (and so its model process) at this nice value, as a deployment that "
                              "gives the service priority over other work on the machine would (below 0 needs root "
                              "or CAP_SYS_NICE); the attackers and the normal client stay at 0")
+    parser.add_argument("--attackers-idle", action="store_true",
+                        help="run the attacking process under SCHED_IDLE: it gets only the CPU the service and the "
+                             "normal client leave, as attackers on other machines would (it still sends as fast as "
+                             "that CPU lets it; the report gives the rate it reached)")
     parser.add_argument("--hostile", nargs=5, metavar=("PORT", "SECONDS", "LIMITS", "OUT", "ONLY"),
                         help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -383,9 +400,10 @@ def measure(process, port: int, args, health: dict) -> dict:
         import resource
 
         children = resource.getrusage(resource.RUSAGE_CHILDREN)
-        server_cpu, attack_start = [cpu_seconds(pid) for pid in pids], time.perf_counter()
+        server_cpu, attack_start, busy = [cpu_seconds(pid) for pid in pids], time.perf_counter(), machine_busy()
         attacker = subprocess.Popen([sys.executable, __file__, "--hostile", str(port), str(args.seconds),
-                                     json.dumps(health["limits"]), str(records_file), args.only or " "])
+                                     json.dumps(health["limits"]), str(records_file), args.only or " "],
+                                    preexec_fn=_idle_scheduling if args.attackers_idle else None)
         time.sleep(2.0)                                    # the attackers' payloads are built and sent
         rss_from = len(sampler.rss)
         normal.phases.clear()
@@ -395,7 +413,7 @@ def measure(process, port: int, args, health: dict) -> dict:
         used = [cpu_seconds(pid) - before for pid, before in zip(pids, server_cpu)]
         cpu = {"wall_s": time.perf_counter() - attack_start, "server_s": sum(used), "model_process_s": sum(used[1:]),
                "attackers_s": (after_children.ru_utime + after_children.ru_stime
-                               - children.ru_utime - children.ru_stime)}
+                               - children.ru_utime - children.ru_stime), "machine_s": machine_busy() - busy}
         records = json.loads(records_file.read_text()) if records_file.is_file() else []
     sampler.stopped.set()
     sampler.join(5)
@@ -464,7 +482,10 @@ def cpu_line(result: dict) -> str:
     return (f"CPU during the attack ({cpu['wall_s']:.0f} s): server {cpu['server_s']:.1f} s "
             f"({cpu['server_s'] / cpu['wall_s']:.2f} cores{model}), attackers {cpu['attackers_s']:.1f} s "
             f"({cpu['attackers_s'] / cpu['wall_s']:.2f} cores); {count / cpu['wall_s']:.0f} hostile requests/s, "
-            f"{1000 * cpu['server_s'] / max(count, 1):.2f} ms of server CPU each (normal requests included).")
+            f"{1000 * cpu['server_s'] / max(count, 1):.2f} ms of server CPU each (normal requests included)"
+            + (f"; the whole machine {cpu['machine_s'] / cpu['wall_s']:.2f} cores busy (the benchmark's normal client "
+               f"and any other process: {(cpu['machine_s'] - cpu['server_s'] - cpu['attackers_s']) / cpu['wall_s']:.2f})"
+               if "machine_s" in cpu else "") + ".")
 
 
 def report(result: dict, args, H) -> None:
