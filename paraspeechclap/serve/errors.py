@@ -20,9 +20,6 @@ class ApiError(Exception):
         super().__init__(message)
         self.status, self.code, self.message, self.headers = status, code, message, headers or {}
 
-    def __reduce__(self):   # it crosses from the model process to the front intact (a decode's 400, 413, 504)
-        return type(self), (self.status, self.code, self.message, self.headers)
-
 
 class AsciiJSONResponse(JSONResponse):
     """JSON with every non-ASCII character escaped: an error message quoting a client's text (even a lone

@@ -18,7 +18,6 @@ import select
 import subprocess
 import sys
 import threading
-import time
 from multiprocessing.connection import Client, Listener
 from typing import Any, Iterator, Sequence
 
@@ -35,8 +34,7 @@ START_TIMEOUT = 600.0   # seconds a model may take to load in the child (a first
 NICE = "nice"   # the first request on a connection: its thread takes the CPU priority of the front thread it serves
 # what the front may ask of the child: the forward passes and what is built on them, never anything else
 MODEL_OPS = ("embed_audio", "embed_text", "embed_prompts", "classify_embeddings")   # the model's own methods
-DECODE = "decode"   # a large file decoded here, on the lane that asked, rather than under the front's GIL
-OPS = ("embed_many", DECODE, *MODEL_OPS)   # embed_many: the engine's bulk loop
+OPS = ("embed_many", *MODEL_OPS)   # embed_many: the engine's bulk loop
 
 
 # ---------------------------------------------------------------------------------------------- the child process
@@ -107,24 +105,7 @@ def _run(model: Any, op: str, args: tuple, kwargs: dict) -> Any:
         from ..inference import embed_items
 
         return list(embed_items(model, *args, **kwargs))
-    if op == DECODE:
-        return _decode(model, *args, **kwargs)
     return getattr(model, op)(*args, **kwargs)
-
-
-def _decode(model: Any, source: bytes | str, max_seconds: float, where: str, deadline: float) -> Any:
-    """:func:`.inputs.decode`, stopped between blocks once the request's deadline (``time.monotonic``, the same
-    clock in both processes) has passed; the freed heap goes back after it, as after a large batch."""
-    from .inputs import decode
-
-    def stop() -> None:
-        if time.monotonic() > deadline:
-            raise ApiError(504, "timeout", f"{where} was still being decoded at the request's deadline")
-
-    try:
-        return decode(model, source, max_seconds, where, stop)
-    finally:
-        release_freed_memory()
 
 
 def _portable(err: Exception) -> Exception:
@@ -275,10 +256,6 @@ class RemoteModel:
     def __init__(self, model: Any, process: ModelProcess):
         self._model, self.process = model, process
         self.engine = _RemoteEngine(model.engine, process)
-
-    def decode_audio(self, source: bytes | str, max_seconds: float, where: str, deadline: float) -> Any:
-        """A large file's ``(wave, rate)``, decoded in the model process (see :func:`_decode`)."""
-        return self.process.call(DECODE, source, max_seconds, where, deadline)
 
     def thread_clock(self) -> tuple[int, int] | None:
         return self.process.thread_clock()

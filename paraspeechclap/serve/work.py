@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import time
 from concurrent.futures import Future
 from typing import Any, Callable, Sequence
@@ -65,14 +64,10 @@ class Work:
     async def decode(self, source, max_seconds: float, where: str = "audio", samples: int = 0):
         """``(wave, rate)``, decoded where its size says (``samples`` to decode, by its header); a decode on the
         model lane stops after the block in which the request ended (504, client gone)."""
-        model, start = self.state.model, time.perf_counter()
-        if samples > SMALL_DECODE and hasattr(model, "decode_audio"):   # in the model process, off the front's GIL
-            fn = functools.partial(model.decode_audio, _picklable(source), max_seconds, where, self.deadline)
-        else:
-            stop = self.stop_if_over if samples > SMALL_DECODE else None
-            fn = functools.partial(decode, model, source, max_seconds, where, stop)
+        stop = self.stop_if_over if samples > SMALL_DECODE else None
+        start = time.perf_counter()
         try:
-            return await self.run(fn, samples)
+            return await self.run(lambda: decode(self.state.model, source, max_seconds, where, stop), samples)
         finally:
             self.timing["decode"] = self.timing.get("decode", 0.0) + time.perf_counter() - start
 
@@ -188,11 +183,6 @@ async def admitted(state, request, what: str, cost: float, items: int = 1, audio
         yield work
     finally:
         work.close()
-
-
-def _picklable(source: Any) -> Any:
-    """A source that can cross to the model process: a view of the body becomes bytes of its own."""
-    return bytes(source) if isinstance(source, (memoryview, bytearray)) else source
 
 
 def _then_trim(fn: Callable[[], Any]) -> Any:

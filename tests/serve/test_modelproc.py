@@ -73,33 +73,6 @@ def _numbers(value) -> list[float]:
     return [float(value)] if isinstance(value, float) else []
 
 
-def test_a_large_file_is_decoded_in_the_model_process(clients, fp32_mini):
-    """A file past SMALL_DECODE samples is decoded by the child (off the front's GIL) to the in-process answer; the
-    child stops a decode whose request is past its deadline."""
-    import time
-
-    from paraspeechclap.serve.errors import ApiError
-    from paraspeechclap.serve.inputs import decode
-    from paraspeechclap.serve.work import SMALL_DECODE
-
-    remote, local = clients
-    data = wav_bytes(50.0, 180.0, rate=48000)
-    assert 50 * 48000 > SMALL_DECODE
-    answers = [client.post("/v1/score", json={"audio": b64(data), "captions": ["a deep voice", "a fast voice"]})
-               for client in (remote, local)]
-    assert [a.status_code for a in answers] == [200, 200], answers[0].text
-    np.testing.assert_allclose(_numbers(answers[0].json()), _numbers(answers[1].json()), atol=1e-6)
-    model = remote.app.state.serve.model
-    wave, rate = model.decode_audio(data, 60.0, "audio", time.monotonic() + 30)
-    np.testing.assert_array_equal(wave, decode(fp32_mini, data, 60.0)[0])
-    with pytest.raises(ApiError, match="deadline") as late:
-        model.decode_audio(data, 60.0, "the clip", time.monotonic() - 1)
-    assert late.value.status == 504
-    with pytest.raises(ApiError, match="could not be decoded") as bad:   # the child's 4xx reaches the request intact
-        model.decode_audio(b"RIFF" + bytes(4096), 60.0, "audio", time.monotonic() + 30)
-    assert bad.value.status == 400 and bad.value.code == "bad_audio"
-
-
 def test_server_timing_counts_the_model_process(clients):
     remote, _ = clients
     answer = remote.post("/v1/score", json={"audio": b64(wav_bytes(1.5, 140.0)), "captions": ["a calm voice"]})
