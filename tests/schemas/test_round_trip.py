@@ -125,9 +125,14 @@ def test_synth_to_calibrate_writes_a_table_annotate_reads(corpus, tmp_path, caps
     calibrated = [a for a in table.attributes if a.calibration is not None]
     assert calibrated and table.calibration["status"] in ("calibrated", "partly calibrated")
     assert table.calibration["corpus"]["seed"] == 11 and "--precision 0.5" in table.calibration["command"]
-    for a in calibrated:
-        assert set(a.thresholds) | set(a.withheld) == {c for c in a.classes if c not in a.neutral}
-        assert a.calibration["clips"] >= a.calibration["tagged"]
+    for a in calibrated:  # tagged by thresholds, or (calibrate's default --probe auto) by a probe where it gained
+        taggable = [c for c in a.classes if c not in a.neutral]
+        if a.probe is None:
+            assert set(a.thresholds) | set(a.withheld) == set(taggable)
+        else:
+            assert a.probe["outcomes"] == taggable + ["none"] and not a.thresholds
+            assert a.calibration["probe"]["chosen"] == a.probe["lambda"]
+        assert a.calibration["clips"] >= a.calibration["tagged"] and "probe" in a.calibration
 
 
 def test_calibrate_refuses_when_nothing_can_be_calibrated(corpus, tmp_path, capsys):
@@ -171,7 +176,7 @@ def test_synth_to_annotate_inputs_and_annotate_to_its_contracts(corpus, tmp_path
     annotate(corpus / "test.jsonl", out, workers=1, shard_size=4, precision="fp32", device="cpu",
              audio_root=str(corpus / "audio"))
     manifest = schemas.read(out / "_manifest.json", "annotation-manifest")
-    assert manifest["attributes"]["schema"] == "paraspeechclap.attribute-table/1"
+    assert manifest["attributes"]["schema"] == "paraspeechclap.attribute-table/2"
     schemas.check(manifest["attributes"], "attribute-table")
     rows = annotated_rows(out).to_pylist()
     assert len(rows) == len(planned)
@@ -263,7 +268,7 @@ def test_a_broken_or_newer_table_is_refused_by_annotate(tmp_path):
     path = tmp_path / "table.json"
     path.write_text(json.dumps({"schema": "paraspeechclap.attribute-table/1", "attributes": {"rate": {}}}))
     with pytest.raises(schemas.SchemaError, match=rf"{path}: field 'attributes.rate.classes': is missing "
-                                                  r"\(expected attribute-table version 1\)"):
+                                                  r"\(expected attribute-table version 2\)"):
         AttributeTable.from_file(path)
     path.write_text(json.dumps({"schema": "paraspeechclap.attribute-table/3", "attributes": {}}))
     with pytest.raises(schemas.SchemaError, match=r"written as version 3, newer"):
