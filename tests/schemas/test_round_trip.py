@@ -258,7 +258,7 @@ def test_calibrated_table_to_annotate_and_serve_readers(tmp_path, monkeypatch):
             speech_config = {"model_type": "paraspeechclap_mel"}
 
     family, classes = serve_state.attribute_table(Mini())  # serve's reader
-    assert family == "mini" and classes == {a.name: a.classes for a in back.attributes}
+    assert family == "mini" and classes == {a.name: a.outcomes for a in back.attributes}  # "none" with a probe
     assert table_for_model(Mini()).attributes[0].thresholds == back.attributes[0].thresholds
 
 
