@@ -11,7 +11,11 @@ its Wilson interval at ``--confidence`` (default 95 %: the thresholds leave a ma
 takes the share as observed). A class that never gets there is withheld: never tagged. With ``--objective per-clip``
 each class instead gets the probability above which its tags make the most clips right (a clip is right when its tag
 is its class, or when it gets none where it claims a neutral class or none: issue 28's reading), and is withheld when
-no threshold makes more clips right than wrong. The result is an attribute
+no threshold makes more clips right than wrong. With ``--probe auto`` (the default) each attribute also gets a
+logistic probe on the clips' embeddings (:mod:`.probe`: its taggable classes and "none", started from the zero-shot
+text directions, ``lambda`` by 5-fold cross-validation) where the probe makes at least one point more of the held-out
+clips right than the thresholds; its tags then replace the thresholds' (``--probe never``: thresholds only;
+``--probe range,rate``: probes for these). The result is an attribute
 table (``annotate --attributes``) recording per attribute what its thresholds gave (precision of the tags, coverage:
 the share of clips that get one) and, for the table, the corpus, target, model, date and command. Attributes
 without a matching task keep their thresholds and no calibration record, so the table says ``partly calibrated``;
@@ -292,8 +296,8 @@ def _provenance(model, suites_path, vectors: dict, target: tuple, why: dict, com
                          "min_clips": min_clips}
     if probe != "never":
         note += (f"; probes (--probe {probe}): a logistic model on the embeddings, fitted where {probes.FOLDS}-fold "
-                 f"cross-validation gives it at least {probes.MIN_GAIN:.0%} more clips right than the thresholds "
-                 "(or where asked), its tags replacing the thresholds'")
+                 f"cross-validation makes at least {100 * probes.MIN_GAIN:g} point(s) more of the clips right (per "
+                 "clip) than the thresholds (or where asked), its tags replacing the thresholds'")
         target_fields["probe"] = {"policy": probe, "lambdas": list(probes.LAMBDAS), "folds": probes.FOLDS,
                                   "min_gain": probes.MIN_GAIN}
     return {"note": note, **target_fields, "corpus": corpus,

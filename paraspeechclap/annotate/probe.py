@@ -19,7 +19,7 @@ import numpy as np
 from ..schemas.attribute_table import NONE
 
 #: the penalties cross-validation chooses among (``no probe`` is always a candidate too)
-LAMBDAS = (1e-5, 1e-4, 1e-3, 1e-2, 1e-1)
+LAMBDAS = (1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1)
 FOLDS = 5
 #: ``--probe auto`` fits a probe where its cross-validated per-clip accuracy beats the thresholds' by this much
 MIN_GAIN = 0.01
