@@ -60,10 +60,7 @@ class Attribute:
     def probe_probabilities(self, embeddings: np.ndarray, source: str = "") -> np.ndarray:
         """``[N, outcomes]``: the probe's softmax of L2-normalised ``embeddings`` (a neutral class gets 0)."""
         probe = self.probe
-        if embeddings.ndim != 2 or embeddings.shape[1] != probe["dim"]:
-            raise ValueError(f"{source or '<attribute table>'}: field 'attributes.{self.name}.probe.weights' reads "
-                             f"{probe['dim']}-d embeddings; the model gives {embeddings.shape[-1]}-d ones (a table "
-                             "calibrated for another model)")
+        self.check_dim(embeddings.shape[-1] if embeddings.ndim == 2 else -1, source)
         x = embeddings.astype(np.float64)
         x /= np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
         logits = x @ np.asarray(probe["weights"], np.float64).T + np.asarray(probe["bias"], np.float64)
@@ -73,6 +70,13 @@ class Attribute:
         out = np.zeros((len(x), len(self.outcomes)), np.float32)
         out[:, [self.outcomes.index(o) for o in probe["outcomes"]]] = p
         return out
+
+    def check_dim(self, dim: int, source: str = "") -> None:
+        """ValueError naming the table and field when the probe cannot read ``dim``-wide embeddings."""
+        if self.probe is not None and dim != self.probe["dim"]:
+            raise ValueError(f"{source or '<attribute table>'}: field 'attributes.{self.name}.probe.weights' reads "
+                             f"{self.probe['dim']}-d embeddings; the model gives {dim}-d ones (a table calibrated for "
+                             "another model)")
 
     def effective_threshold(self, cls: str | None = None) -> float:
         """The probability ``cls`` (default: any class without its own) needs to become a tag."""
@@ -162,8 +166,7 @@ class AttributeTable:
     def check_dim(self, dim: int) -> None:
         """Refuse a model whose embeddings a probe of this table cannot read (before any work is done)."""
         for a in self.attributes:
-            if a.probe is not None:
-                a.probe_probabilities(np.zeros((1, dim), np.float32) + 1.0, self.source)
+            a.check_dim(dim, self.source)
 
     def tags(self, probs: dict[str, np.ndarray], row: int) -> list[str]:
         """The tag of each attribute (:meth:`Attribute.tag_of`: the probe's, or the top class at its threshold),

@@ -242,8 +242,6 @@ def calibrate(model, suites_path: str | Path, precision: float = 0.9, min_clips:
     vectors, failed = embed_clips(model, [p for c in clips.values() for p in c.paths])
     for reason in failed:
         print(f"calibrate: could not embed {reason}; skipped", file=log)
-    for a in table.attributes:
-        a.probe = None  # refitted below, or not: the thresholds are set on zero-shot probabilities
     target, done = (precision, confidence, min_clips, objective), {}
     for a in sorted(table.attributes, key=lambda a: bool(a.not_with)):  # gates are calibrated before what they gate
         if a.name not in clips:
@@ -253,6 +251,7 @@ def calibrate(model, suites_path: str | Path, precision: float = 0.9, min_clips:
             why[a.name] = f"{len(keep)} clips could be embedded, fewer than --min-clips {min_clips}"
             continue
         emb = np.stack([vectors[clips[a.name].paths[i]] for i in keep])
+        a.probe = None  # thresholds are set on zero-shot probabilities; a probe is refitted below, or not
         probs, gold = table.probabilities(model, emb), [clips[a.name].gold[i] for i in keep]
         gated = _gate_mask(table, a, probs)
         calibrate_attribute(a, probs[a.name], gold, gated, precision, min_clips, confidence, objective)
