@@ -149,6 +149,24 @@ def test_calibrate_refuses_when_nothing_can_be_calibrated(corpus, tmp_path, caps
     assert not out.exists()
 
 
+def test_calibrate_keeps_the_probe_of_an_attribute_it_cannot_calibrate(corpus, tmp_path, capsys):
+    from paraspeechclap.annotate.attributes import MODELS_DIR, AttributeTable
+    from paraspeechclap.annotate.calibrate import main
+
+    shipped = AttributeTable.from_file(MODELS_DIR / "mini" / "attributes.json")
+    assert shipped.by_name("range").probe is not None
+    copy = _copy(corpus, tmp_path)
+    doc = schemas.read(copy / "suites.json", "evaluation-suite")
+    doc["classification"]["other-range"] = doc["classification"].pop("range")
+    schemas.write(copy / "suites.json", doc, "evaluation-suite")
+    out = tmp_path / "table.json"
+    assert main(["--suites", str(copy / "suites.json"), "--model-precision", "fp32", "--precision", "0.5",
+                 "--min-clips", "1", "--probe", "never", "--out", str(out)]) == 0, capsys.readouterr().err
+    table = AttributeTable.from_file(out)
+    assert table.by_name("range").probe == shipped.by_name("range").probe  # kept, as its thresholds are
+    assert table.by_name("rate").probe is None and table.calibration["probe"] is None  # never: refitted without
+
+
 def test_synth_to_train_dataset(corpus):
     from paraspeechclap.data.dataset import ParaSpeechCapsDataset
     from paraspeechclap.data.sources import load_source
