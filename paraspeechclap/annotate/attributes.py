@@ -6,8 +6,9 @@ encoders it matches, the classification template, and per attribute its classes,
 tag (per class, or one per attribute, else two times chance), the classes calibration withheld, and ``not_with``
 gates (no pitch tag on a clip tagged whispered). Probabilities are the model's zero-shot classification within one
 attribute (softmax over its classes of ``logit_scale * cosine``), so they sum to one per attribute; an attribute with
-a ``probe`` (calibrate ``--probe``) gets the probe's softmax instead, over its classes and ``"none"`` (a neutral class
-gets 0), and its tag is the most probable outcome (no tag for ``"none"``).
+a ``probe`` (calibrate ``--probe``) gets the probe's softmax instead, over its classes, its ``"none"`` given to the
+attribute's neutral class where it has exactly one and kept as a ``"none"`` outcome otherwise; its tag is the most
+probable outcome unless neutral or ``"none"``.
 """
 from __future__ import annotations
 
@@ -45,8 +46,9 @@ class Attribute:
 
     @property
     def outcomes(self) -> list[str]:
-        """What its probabilities are over: the classes, and ``"none"`` when a probe gives them."""
-        return self.classes + [NONE] if self.probe is not None else list(self.classes)
+        """What its probabilities are over: the classes, and ``"none"`` when a probe gives them and the attribute has
+        no single neutral class to give its "none" to (range: its neutral range is only "no tag")."""
+        return self.classes + [NONE] if self.probe is not None and len(self.neutral) != 1 else list(self.classes)
 
     def tag_of(self, p: np.ndarray) -> str | None:
         """The tag of one row of probabilities (over :attr:`outcomes`), gates aside: the probe's most probable
@@ -58,7 +60,8 @@ class Attribute:
         return cls if self.taggable(cls) and p[top] >= self.effective_threshold(cls) else None
 
     def probe_probabilities(self, embeddings: np.ndarray, source: str = "") -> np.ndarray:
-        """``[N, outcomes]``: the probe's softmax of L2-normalised ``embeddings`` (a neutral class gets 0)."""
+        """``[N, outcomes]``: the probe's softmax of L2-normalised ``embeddings``; its ``"none"`` is the attribute's
+        neutral class where it has exactly one (medium-pitched, measured, ...), else a ``"none"`` outcome of its own."""
         probe = self.probe
         self.check_dim(embeddings.shape[-1] if embeddings.ndim == 2 else -1, source)
         x = embeddings.astype(np.float64)
@@ -68,7 +71,8 @@ class Attribute:
         p = np.exp(logits)
         p /= p.sum(axis=1, keepdims=True)
         out = np.zeros((len(x), len(self.outcomes)), np.float32)
-        out[:, [self.outcomes.index(o) for o in probe["outcomes"]]] = p
+        names = [self.neutral[0] if o == NONE and NONE not in self.outcomes else o for o in probe["outcomes"]]
+        out[:, [self.outcomes.index(o) for o in names]] = p
         return out
 
     def check_dim(self, dim: int, source: str = "") -> None:

@@ -10,7 +10,8 @@ on a labelled corpus); the table's ``calibration.status`` must say the same (``c
 Version 2 adds an optional per-attribute ``probe`` (calibrate ``--probe``): a multinomial logistic model over the
 attribute's taggable classes and ``"none"`` on L2-normalised audio embeddings (``weights``: one row of ``dim`` values
 per outcome, ``bias``: one per outcome); where it is present the attribute's probabilities are its softmax and the
-tag its most probable outcome (none for ``"none"``), the thresholds unused. Version-1 tables read unchanged.
+tag its most probable outcome (none for ``"none"``, which is the attribute's neutral class where it has exactly one),
+the thresholds unused. Version-1 tables read unchanged.
 
 Version 0 (before stamps) had ``calibration`` as free text and, when written by calibrate, a ``calibration_report``
 ({attribute: record or null}) beside thresholds written for every attribute; the upgrade moves each record to its

@@ -27,7 +27,7 @@ def model_table(model: Any) -> Any:
 
 def attribute_table(model: Any, table: Any = False) -> tuple[str, dict[str, list[str]]]:
     """The attributes the page draws probability bars for: the outcomes of each attribute of the model's table (its
-    classes, and ``"none"`` where a probe gives the probabilities)."""
+    classes, and ``"none"`` where a probe gives them for an attribute without a single neutral class)."""
     table = model_table(model) if table is False else table
     if table is None:
         return "none", {}

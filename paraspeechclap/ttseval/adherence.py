@@ -2,8 +2,9 @@
 
 The classes and the template come from the model's attribute table (:mod:`paraspeechclap.annotate.attributes`,
 ``table_for_model``); a clip's probabilities per attribute are that table's classification (softmax over the
-attribute's classes of ``logit_scale * cosine``, or the attribute's probe where the table has one, whose ``"none"``
-matches no class), and the predicted class is the most probable one. The intended class
+attribute's classes of ``logit_scale * cosine``, or the attribute's probe where the table has one: its ``"none"`` is
+the neutral class, or, for an attribute without one, matches no class), and the predicted class is the most probable
+one. The intended class
 of an attribute is the prompt's label, or, without labels, the class its caption names (parsed with the
 counterfactual table; a class the model's table lacks is looked up under its declared equivalents, e.g. ``shrill`` ->
 ``high-pitched``; the first attribute of the table holding it is used).

@@ -34,7 +34,7 @@ def test_columns_probabilities_and_status(reference):
     np.testing.assert_allclose(norms, 1.0, atol=1e-4)
     for attr, spec in attrs.items():
         cols = [c for c, (a, _) in manifest["columns"].items() if a == attr]
-        outcomes = spec["classes"] + (["none"] if spec.get("probe") else [])  # a probe's softmax has "none" too
+        outcomes = AttributeTable.from_dict(manifest["attributes"]).by_name(attr).outcomes  # range's probe: + none
         assert len(cols) == len(outcomes)
         probs = np.array([rows.column(c).to_pylist() for c in cols], dtype=float).T
         np.testing.assert_allclose(probs[ok].sum(axis=1), 1.0, atol=1e-5)

@@ -95,3 +95,22 @@ def test_a_version_1_table_still_reads():
     table = AttributeTable.from_dict(v1)
     assert table.by_name("range").probe is None and table.by_name("range").outcomes == ["monotonous", "singsong"]
     assert table.to_dict()["schema"] == "paraspeechclap.attribute-table/2"
+
+
+def test_a_probes_none_is_the_neutral_class_where_there_is_exactly_one():
+    import numpy as np
+
+    from paraspeechclap.annotate.attributes import Attribute
+
+    probe = {"outcomes": ["slow", "fast", "none"], "dim": 2, "weights": [[20.0, 0], [-20.0, 0], [0, 0]],
+             "bias": [0.0, 0.0, 5.0], "lambda": 0.0}
+    rate = Attribute("rate", ["slow", "measured", "fast"], neutral=["measured"], probe=probe)
+    assert rate.outcomes == ["slow", "measured", "fast"]  # the shard columns and /v1/classify keep their classes
+    p = rate.probe_probabilities(np.array([[1.0, 0.1], [0.0, 1.0], [-1.0, 0.0]]))
+    np.testing.assert_allclose(p.sum(axis=1), 1.0, atol=1e-6)
+    assert [rate.outcomes[i] for i in p.argmax(axis=1)] == ["slow", "measured", "fast"]
+    assert [rate.tag_of(row) for row in p] == ["slow", None, "fast"]  # the neutral class is no tag
+    two = Attribute("pitch", ["deep", "medium", "high", "odd"], neutral=["medium", "odd"],
+                    probe=dict(probe, outcomes=["deep", "high", "none"]))
+    assert two.outcomes == ["deep", "medium", "high", "odd", "none"]  # which neutral class? none of them: "none"
+    assert two.probe_probabilities(np.array([[0.0, 1.0]]))[0].tolist()[1] == 0.0

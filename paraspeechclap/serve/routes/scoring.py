@@ -94,7 +94,7 @@ def table_probe(state: ServeState, body: dict, name: str) -> Any:
 async def classify(request: Request, body: dict = Depends(request_body), state: ServeState = Depends(serve_state)):
     """Zero-shot probabilities: softmax over the candidates of logit_scale * cosine (template-filled prompts);
     ``attributes`` ({name: [classes]}) classifies several attribute sets at once, ``"default"`` the model's own (an
-    attribute with a probe in the table: the probe's softmax over its classes and "none")."""
+    attribute with a probe in the table: the probe's softmax, as annotate gives it)."""
     c = state.config
     sets = attribute_sets(body, state)
     template = check_template_field(body.get("template"), [x for s in sets.values() for x in s], c.max_caption_chars)
