@@ -9,7 +9,8 @@
 # Environment: PYTHON (default .venv/bin/python); MODEL (default mini; a saved-model folder calibrates and measures a
 # retrained one); CALIB, CALIB_SEED, CALIB_CLIPS (data/synth-calib-s5005, 5005, 2600: about 1,560 clips kept); EVAL,
 # EVAL_SEED, EVAL_CLIPS (data/synth-eval-s6006, 6006, 1600: about 960 kept); OBJECTIVE (per-clip, or precision:
-# calibrate --objective); CALIBRATE_ARGS (more calibrate arguments, e.g. "--confidence 0.99"); TABLE
+# calibrate --objective); CALIBRATE_ARGS (more calibrate arguments, e.g. "--probe never" for thresholds only, without
+# calibrate's default probes, or "--confidence 0.99"); TABLE
 # (reports/mini-tags/attributes.json); OUT (reports/mini-tags: tags.json, tags.md).
 # Exit status: eval_mini_tags.py's (0 every per-clip target met, 1 one is not).
 set -euo pipefail

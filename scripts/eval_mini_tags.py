@@ -10,7 +10,8 @@ range, a neutral range claims neither monotonous nor singsong, so any such tag o
 
 * per clip (the target: >= 90 % for pitch, rate, gender, range and voice quality, as issue 28 states it): the share
   of clips that are right, a clip being right when the tag it gets for the attribute is its true class and, where the
-  corpus claims a neutral class or none (medium pitch, a neutral range, a whisper's pitch), when it gets none;
+  corpus claims a neutral class or none (medium pitch, a neutral range, a whisper's pitch), when it gets none; with
+  its two-sided 95 % Wilson interval;
 * precision: the share of the emitted tags that are right (reported, not the target);
 * coverage: the share of clips that get a tag; "taggable" clips are those whose class is not a neutral one (classes
   the table withholds included) and recall the share of them that get the right tag.
@@ -32,6 +33,8 @@ import tempfile
 import time
 from collections import Counter
 from pathlib import Path
+
+import numpy as np
 
 from paraspeechclap import schemas
 from paraspeechclap.fileio import atomic_write_text
@@ -63,10 +66,22 @@ def attribute_figures(attribute, truths: list, tags: list) -> dict:
     wrong = Counter(f"{g or 'no claim'} -> {t}" for t, g in tagged if t != g)
     clip_right = sum(attribute.clip_right(t, g) for t, g in zip(tags, truths))
     return {"clips": len(truths), "clips_right": clip_right, "per_clip": clip_right / len(truths) if truths else None,
+            "per_clip_ci95": wilson_interval(clip_right, len(truths)),
             "tagged": len(tagged), "right": right,
             "precision": right / len(tagged) if tagged else None, "coverage": len(tagged) / len(truths),
             "taggable": taggable, "recall": right / taggable if taggable else None, "per_class": per_class,
             "wrong": dict(wrong.most_common())}
+
+
+def wilson_interval(hits: int, n: int, confidence: float = 0.95) -> list[float] | None:
+    """The two-sided Wilson score interval of ``hits / n`` (calibrate's one-sided bound at each end)."""
+    from paraspeechclap.annotate.calibrate import wilson_lower
+
+    if not n:
+        return None
+    tail = 1 - (1 - confidence) / 2
+    lower = float(wilson_lower(np.array(hits), np.array(n), tail))
+    return [round(lower, 4), round(1 - float(wilson_lower(np.array(n - hits), np.array(n), tail)), 4)]
 
 
 def figures(table, rows: list[dict], clip_tags: dict[str, list[str]]) -> dict:
@@ -121,12 +136,14 @@ def target_met(figures: dict, target: float | None) -> bool | None:
 
 def to_markdown(result: dict) -> str:
     pct = lambda v: "-" if v is None else f"{100 * v:.1f}"  # noqa: E731
-    lines = ["| attribute | per clip (%) | right / clips | precision (%) | right / tagged | coverage (%) "
+    lines = ["| attribute | per clip (%) [95 % Wilson] | right / clips | precision (%) | right / tagged | coverage (%) "
              "| recall of taggable (%) | target (per clip) | met |", "|---|---|---|---|---|---|---|---|---|"]
     for name, f in result["attributes"].items():
         target = TARGETS.get(name)
         met = {None: "-", True: "yes", False: "**no**"}[target_met(f, target)]
-        lines.append(f"| {name} | {pct(f['per_clip'])} | {f['clips_right']} / {f['clips']} | {pct(f['precision'])} | "
+        ci = f.get("per_clip_ci95")
+        interval = f" [{pct(ci[0])}, {pct(ci[1])}]" if ci else ""
+        lines.append(f"| {name} | {pct(f['per_clip'])}{interval} | {f['clips_right']} / {f['clips']} | {pct(f['precision'])} | "
                      f"{f['right']} / {f['tagged']} | {pct(f['coverage'])} | {pct(f['recall'])} ({f['taggable']} "
                      f"taggable) | {'-' if target is None else pct(target)} | {met} |")
     return "\n".join(lines) + "\n"

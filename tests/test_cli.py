@@ -97,9 +97,43 @@ def test_classify_defaults_to_one_softmax_per_attribute(golden_wavs, model_args,
         ranking = result["attributes"][attribute.name]["ranking"]
         assert sum(r["probability"] for r in ranking) == pytest.approx(1.0, abs=1e-5)
         got = {r["style"]: r["probability"] for r in ranking}
-        want = dict(zip(attribute.classes, map(float, expected[attribute.name][0])))
+        want = dict(zip(attribute.outcomes, map(float, expected[attribute.name][0])))
         assert got == pytest.approx(want, abs=1e-5)
     assert doc["provenance"]["precision"] == "fp32" and doc["provenance"]["identity"]
+
+
+def test_classify_with_a_probe_table_gives_the_probe_and_its_tag(golden_wavs, model_args, tiny_model, tmp_path,
+                                                                 capsys):
+    """An attribute with a probe: its softmax over the classes and "none" (as annotate), and the tag it gives."""
+    import numpy as np
+
+    from paraspeechclap.annotate.attributes import AttributeTable
+
+    emb = tiny_model.embed_audio([str(p) for p in golden_wavs[:2]])
+    weights = np.zeros((3, emb.shape[1]))
+    weights[1] = 50 * emb[0] / np.linalg.norm(emb[0])  # "b" where the first clip points, none elsewhere
+    doc = {"attributes": {"x": {"classes": ["a", "b"], "threshold": 0.6,
+                                "probe": {"outcomes": ["a", "b", "none"], "dim": emb.shape[1],
+                                          "weights": weights.tolist(), "bias": [-100.0, -48.0, 0.0], "lambda": 0.0}},
+                          "y": {"classes": ["calm", "angry"]}}}
+    path = tmp_path / "probe.json"
+    path.write_text(json.dumps(doc))
+    assert main(["classify", *map(str, golden_wavs[:2]), "--attributes", str(path), "--format", "json",
+                 *model_args]) == 0
+    results = json.loads(capsys.readouterr().out)["results"]
+    table = AttributeTable.from_file(path)
+    expected = table.probabilities(tiny_model, emb)
+    for row, result in enumerate(results):
+        x = result["attributes"]["x"]
+        got = {r["style"]: r["probability"] for r in x["ranking"]}
+        assert got == pytest.approx(dict(zip(["a", "b", "none"], map(float, expected["x"][row]))), abs=1e-5)
+        assert {r["style"]: r["similarity"] for r in x["ranking"]}["none"] is None
+        assert x["tag"] == table.by_name("x").tag_of(expected["x"][row])
+    assert [r["attributes"]["x"]["tag"] for r in results][0] == "b"
+    wide = dict(doc["attributes"]["x"]["probe"], dim=3, weights=[[0.0] * 3] * 3)
+    path.write_text(json.dumps({"attributes": {"x": dict(doc["attributes"]["x"], probe=wide)}}))
+    assert main(["classify", str(golden_wavs[0]), "--attributes", str(path), *model_args]) == 1
+    assert "field 'attributes.x.probe.weights' reads 3-d embeddings" in capsys.readouterr().err
 
 
 def test_classify_attributes_file_and_candidates_together(golden_wavs, model_args, tmp_path, capsys):

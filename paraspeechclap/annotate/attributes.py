@@ -5,7 +5,10 @@ encoders it matches, the classification template, and per attribute its classes,
 (probabilities are kept, but they make no tag and no caption words), the thresholds a top class needs to become a
 tag (per class, or one per attribute, else two times chance), the classes calibration withheld, and ``not_with``
 gates (no pitch tag on a clip tagged whispered). Probabilities are the model's zero-shot classification within one
-attribute (softmax over its classes of ``logit_scale * cosine``), so they sum to one per attribute.
+attribute (softmax over its classes of ``logit_scale * cosine``), so they sum to one per attribute; an attribute with
+a ``probe`` (calibrate ``--probe``) gets the probe's softmax instead, over its classes, its ``"none"`` given to the
+attribute's neutral class where it has exactly one and kept as a ``"none"`` outcome otherwise; its tag is the most
+probable outcome unless neutral or ``"none"``.
 """
 from __future__ import annotations
 
@@ -18,7 +21,7 @@ import numpy as np
 
 from .. import schemas
 from ..prompts import fill_template
-from ..schemas.attribute_table import status_of
+from ..schemas.attribute_table import NONE, status_of
 
 MODELS_DIR = Path(__file__).resolve().parents[1] / "models"
 KIND = "attribute-table"
@@ -39,6 +42,45 @@ class Attribute:
     withheld: list[str] = field(default_factory=list)
     not_with: dict[str, list[str]] = field(default_factory=dict)
     calibration: dict | None = None
+    probe: dict | None = None  # {outcomes, dim, weights, bias, lambda}: see the attribute-table contract
+
+    @property
+    def outcomes(self) -> list[str]:
+        """What its probabilities are over: the classes, and ``"none"`` when a probe gives them and the attribute has
+        no single neutral class to give its "none" to (range: its neutral range is only "no tag")."""
+        return self.classes + [NONE] if self.probe is not None and len(self.neutral) != 1 else list(self.classes)
+
+    def tag_of(self, p: np.ndarray) -> str | None:
+        """The tag of one row of probabilities (over :attr:`outcomes`), gates aside: the probe's most probable
+        outcome unless ``"none"``, else the top class when taggable and at its threshold."""
+        top = int(np.argmax(p))
+        cls = self.outcomes[top]
+        if self.probe is not None:
+            return None if cls == NONE or cls in self.neutral else cls
+        return cls if self.taggable(cls) and p[top] >= self.effective_threshold(cls) else None
+
+    def probe_probabilities(self, embeddings: np.ndarray, source: str = "") -> np.ndarray:
+        """``[N, outcomes]``: the probe's softmax of L2-normalised ``embeddings``; its ``"none"`` is the attribute's
+        neutral class where it has exactly one (medium-pitched, measured, ...), else a ``"none"`` outcome of its own."""
+        probe = self.probe
+        self.check_dim(embeddings.shape[-1] if embeddings.ndim == 2 else -1, source)
+        x = embeddings.astype(np.float64)
+        x /= np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+        logits = x @ np.asarray(probe["weights"], np.float64).T + np.asarray(probe["bias"], np.float64)
+        logits -= logits.max(axis=1, keepdims=True)
+        p = np.exp(logits)
+        p /= p.sum(axis=1, keepdims=True)
+        out = np.zeros((len(x), len(self.outcomes)), np.float32)
+        names = [self.neutral[0] if o == NONE and NONE not in self.outcomes else o for o in probe["outcomes"]]
+        out[:, [self.outcomes.index(o) for o in names]] = p
+        return out
+
+    def check_dim(self, dim: int, source: str = "") -> None:
+        """ValueError naming the table and field when the probe cannot read ``dim``-wide embeddings."""
+        if self.probe is not None and dim != self.probe["dim"]:
+            raise ValueError(f"{source or '<attribute table>'}: field 'attributes.{self.name}.probe.weights' reads "
+                             f"{self.probe['dim']}-d embeddings; the model gives {dim}-d ones (a table calibrated for "
+                             "another model)")
 
     def effective_threshold(self, cls: str | None = None) -> float:
         """The probability ``cls`` (default: any class without its own) needs to become a tag."""
@@ -62,7 +104,7 @@ class Attribute:
 
     def to_dict(self) -> dict:
         spec = {"classes": self.classes, "neutral": self.neutral, "threshold": self.threshold}
-        for key in ("thresholds", "withheld", "not_with", "calibration"):
+        for key in ("thresholds", "withheld", "not_with", "calibration", "probe"):
             if getattr(self, key):
                 spec[key] = getattr(self, key)
         return spec
@@ -92,7 +134,7 @@ class AttributeTable:
     def _from_valid(cls, doc: dict, source: str) -> "AttributeTable":
         attrs = [Attribute(name, list(spec["classes"]), list(spec["neutral"]), spec["threshold"],
                            dict(spec["thresholds"]), list(spec["withheld"]), dict(spec["not_with"]),
-                           spec["calibration"])
+                           spec["calibration"], spec.get("probe"))
                  for name, spec in doc["attributes"].items()]
         return cls(doc["family"], doc["template"], attrs, doc["calibration"], source, doc["description"],
                    doc["match"])
@@ -106,30 +148,38 @@ class AttributeTable:
         return schemas.stamped(doc, KIND, self.source or "<attribute table>")
 
     def probability_columns(self) -> list[tuple[str, str, str]]:
-        """``(attribute, class, column)`` for every class of every attribute, in table order."""
-        return [(a.name, c, column_name(a.name, c)) for a in self.attributes for c in a.classes]
+        """``(attribute, outcome, column)`` for every class of every attribute (and ``"none"`` of one with a probe),
+        in table order."""
+        return [(a.name, c, column_name(a.name, c)) for a in self.attributes for c in a.outcomes]
 
     # ---------------------------------------------------------------- scoring
     def probabilities(self, model: Any, embeddings: np.ndarray) -> dict[str, np.ndarray]:
-        """attribute -> ``[N, classes]`` probabilities (rows sum to one) of L2-normalised embeddings."""
+        """attribute -> ``[N, outcomes]`` probabilities (rows sum to one) of L2-normalised embeddings: the probe's
+        where the attribute has one, else the zero-shot softmax over its classes."""
         out = {}
         for a in self.attributes:
-            if len(embeddings) == 0:
+            if a.probe is not None:
+                out[a.name] = a.probe_probabilities(np.asarray(embeddings, np.float32), self.source)
+            elif len(embeddings) == 0:
                 out[a.name] = np.zeros((0, len(a.classes)), np.float32)
-                continue
-            rows = model.classify_embeddings(embeddings, a.classes, self.template)
-            out[a.name] = np.asarray([[r[c] for c in a.classes] for r in rows], dtype=np.float32)
+            else:
+                rows = model.classify_embeddings(embeddings, a.classes, self.template)
+                out[a.name] = np.asarray([[r[c] for c in a.classes] for r in rows], dtype=np.float32)
         return out
 
+    def check_dim(self, dim: int) -> None:
+        """Refuse a model whose embeddings a probe of this table cannot read (before any work is done)."""
+        for a in self.attributes:
+            a.check_dim(dim, self.source)
+
     def tags(self, probs: dict[str, np.ndarray], row: int) -> list[str]:
-        """The top class of each attribute whose probability reaches its threshold (neutral and withheld classes
-        excluded, and none for an attribute whose ``not_with`` classes another attribute tagged), in table order."""
+        """The tag of each attribute (:meth:`Attribute.tag_of`: the probe's, or the top class at its threshold),
+        none for an attribute whose ``not_with`` classes another attribute tagged, in table order."""
         top = {}
         for a in self.attributes:
-            p = probs[a.name][row]
-            cls = a.classes[int(np.argmax(p))]
-            if a.taggable(cls) and p[int(np.argmax(p))] >= a.effective_threshold(cls):
-                top[a.name] = cls
+            tag = a.tag_of(probs[a.name][row])
+            if tag is not None:
+                top[a.name] = tag
         return [cls for name, cls in top.items()
                 if not any(top.get(other) in classes for other, classes in self.by_name(name).not_with.items())]
 

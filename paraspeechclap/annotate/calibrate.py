@@ -11,7 +11,11 @@ its Wilson interval at ``--confidence`` (default 95 %: the thresholds leave a ma
 takes the share as observed). A class that never gets there is withheld: never tagged. With ``--objective per-clip``
 each class instead gets the probability above which its tags make the most clips right (a clip is right when its tag
 is its class, or when it gets none where it claims a neutral class or none: issue 28's reading), and is withheld when
-no threshold makes more clips right than wrong. The result is an attribute
+no threshold makes more clips right than wrong. With ``--probe auto`` (the default) each attribute also gets a
+logistic probe on the clips' embeddings (:mod:`.probe`: its taggable classes and "none", started from the zero-shot
+text directions, ``lambda`` by 5-fold cross-validation) where the probe makes at least one point more of the held-out
+clips right than the thresholds; its tags then replace the thresholds' (``--probe never``: thresholds only;
+``--probe range,rate``: probes for these). The result is an attribute
 table (``annotate --attributes``) recording per attribute what its thresholds gave (precision of the tags, coverage:
 the share of clips that get one) and, for the table, the corpus, target, model, date and command. Attributes
 without a matching task keep their thresholds and no calibration record, so the table says ``partly calibrated``;
@@ -133,18 +137,12 @@ def embed_clips(model, paths: list[str]) -> tuple[dict[str, np.ndarray], list[st
 
 def emitted(attribute, probs: np.ndarray) -> list[str | None]:
     """The tag of ``attribute`` per row of its probabilities (None: no tag), as :meth:`AttributeTable.tags` gives."""
-    out = []
-    for p in probs:
-        top = int(np.argmax(p))
-        cls = attribute.classes[top]
-        out.append(cls if attribute.taggable(cls) and p[top] >= attribute.effective_threshold(cls) else None)
-    return out
+    return [attribute.tag_of(p) for p in probs]
 
 
-def calibrate_attribute(attribute, probs: np.ndarray, gold: list, gated: np.ndarray, precision: float,
-                        min_clips: int, confidence: float = 0.5, objective: str = "precision") -> None:
-    """Set the thresholds, withheld classes and calibration record of ``attribute`` from its clips (``gated``: the
-    clips another attribute's tag keeps from getting one)."""
+def set_thresholds(attribute, probs: np.ndarray, gold: list, gated: np.ndarray, precision: float, min_clips: int,
+                   confidence: float = 0.5, objective: str = "precision") -> None:
+    """Set the thresholds and withheld classes of ``attribute`` from its clips' zero-shot probabilities."""
     gold = np.array(gold, dtype=object)
     top = probs.argmax(axis=1)
     top_prob = probs.max(axis=1)
@@ -162,6 +160,12 @@ def calibrate_attribute(attribute, probs: np.ndarray, gold: list, gated: np.ndar
             attribute.withheld.append(cls)
         else:
             attribute.thresholds[cls] = found
+
+
+def tag_record(attribute, probs: np.ndarray, gold: list, gated: np.ndarray) -> dict:
+    """What the attribute's tags give on its clips: precision, coverage, per clip, per class."""
+    gold = np.array(gold, dtype=object)
+    unclaimed = np.array([attribute.unclaimed(g) for g in gold], dtype=bool)
     tags = np.array([None if g else t for t, g in zip(emitted(attribute, probs), gated)], dtype=object)
     tagged = tags != None  # noqa: E711 - elementwise over an object array
     right = tagged & (tags == gold)
@@ -169,9 +173,40 @@ def calibrate_attribute(attribute, probs: np.ndarray, gold: list, gated: np.ndar
                        "tagged": int((tags == cls).sum()), "right": int(right[tags == cls].sum())}
                  for cls in attribute.classes if cls not in attribute.neutral}
     clips_right = right.sum() + (~tagged & unclaimed).sum()
-    attribute.calibration = {"precision": _share(right.sum(), tagged.sum()), "coverage": _share(tagged.sum(), len(gold)),
-                             "per_clip": _share(clips_right, len(gold)), "clips": len(gold),
-                             "tagged": int(tagged.sum()), "per_class": per_class}
+    return {"precision": _share(right.sum(), tagged.sum()), "coverage": _share(tagged.sum(), len(gold)),
+            "per_clip": _share(clips_right, len(gold)), "clips": len(gold), "tagged": int(tagged.sum()),
+            "per_class": per_class}
+
+
+def calibrate_attribute(attribute, probs: np.ndarray, gold: list, gated: np.ndarray, precision: float,
+                        min_clips: int, confidence: float = 0.5, objective: str = "precision") -> None:
+    """Set the thresholds, withheld classes and calibration record of ``attribute`` from its clips (``gated``: the
+    clips another attribute's tag keeps from getting one)."""
+    set_thresholds(attribute, probs, gold, gated, precision, min_clips, confidence, objective)
+    attribute.calibration = tag_record(attribute, probs, gold, gated)
+
+
+def calibrate_probe(attribute, model, template: str, emb: np.ndarray, probs: np.ndarray, gold: list,
+                    gated: np.ndarray, target: tuple, forced: bool) -> None:
+    """Cross-validate a probe for an attribute whose thresholds are set (``target``: calibrate's (precision,
+    confidence, min_clips, objective)); fit it on every clip when it gains (or is ``forced``), replacing the
+    thresholds, and record the cross-validation either way."""
+    from . import probe
+
+    precision, confidence, min_clips, objective = target
+    w0 = probe.zero_shot_weights(model, attribute, template)
+
+    def thresholds(trial, p, g, gate):
+        set_thresholds(trial, p, g, gate, precision, min_clips, confidence, objective)
+
+    record = probe.cross_validate(attribute, emb, probs, gold, gated, w0, thresholds)
+    lam = probe.choose(record, forced)
+    record.update(chosen=lam, policy="forced" if forced else "auto", min_gain=None if forced else probe.MIN_GAIN)
+    if lam is not None:
+        attribute.probe = probe.as_probe(attribute, *probe.fit(emb, probe.labels(attribute, gold), w0, lam), lam)
+        attribute.thresholds, attribute.withheld = {}, []
+        attribute.calibration = tag_record(attribute, attribute.probe_probabilities(emb), gold, gated)
+    attribute.calibration["probe"] = record
 
 
 def _share(part, whole) -> float | None:
@@ -189,20 +224,25 @@ def _gate_mask(table, attribute, probs: dict[str, np.ndarray]) -> np.ndarray:
 
 def calibrate(model, suites_path: str | Path, precision: float = 0.9, min_clips: int = 10, table=None,
               command: str | None = None, log=sys.stderr, confidence: float = 0.95,
-              objective: str = "precision") -> tuple[dict, dict]:
+              objective: str = "precision", probe: str | None = None) -> tuple[dict, dict]:
     """(the calibrated attribute-table document, {attribute: calibration record, or why it has none}).
+    ``probe``: ``auto`` (the default: a probe where cross-validation says it gains), ``never`` (thresholds only) or
+    attribute names, comma-separated (a probe for those, whatever it gains; none for the others).
 
     Raises :class:`CalibrationError` when no attribute could be calibrated."""
     from .attributes import table_for_model
+    from .probe import DEFAULT_POLICY, parse_policy
 
     table = table or table_for_model(model)
+    probe = probe or DEFAULT_POLICY
+    policy, forced = parse_policy(probe, [a.name for a in table.attributes])
     clips, why, skipped = suite_clips(suites_path, table)
     for reason in skipped:
         print(f"calibrate: skipped {reason}", file=log)
     vectors, failed = embed_clips(model, [p for c in clips.values() for p in c.paths])
     for reason in failed:
         print(f"calibrate: could not embed {reason}; skipped", file=log)
-    done = {}
+    target, done = (precision, confidence, min_clips, objective), {}
     for a in sorted(table.attributes, key=lambda a: bool(a.not_with)):  # gates are calibrated before what they gate
         if a.name not in clips:
             continue
@@ -211,20 +251,25 @@ def calibrate(model, suites_path: str | Path, precision: float = 0.9, min_clips:
             why[a.name] = f"{len(keep)} clips could be embedded, fewer than --min-clips {min_clips}"
             continue
         emb = np.stack([vectors[clips[a.name].paths[i]] for i in keep])
-        probs = table.probabilities(model, emb)
-        calibrate_attribute(a, probs[a.name], [clips[a.name].gold[i] for i in keep], _gate_mask(table, a, probs),
-                            precision, min_clips, confidence, objective)
+        a.probe = None  # thresholds are set on zero-shot probabilities; a probe is refitted below, or not
+        probs, gold = table.probabilities(model, emb), [clips[a.name].gold[i] for i in keep]
+        gated = _gate_mask(table, a, probs)
+        calibrate_attribute(a, probs[a.name], gold, gated, precision, min_clips, confidence, objective)
+        if policy == "auto" or a.name in forced:
+            print(f"calibrate: cross-validating a probe for {a.name} ({len(keep)} clips)", file=log, flush=True)
+            calibrate_probe(a, model, table.template, emb, probs[a.name], gold, gated, target, a.name in forced)
         done[a.name] = a.calibration
     if not done:
         raise CalibrationError(f"nothing could be calibrated with {suites_path}:\n  - "
                                + "\n  - ".join(f"{name}: {reason}" for name, reason in why.items()))
-    table.calibration = _provenance(model, suites_path, vectors, (precision, confidence, min_clips, objective), why,
-                                    command)
+    table.calibration = _provenance(model, suites_path, vectors, target, why, command, probe)
     return table.to_dict(), {**done, **{name: {"not calibrated": reason} for name, reason in why.items()}}
 
 
-def _provenance(model, suites_path, vectors: dict, target: tuple, why: dict, command: str | None) -> dict:
+def _provenance(model, suites_path, vectors: dict, target: tuple, why: dict, command: str | None,
+                probe: str = "never") -> dict:
     from .. import schemas
+    from . import probe as probes
 
     corpus = {"suites": str(suites_path), "clips": len(vectors)}
     verification = Path(suites_path).parent / "verification.json"
@@ -248,6 +293,12 @@ def _provenance(model, suites_path, vectors: dict, target: tuple, why: dict, com
                 f"withheld{kept}")
         target_fields = {"objective": objective, "precision_target": precision, "confidence": confidence,
                          "min_clips": min_clips}
+    if probe != "never":
+        note += (f"; probes (--probe {probe}): a logistic model on the embeddings, fitted where {probes.FOLDS}-fold "
+                 f"cross-validation makes at least {100 * probes.MIN_GAIN:g} point(s) more of the clips right (per "
+                 "clip) than the thresholds (or where asked), its tags replacing the thresholds'")
+        target_fields["probe"] = {"policy": probe, "lambdas": list(probes.LAMBDAS), "folds": probes.FOLDS,
+                                  "min_gain": probes.MIN_GAIN}
     return {"note": note, **target_fields, "corpus": corpus,
             "model": {"source": str(getattr(model, "name", "")), "precision": str(getattr(model, "precision", ""))},
             "date": time.strftime("%Y-%m-%d", time.gmtime()), "command": command}
@@ -264,6 +315,12 @@ def report_lines(report: dict) -> list[str]:
         per_clip = "-" if rec.get("per_clip") is None else f"{rec['per_clip']:.1%}"
         lines.append(f"{name:14s} per clip {per_clip:>6s}  precision {precision:>6s}  coverage {rec['coverage']:.1%} of "
                      f"{rec['clips']} clips  (right/tagged: {classes})")
+        if rec.get("probe"):
+            cv = rec["probe"]
+            best = max(cv["cv_probe"].values())
+            chosen = "no probe" if cv["chosen"] is None else f"probe, lambda {cv['chosen']:g}"
+            lines.append(f"{'':14s} {cv['folds']}-fold per clip: thresholds {cv['cv_no_probe']:.1%}, best probe "
+                         f"{best:.1%} -> {chosen}")
     return lines
 
 
@@ -281,6 +338,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--objective", choices=OBJECTIVES, default="precision",
                         help="precision: each class's tags right at least --precision of the time (default); "
                              "per-clip: the thresholds that make the most clips right")
+    parser.add_argument("--probe", default=None, metavar="auto|never|ATTR[,ATTR]",
+                        help="also fit a logistic probe on the embeddings per attribute (lambda by cross-validation): "
+                             "auto (default) where it gains >= 1 point per clip over the thresholds, never, or for "
+                             "the attributes named")
     parser.add_argument("--out", required=True, help="attribute table JSON to write (use with annotate --attributes)")
     args = parser.parse_args(argv)
     from .. import schemas
@@ -293,8 +354,8 @@ def main(argv: list[str] | None = None) -> int:
     table = AttributeTable.from_file(args.attributes) if args.attributes else None
     try:
         doc, report = calibrate(model, args.suites, args.precision, args.min_clips, table, command,
-                                confidence=args.confidence, objective=args.objective)
-    except (CalibrationError, schemas.SchemaError) as err:
+                                confidence=args.confidence, objective=args.objective, probe=args.probe)
+    except (CalibrationError, schemas.SchemaError, ValueError) as err:
         print(f"calibrate: {err}", file=sys.stderr)
         return 1
     schemas.write(args.out, doc, "attribute-table")

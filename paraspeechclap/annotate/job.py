@@ -151,7 +151,7 @@ def annotate_rows(model: Any, table: AttributeTable, rows: Sequence[InputRow], d
             error[i] = result.error
     ok = np.array([e is None for e in error], dtype=bool)
     probs = table.probabilities(model, emb[ok])
-    full = {a.name: np.full((n, len(a.classes)), np.nan, np.float32) for a in table.attributes}
+    full = {a.name: np.full((n, len(a.outcomes)), np.nan, np.float32) for a in table.attributes}
     for name in full:
         full[name][ok] = probs[name]
     columns: dict[str, Any] = {
@@ -167,9 +167,9 @@ def annotate_rows(model: Any, table: AttributeTable, rows: Sequence[InputRow], d
     columns["embedding"] = pa.FixedSizeListArray.from_arrays(flat, dim, mask=pa.array(~ok))
     for a in table.attributes:
         top = np.argmax(np.nan_to_num(full[a.name], nan=-1.0), axis=1)
-        columns[a.name] = pa.array([a.classes[t] if k else None for t, k in zip(top, ok)], pa.string())
+        columns[a.name] = pa.array([a.outcomes[t] if k else None for t, k in zip(top, ok)], pa.string())
     for attr, cls, col in table.probability_columns():
-        a_index = next(a for a in table.attributes if a.name == attr).classes.index(cls)
+        a_index = table.by_name(attr).outcomes.index(cls)
         values = full[attr][:, a_index]
         columns[col] = pa.array(values, pa.float32(), mask=~ok)
     ok_rows = {i: pos for pos, i in enumerate(np.flatnonzero(ok))}

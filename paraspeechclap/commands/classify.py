@@ -1,5 +1,6 @@
 """``paraspeechclap classify``: zero-shot classification, per attribute (a softmax within each attribute of a table,
-as ``/v1/classify`` and ``annotate`` do) and/or over one flat list of ``--candidates``."""
+as ``/v1/classify`` and ``annotate`` do: the table's probe where it has one, with its tags) and/or over one flat list
+of ``--candidates``."""
 from __future__ import annotations
 
 import argparse
@@ -25,48 +26,62 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     ModelSpec.add_arguments(parser)
 
 
-def _ranking(classes, sims, probs) -> list[dict]:
-    import numpy as np
+def _ranking(names, sims, probs) -> list[dict]:
+    """Best first; ``names`` beyond the prompts (a probe's ``"none"``) have no similarity."""
+    order = sorted(range(len(names)), key=lambda i: -probs[names[i]])
+    return [{"style": names[i], "similarity": float(sims[i]) if i < len(sims) else None,
+             "probability": float(probs[names[i]])} for i in order]
 
-    order = np.argsort(-np.asarray(sims), kind="stable")
-    return [{"style": classes[i], "similarity": float(sims[i]), "probability": float(probs[classes[i]])}
-            for i in order]
 
-
-def classify_sets(model, audio_emb, sets: dict[str, list[str]], templates: dict[str, object]) -> dict[str, list]:
-    """set name -> per clip its ranking (style, similarity, probability; best first), one softmax per set."""
+def classify_sets(model, audio_emb, sets: dict[str, list[str]], templates: dict[str, object],
+                  table=None) -> tuple[dict[str, list], dict]:
+    """(set name -> per clip its ranking (style, similarity, probability; best first), one softmax per set; the
+    table's probabilities of its attributes, through :meth:`AttributeTable.probabilities`: its probes included)."""
+    table_probs = table.probabilities(model, audio_emb) if table is not None else {}
     out = {}
     for name, classes in sets.items():
         sims = audio_emb @ model.embed_prompts(classes, templates[name]).T
-        probs = model.classify_embeddings(audio_emb, classes, templates[name])
-        out[name] = [_ranking(classes, s, p) for s, p in zip(sims, probs)]
-    return out
+        if name and name in table_probs:
+            names = table.by_name(name).outcomes
+            probs = [dict(zip(names, map(float, row))) for row in table_probs[name]]
+        else:
+            names, probs = classes, model.classify_embeddings(audio_emb, classes, templates[name])
+        out[name] = [_ranking(names, s, p) for s, p in zip(sims, probs)]
+    return out, table_probs
 
 
-def _sets(args: argparse.Namespace, model) -> tuple[dict[str, list[str]], dict[str, object], str | None]:
-    """``""`` -> the candidates, then each attribute of the table; the template each set is filled with."""
-    sets, templates, table_name = {}, {}, None
+def _sets(args: argparse.Namespace, model) -> tuple[dict[str, list[str]], dict[str, object], object]:
+    """``""`` -> the candidates, then each attribute of the table; the template each set is filled with; the table
+    (its template replaced by ``--template`` when given)."""
+    sets, templates, table = {}, {}, None
     if args.candidates:
         if len(set(args.candidates)) != len(args.candidates):
             raise ValueError("--candidates has duplicates")
         sets[""], templates[""] = list(args.candidates), args.template
     if args.attributes is not None or not args.candidates:
+        from dataclasses import replace
+
         from ..annotate.attributes import table_for_model
 
         table = table_for_model(model, None if args.attributes in (None, "default") else args.attributes)
-        table_name = table.family
+        table = replace(table, template=args.template) if args.template else table
         for attribute in table.attributes:
-            sets[attribute.name], templates[attribute.name] = list(attribute.classes), args.template or table.template
-    return sets, templates, table_name
+            sets[attribute.name], templates[attribute.name] = list(attribute.classes), table.template
+    return sets, templates, table
 
 
-def records(paths: list[str], rankings: dict[str, list]) -> list[dict]:
+def records(paths: list[str], rankings: dict[str, list], tags: list[list[str]] | None = None) -> list[dict]:
+    """One record per clip: the candidates' ranking, and per attribute its ranking, prediction and (with a table's
+    ``tags``) the tag it gets (None: no tag; gates and thresholds or probe as annotate applies them)."""
     recs = []
     for row, path in enumerate(paths):
         rec: dict = {"path": path}
         if "" in rankings:
             rec["prediction"], rec["ranking"] = rankings[""][row][0]["style"], rankings[""][row]
         attrs = {name: {"prediction": r[row][0]["style"], "ranking": r[row]} for name, r in rankings.items() if name}
+        for name, a in attrs.items():
+            if tags is not None:
+                a["tag"] = next((t for t in tags[row] if t in {x["style"] for x in a["ranking"]}), None)
         if attrs:
             rec["attributes"] = attrs
         recs.append(rec)
@@ -109,10 +124,14 @@ def run(args: argparse.Namespace) -> int:
     model, good, audio_emb, failed, total = inputs.start(args, [args.out])
     if not good:
         return 1
-    sets, templates, table_name = _sets(args, model)
-    recs = records(good, classify_sets(model, audio_emb, sets, templates))
+    sets, templates, table = _sets(args, model)
+    if table is not None:
+        table.check_dim(audio_emb.shape[1])
+    rankings, table_probs = classify_sets(model, audio_emb, sets, templates, table)
+    tags = [table.tags(table_probs, row) for row in range(len(good))] if table is not None else None
+    recs = records(good, rankings, tags)
     document = {"model": args.model, "template": args.template or model.config.prompt_template,
-                "attribute_table": table_name, "results": recs, "failed": failed}
+                "attribute_table": table.family if table is not None else None, "results": recs, "failed": failed}
     output.emit(fmt, args.out, provenance=model.provenance(), document=document, rows=flat_rows(recs),
                 table=lambda: table_text(recs))
     return inputs.finish(failed, total)

@@ -4,7 +4,9 @@ The manifest says what was annotated (the input rows' digest), by which model an
 shards are complete. Its stamp is the one it has always had: ``"format": "paraspeechclap-annotations"`` and
 ``"version"``. A shard holds one ``annotation-shard`` row per input row; besides the columns declared here it has,
 per attribute of the table, the top class (a string column named after the attribute) and each class's probability
-(``p_<attribute>_<class>``, float32), listed in the manifest's ``columns``.
+(``p_<attribute>_<class>``, float32), listed in the manifest's ``columns``; an attribute the table classifies with a
+probe and that has no single neutral class (range) also has ``p_<attribute>_none`` (its top "class" may then be
+``none``).
 
 Version 2 (``annotate``'s format 2): shards under ``data/`` named by split (``{split}-NNNNN-of-NNNNN.parquet``)
 with a ``split`` column, the input rows' own fields carried into them, the provenance in each shard's Parquet schema

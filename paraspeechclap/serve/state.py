@@ -14,16 +14,24 @@ from .config import ServeConfig
 from .http import body_budget
 from .metrics import Metrics
 
-def attribute_table(model: Any) -> tuple[str, dict[str, list[str]]]:
-    """The attributes the page draws probability bars for: the table annotate uses for this model (the packaged
-    table whose ``match`` fits its speech encoder, else the paper's)."""
+def model_table(model: Any) -> Any:
+    """The table annotate uses for this model (the packaged table whose ``match`` fits its speech encoder, else the
+    paper's); None when there is none."""
     from ..annotate.attributes import table_for_model
 
     try:
-        table = table_for_model(model)
+        return table_for_model(model)
     except FileNotFoundError:
+        return None
+
+
+def attribute_table(model: Any, table: Any = False) -> tuple[str, dict[str, list[str]]]:
+    """The attributes the page draws probability bars for: the outcomes of each attribute of the model's table (its
+    classes, and ``"none"`` where a probe gives them for an attribute without a single neutral class)."""
+    table = model_table(model) if table is False else table
+    if table is None:
         return "none", {}
-    return table.family, {a.name: list(a.classes) for a in table.attributes}
+    return table.family, {a.name: a.outcomes for a in table.attributes}
 
 
 def corpus_roots(index: Any) -> list[Path]:
@@ -58,7 +66,10 @@ class ServeState:
         self.provenance = self.model.provenance()
         self.logit_scale = float(self.model.logit_scale)
         self.dim = int(self.model.config.embedding_dim)
-        self.table_name, self.attributes = attribute_table(self.model)
+        self.table = model_table(self.model)
+        if self.table is not None:
+            self.table.check_dim(self.dim)  # a probe for another model's embeddings: refused at start
+        self.table_name, self.attributes = attribute_table(self.model, self.table)
         self.index_attributes, self.roots = self.attributes, []
         if self.index is not None:
             self._check_index()

@@ -1,8 +1,10 @@
 """Per-attribute adherence: for each attribute a prompt names, is the clip classified as the intended class?
 
 The classes and the template come from the model's attribute table (:mod:`paraspeechclap.annotate.attributes`,
-``table_for_model``); a clip's probabilities per attribute are that table's zero-shot classification (softmax over the
-attribute's classes of ``logit_scale * cosine``), and the predicted class is the most probable one. The intended class
+``table_for_model``); a clip's probabilities per attribute are that table's classification (softmax over the
+attribute's classes of ``logit_scale * cosine``, or the attribute's probe where the table has one: its ``"none"`` is
+the neutral class, or, for an attribute without one, matches no class), and the predicted class is the most probable
+one. The intended class
 of an attribute is the prompt's label, or, without labels, the class its caption names (parsed with the
 counterfactual table; a class the model's table lacks is looked up under its declared equivalents, e.g. ``shrill`` ->
 ``high-pitched``; the first attribute of the table holding it is used).
@@ -65,11 +67,12 @@ def intended_classes(labels: Any, caption_classes: dict[str, str], attr_table: A
 def predictions(model: Any, embeddings: np.ndarray, attr_table: Any,
                 attributes: set[str] | None = None) -> dict[str, list[str]]:
     """The predicted class of every row of ``embeddings`` for each attribute (those in ``attributes`` when given),
-    through the table's own zero-shot classification (:meth:`AttributeTable.probabilities`)."""
+    through the table's own classification (:meth:`AttributeTable.probabilities`: zero-shot, or an attribute's probe,
+    whose ``"none"`` matches no class)."""
     if attributes is not None:
         attr_table = type(attr_table)(attr_table.family, attr_table.template,
                                       [a for a in attr_table.attributes if a.name in attributes],
                                       attr_table.calibration, attr_table.source)
     probs = attr_table.probabilities(model, embeddings)
-    return {a.name: [a.classes[int(k)] for k in np.argmax(probs[a.name], axis=1)] if len(embeddings) else []
+    return {a.name: [a.outcomes[int(k)] for k in np.argmax(probs[a.name], axis=1)] if len(embeddings) else []
             for a in attr_table.attributes}

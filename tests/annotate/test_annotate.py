@@ -34,12 +34,13 @@ def test_columns_probabilities_and_status(reference):
     np.testing.assert_allclose(norms, 1.0, atol=1e-4)
     for attr, spec in attrs.items():
         cols = [c for c, (a, _) in manifest["columns"].items() if a == attr]
-        assert len(cols) == len(spec["classes"])
+        outcomes = AttributeTable.from_dict(manifest["attributes"]).by_name(attr).outcomes  # range's probe: + none
+        assert len(cols) == len(outcomes)
         probs = np.array([rows.column(c).to_pylist() for c in cols], dtype=float).T
         np.testing.assert_allclose(probs[ok].sum(axis=1), 1.0, atol=1e-5)
         assert np.isnan(probs[~ok]).all()
         top = rows.column(attr).to_pylist()
-        assert [top[i] for i in np.flatnonzero(ok)] == [spec["classes"][j] for j in probs[ok].argmax(axis=1)]
+        assert [top[i] for i in np.flatnonzero(ok)] == [outcomes[j] for j in probs[ok].argmax(axis=1)]
     durations = dict(zip(ids, rows.column("duration").to_pylist()))
     assert durations["a/clip001.wav"] == pytest.approx(0.75, abs=1e-3)
     # tags: top classes over the threshold, neutral classes never; captions from the tags
@@ -126,3 +127,67 @@ def test_attribute_tables():
     probs = {"x": np.array([[0.8, 0.2], [0.6, 0.4]])}
     assert table.tags(probs, 0) == ["a"] and table.tags(probs, 1) == []
     assert table.caption(["a", "b", "c"]) == "A person is speaking in a a, b and c style."
+
+
+def _with_range_probe(dim: int, low: float = 0.0, high: float = 0.0) -> dict:
+    """mini's table with a probe on range that reads the first embedding coordinate x0: monotonous below ``low``,
+    singsong above ``high``, none between (logits -60 (x0 - low), 60 (x0 - high), 0)."""
+    import copy
+
+    from paraspeechclap.annotate.attributes import MODELS_DIR
+
+    doc = copy.deepcopy(AttributeTable.from_file(MODELS_DIR / "mini" / "attributes.json").to_dict())
+    spec = doc["attributes"]["range"]
+    weights = np.zeros((3, dim))
+    weights[0, 0], weights[1, 0] = -60.0, 60.0
+    spec.update(thresholds={}, withheld=[], probe={"outcomes": ["monotonous", "singsong", "none"], "dim": dim,
+                                                  "weights": weights.tolist(), "bias": [60 * low, -60 * high, 0.0],
+                                                  "lambda": 0.001})
+    return doc
+
+
+def test_a_probe_table_tags_from_its_probe(reference, corpus, tmp_path):
+    from paraspeechclap import schemas
+    from paraspeechclap.annotate import annotate
+    from paraspeechclap.annotate.engines import annotated_rows
+
+    _, ref_rows = reference
+    x0 = np.array([e[0] for e in ref_rows.column("embedding").to_pylist() if e is not None])
+    low, high = np.quantile(x0, [0.3, 0.7])
+    dim = len(next(e for e in ref_rows.column("embedding").to_pylist() if e is not None))
+    table = schemas.write(tmp_path / "probe.json", _with_range_probe(dim, low, high), "attribute-table")
+    out = tmp_path / "ann"
+    annotate(corpus, out, workers=1, shard_size=SHARD_SIZE, precision="fp32", device="cpu", attributes=str(table))
+    rows = annotated_rows(out)
+    manifest = json.loads((out / MANIFEST).read_text())
+    assert manifest["columns"]["p_range_none"] == ["range", "none"]
+    ok = np.array(rows.column("status").to_pylist()) == "ok"
+    emb = np.array([e for e in rows.column("embedding").to_pylist() if e is not None])
+    x = emb[:, 0] / np.linalg.norm(emb, axis=1)
+    logits = np.stack([-60 * (x - low), 60 * (x - high), np.zeros(len(emb))], axis=1)
+    want = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    got = np.array([rows.column(c).to_pylist() for c in ("p_range_monotonous", "p_range_singsong", "p_range_none")],
+                   dtype=float).T
+    np.testing.assert_allclose(got[ok], want, atol=1e-5)
+    outcome = np.array(["monotonous", "singsong", "none"])[want.argmax(axis=1)]
+    assert list(np.array(rows.column("range").to_pylist())[ok]) == list(outcome)
+    tags = [t for t, k in zip(rows.column("tags").to_pylist(), ok) if k]
+    for clip_tags, top in zip(tags, outcome):
+        expected = None if top == "none" or "whispered" in clip_tags else top  # not_with: whispered gates range
+        assert next((t for t in clip_tags if t in ("monotonous", "singsong")), None) == expected
+    assert set(outcome) == {"monotonous", "singsong", "none"}  # each outcome of the probe is met
+    # the other attributes are mini's zero-shot classification, as in the reference run
+    np.testing.assert_allclose(np.array(rows.column("p_pitch_deep").to_pylist(), dtype=float)[ok],
+                               np.array(ref_rows.column("p_pitch_deep").to_pylist(), dtype=float)[ok], atol=1e-5)
+
+
+def test_a_probe_for_other_embeddings_is_refused_before_any_shard(corpus, tmp_path):
+    from paraspeechclap import schemas
+    from paraspeechclap.annotate import annotate
+
+    table = schemas.write(tmp_path / "wide.json", _with_range_probe(7), "attribute-table")
+    out = tmp_path / "ann"
+    with pytest.raises(ValueError, match=r"wide.json: field 'attributes.range.probe.weights' reads 7-d embeddings; "
+                                         r"the model gives \d+-d ones"):
+        annotate(corpus, out, workers=1, shard_size=SHARD_SIZE, precision="fp32", device="cpu", attributes=str(table))
+    assert not list(out.glob("**/*.parquet"))

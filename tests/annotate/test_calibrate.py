@@ -76,3 +76,96 @@ def test_tags_follow_per_class_thresholds_withheld_and_not_with():
     doc = table.to_dict()
     assert doc["attributes"]["quality"]["withheld"] == ["fry"] and doc["calibration"]["status"] == "uncalibrated"
     assert AttributeTable.from_dict(doc).to_dict() == doc
+
+
+# ------------------------------------------------------------------------------------------------- probes
+class _TextModel:
+    """What a probe needs of a model: the class prompts' embeddings and the logit scale."""
+
+    logit_scale = 20.0
+
+    def __init__(self, directions: dict[str, np.ndarray]):
+        self.directions = directions
+
+    def embed_prompts(self, classes, template=None):
+        return np.stack([self.directions[c] for c in classes])
+
+
+def _clips(centres: dict, n: int, dim: int, seed: int = 0, noise: float = 0.25):
+    """``n`` clips per truth around its centre (a unit vector), with noise; (embeddings, truths)."""
+    rng = np.random.default_rng(seed)
+    emb, gold = [], []
+    for truth, centre in centres.items():
+        emb.append(centre + noise * rng.standard_normal((n, dim)) / np.sqrt(dim))
+        gold += [truth] * n
+    emb = np.vstack(emb)
+    return emb / np.linalg.norm(emb, axis=1, keepdims=True), gold
+
+
+def _calibrated(model, emb, gold, forced=False):
+    from paraspeechclap.annotate.calibrate import calibrate_probe
+
+    a = Attribute("range", ["monotonous", "singsong"])
+    table = AttributeTable("t", "A {} style.", [a])
+    probs = table.probabilities(_Classifier(model), emb)["range"]
+    gated = np.zeros(len(gold), bool)
+    calibrate_attribute(a, probs, gold, gated, precision=0.9, min_clips=3, objective="per-clip")
+    calibrate_probe(a, model, table.template, emb, probs, gold, gated, (0.9, 0.5, 3, "per-clip"), forced)
+    return a, probs
+
+
+class _Classifier:
+    """Zero-shot classification as the engine does it, from the text model's directions."""
+
+    def __init__(self, model):
+        self.model = model
+
+    def classify_embeddings(self, emb, classes, template=None):
+        logits = self.model.logit_scale * emb @ self.model.embed_prompts(classes).T
+        p = np.exp(logits - logits.max(axis=1, keepdims=True))
+        p /= p.sum(axis=1, keepdims=True)
+        return [dict(zip(classes, row)) for row in p]
+
+
+def test_a_probe_finds_class_directions_the_text_weights_miss():
+    dim = 12
+    e = np.eye(dim)
+    model = _TextModel({"monotonous": e[0], "singsong": e[1]})  # the text side points elsewhere than the clips
+    centres = {"monotonous": e[2], "singsong": e[3], None: e[4]}
+    emb, gold = _clips(centres, 40, dim)
+    a, probs = _calibrated(model, emb, gold)
+    cv = a.calibration["probe"]
+    assert cv["cv_no_probe"] < 0.6 and max(cv["cv_probe"].values()) > 0.95 and cv["chosen"] is not None
+    assert a.probe["outcomes"] == ["monotonous", "singsong", "none"] and a.probe["dim"] == dim
+    assert a.thresholds == {} and a.calibration["per_clip"] > 0.95
+    test, truth = _clips(centres, 30, dim, seed=1)  # clips the probe never saw
+    tags = [a.tag_of(p) for p in a.probe_probabilities(test)]
+    assert np.mean([a.clip_right(t, g) for t, g in zip(tags, truth)]) > 0.95
+    zero_shot = [a.clip_right(None, g) for g in truth]  # what zero-shot left at best: the untagged clips
+    assert np.mean(zero_shot) < 0.5
+
+
+def test_auto_keeps_the_thresholds_where_zero_shot_is_already_right():
+    dim = 12
+    e = np.eye(dim)
+    model = _TextModel({"monotonous": e[0], "singsong": e[1]})
+    emb, gold = _clips({"monotonous": e[0], "singsong": e[1], None: (e[0] + e[1] + 2 * e[5]) / np.sqrt(6)}, 40, dim,
+                      noise=0.05)
+    a, _ = _calibrated(model, emb, gold)
+    cv = a.calibration["probe"]
+    assert cv["cv_no_probe"] == 1.0 and cv["chosen"] is None and cv["policy"] == "auto"
+    assert a.probe is None and set(a.thresholds) == {"monotonous", "singsong"}
+    forced, _ = _calibrated(model, emb, gold, forced=True)
+    assert forced.probe is not None and forced.calibration["probe"]["policy"] == "forced"
+
+
+def test_probe_policy_names_attributes_of_the_table():
+    import pytest
+
+    from paraspeechclap.annotate.probe import parse_policy
+
+    assert parse_policy("auto", ["range"]) == ("auto", set())
+    assert parse_policy("range, pitch", ["pitch", "range"]) == ("forced", {"pitch", "range"})
+    with pytest.raises(ValueError, match=r"--probe takes auto, never or attributes of the table \(range\); "
+                                         r"got 'rnage'"):
+        parse_policy("rnage", ["range"])

@@ -44,8 +44,8 @@ def test_missing_field_names_file_field_and_version(tmp_path):
     with pytest.raises(SchemaError) as info:
         schemas.read(path, "attribute-table")
     assert str(info.value) == (f"{path}: field 'attributes.pitch.classes': is missing "
-                               "(expected attribute-table version 1)")
-    assert (info.value.source, info.value.field, info.value.version) == (str(path), "attributes.pitch.classes", 1)
+                               "(expected attribute-table version 2)")
+    assert (info.value.source, info.value.field, info.value.version) == (str(path), "attributes.pitch.classes", 2)
 
 
 def test_newer_version_is_refused_with_the_expected_version(tmp_path):

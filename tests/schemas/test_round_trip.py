@@ -125,9 +125,14 @@ def test_synth_to_calibrate_writes_a_table_annotate_reads(corpus, tmp_path, caps
     calibrated = [a for a in table.attributes if a.calibration is not None]
     assert calibrated and table.calibration["status"] in ("calibrated", "partly calibrated")
     assert table.calibration["corpus"]["seed"] == 11 and "--precision 0.5" in table.calibration["command"]
-    for a in calibrated:
-        assert set(a.thresholds) | set(a.withheld) == {c for c in a.classes if c not in a.neutral}
-        assert a.calibration["clips"] >= a.calibration["tagged"]
+    for a in calibrated:  # tagged by thresholds, or (calibrate's default --probe auto) by a probe where it gained
+        taggable = [c for c in a.classes if c not in a.neutral]
+        if a.probe is None:
+            assert set(a.thresholds) | set(a.withheld) == set(taggable)
+        else:
+            assert a.probe["outcomes"] == taggable + ["none"] and not a.thresholds
+            assert a.calibration["probe"]["chosen"] == a.probe["lambda"]
+        assert a.calibration["clips"] >= a.calibration["tagged"] and "probe" in a.calibration
 
 
 def test_calibrate_refuses_when_nothing_can_be_calibrated(corpus, tmp_path, capsys):
@@ -142,6 +147,24 @@ def test_calibrate_refuses_when_nothing_can_be_calibrated(corpus, tmp_path, caps
     err = capsys.readouterr().err
     assert "nothing could be calibrated" in err and "pitch: no classification task 'pitch'" in err
     assert not out.exists()
+
+
+def test_calibrate_keeps_the_probe_of_an_attribute_it_cannot_calibrate(corpus, tmp_path, capsys):
+    from paraspeechclap.annotate.attributes import MODELS_DIR, AttributeTable
+    from paraspeechclap.annotate.calibrate import main
+
+    shipped = AttributeTable.from_file(MODELS_DIR / "mini" / "attributes.json")
+    assert shipped.by_name("range").probe is not None
+    copy = _copy(corpus, tmp_path)
+    doc = schemas.read(copy / "suites.json", "evaluation-suite")
+    doc["classification"]["other-range"] = doc["classification"].pop("range")
+    schemas.write(copy / "suites.json", doc, "evaluation-suite")
+    out = tmp_path / "table.json"
+    assert main(["--suites", str(copy / "suites.json"), "--model-precision", "fp32", "--precision", "0.5",
+                 "--min-clips", "1", "--probe", "never", "--out", str(out)]) == 0, capsys.readouterr().err
+    table = AttributeTable.from_file(out)
+    assert table.by_name("range").probe == shipped.by_name("range").probe  # kept, as its thresholds are
+    assert table.by_name("rate").probe is None and table.calibration["probe"] is None  # never: refitted without
 
 
 def test_synth_to_train_dataset(corpus):
@@ -171,7 +194,7 @@ def test_synth_to_annotate_inputs_and_annotate_to_its_contracts(corpus, tmp_path
     annotate(corpus / "test.jsonl", out, workers=1, shard_size=4, precision="fp32", device="cpu",
              audio_root=str(corpus / "audio"))
     manifest = schemas.read(out / "_manifest.json", "annotation-manifest")
-    assert manifest["attributes"]["schema"] == "paraspeechclap.attribute-table/1"
+    assert manifest["attributes"]["schema"] == "paraspeechclap.attribute-table/2"
     schemas.check(manifest["attributes"], "attribute-table")
     rows = annotated_rows(out).to_pylist()
     assert len(rows) == len(planned)
@@ -253,7 +276,7 @@ def test_calibrated_table_to_annotate_and_serve_readers(tmp_path, monkeypatch):
             speech_config = {"model_type": "paraspeechclap_mel"}
 
     family, classes = serve_state.attribute_table(Mini())  # serve's reader
-    assert family == "mini" and classes == {a.name: a.classes for a in back.attributes}
+    assert family == "mini" and classes == {a.name: a.outcomes for a in back.attributes}  # "none" with a probe
     assert table_for_model(Mini()).attributes[0].thresholds == back.attributes[0].thresholds
 
 
@@ -263,7 +286,7 @@ def test_a_broken_or_newer_table_is_refused_by_annotate(tmp_path):
     path = tmp_path / "table.json"
     path.write_text(json.dumps({"schema": "paraspeechclap.attribute-table/1", "attributes": {"rate": {}}}))
     with pytest.raises(schemas.SchemaError, match=rf"{path}: field 'attributes.rate.classes': is missing "
-                                                  r"\(expected attribute-table version 1\)"):
+                                                  r"\(expected attribute-table version 2\)"):
         AttributeTable.from_file(path)
     path.write_text(json.dumps({"schema": "paraspeechclap.attribute-table/3", "attributes": {}}))
     with pytest.raises(schemas.SchemaError, match=r"written as version 3, newer"):

@@ -49,6 +49,14 @@ def test_classify_candidates_and_default_attributes(client, mini, clip):
     for name, probabilities in body["attributes"].items():
         assert list(probabilities) == table["attributes"][name]
         assert sum(probabilities.values()) == pytest.approx(1.0, abs=1e-5)
+    from paraspeechclap.annotate.attributes import table_for_model
+
+    probed = [a for a in table_for_model(mini).attributes if a.probe is not None]  # mini's table: range among them
+    assert "range" in {a.name for a in probed}
+    emb = mini.embed_audio([clip])
+    for a in probed:  # as annotate classifies it: the probe's softmax over the classes and none
+        assert body["attributes"][a.name] == pytest.approx(dict(zip(a.outcomes, a.probe_probabilities(emb)[0])),
+                                                           abs=1e-5)
     templated = client.post("/v1/classify", json={"audio": b64(clip), "candidates": ["deep", "high-pitched"],
                                                   "template": "Someone with a {} voice."}).json()
     assert templated["probabilities"] == pytest.approx(

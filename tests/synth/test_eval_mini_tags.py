@@ -32,7 +32,8 @@ def test_a_tag_where_the_corpus_claims_nothing_is_wrong_and_coverage_counts_ever
     assert (f["range"]["right"], f["range"]["tagged"], f["range"]["wrong"]) == (1, 2, {"no claim -> singsong": 1})
     assert f["range"]["taggable"] == 1 and f["range"]["per_class"]["singsong"]["withheld"]  # withheld still counts
     md = script.to_markdown({"attributes": f})
-    assert "| pitch | 75.0 | 3 / 4 | 66.7 | 2 / 3 | 75.0 |" in md and "**no**" in md
+    assert "| pitch | 75.0 [30.1, 95.4] | 3 / 4 | 66.7 | 2 / 3 | 75.0 |" in md and "**no**" in md
+    assert f["pitch"]["per_clip_ci95"] == [0.3006, 0.9544]  # Wilson, 95 %: 3 of 4
 
 
 def test_per_clip_counts_an_untagged_neutral_or_unclaimed_clip_right_and_a_missed_class_wrong():
@@ -54,7 +55,7 @@ def test_per_clip_counts_an_untagged_neutral_or_unclaimed_clip_right_and_a_misse
     assert script.target_met(f["range"], 0.9) is False and script.target_met(f["range"], 0.5) is True
     assert script.target_met(f["range"], None) is None
     md = script.to_markdown({"attributes": f})
-    assert "| range | 66.7 | 4 / 6 | 100.0 | 1 / 1 |" in md and "| 90.0 | **no** |" in md
+    assert "| range | 66.7 [30.0, 90.3] | 4 / 6 | 100.0 | 1 / 1 |" in md and "| 90.0 | **no** |" in md
 
 
 def test_refuses_a_small_corpus_or_the_calibration_corpus(tmp_path):

@@ -82,10 +82,19 @@ def attribute_sets(body: dict, state: ServeState) -> dict[str, list[str]]:
     return sets
 
 
+def table_probe(state: ServeState, body: dict, name: str) -> Any:
+    """The attribute of the model's table whose probe classifies set ``name`` (``attributes: "default"`` only)."""
+    if not name or body.get("attributes") != "default" or state.table is None:
+        return None
+    attribute = next((a for a in state.table.attributes if a.name == name), None)
+    return attribute if attribute is not None and attribute.probe is not None else None
+
+
 @router.post("/v1/classify", openapi_extra=schemas.body(schemas.CLASSIFY), responses=schemas.RESPONSES)
 async def classify(request: Request, body: dict = Depends(request_body), state: ServeState = Depends(serve_state)):
     """Zero-shot probabilities: softmax over the candidates of logit_scale * cosine (template-filled prompts);
-    ``attributes`` ({name: [classes]}) classifies several attribute sets at once, ``"default"`` the model's own."""
+    ``attributes`` ({name: [classes]}) classifies several attribute sets at once, ``"default"`` the model's own (an
+    attribute with a probe in the table: the probe's softmax, as annotate gives it)."""
     c = state.config
     sets = attribute_sets(body, state)
     template = check_template_field(body.get("template"), [x for s in sets.values() for x in s], c.max_caption_chars)
@@ -98,7 +107,12 @@ async def classify(request: Request, body: dict = Depends(request_body), state: 
         row = (await work.embed([wave], single_embedding))[None, :]
         probabilities = {}
         for name, classes in sets.items():   # one set per job: a timeout or a client gone stops between sets
-            probabilities[name] = await work.call(lambda classes=classes: model.classify_embeddings(row, classes, template)[0])
+            probe = table_probe(state, body, name)
+            if probe is not None:   # the table's own classification of this attribute, as annotate gives it
+                probabilities[name] = dict(zip(probe.outcomes, map(float, probe.probe_probabilities(row)[0])))
+            else:
+                probabilities[name] = await work.call(
+                    lambda classes=classes: model.classify_embeddings(row, classes, template)[0])
     out: dict[str, Any] = {"provenance": state.provenance}
     if "" in probabilities:
         out["probabilities"] = probabilities.pop("")
