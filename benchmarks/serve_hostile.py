@@ -25,6 +25,7 @@ within its deadline, an admitted one within the request timeout); server RSS at 
 
     python benchmarks/serve_hostile.py                  # 60 s attack
     python benchmarks/serve_hostile.py --seconds 20     # a short one
+    python benchmarks/serve_hostile.py --attackers-idle # the attackers get only the CPU the service leaves
 """
 from __future__ import annotations
 
