@@ -18,8 +18,10 @@ clips right than the thresholds; its tags then replace the thresholds' (``--prob
 ``--probe range,rate``: probes for these). The result is an attribute
 table (``annotate --attributes``) recording per attribute what its thresholds gave (precision of the tags, coverage:
 the share of clips that get one) and, for the table, the corpus, target, model, date and command. Attributes
-without a matching task keep their thresholds and no calibration record, so the table says ``partly calibrated``;
-when no attribute can be calibrated nothing is written and the command exits 1, saying why for each attribute.
+without a matching task (or with too few clips) keep what the table they started from gave them: thresholds, probe
+and calibration record (uncalibrated there, they stay so and the table says ``partly calibrated``); the table's
+``calibration.note`` names them as not calibrated by this run. When no attribute can be calibrated nothing is
+written and the command exits 1, saying why for each attribute.
 """
 from __future__ import annotations
 
@@ -281,7 +283,7 @@ def _provenance(model, suites_path, vectors: dict, target: tuple, why: dict, com
         except schemas.SchemaError:
             pass
     precision, confidence, min_clips, objective = target
-    kept = f"; not calibrated, thresholds kept: {', '.join(why)}" if why else ""
+    kept = f"; not calibrated by this run, kept as they were: {', '.join(why)}" if why else ""
     if objective == "per-clip":
         note = (f"per-class thresholds that make the most clips right (a clip is right when its tag is its class, or "
                 f"when it gets none where it claims a neutral class or none; at least {min_clips} tags per class); a "
