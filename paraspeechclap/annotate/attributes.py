@@ -64,8 +64,9 @@ class Attribute:
         neutral class where it has exactly one (medium-pitched, measured, ...), else a ``"none"`` outcome of its own."""
         probe = self.probe
         self.check_dim(embeddings.shape[-1] if embeddings.ndim == 2 else -1, source)
-        x = embeddings.astype(np.float64)
-        x /= np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+        from .probe import normalised
+
+        x = normalised(embeddings)
         logits = x @ np.asarray(probe["weights"], np.float64).T + np.asarray(probe["bias"], np.float64)
         logits -= logits.max(axis=1, keepdims=True)
         p = np.exp(logits)
@@ -209,7 +210,16 @@ def _speech_model_type(model: Any) -> str | None:
 
 def table_for_model(model: Any, path: str | Path | None = None) -> AttributeTable:
     """The table of ``path`` if given, else the packaged table whose ``match`` fits the model's speech encoder,
-    else the paper's table (the released models)."""
+    else the paper's table (the released models); refused (ValueError naming the field) when a probe in it cannot
+    read the model's embeddings, before any work is done."""
+    table = _table_for(model, path)
+    dim = getattr(getattr(model, "config", None), "embedding_dim", None)
+    if dim is not None:
+        table.check_dim(int(dim))
+    return table
+
+
+def _table_for(model: Any, path: str | Path | None) -> AttributeTable:
     if path is not None:
         return AttributeTable.from_file(path)
     kind = _speech_model_type(model)

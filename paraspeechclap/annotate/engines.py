@@ -60,7 +60,6 @@ def _progress(job: Job, state: ResumeState, quiet: bool) -> Progress:
 def prepare(job: Job, model) -> tuple[Any, int, dict]:
     table = table_for_model(model, job.config.attributes)
     dim = model_dim(model)
-    table.check_dim(dim)
     manifest = job.ensure_manifest(model.provenance(), table, dim)
     return table, dim, manifest
 
@@ -162,7 +161,6 @@ class RayAnnotator:
         self.model = config.model.load(device="cuda" if use_gpu else config.model.device)
         self.table = table_for_model(self.model, config.attributes)
         self.dim = model_dim(self.model)
-        self.table.check_dim(self.dim)
         self.meta = json.dumps({"provenance": self.model.provenance(), "table": self.table.to_dict(),
                                 "source": self.table.source, "dim": self.dim}, default=str).encode()
 

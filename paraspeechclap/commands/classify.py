@@ -124,9 +124,7 @@ def run(args: argparse.Namespace) -> int:
     model, good, audio_emb, failed, total = inputs.start(args, [args.out])
     if not good:
         return 1
-    sets, templates, table = _sets(args, model)
-    if table is not None:
-        table.check_dim(audio_emb.shape[1])
+    sets, templates, table = _sets(args, model)   # a table whose probe reads other embeddings: refused there
     rankings, table_probs = classify_sets(model, audio_emb, sets, templates, table)
     tags = [table.tags(table_probs, row) for row in range(len(good))] if table is not None else None
     recs = records(good, rankings, tags)

