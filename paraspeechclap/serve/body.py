@@ -3,6 +3,7 @@ form, as ``{field: value | [values]}`` with files as :class:`~.inputs.Upload`.""
 from __future__ import annotations
 
 import json
+import mmap
 import secrets
 from typing import Any
 
@@ -17,36 +18,54 @@ COUNT_PIECE = 2**20      # a large body's values are counted this many bytes at 
 OPENERS = b",:[{"        # every JSON value past the first follows or opens with one of these
 
 
-def count_values(raw: bytes | bytearray) -> int:
+def _pieces(raw):
+    """``raw`` (bytes, bytearray or a body's mmap) as bytes of at most :data:`COUNT_PIECE`: one C call over a large
+    body would hold the GIL, and the event loop with it, for the whole of it."""
+    if len(raw) <= COUNT_PIECE and isinstance(raw, (bytes, bytearray)):
+        yield raw
+        return
+    view = memoryview(raw)
+    for start in range(0, len(raw), COUNT_PIECE):
+        yield bytes(view[start:start + COUNT_PIECE])
+
+
+def count_values(raw) -> int:
     """An upper bound on the JSON values in ``raw``: every value past the first follows a ',' or ':' or opens with
     '[' / '{' (checked before parsing: a body of 16 million tiny values would take gigabytes once parsed)."""
-    if len(raw) <= COUNT_PIECE:   # one pass deleting the four, not four counts: every body pays for it
-        return len(raw) - len(raw.translate(None, OPENERS))
-    view = memoryview(raw)
-    total = 0
-    for start in range(0, len(raw), COUNT_PIECE):
-        piece = bytes(view[start:start + COUNT_PIECE])
-        total += len(piece) - len(piece.translate(None, OPENERS))
-    return total
+    # one pass deleting the four, not four counts: every body pays for it
+    return sum(len(piece) - len(piece.translate(None, OPENERS)) for piece in _pieces(raw))
 
 
 LONG_STRING = 2**16      # string literals longer than this (base64 audio) are cut out before the JSON parser runs
 
 
-def _string_end(raw: bytes | bytearray, start: int) -> int:
+def _find(raw, byte: bytes, start: int, end: int | None = None) -> int:
+    """``raw.find(byte, start, end)`` for one byte, searched :data:`COUNT_PIECE` bytes at a time (the GIL let go
+    between pieces)."""
+    end = len(raw) if end is None else end
+    while start < end:
+        stop = min(start + COUNT_PIECE, end)
+        found = raw.find(byte, start, stop)
+        if found != -1:
+            return found
+        start = stop
+    return -1
+
+
+def _string_end(raw, start: int) -> int:
     """The index of the quote closing the string literal opened at ``start`` (-1 when it is not closed)."""
-    end = raw.find(b'"', start + 1)
+    end = _find(raw, b'"', start + 1)
     while end != -1:
         slashes = 0
         while raw[end - 1 - slashes] == 0x5C:
             slashes += 1
         if slashes % 2 == 0:
             return end
-        end = raw.find(b'"', end + 1)
+        end = _find(raw, b'"', end + 1)
     return -1
 
 
-def lift_long_strings(raw: bytes | bytearray, mark: str) -> tuple[bytes, list[memoryview]]:
+def lift_long_strings(raw, mark: str) -> tuple[bytes, list[memoryview]]:
     """``raw`` with every string literal over :data:`LONG_STRING` bytes and free of escapes replaced by ``mark``
     and its number (``mark`` is random per body, so a client cannot forge one), and views of the cut strings.
 
@@ -60,11 +79,11 @@ def lift_long_strings(raw: bytes | bytearray, mark: str) -> tuple[bytes, list[me
         end = _string_end(raw, start)
         if end == -1:
             break
-        if end - start > LONG_STRING and raw.find(b"\\", start, end) == -1:
+        if end - start > LONG_STRING and _find(raw, b"\\", start, end) == -1:
             pieces += [raw[copied:start], b'"%s%d"' % (mark.encode("ascii"), len(cut))]
             cut.append(view[start + 1:end])   # no copy: the body's bytes stay until the request ends
             copied = end + 1
-        start = raw.find(b'"', end + 1)
+        start = _find(raw, b'"', end + 1)
     if not cut:
         return raw, cut
     return b"".join(pieces + [raw[copied:]]), cut
@@ -96,9 +115,11 @@ def _parse_body(raw: bytes | bytearray, config: ServeConfig, values: int | None 
     if len(raw) <= INLINE_JSON:
         _check_values(count_values(raw) if values is None else values, config)
         return parse_json(raw, "the body", config.max_json_depth)
-    _check_values(raw.count(b'"') // 2, config)
+    _check_values(sum(piece.count(b'"') for piece in _pieces(raw)) // 2, config)
     mark = f"long-{secrets.token_hex(8)}:"
     text, cut = lift_long_strings(raw, mark)
+    if not isinstance(text, (bytes, bytearray)):
+        text = bytes(text)   # a body read into an mmap, with no long string to cut: the parser takes bytes only
     _check_values(count_values(text), config)   # the long strings hold no values
     return _put_back(parse_json(text, "the body", config.max_json_depth), cut, mark)
 
@@ -162,13 +183,16 @@ async def read_body(request, config: ServeConfig) -> dict[str, Any]:
                    f"send application/json or multipart/form-data, got {kind[:60] or 'no content-type'!r}")
 
 
-async def read_all(request) -> bytes | bytearray:
+async def read_all(request) -> bytes | bytearray | mmap.mmap:
     """The whole body, read into one buffer of its declared length (no list of pieces joined at the end: that would
-    hold it twice); a body without Content-Length is joined from its pieces."""
+    hold it twice); a body without Content-Length is joined from its pieces. A large body's buffer is an anonymous
+    mmap: its pages are zeroed by the kernel as the pieces arrive, where ``bytearray(n)`` would zero them all at once
+    with the GIL held (tens of ms for the largest body, the event loop stalled)."""
     length = request.headers.get("content-length", "")
     if not length.isdigit():
         return b"".join([chunk async for chunk in request.stream()])
-    buffer, position = bytearray(int(length)), 0
+    size = int(length)
+    buffer, position = (mmap.mmap(-1, size) if size > INLINE_JSON else bytearray(size)), 0
     async for chunk in request.stream():
         end = position + len(chunk)
         if end > len(buffer):
