@@ -483,3 +483,31 @@ def test_values_are_counted_by_their_separators_and_openers_in_one_piece_or_many
     big = b'{"a": [' + b"1," * (COUNT_PIECE // 2 + 7) + b"1]}"       # over one piece
     for raw in (b"", b"1", body, bytearray(body), big, bytearray(big)):
         assert count_values(raw) == naive(raw)
+
+
+def _mapped(raw: bytes):
+    import mmap
+
+    buffer = mmap.mmap(-1, len(raw))
+    buffer[:] = raw
+    return buffer
+
+
+def test_a_large_body_read_into_an_mmap_parses_as_its_bytes_do():
+    """Large bodies are read into an anonymous mmap and searched piece by piece: strings longer than a piece, a
+    backslash past the first piece and a body with no long string parse as they do from bytes."""
+    from paraspeechclap.serve.body import COUNT_PIECE, _parse_body, count_values
+    from paraspeechclap.serve.config import ServeConfig
+
+    long = "QUJD" * (COUNT_PIECE // 2 + 3)                       # 2 pieces and more
+    escaped = "x" * (COUNT_PIECE + 11) + "\\\\" + "y" * 100       # its backslash in the second piece: kept
+    bodies = [{"audio": {"base64": long}, "captions": ["a \" quote"], "more": [escaped, long]},
+              {"values": list(range(60_000)), "text": "z\n" * 100_000}]   # large, no long string without escapes
+    for body in bodies:
+        raw = json.dumps(body).encode()
+        mapped = _mapped(raw)
+        assert count_values(mapped) == count_values(raw)
+        expected, got = _parse_body(raw, ServeConfig()), _parse_body(mapped, ServeConfig())
+        shown = lambda value: bytes(value).decode()  # noqa: E731 - cut strings come back as views of the body
+        assert json.dumps(got, default=shown) == json.dumps(expected, default=shown)
+        assert got.get("more", [escaped])[0] == escaped
