@@ -83,6 +83,11 @@ class ServeConfig:
                                  "then 408 and closed")
     body_timeout: float = _opt(30.0, "--body-timeout", "seconds a request may take to send its body; then 408 and "
                                "closed")
+    refusal_rate: float = _opt(32.0, "--refusal-rate", "refusals (4xx) answered at once per second, after a burst of "
+                               "2 s worth; past it each waits its turn, up to --refusal-delay, so a client that keeps "
+                               "being refused is slowed instead of taking the event loop (0: never held)")
+    refusal_delay: float = _opt(1.5, "--refusal-delay", "a refusal held back is answered at most this many seconds "
+                                "after its request arrived (at most half of the connections wait at once)")
     max_connections: int = _opt(256, "--max-connections", "open connections; past it requests get 503 from uvicorn")
     http: str = _opt("auto", "--http", "HTTP front end: httptools (a C parser, with uvloop when installed) or h11 "
                      "(pure Python); auto: httptools when installed", choices=HTTP_FRONTS)

@@ -19,6 +19,7 @@ from .admission import Budget
 from .config import MB, ServeConfig
 from .errors import ApiError, error_response
 from .metrics import Metrics, request_timing, server_timing
+from .pacing import RefusalPacer
 
 ENDPOINTS = ("/v1/score", "/v1/classify", "/v1/embed", "/v1/reward", "/v1/timeline", "/v1/search", "/v1/attributes",
              "/health", "/metrics", "/", "/docs", "/openapi.json")
@@ -44,6 +45,13 @@ def body_budget(config: ServeConfig) -> Budget:
                   reserve=SMALL_RESERVE)
 
 
+def refusal_pacer(config: ServeConfig) -> RefusalPacer | None:
+    """The service's pacing of refusals (:mod:`.pacing`); None when it is off. Half the connections may wait."""
+    if config.refusal_rate <= 0 or config.refusal_delay <= 0:
+        return None
+    return RefusalPacer(config.refusal_rate, config.refusal_delay, config.max_connections // 2)
+
+
 class Guard:
     """Pure ASGI: every request's status and latency into the metrics; its body refused past the size limit (413, by
     Content-Length or while it streams in), charged to the body-memory budget before it is read (429 when it does
@@ -52,8 +60,9 @@ class Guard:
     as it can while the server is under load."""
 
     def __init__(self, app, metrics: Metrics, config: ServeConfig, budget: Budget,
-                 health: Callable[[], dict] | None = None):
+                 health: Callable[[], dict] | None = None, pacer: RefusalPacer | None = None):
         self.app, self.metrics, self.config, self.budget, self.health = app, metrics, config, budget, health
+        self.pacer = pacer
         self.readers = 0   # requests whose body is being received (one event loop: no lock needed)
         self.trimmed = 0.0
 
@@ -69,27 +78,47 @@ class Guard:
         state = {"status": 500}
         phases = request_timing(scope)
         phases["start"] = start
+        held: list = []   # a refusal's messages, sent when its turn comes (after the app has let go of the request)
 
         async def recording_send(message):
             if message["type"] == "http.response.start":
                 state["status"] = message["status"]
                 timing = (b"server-timing", server_timing(phases, time.perf_counter() - start))
                 message = {**message, "headers": [*message.get("headers", []), timing]}
+                if self.pacer is not None and _paced(message["status"]):
+                    held.append(message)
+                    return
+            if held:
+                held.append(message)
+                return
             await send(message)
 
-        reader = BodyReader(self, scope, receive, start + self.config.body_timeout)
+        try:
+            await self._run(scope, receive, recording_send)
+            if held:
+                await self._answer_held(held, send, start)
+        finally:
+            self.metrics.request(endpoint, state["status"], time.perf_counter() - start)
+
+    async def _run(self, scope, receive, send) -> None:
+        """The app on the request, its body read through a :class:`BodyReader` (or refused before it is read)."""
+        reader = BodyReader(self, scope, receive, time.perf_counter() + self.config.body_timeout)
         try:
             refusal = reader.refusal()
             if refusal is not None:
-                await refusal(scope, receive, recording_send)
-                return
-            await self.app(scope, reader.receive, recording_send)
+                return await refusal(scope, receive, send)
+            await self.app(scope, reader.receive, send)
         finally:
             reader.release()
-            self.metrics.request(endpoint, state["status"], time.perf_counter() - start)
             if reader.received >= TRIM_AFTER and time.perf_counter() - self.trimmed > TRIM_EVERY:
                 self.trimmed = time.perf_counter()
                 asyncio.get_running_loop().run_in_executor(None, release_freed_memory)
+
+    async def _answer_held(self, held: list, send, arrived: float) -> None:
+        """A refusal's answer, once its turn comes (:mod:`.pacing`); its body and buffers are given back by now."""
+        self.metrics.paced(await self.pacer.pace(arrived))
+        for message in held:
+            await send(message)
 
 
     async def _health(self, send) -> None:
@@ -99,6 +128,11 @@ class Guard:
                     "headers": [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]})
         await send({"type": "http.response.body", "body": body})
         self.metrics.request("/health", 200, time.perf_counter() - start)
+
+
+def _paced(status: int) -> bool:
+    """Refusals wait their turn; a 408 has waited for its client already."""
+    return 400 <= status < 500 and status != 408
 
 
 def health_body(health: Callable[[], dict]) -> bytes:

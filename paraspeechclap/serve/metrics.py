@@ -74,6 +74,8 @@ class Metrics:
         self.item_errors = 0
         self.rejected = 0
         self.timeouts = 0
+        self.paced_refusals = 0
+        self.paced_seconds = 0.0
 
     def request(self, endpoint: str, status: int, seconds: float) -> None:
         with self._lock:
@@ -83,6 +85,13 @@ class Metrics:
                 self.rejected += 1
             elif status == 504:
                 self.timeouts += 1
+
+    def paced(self, seconds: float) -> None:
+        """A refusal held back ``seconds`` before its answer (0: answered at once, not counted)."""
+        if seconds > 0:
+            with self._lock:
+                self.paced_refusals += 1
+                self.paced_seconds += seconds
 
     def batch(self, items: int, errors: int, seconds: float) -> None:
         with self._lock:
@@ -114,7 +123,13 @@ class Metrics:
                     "# HELP paraspeechclap_rejected_total Requests answered 429 (queue full).",
                     "# TYPE paraspeechclap_rejected_total counter", f"paraspeechclap_rejected_total {self.rejected}",
                     "# HELP paraspeechclap_timeouts_total Requests answered 504 (timed out).",
-                    "# TYPE paraspeechclap_timeouts_total counter", f"paraspeechclap_timeouts_total {self.timeouts}"]
+                    "# TYPE paraspeechclap_timeouts_total counter", f"paraspeechclap_timeouts_total {self.timeouts}",
+                    "# HELP paraspeechclap_paced_refusals_total Refusals (4xx) held back for their turn.",
+                    "# TYPE paraspeechclap_paced_refusals_total counter",
+                    f"paraspeechclap_paced_refusals_total {self.paced_refusals}",
+                    "# HELP paraspeechclap_paced_seconds_total Seconds refusals were held back, in all.",
+                    "# TYPE paraspeechclap_paced_seconds_total counter",
+                    f"paraspeechclap_paced_seconds_total {self.paced_seconds:.6f}"]
         out += ["# HELP paraspeechclap_queue_depth Jobs waiting for the model worker.",
                 "# TYPE paraspeechclap_queue_depth gauge", f"paraspeechclap_queue_depth {queue_depth}",
                 "# HELP paraspeechclap_in_flight_items Items admitted and not yet answered (bounded by the queue limit).",

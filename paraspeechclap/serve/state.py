@@ -11,7 +11,7 @@ from typing import Any
 from .admission import Budget
 from .batcher import Batcher
 from .config import ServeConfig
-from .http import body_budget
+from .http import body_budget, refusal_pacer
 from .metrics import Metrics
 
 def model_table(model: Any) -> Any:
@@ -81,6 +81,7 @@ class ServeState:
                                self.metrics, max_batch_seconds=c.max_batch_seconds, max_queue_cost=c.max_queue_cost,
                                express_cost=c.express_cost, timeout=c.request_timeout, bulk_nice=c.bulk_nice)
         self.body_budget = body_budget(c)
+        self.pacer = refusal_pacer(c)
         self.audio_budget = Budget("decoded-audio memory", c.max_audio_memory, "bytes")
 
     def _check_index(self) -> None:
