@@ -237,6 +237,15 @@ class Normal:
         return out
 
 
+def slowest(answers: list[tuple[int, float]], phases: list[dict[str, float]], share: float = 0.01) -> list[dict]:
+    """The slowest ``share`` of the normal scores, each with its Server-Timing phases (ms): what the tail waited
+    for (phases are kept per answer, so they pair with the answers when every request was answered)."""
+    if len(phases) != len(answers):
+        return []
+    order = sorted(range(len(answers)), key=lambda i: -answers[i][1])[:max(1, int(len(answers) * share))]
+    return [{"ms": round(answers[i][1] * 1000, 1), **phases[i]} for i in order]
+
+
 class Sampler(threading.Thread):
     """The server's RSS (its model process included) every 0.2 s and the latency of /health every 0.5 s, until
     stopped."""
@@ -442,6 +451,7 @@ def measure(process, port: int, args, health: dict) -> dict:
                [p[i] for p in sampler.parts[:len(idle_rss)]])) for i in range(len(pids))] if attack_rss else [],
            "hostile": hostile, "hostile_requests": len(records), "server_errors": five, "cpu": cpu,
            "phases_ms": {"idle": phase_summary(idle_phases), "attack": phase_summary(normal.phases)},
+           "slowest": slowest(attacked, normal.phases),
            "after_ok": all(st == 200 for st, _ in after), "exit_code": process.poll()}
     met = {"each hostile request 4xx within 2 s or bounded as declared":
            bool(records) and all(h["met"] == h["requests"] for h in hostile.values()),
