@@ -15,6 +15,7 @@ from .inputs import Upload
 
 INLINE_JSON = 256 * 1024  # smaller bodies are parsed on the event loop (a thread hop would cost more than the parse)
 COUNT_PIECE = 2**20      # a large body's values are counted this many bytes at a time, letting the GIL go between
+MAPPED_BODY = 8 * 2**20  # a body over this is read into an mmap (smaller: a bytearray, whose heap pages are reused)
 OPENERS = b",:[{"        # every JSON value past the first follows or opens with one of these
 
 
@@ -185,14 +186,15 @@ async def read_body(request, config: ServeConfig) -> dict[str, Any]:
 
 async def read_all(request) -> bytes | bytearray | mmap.mmap:
     """The whole body, read into one buffer of its declared length (no list of pieces joined at the end: that would
-    hold it twice); a body without Content-Length is joined from its pieces. A large body's buffer is an anonymous
-    mmap: its pages are zeroed by the kernel as the pieces arrive, where ``bytearray(n)`` would zero them all at once
-    with the GIL held (tens of ms for the largest body, the event loop stalled)."""
+    hold it twice); a body without Content-Length is joined from its pieces. A body over :data:`MAPPED_BODY` is read
+    into an anonymous mmap: its pages are zeroed by the kernel as the pieces arrive, where ``bytearray(n)`` would
+    zero them all at once with the GIL held (tens of ms for the largest body, the event loop stalled); a smaller one
+    into a bytearray (a fresh mmap per body would fault in every page: ten times the cost of a 512 KiB body)."""
     length = request.headers.get("content-length", "")
     if not length.isdigit():
         return b"".join([chunk async for chunk in request.stream()])
     size = int(length)
-    buffer, position = (mmap.mmap(-1, size) if size > INLINE_JSON else bytearray(size)), 0
+    buffer, position = (mmap.mmap(-1, size) if size > MAPPED_BODY else bytearray(size)), 0
     async for chunk in request.stream():
         end = position + len(chunk)
         if end > len(buffer):
