@@ -26,7 +26,7 @@ import logging
 import math
 import threading
 import time
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
@@ -178,7 +178,7 @@ class Batcher:
     def __init__(self, model: Any, max_batch_items: int = 32, max_wait_ms: float = 10.0, max_queue_items: int = 256,
                  batch_size: int | None = None, metrics: Metrics | None = None, max_batch_seconds: float = math.inf,
                  max_queue_cost: float = math.inf, express_cost: float = 0.0, timeout: float = math.inf,
-                 bulk_nice: int = 0):
+                 bulk_nice: int = 0, nice_cost: float = 0.0):
         if max_batch_items < 1 or max_queue_items < 1 or max_wait_ms < 0 or max_batch_seconds <= 0:
             raise ValueError("max_batch_items, max_queue_items and max_batch_seconds must be positive, max_wait_ms >= 0")
         self.model = model
@@ -188,6 +188,12 @@ class Batcher:
         self.max_batch_seconds, self.max_queue_cost = float(max_batch_seconds), float(max_queue_cost)
         self.max_queue_items, self.batch_size = int(max_queue_items), batch_size
         self.express_cost, self.timeout, self.bulk_nice = float(express_cost), float(timeout), int(bulk_nice)
+        self.nice_cost = float(nice_cost)
+        # the bulk lane's most expensive work runs niced on a thread of its own, which the lane waits for: a thread
+        # cannot raise its own priority back without privileges, so cheaper bulk work keeps the lane's priority
+        self._niced = (ThreadPoolExecutor(1, thread_name_prefix="paraspeechclap-model-niced",
+                                          initializer=lower_thread_priority, initargs=(self.bulk_nice,))
+                       if self.bulk_nice > 0 else None)
         self.metrics = metrics or Metrics()
         self._order = itertools.count()
         self._lock = threading.Lock()
@@ -299,6 +305,8 @@ class Batcher:
                 lane.ready.notify_all()
         for lane in self.lanes.values():
             lane.thread.join(timeout)
+        if self._niced is not None:
+            self._niced.shutdown(wait=False)
 
     # ------------------------------------------------------------------ the workers
     def _take(self, lane: _Lane, timeout: float | None, fits: Callable[[tuple], bool] | None = None):
@@ -312,16 +320,23 @@ class Batcher:
             return heapq.heappop(lane.heap)
 
     def _run(self, lane: _Lane) -> None:
-        if lane.name == BULK and self.bulk_nice:
-            lower_thread_priority(self.bulk_nice)
         while not self._stop.is_set():
             entry = self._take(lane, 0.5)
             if entry is None:
                 continue
             if isinstance(entry[2], _Call):
-                self._run_call(entry[2])
+                self._on_lane(lane, entry[2].cost, self._run_call, entry[2])
                 continue
-            self._run_batch(lane, self._gather(lane, entry[2]))
+            jobs = self._gather(lane, entry[2])
+            self._on_lane(lane, max(job.cost for job in jobs), self._run_batch, lane, jobs)
+
+    def _on_lane(self, lane: _Lane, cost: float, work: Callable, *args) -> None:
+        """``work(*args)`` on the lane's thread, or for bulk work of requests costing over ``nice_cost``, on the
+        niced thread while the lane waits (so the lane still runs one thing at a time)."""
+        if self._niced is not None and lane.name == BULK and cost > self.nice_cost:
+            self._niced.submit(work, *args).result()
+        else:
+            work(*args)
 
     def _gather(self, lane: _Lane, first: _Job) -> list[_Job]:
         jobs, count, seconds = [first], len(first.items), first.seconds

@@ -40,9 +40,11 @@ class ServeConfig:
                                   "measured rate is refused at admission)")
     express_cost: float = _opt(8.0, "--express-cost", "requests costing at most this many seconds of work run on a "
                                "model thread of their own (the express lane), never behind an expensive batch")
-    bulk_nice: int = _opt(10, "--bulk-nice", "CPU priority (nice) of the bulk lanes' threads (large decodes, "
-                          "expensive requests): the event loop and the express lane go first when cores are short "
-                          "(on a shared machine the bulk lane then waits behind other processes too; 0: as the rest)")
+    bulk_nice: int = _opt(10, "--bulk-nice", "CPU priority (nice) of the bulk lane's work for requests costing "
+                          "over --nice-cost (large decodes, long timelines): the event loop, the express lane and "
+                          "cheaper bulk work go first when cores are short (0: all at the same priority)")
+    nice_cost: float = _opt(60.0, "--nice-cost", "requests costing more than this many seconds of work run their bulk "
+                            "work at --bulk-nice (on a shared machine it then waits behind other processes too)")
     model_process: bool = _opt(True, "--model-process", "run the forward passes in a process of their own, so that "
                                "the event loop and the model never wait for each other's GIL (the server then holds "
                                "two copies of the model); --no-model-process keeps them in the server's process",

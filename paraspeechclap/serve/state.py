@@ -79,7 +79,8 @@ class ServeState:
             self.model = RemoteModel(self.model, self.process)
         self.batcher = Batcher(self.model, c.max_batch_items, c.max_wait_ms, c.max_queue_items, c.batch_size,
                                self.metrics, max_batch_seconds=c.max_batch_seconds, max_queue_cost=c.max_queue_cost,
-                               express_cost=c.express_cost, timeout=c.request_timeout, bulk_nice=c.bulk_nice)
+                               express_cost=c.express_cost, timeout=c.request_timeout, bulk_nice=c.bulk_nice,
+                               nice_cost=c.nice_cost)
         self.body_budget = body_budget(c)
         self.pacer = refusal_pacer(c)
         self.audio_budget = Budget("decoded-audio memory", c.max_audio_memory, "bytes")

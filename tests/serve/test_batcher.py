@@ -164,15 +164,18 @@ def test_admission_refuses_work_that_could_not_be_done_before_its_deadline():
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread priorities are Linux's")
-def test_the_bulk_lane_runs_at_a_lower_cpu_priority():
+def test_the_most_expensive_bulk_work_runs_at_a_lower_cpu_priority():
     import os
 
-    batcher = Batcher(SlowModel(0.0), bulk_nice=5)
+    batcher = Batcher(SlowModel(0.0), express_cost=8.0, bulk_nice=5, nice_cost=60.0)
     try:
         base = os.getpriority(os.PRIO_PROCESS, 0)
-        ids = {name: batcher.call(threading.get_native_id, owner=batcher.admit(1, cost=cost)).result(5)
-               for name, cost in (("express", 0.0), ("bulk", 100.0))}
-        assert os.getpriority(os.PRIO_PROCESS, ids["bulk"]) == max(base, 5)
-        assert os.getpriority(os.PRIO_PROCESS, ids["express"]) == base
+        ids = {name: batcher.call(threading.get_native_id, owner=batcher.admit(1, cost=cost), priority=cost).result(5)
+               for name, cost in (("express", 0.0), ("bulk", 20.0), ("expensive", 100.0))}
+        assert os.getpriority(os.PRIO_PROCESS, ids["expensive"]) == max(base, 5)
+        assert os.getpriority(os.PRIO_PROCESS, ids["bulk"]) == base == os.getpriority(os.PRIO_PROCESS, ids["express"])
+        assert len(set(ids.values())) == 3   # the expensive work ran on a thread of its own
+        batch = batcher.submit([3.0], owner=batcher.admit(1, cost=100.0), priority=100.0).result(5)
+        assert batch[0].ok and batcher.model.calls == [1]   # batches too, not only calls
     finally:
         batcher.close()
