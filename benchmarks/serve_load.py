@@ -216,6 +216,7 @@ def main(argv=None) -> int:
     parser.add_argument("--threads", type=int, default=int(os.environ.get("OMP_NUM_THREADS") or 0) or None,
                         help="torch threads of the server and of the in-process baseline alike (default: "
                              "$OMP_NUM_THREADS, else torch's default)")
+    parser.add_argument("--serve-args", default="", help="more options for the server, e.g. '--bulk-nice 0'")
     parser.add_argument("--brief", action="store_true", help="60 requests or 15 s per level, 10 s overload")
     parser.add_argument("--out", default=str(H.RESULTS))
     parser.add_argument("--name", help="result file stem")
@@ -239,7 +240,8 @@ def main(argv=None) -> int:
     before = in_process_rate(args, audio, captions)
     port = free_port()
     H.log(f"starting the server on 127.0.0.1:{port} (queue bound {queue_items} items)")
-    server = Server(args.model, port, queue_items, args.max_batch_items, args.max_wait_ms, args.threads)
+    server = Server(args.model, port, queue_items, args.max_batch_items, args.max_wait_ms, args.threads,
+                    tuple(args.serve_args.split()))
     results: dict = {"levels": [], "overload": None}
     try:
         run_level(port, bodies, args.items, 2, len(bodies), 60)  # warm-up: every caption once (text cache), allocator
