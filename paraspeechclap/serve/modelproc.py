@@ -169,7 +169,7 @@ class ModelProcess:
                 local.conn.close()
             local.conn, local.generation = Client(self.address, family="AF_UNIX", authkey=self.authkey), \
                 self.generation
-            local.conn.send((NICE, (thread_priority(),), {}))   # a bulk lane at --bulk-nice is as nice there
+            local.conn.send((NICE, (thread_priority(),), {}))   # a thread at --bulk-nice is as nice there
             local.conn.recv()
         return local.conn
 
