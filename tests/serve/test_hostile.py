@@ -441,11 +441,14 @@ def test_work_runs_on_the_loop_in_a_thread_or_on_its_model_lane_by_its_size(make
         with request_work(state, 100.0) as work:
             where = [await work.run(lambda: threading.current_thread().name, samples)
                      for samples in (INLINE_SAMPLES, SMALL_DECODE, SMALL_DECODE + 1)]
+        with request_work(state, 30.0) as work:
+            where.append(await work.run(lambda: threading.current_thread().name, SMALL_DECODE + 1))
         return threading.current_thread().name, where
 
-    loop, (inline, pooled, lane) = asyncio.run(main())
+    loop, (inline, pooled, niced, lane) = asyncio.run(main())
     assert inline == loop and pooled != loop and not pooled.startswith("paraspeechclap-model")
-    assert lane == "paraspeechclap-model-bulk"        # a 100 s request's large decode: on the bulk lane
+    assert lane == "paraspeechclap-model-bulk"        # a 30 s request's large decode: on the bulk lane ...
+    assert niced.startswith("paraspeechclap-model-niced")   # ... a 100 s one's on its niced thread (--nice-cost 60)
     assert state.batcher.cost_in_flight == 0
 
 
