@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
 
+from .pacing import BURST_SECONDS
+
 MB = 2**20
 SAMPLE_BYTES = 16000 * 4  # a second of decoded audio: 16 kHz mono float32
 HTTP_FRONTS = ("auto", "httptools", "h11")
@@ -86,8 +88,9 @@ class ServeConfig:
     body_timeout: float = _opt(30.0, "--body-timeout", "seconds a request may take to send its body; then 408 and "
                                "closed")
     refusal_rate: float = _opt(32.0, "--refusal-rate", "refusals (4xx) answered at once per second, after a burst of "
-                               "2 s worth; past it each waits its turn, up to --refusal-delay, so a client that keeps "
-                               "being refused is slowed instead of taking the event loop (0: never held)")
+                               f"{BURST_SECONDS:g} s worth; past it each waits its turn, up to --refusal-delay, so a "
+                               "client that keeps being refused is slowed instead of taking the event loop (0: never "
+                               "held)")
     refusal_delay: float = _opt(1.5, "--refusal-delay", "a refusal held back is answered at most this many seconds "
                                 "after its request arrived (at most half of the connections wait at once)")
     max_connections: int = _opt(256, "--max-connections", "open connections; past it requests get 503 from uvicorn")
