@@ -25,6 +25,7 @@ import http.client
 import io
 import json
 import os
+import shlex
 import re
 import socket
 import subprocess
@@ -241,7 +242,7 @@ def main(argv=None) -> int:
     port = free_port()
     H.log(f"starting the server on 127.0.0.1:{port} (queue bound {queue_items} items)")
     server = Server(args.model, port, queue_items, args.max_batch_items, args.max_wait_ms, args.threads,
-                    tuple(args.serve_args.split()))
+                    tuple(shlex.split(args.serve_args)))
     results: dict = {"levels": [], "overload": None}
     try:
         run_level(port, bodies, args.items, 2, len(bodies), 60)  # warm-up: every caption once (text cache), allocator
