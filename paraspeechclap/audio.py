@@ -171,7 +171,11 @@ def file_seconds(source: AudioInput, name: str | None = None) -> float | None:
 
 
 def _mono(block: np.ndarray) -> np.ndarray:
-    return block.mean(axis=1, dtype=np.float32) if block.ndim == 2 else block
+    """Frames x channels to mono, the channels' mean (summed along each frame by einsum: numpy's mean over the
+    short channel axis is several times slower, and the sum of two or three channels rounds as it does)."""
+    if block.ndim != 2:
+        return block
+    return np.einsum("ij->i", block, dtype=np.float32, casting="unsafe") / np.float32(block.shape[1])
 
 
 def _check_finite(block: np.ndarray, name: str) -> None:
