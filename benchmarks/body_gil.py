@@ -1,9 +1,11 @@
-"""How long reading and parsing a request body holds the GIL, and what each body buffer costs (the service's
-``serve/body.py``): the largest JSON body (``--max-upload-mb`` of base64 audio) read into a ``bytearray(n)`` as the
-service once did, or into an anonymous mmap as it does now for bodies over ``MAPPED_BODY``; then its quote count,
-its long strings cut out and its parse, each as the service runs them. A thread that sleeps 0.5 ms in a loop
-measures the longest stall each step caused (what the event loop and the express lane's result hand-off waited).
-Then the cost of reading a 512 KiB body (a 4-clip reward) into either buffer.
+"""How long reading and parsing a request body takes and holds the GIL, per body buffer (the service's
+``serve/body.py``): the largest JSON body (``--max-upload-mb`` of base64 audio) read into a ``bytearray(n)`` or a
+shared anonymous mmap, as the service once did, or into :func:`body_buffer` as it does now (private memory in huge
+pages, for bodies over ``MAPPED_BODY``); then its quote count (the earlier buffers: ``bytes.count`` over copied
+pieces, as the service once counted; now :func:`count_bytes`), its long strings cut out and its parse. A thread
+that sleeps 0.5 ms in a loop measures the longest stall each step caused (what the event loop and the express
+lane's result hand-off waited). Then the cost of reading a 512 KiB body (a 4-clip reward) into a bytearray or a
+fresh mapping.
 
     python benchmarks/body_gil.py
 """
@@ -52,17 +54,30 @@ def read_into(buffer, raw: bytes):
     return buffer
 
 
-def large_body(meter: StallMeter, raw: bytes, mapped: bool) -> dict:
+BUFFERS = ("bytearray", "shared mmap", "service")
+
+
+def _buffer(kind: str, size: int):
+    from paraspeechclap.serve import body as B
+
+    return {"bytearray": bytearray, "shared mmap": lambda n: mmap.mmap(-1, n), "service": B.body_buffer}[kind](size)
+
+
+def _copied_count(buffer) -> int:
+    """The quote count as the service once made it: ``bytes.count`` over 1 MiB pieces copied out of the body."""
+    view = memoryview(buffer)
+    return sum(bytes(view[start:start + 2**20]).count(b'"') for start in range(0, len(buffer), 2**20))
+
+
+def large_body(meter: StallMeter, raw: bytes, kind: str) -> dict:
     from paraspeechclap.serve import body as B
     from paraspeechclap.serve.config import ServeConfig
 
-    buffer, read = meter.step(lambda: read_into(mmap.mmap(-1, len(raw)) if mapped else bytearray(len(raw)), raw))
-    if mapped:
-        _, count = meter.step(lambda: sum(piece.count(b'"') for piece in B._pieces(buffer)))
-    else:
-        _, count = meter.step(lambda: buffer.count(b'"'))   # the single call the service made before
+    buffer, read = meter.step(lambda: read_into(_buffer(kind, len(raw)), raw))
+    count_quotes = (lambda: B.count_bytes(buffer, b'"')) if kind == "service" else (lambda: _copied_count(buffer))
+    _, count = meter.step(count_quotes)
     _, parse = meter.step(lambda: B._parse_body(buffer, ServeConfig()))
-    return {"buffer": "mmap" if mapped else "bytearray", "read": read, "count_quotes": count, "parse": parse}
+    return {"buffer": kind, "read": read, "count_quotes": count, "parse": parse}
 
 
 def small_body_us(size: int, mapped: bool, reps: int) -> float:
@@ -96,8 +111,8 @@ def main(argv=None) -> int:
     large = []
     try:
         for round_ in range(args.rounds):
-            for mapped in (False, True):
-                large.append({"round": round_, **large_body(meter, raw, mapped)})
+            for kind in BUFFERS:
+                large.append({"round": round_, **large_body(meter, raw, kind)})
                 H.log(str(large[-1]))
     finally:
         meter.stopped = True

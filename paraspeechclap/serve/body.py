@@ -7,6 +7,7 @@ import mmap
 import secrets
 from typing import Any
 
+import numpy as np
 from starlette.concurrency import run_in_threadpool
 
 from .config import ServeConfig
@@ -19,22 +20,32 @@ MAPPED_BODY = 8 * 2**20  # a body over this is read into an mmap (smaller: a byt
 OPENERS = b",:[{"        # every JSON value past the first follows or opens with one of these
 
 
-def _pieces(raw):
-    """``raw`` (bytes, bytearray or a body's mmap) as bytes of at most :data:`COUNT_PIECE`: one C call over a large
-    body would hold the GIL, and the event loop with it, for the whole of it."""
-    if len(raw) <= COUNT_PIECE and isinstance(raw, (bytes, bytearray)):
-        yield raw
-        return
-    view = memoryview(raw)
+def count_bytes(raw, chars: bytes) -> int:
+    """How many bytes of ``raw`` (bytes, bytearray or a body's mmap) are any of ``chars``: vector compares over
+    views of :data:`COUNT_PIECE` bytes at a time, so nothing is copied (``bytes.count`` over copied pieces took
+    several times longer) and the GIL is let go between pieces."""
+    total = 0
     for start in range(0, len(raw), COUNT_PIECE):
-        yield bytes(view[start:start + COUNT_PIECE])
+        piece = np.frombuffer(raw, np.uint8, count=min(COUNT_PIECE, len(raw) - start), offset=start)
+        total += sum(int(np.count_nonzero(piece == char)) for char in chars)
+    return total
 
 
 def count_values(raw) -> int:
     """An upper bound on the JSON values in ``raw``: every value past the first follows a ',' or ':' or opens with
     '[' / '{' (checked before parsing: a body of 16 million tiny values would take gigabytes once parsed)."""
-    # one pass deleting the four, not four counts: every body pays for it
-    return sum(len(piece) - len(piece.translate(None, OPENERS)) for piece in _pieces(raw))
+    return count_bytes(raw, OPENERS)
+
+
+def body_buffer(size: int):
+    """A buffer for a body of ``size`` bytes. Over :data:`MAPPED_BODY`, private anonymous memory: zeroed by the
+    kernel as the pieces arrive, where ``bytearray(n)`` would zero it all at once with the GIL held, and private,
+    whose page faults cost less than a shared mapping's (``benchmarks/body_gil.py``; huge pages were faster still
+    but for their compaction stalls). Smaller, a bytearray, whose heap pages are reused (a fresh mapping per body
+    would fault in every page)."""
+    if size <= MAPPED_BODY:
+        return bytearray(size)
+    return mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
 
 
 LONG_STRING = 2**16      # string literals longer than this (base64 audio) are cut out before the JSON parser runs
@@ -116,7 +127,7 @@ def _parse_body(raw: bytes | bytearray, config: ServeConfig, values: int | None 
     if len(raw) <= INLINE_JSON:
         _check_values(count_values(raw) if values is None else values, config)
         return parse_json(raw, "the body", config.max_json_depth)
-    _check_values(sum(piece.count(b'"') for piece in _pieces(raw)) // 2, config)
+    _check_values(count_bytes(raw, b'"') // 2, config)
     mark = f"long-{secrets.token_hex(8)}:"
     text, cut = lift_long_strings(raw, mark)
     if not isinstance(text, (bytes, bytearray)):
@@ -186,15 +197,12 @@ async def read_body(request, config: ServeConfig) -> dict[str, Any]:
 
 async def read_all(request) -> bytes | bytearray | mmap.mmap:
     """The whole body, read into one buffer of its declared length (no list of pieces joined at the end: that would
-    hold it twice); a body without Content-Length is joined from its pieces. A body over :data:`MAPPED_BODY` is read
-    into an anonymous mmap: its pages are zeroed by the kernel as the pieces arrive, where ``bytearray(n)`` would
-    zero them all at once with the GIL held (tens of ms for the largest body, the event loop stalled); a smaller one
-    into a bytearray (a fresh mmap per body would fault in every page: ten times the cost of a 512 KiB body)."""
+    hold it twice; see :func:`body_buffer`); a body without Content-Length is joined from its pieces."""
     length = request.headers.get("content-length", "")
     if not length.isdigit():
         return b"".join([chunk async for chunk in request.stream()])
     size = int(length)
-    buffer, position = (mmap.mmap(-1, size) if size > MAPPED_BODY else bytearray(size)), 0
+    buffer, position = body_buffer(size), 0
     async for chunk in request.stream():
         end = position + len(chunk)
         if end > len(buffer):

@@ -488,15 +488,20 @@ def test_values_are_counted_by_their_separators_and_openers_in_one_piece_or_many
         assert count_values(raw) == naive(raw)
 
 
-def _mapped(raw: bytes):
+def _mapped(raw: bytes, monkeypatch):
+    """``raw`` in the buffer the service reads a body over ``MAPPED_BODY`` into (the threshold lowered to 0)."""
     import mmap
 
-    buffer = mmap.mmap(-1, len(raw))
+    from paraspeechclap.serve import body
+
+    monkeypatch.setattr(body, "MAPPED_BODY", 0)
+    buffer = body.body_buffer(len(raw))
+    assert isinstance(buffer, mmap.mmap)
     buffer[:] = raw
     return buffer
 
 
-def test_a_large_body_read_into_an_mmap_parses_as_its_bytes_do():
+def test_a_large_body_read_into_an_mmap_parses_as_its_bytes_do(monkeypatch):
     """Large bodies are read into an anonymous mmap and searched piece by piece: strings longer than a piece, a
     backslash past the first piece and a body with no long string parse as they do from bytes."""
     from paraspeechclap.serve.body import COUNT_PIECE, _parse_body, count_values
@@ -508,7 +513,7 @@ def test_a_large_body_read_into_an_mmap_parses_as_its_bytes_do():
               {"values": list(range(60_000)), "text": "z\n" * 100_000}]   # large, no long string without escapes
     for body in bodies:
         raw = json.dumps(body).encode()
-        mapped = _mapped(raw)
+        mapped = _mapped(raw, monkeypatch)
         assert count_values(mapped) == count_values(raw)
         expected, got = _parse_body(raw, ServeConfig()), _parse_body(mapped, ServeConfig())
         shown = lambda value: bytes(value).decode()  # noqa: E731 - cut strings come back as views of the body
