@@ -64,6 +64,15 @@ def as_audio_list(audio: AudioInput | Sequence[AudioInput]) -> list[AudioInput]:
     return list(audio)
 
 
+def check_texts(texts: str | Sequence[str]) -> list[str]:
+    """``texts`` as a list, each a non-empty string (else ValueError naming its position)."""
+    texts = [texts] if isinstance(texts, str) else list(texts)
+    for position, text in enumerate(texts):
+        if not isinstance(text, str) or not text.strip():
+            raise ValueError(f"text {position} is empty or not a string: {text!r}")
+    return texts
+
+
 class EmbeddingLoop:
     """Windows, batches, decoding, the bulk loop and the text API over a subclass's towers (see the module doc)."""
 
@@ -378,10 +387,7 @@ class EmbeddingLoop:
     # ------------------------------------------------------------------ text
     def embed_text(self, texts: str | Sequence[str], batch_size: int = 64) -> np.ndarray:
         """L2-normalised text embeddings ``[N, D]``; each distinct string is embedded once per weights version."""
-        texts = [texts] if isinstance(texts, str) else list(texts)
-        for position, text in enumerate(texts):
-            if not isinstance(text, str) or not text.strip():
-                raise ValueError(f"text {position} is empty or not a string: {text!r}")
+        texts = check_texts(texts)
         if self.model.training:
             raise RuntimeError("embed_* runs in eval mode; call model.eval() first")
         if not texts:

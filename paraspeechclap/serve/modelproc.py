@@ -21,6 +21,8 @@ import threading
 from multiprocessing.connection import Client, Listener
 from typing import Any, Iterator, Sequence
 
+from ..inference.loop import check_texts
+from ..inference.text_cache import TextCache
 from ..kernels.malloc import release_freed_memory
 from .batcher import item_seconds, lower_thread_priority, thread_clock, thread_priority
 from .errors import ApiError
@@ -30,6 +32,7 @@ log = logging.getLogger(__name__)
 TRIM_SECONDS = 30.0     # after a batch of this much audio the child gives its freed heap back (as the server does
                         # after a large decode); small batches keep theirs, or every forward pass faults it in again
 RESTART_WAIT = 2.0      # seconds a child whose connection broke is given to exit before it counts as alive
+FRONT_TEXTS = 2048      # text embeddings the front keeps (the model process keeps its own, larger cache)
 START_TIMEOUT = 600.0   # seconds a model may take to load in the child (a first download of the paper-size model)
 NICE = "nice"   # the first request on a connection: its thread takes the CPU priority of the front thread it serves
 # what the front may ask of the child: the forward passes and what is built on them, never anything else
@@ -256,6 +259,16 @@ class RemoteModel:
     def __init__(self, model: Any, process: ModelProcess):
         self._model, self.process = model, process
         self.engine = _RemoteEngine(model.engine, process)
+        self._texts = TextCache(FRONT_TEXTS)
+
+    def embed_text(self, texts: str | Sequence[str], batch_size: int = 64) -> Any:
+        """Text embeddings, the ones embedded before kept here too: a score's captions are mostly repeated, and
+        each round trip to the model process waits for this process's GIL, which a busy event loop holds."""
+        texts = check_texts(texts)
+        if not texts:
+            return self.process.call("embed_text", texts, batch_size=batch_size)
+        return self._texts.get_many(texts, self.process.generation,
+                                    lambda missing: self.process.call("embed_text", missing, batch_size=batch_size))
 
     def thread_clock(self) -> tuple[int, int] | None:
         return self.process.thread_clock()

@@ -118,6 +118,26 @@ def test_errors_in_the_child_reach_the_caller_and_unknown_operations_are_refused
     assert not process.alive()
 
 
+def test_the_front_keeps_text_embeddings_and_asks_the_child_only_for_new_ones(fp32_mini):
+    from paraspeechclap.serve.modelproc import ModelProcess, RemoteModel
+
+    process = ModelProcess(SPEC)
+    try:
+        remote, calls = RemoteModel(fp32_mini, process), []
+        ask = process.call
+        process.call = lambda op, *args, **kwargs: calls.append((op, args)) or ask(op, *args, **kwargs)
+        first = remote.embed_text(["a deep voice", "a high voice"])
+        again = remote.embed_text(["a high voice", "a calm voice", "a deep voice"])
+        assert [sorted(args[0]) for _, args in calls] == [["a deep voice", "a high voice"], ["a calm voice"]]
+        expected = fp32_mini.embed_text(["a high voice", "a calm voice", "a deep voice"])
+        assert np.allclose(again, expected, atol=1e-6) and np.allclose(first, expected[[2, 0]], atol=1e-6)
+        with pytest.raises(ValueError, match="text 1 is empty"):   # checked here, numbered as the caller sent them
+            remote.embed_text(["a deep voice", " "])
+        assert remote.embed_text([]).shape == (0, 256)
+    finally:
+        process.close()
+
+
 def test_a_niced_lane_is_as_nice_in_the_model_process():
     import threading
 
