@@ -55,7 +55,7 @@ def create_app(model: Any, config: ServeConfig | None = None, index: Any = None,
     app.state.batcher, app.state.metrics, app.state.config, app.state.model = (state.batcher, state.metrics,
                                                                                state.config, state.model)
     app.add_middleware(Guard, metrics=state.metrics, config=state.config, budget=state.body_budget,
-                       health=state.health, pacer=state.pacer)
+                       health=state.health, pacer=state.pacer, gate=state.gate)
     install_handlers(app)
     for module in (scoring, rewards, timeline, search, service):
         app.include_router(module.router)

@@ -32,6 +32,7 @@ from typing import Any, Callable, Sequence
 
 from ..inference import ItemResult, embed_items
 from .metrics import Metrics
+from .yielding import GATE
 
 log = logging.getLogger(__name__)
 
@@ -158,6 +159,12 @@ def lower_thread_priority(nice: int) -> bool:
         return False
 
 
+def _niced_thread(nice: int) -> None:
+    """The niced thread's start: its priority lowered, its work yielding to the lanes' (:mod:`.yielding`)."""
+    lower_thread_priority(nice)
+    GATE.yielding()
+
+
 class _Lane:
     """One model thread and the jobs waiting for it, in key order."""
 
@@ -192,7 +199,7 @@ class Batcher:
         # the bulk lane's most expensive work runs niced on a thread of its own, which the lane waits for: a thread
         # cannot raise its own priority back without privileges, so cheaper bulk work keeps the lane's priority
         self._niced = (ThreadPoolExecutor(1, thread_name_prefix="paraspeechclap-model-niced",
-                                          initializer=lower_thread_priority, initargs=(self.bulk_nice,))
+                                          initializer=_niced_thread, initargs=(self.bulk_nice,))
                        if self.bulk_nice > 0 else None)
         self.metrics = metrics or Metrics()
         self._order = itertools.count()
@@ -336,7 +343,8 @@ class Batcher:
         if self._niced is not None and lane.name == BULK and cost > self.nice_cost:
             self._niced.submit(work, *args).result()
         else:
-            work(*args)
+            with GATE.prompt():   # the niced thread's work pauses at its checkpoints meanwhile
+                work(*args)
 
     def _gather(self, lane: _Lane, first: _Job) -> list[_Job]:
         jobs, count, seconds = [first], len(first.items), first.seconds

@@ -20,6 +20,7 @@ from .config import MB, ServeConfig
 from .errors import ApiError, error_response
 from .metrics import Metrics, request_timing, server_timing
 from .pacing import RefusalPacer
+from .yielding import YIELD_BODY, Credit, PromptGate
 
 ENDPOINTS = ("/v1/score", "/v1/classify", "/v1/embed", "/v1/reward", "/v1/timeline", "/v1/search", "/v1/attributes",
              "/health", "/metrics", "/", "/docs", "/openapi.json")
@@ -60,9 +61,10 @@ class Guard:
     as it can while the server is under load."""
 
     def __init__(self, app, metrics: Metrics, config: ServeConfig, budget: Budget,
-                 health: Callable[[], dict] | None = None, pacer: RefusalPacer | None = None):
+                 health: Callable[[], dict] | None = None, pacer: RefusalPacer | None = None,
+                 gate: PromptGate | None = None):
         self.app, self.metrics, self.config, self.budget, self.health = app, metrics, config, budget, health
-        self.pacer = pacer
+        self.pacer, self.gate = pacer, gate
         self.readers = 0   # requests whose body is being received (one event loop: no lock needed)
         self.trimmed = 0.0
 
@@ -149,6 +151,7 @@ class BodyReader:
         self.received = self.charged = 0
         self.done = scope.get("method") in ("GET", "HEAD", "OPTIONS")
         self.reading = False
+        self.credit: Credit | None = None   # a large body's pauses for express requests (:mod:`.yielding`)
 
     def refusal(self):
         """A response for a body refused before it is read (declared too large, too many bodies being received, or
@@ -176,6 +179,9 @@ class BodyReader:
     async def receive(self):
         if self.done:
             return await self._receive()
+        if self.guard.gate is not None and self.received >= YIELD_BODY:
+            self.credit = self.credit or Credit()
+            self.deadline += await self.guard.gate.wait(self.credit)   # its own pauses never count against it
         remaining = self.deadline - time.perf_counter()
         try:
             message = await asyncio.wait_for(self._receive(), max(remaining, 0.001))

@@ -10,6 +10,7 @@ out of memory) fails the jobs it held with a 503 and is started again for the ne
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import os
@@ -26,6 +27,7 @@ from ..inference.text_cache import TextCache
 from ..kernels.malloc import release_freed_memory
 from .batcher import item_seconds, lower_thread_priority, thread_clock, thread_priority
 from .errors import ApiError
+from .yielding import GATE, yield_between_ops
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +86,8 @@ def _answer(model: Any, conn: Any) -> None:
             return
         before = thread_clock()
         try:
-            reply = ("ok", _run(model, op, args, kwargs))
+            with contextlib.nullcontext() if GATE.is_yielding() else GATE.prompt():
+                reply = ("ok", _run(model, op, args, kwargs))
         except Exception as err:  # noqa: BLE001 - handed to the request that asked
             reply = ("error", _portable(err))
         if op == "embed_many" and sum(item_seconds(item) for item in args[0]) >= TRIM_SECONDS:
@@ -100,7 +103,10 @@ def _answer(model: Any, conn: Any) -> None:
 
 
 def _run(model: Any, op: str, args: tuple, kwargs: dict) -> Any:
-    if op == NICE:
+    if op == NICE:   # a niced connection's work also yields to the others' (:mod:`.yielding`)
+        if int(args[0]) > 0:
+            GATE.yielding()
+            yield_between_ops()
         return lower_thread_priority(int(args[0]))
     if op not in OPS:
         raise ValueError(f"not an operation of the model process: {op!r}")

@@ -13,6 +13,7 @@ from .batcher import Batcher
 from .config import ServeConfig
 from .http import body_budget, refusal_pacer
 from .metrics import Metrics
+from .yielding import PromptGate
 
 def model_table(model: Any) -> Any:
     """The table annotate uses for this model (the packaged table whose ``match`` fits its speech encoder, else the
@@ -83,6 +84,7 @@ class ServeState:
                                nice_cost=c.nice_cost)
         self.body_budget = body_budget(c)
         self.pacer = refusal_pacer(c)
+        self.gate = PromptGate()   # express requests in flight: large bodies wait while there are any
         self.audio_budget = Budget("decoded-audio memory", c.max_audio_memory, "bytes")
 
     def _check_index(self) -> None:

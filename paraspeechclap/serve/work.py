@@ -14,11 +14,12 @@ from starlette.concurrency import run_in_threadpool
 
 from ..kernels.malloc import release_freed_memory
 from .admission import check_request_cost
-from .batcher import QueueFull, TooSlow
+from .batcher import EXPRESS, QueueFull, TooSlow
 from .config import SAMPLE_BYTES
 from .errors import ApiError
 from .inputs import decode
 from .metrics import request_timing
+from .yielding import GATE
 
 POLL = 0.25  # seconds between checks of the deadline and the client while a request waits for the worker
 # Where a piece of work runs, by its size: on the event loop when it takes about a millisecond (under load a hop to a
@@ -78,9 +79,11 @@ class Work:
 
     def stop_if_over(self) -> None:
         """Raise (a 504) when the request has ended or passed its deadline: called by work on a model lane between
-        its pieces, so that the lane is free again within one piece."""
+        its pieces, so that the lane is free again within one piece. On the niced thread, a piece also waits while
+        the lanes run other work (:mod:`.yielding`)."""
         if self.over or time.monotonic() > self.deadline:
             raise self.timed_out(" (or its client left)")
+        GATE.checkpoint()
 
     async def run(self, fn: Callable[[], Any], samples: int = 0) -> Any:
         """``fn()`` (decoding ``samples``) on the event loop, in the thread pool, or on the request's model lane
@@ -177,10 +180,12 @@ async def admitted(state, request, what: str, cost: float, items: int = 1, audio
     except TooSlow as err:
         raise ApiError(413, "too_costly", f"{what} could not be done within the timeout: {err}") from None
     work = Work(state, request, ticket, priority=cost)
+    prompt = state.gate.prompt() if ticket.lane.name == EXPRESS else contextlib.nullcontext()
     try:
-        if audio_seconds:
-            work.hold_audio(audio_seconds, what)
-        yield work
+        with prompt:   # large bodies being received wait meanwhile (:mod:`.yielding`)
+            if audio_seconds:
+                work.hold_audio(audio_seconds, what)
+            yield work
     finally:
         work.close()
 

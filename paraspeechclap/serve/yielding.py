@@ -1,0 +1,154 @@
+"""Bulk work steps aside while cheap requests are computed, within a bounded share of its time.
+
+**Large uploads.**
+Receiving a large body costs two cores on one machine: the sender's copy and the event loop's. While that runs,
+a cheap request's forward pass shares a core with it and takes twice as long. So the front counts the express
+requests in flight (:meth:`PromptGate.prompt`), and a body past its first :data:`YIELD_BODY` bytes waits
+(:meth:`PromptGate.wait`) before each further piece while any is: the event loop stops taking its bytes, uvicorn
+stops reading the socket, and the sender blocks once the socket's buffers are full. A body pauses at most
+:data:`PAUSE_SHARE` of its time (a :class:`Credit` earned while it is read), so a stream of cheap requests slows a
+large upload down but never stops it; the time it paused is added to its ``--body-timeout``.
+
+**Niced forward passes.** In the model process the niced work (``--bulk-nice``) shares the GIL with the express
+work: a niced thread preempted while it holds the GIL stalls a cheap request's forward pass until the niced
+thread gets a core again. So the niced thread also yields (:class:`YieldGate`): before each torch operation
+(:func:`yield_between_ops`) it waits while the other threads' work runs, at most :data:`THREAD_SHARE` of its time.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+import time
+from typing import Iterator
+
+YIELD_BODY = 2**20   # bytes of a body read at full speed; past them it yields to express requests
+PAUSE_SHARE = 0.75   # at most this share of a body's reading is spent paused
+PAUSE_CAP = 0.25     # seconds of pause a body may save up (and has at its start)
+THREAD_SHARE = 0.75  # at most this share of a yielding thread's time is spent paused
+THREAD_CAP = 0.5     # seconds of pause a yielding thread may save up (and has at its start)
+
+
+class Credit:
+    """Seconds of pause a reader may still take: ``share / (1 - share)`` earned per second it is not paused, up to
+    ``cap``."""
+
+    def __init__(self, share: float = PAUSE_SHARE, cap: float = PAUSE_CAP):
+        if not 0 <= share < 1 or cap < 0:
+            raise ValueError("share must be in [0, 1) and cap >= 0")
+        self.ratio, self.cap, self.left, self.since = share / (1 - share), float(cap), float(cap), time.monotonic()
+
+    def available(self) -> float:
+        now = time.monotonic()
+        self.left, self.since = min(self.cap, self.left + self.ratio * (now - self.since)), now
+        return self.left
+
+    def spend(self, seconds: float) -> None:
+        self.left, self.since = self.left - seconds, time.monotonic()
+
+
+class PromptGate:
+    """Express requests in flight, counted on the event loop; readers of large bodies wait while there are any."""
+
+    def __init__(self):
+        self.active = 0
+        self._clear: asyncio.Event | None = None   # made on first use, in the running loop
+        self.pauses, self.paused = 0, 0.0          # how often bodies paused, and for how long (s)
+
+    def _event(self) -> asyncio.Event:
+        if self._clear is None:
+            self._clear = asyncio.Event()
+            self._clear.set()
+        return self._clear
+
+    @contextlib.contextmanager
+    def prompt(self) -> Iterator[None]:
+        """An express request in flight inside (on the event loop)."""
+        self.active += 1
+        self._event().clear()
+        try:
+            yield
+        finally:
+            self.active -= 1
+            if not self.active:
+                self._event().set()
+
+    async def wait(self, credit: Credit) -> float:
+        """Wait while express requests are in flight, as long as ``credit`` lasts; the seconds waited."""
+        if not self.active:
+            return 0.0
+        budget = credit.available()
+        if budget <= 0:
+            return 0.0
+        start = time.monotonic()
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self._event().wait(), budget)
+        waited = time.monotonic() - start
+        credit.spend(waited)
+        self.pauses, self.paused = self.pauses + 1, self.paused + waited
+        return waited
+
+
+class YieldGate:
+    """Prompt work is counted while it runs (:meth:`prompt`, any thread); a thread marked :meth:`yielding` pauses at
+    each :meth:`checkpoint` while any runs, as long as its :class:`Credit` lasts."""
+
+    def __init__(self, share: float = THREAD_SHARE, cap: float = THREAD_CAP):
+        Credit(share, cap)   # checks them
+        self.share, self.cap = share, cap
+        self._ready = threading.Condition()
+        self._prompt = 0
+        self._local = threading.local()
+        self.pauses, self.paused = 0, 0.0   # how often yielding threads paused, and for how long (s)
+
+    def yielding(self) -> None:
+        """Mark the calling thread as one whose work yields (for good: a niced thread stays niced)."""
+        self._local.credit = Credit(self.share, self.cap)
+
+    def is_yielding(self) -> bool:
+        return getattr(self._local, "credit", None) is not None
+
+    @contextlib.contextmanager
+    def prompt(self) -> Iterator[None]:
+        """Prompt work runs inside: yielding threads pause at their checkpoints meanwhile."""
+        with self._ready:
+            self._prompt += 1
+        try:
+            yield
+        finally:
+            with self._ready:
+                self._prompt -= 1
+                if not self._prompt:
+                    self._ready.notify_all()
+
+    def checkpoint(self) -> None:
+        """On a yielding thread: wait while prompt work runs, for as long as its credit lasts; else nothing."""
+        credit = getattr(self._local, "credit", None)
+        if credit is None or not self._prompt:
+            return
+        budget = credit.available()
+        if budget <= 0:
+            return
+        start = time.monotonic()
+        with self._ready:
+            self._ready.wait_for(lambda: not self._prompt, timeout=budget)
+        waited = time.monotonic() - start
+        credit.spend(waited)
+        self.pauses, self.paused = self.pauses + 1, self.paused + waited
+
+
+GATE = YieldGate()   # the process's own (the front's niced thread and the model process's each yield to their own)
+
+
+def yield_between_ops() -> None:
+    """From now on, every torch call of the calling thread first passes :meth:`YieldGate.checkpoint` of
+    :data:`GATE` (a thread-local torch function mode: a model's every operation, whatever its layers, and nothing
+    on any other thread)."""
+    from torch.overrides import TorchFunctionMode
+
+    class Checkpoints(TorchFunctionMode):
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            GATE.checkpoint()
+            return func(*args, **(kwargs or {}))
+
+    Checkpoints().__enter__()

@@ -1,0 +1,163 @@
+"""Bulk work steps aside for prompt work within a share of its time: the credit, the asyncio gate large bodies wait
+at (through the Guard, their timeout extended by their pauses), and the thread gate the niced model thread waits at
+before each torch operation."""
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+
+import pytest
+
+from paraspeechclap.serve.yielding import Credit, PromptGate, YieldGate
+
+
+def test_credit_is_earned_at_its_share_and_capped(monkeypatch):
+    clock = [100.0]
+    monkeypatch.setattr(time, "monotonic", lambda: clock[0])
+    credit = Credit(share=0.75, cap=0.5)
+    assert credit.available() == 0.5            # starts full
+    credit.spend(0.5)
+    clock[0] += 0.1                              # 0.1 s not paused earns 0.3 s of pause
+    assert credit.available() == pytest.approx(0.3)
+    clock[0] += 10
+    assert credit.available() == 0.5            # never more than the cap
+    with pytest.raises(ValueError):
+        Credit(share=1.0)
+
+
+def test_a_body_waits_while_prompt_work_is_in_flight_and_no_longer_than_its_credit():
+    async def main():
+        gate = PromptGate()
+        assert await gate.wait(Credit()) == 0.0          # nothing in flight: no wait
+
+        async def express(seconds):
+            with gate.prompt():
+                await asyncio.sleep(seconds)
+
+        task = asyncio.create_task(express(0.1))
+        await asyncio.sleep(0)
+        waited = await gate.wait(Credit(cap=1.0))
+        assert 0.07 <= waited <= 0.5 and task.done()      # until the express request left
+        task = asyncio.create_task(express(2.0))
+        await asyncio.sleep(0)
+        waited = await gate.wait(Credit(cap=0.1))
+        assert 0.07 <= waited <= 0.5 and not task.done()  # its credit ran out first
+        assert gate.pauses == 2 and gate.paused == pytest.approx(waited + 0.1, abs=0.1)
+        task.cancel()
+
+    asyncio.run(main())
+
+
+def test_the_guard_pauses_a_large_body_for_an_express_request_and_extends_its_deadline():
+    from paraspeechclap.serve.config import ServeConfig
+    from paraspeechclap.serve.http import Guard, body_budget
+    from paraspeechclap.serve.metrics import Metrics
+    from paraspeechclap.serve.yielding import YIELD_BODY
+
+    piece = b"x" * (YIELD_BODY // 2)
+    pieces = 6
+    taken: list[float] = []
+
+    async def app(scope, receive, send):
+        while True:
+            message = await receive()
+            taken.append(time.monotonic())
+            if not message.get("more_body"):
+                break
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    async def receive_piece():
+        return {"type": "http.request", "body": piece, "more_body": len(taken) < pieces - 1}
+
+    async def main():
+        config = ServeConfig(body_timeout=0.3)
+        gate = PromptGate()
+        guard = Guard(app, Metrics(), config, body_budget(config), gate=gate)
+        sent = []
+
+        async def send(message):
+            sent.append(message)
+
+        async def express():
+            with gate.prompt():
+                await asyncio.sleep(0.2)
+
+        headers = [(b"content-length", str(len(piece) * pieces).encode()), (b"content-type", b"text/plain")]
+        started = time.monotonic()
+        task = asyncio.create_task(express())
+        await guard({"type": "http", "path": "/v1/score", "method": "POST", "headers": headers},
+                    receive_piece, send)
+        await task
+        return started, sent, gate
+
+    started, sent, gate = asyncio.run(main())
+    assert sent[0]["status"] == 200                       # paused past its 0.3 s timeout, yet not a 408
+    assert taken[1] - started < 0.15                      # its first MiB at once
+    assert taken[2] - started >= 0.15                     # then it waited for the express request
+    assert gate.pauses >= 1
+
+
+def test_a_yielding_thread_pauses_at_checkpoints_while_prompt_work_runs():
+    gate = YieldGate(share=0.75, cap=1.0)
+    gate.checkpoint()                                     # an unmarked thread never waits
+    progress, stop = [], threading.Event()
+
+    def bulk():
+        gate.yielding()
+        while not stop.is_set():
+            gate.checkpoint()
+            progress.append(time.monotonic())
+            time.sleep(0.001)
+
+    thread = threading.Thread(target=bulk)
+    thread.start()
+    time.sleep(0.05)
+    with gate.prompt():
+        time.sleep(0.02)
+        held = len(progress)
+        time.sleep(0.2)
+        assert len(progress) <= held + 1                  # at most the step it was in
+    time.sleep(0.05)
+    stop.set()
+    thread.join(2)
+    assert len(progress) > held + 5 and gate.pauses >= 1 and gate.paused >= 0.15
+
+
+def test_a_niced_model_connection_pauses_its_torch_operations_and_only_its_own():
+    """The model process's NICE request marks its thread: from then on its torch calls wait while another
+    thread's request runs, and the other threads' calls do not."""
+    import torch
+
+    from paraspeechclap.serve import modelproc
+    from paraspeechclap.serve.yielding import GATE
+
+    ran, stop, ready = [], threading.Event(), threading.Event()
+
+    def niced():
+        modelproc._run(None, modelproc.NICE, (5,), {})
+        assert GATE.is_yielding()
+        ready.set()
+        x = torch.ones(4)
+        while not stop.is_set():
+            x = x + 1
+            ran.append(time.monotonic())
+            time.sleep(0.001)
+
+    thread = threading.Thread(target=niced)
+    thread.start()
+    ready.wait(5)
+    time.sleep(0.05)
+    with GATE.prompt():
+        time.sleep(0.02)
+        held = len(ran)
+        start = time.perf_counter()
+        torch.ones(4) + 1                                 # this thread's calls pass
+        assert time.perf_counter() - start < 0.05
+        time.sleep(0.2)
+        assert len(ran) <= held + 1
+    time.sleep(0.05)
+    stop.set()
+    thread.join(2)
+    assert len(ran) > held + 5
