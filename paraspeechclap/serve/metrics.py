@@ -100,7 +100,10 @@ class Metrics:
             self.items += items
             self.item_errors += errors
 
-    def render(self, queue_depth: int, in_flight: int, queue_limit: int) -> str:
+    def render(self, queue_depth: int, in_flight: int, queue_limit: int,
+               yields: dict[str, tuple[int, float]] | None = None) -> str:
+        """The Prometheus text; ``yields``: per kind of bulk work, how often it paused for express work and for how
+        many seconds in all (:mod:`.yielding`)."""
         with self._lock:
             out = ["# HELP paraspeechclap_requests_total HTTP requests by endpoint and status code.",
                    "# TYPE paraspeechclap_requests_total counter"]
@@ -136,4 +139,11 @@ class Metrics:
                 "# TYPE paraspeechclap_in_flight_items gauge", f"paraspeechclap_in_flight_items {in_flight}",
                 "# HELP paraspeechclap_queue_limit_items The bound on in-flight items; past it requests get 429.",
                 "# TYPE paraspeechclap_queue_limit_items gauge", f"paraspeechclap_queue_limit_items {queue_limit}"]
+        if yields:
+            out += ["# HELP paraspeechclap_yield_pauses_total Pauses of bulk work (uploads, niced decodes) for express "
+                    "work.", "# TYPE paraspeechclap_yield_pauses_total counter",
+                    *[f'paraspeechclap_yield_pauses_total{{work="{_escape(k)}"}} {n}' for k, (n, _) in yields.items()],
+                    "# HELP paraspeechclap_yield_seconds_total Seconds bulk work paused for express work, in all.",
+                    "# TYPE paraspeechclap_yield_seconds_total counter",
+                    *[f'paraspeechclap_yield_seconds_total{{work="{_escape(k)}"}} {t:.6f}' for k, (_, t) in yields.items()]]
         return "\n".join(out) + "\n"

@@ -11,8 +11,11 @@ large upload down but never stops it; the time it paused is added to its ``--bod
 
 **Niced forward passes.** In the model process the niced work (``--bulk-nice``) shares the GIL with the express
 work: a niced thread preempted while it holds the GIL stalls a cheap request's forward pass until the niced
-thread gets a core again. So the niced thread also yields (:class:`YieldGate`): before each torch operation
-(:func:`yield_between_ops`) it waits while the other threads' work runs, at most :data:`THREAD_SHARE` of its time.
+thread gets a core again. So the niced threads also yield (:class:`YieldGate`, one :data:`GATE` per process): the
+front's between decoded blocks (``Work.stop_if_over``), the model process's before each torch operation
+(:func:`yield_between_ops`); each waits while its process's other model work runs, at most :data:`THREAD_SHARE` of
+its time. ``/metrics`` counts the front's pauses: ``paraspeechclap_yield_pauses_total`` and
+``paraspeechclap_yield_seconds_total``, by ``work`` (``upload``, ``decode``).
 """
 from __future__ import annotations
 

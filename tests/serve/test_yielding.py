@@ -161,3 +161,13 @@ def test_a_niced_model_connection_pauses_its_torch_operations_and_only_its_own()
     stop.set()
     thread.join(2)
     assert len(ran) > held + 5
+
+
+def test_metrics_count_the_pauses_of_uploads_and_niced_decodes(make_client):
+    client = make_client()
+    state = client.app.state.serve
+    state.gate.pauses, state.gate.paused = 3, 0.25
+    text = client.get("/metrics").text
+    assert 'paraspeechclap_yield_pauses_total{work="upload"} 3' in text
+    assert 'paraspeechclap_yield_seconds_total{work="upload"} 0.250000' in text
+    assert 'paraspeechclap_yield_pauses_total{work="decode"}' in text

@@ -11,6 +11,7 @@ from fastapi.staticfiles import StaticFiles
 from .. import schemas
 from ..deps import guard, serve_state
 from ..state import ServeState
+from ..yielding import GATE
 
 STATIC = Path(__file__).resolve().parents[1] / "static"
 router = APIRouter(tags=["service"])
@@ -25,7 +26,9 @@ async def health(state: ServeState = Depends(serve_state)):
 
 @router.get("/metrics", response_class=PlainTextResponse, dependencies=[Depends(guard)], responses=schemas.RESPONSES)
 async def prometheus(state: ServeState = Depends(serve_state)):
-    text = state.metrics.render(state.batcher.queue_depth, state.batcher.in_flight, state.config.max_queue_items)
+    yields = {"upload": (state.gate.pauses, state.gate.paused), "decode": (GATE.pauses, GATE.paused)}
+    text = state.metrics.render(state.batcher.queue_depth, state.batcher.in_flight, state.config.max_queue_items,
+                                yields)
     return PlainTextResponse(text, media_type="text/plain; version=0.0.4; charset=utf-8")
 
 
