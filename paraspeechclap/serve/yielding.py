@@ -55,13 +55,16 @@ class PromptGate:
 
     def __init__(self):
         self.active = 0
-        self._clear: asyncio.Event | None = None   # made on first use, in the running loop
+        self._clear: asyncio.Event | None = None   # made in the running loop (an app may be served by another later)
+        self._loop: asyncio.AbstractEventLoop | None = None
         self.pauses, self.paused = 0, 0.0          # how often bodies paused, and for how long (s)
 
     def _event(self) -> asyncio.Event:
-        if self._clear is None:
-            self._clear = asyncio.Event()
-            self._clear.set()
+        loop = asyncio.get_running_loop()
+        if self._clear is None or self._loop is not loop:
+            self._clear, self._loop = asyncio.Event(), loop
+            if not self.active:
+                self._clear.set()
         return self._clear
 
     @contextlib.contextmanager

@@ -171,3 +171,16 @@ def test_metrics_count_the_pauses_of_uploads_and_niced_decodes(make_client):
     assert 'paraspeechclap_yield_pauses_total{work="upload"} 3' in text
     assert 'paraspeechclap_yield_seconds_total{work="upload"} 0.250000' in text
     assert 'paraspeechclap_yield_pauses_total{work="decode"}' in text
+
+
+def test_a_gate_serves_one_event_loop_after_another():
+    gate = PromptGate()
+
+    async def busy_then_wait():
+        with gate.prompt():
+            waiter = asyncio.create_task(gate.wait(Credit(cap=1.0)))
+            await asyncio.sleep(0.05)
+        return await waiter
+
+    for _ in range(2):   # a second loop (an app served again) gets an event of its own
+        assert 0.03 <= asyncio.run(busy_then_wait()) <= 0.5
