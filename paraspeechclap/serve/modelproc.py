@@ -27,7 +27,7 @@ from ..inference.text_cache import TextCache
 from ..kernels.malloc import release_freed_memory
 from .batcher import item_seconds, lower_thread_priority, thread_clock, thread_priority
 from .errors import ApiError
-from .yielding import GATE, yield_between_ops
+from .yielding import GATE, SharedCount, yield_between_ops
 
 log = logging.getLogger(__name__)
 
@@ -50,8 +50,10 @@ def main() -> None:
     from ..lifetime import die_with_parent
     from .http import limit_malloc_arenas
 
-    spec, authkey, parent = pickle.load(sys.stdin.buffer)
+    spec, authkey, parent, busy = pickle.load(sys.stdin.buffer)
     die_with_parent(parent)
+    if busy is not None:   # the front's express work, which the niced thread here also steps aside for
+        GATE.watch = SharedCount(busy)
     limit_malloc_arenas()   # as the server does: before any thread starts
     reply = sys.stdout.buffer
     sys.stdout = sys.stderr   # a library that prints must not write into the reply
@@ -147,10 +149,12 @@ class ModelProcess:
 
     def _start(self) -> None:
         self.authkey = os.urandom(32)
+        busy = GATE.shared()
+        fds = (busy.fd,) if busy is not None else ()
         self.process = subprocess.Popen([sys.executable, "-m", __name__], stdin=subprocess.PIPE,
-                                        stdout=subprocess.PIPE)
+                                        stdout=subprocess.PIPE, pass_fds=fds)
         try:
-            pickle.dump((self.spec, self.authkey, os.getpid()), self.process.stdin)
+            pickle.dump((self.spec, self.authkey, os.getpid(), fds[0] if fds else None), self.process.stdin)
             self.process.stdin.close()
             if not _readable(self.process.stdout, self.start_timeout):
                 raise RuntimeError(f"the model process did not load {self.spec.source} within "

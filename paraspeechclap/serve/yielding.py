@@ -14,13 +14,18 @@ work: a niced thread preempted while it holds the GIL stalls a cheap request's f
 thread gets a core again. So the niced threads also yield (:class:`YieldGate`, one :data:`GATE` per process): the
 front's between decoded blocks (``Work.stop_if_over``), the model process's before each torch operation
 (:func:`yield_between_ops`); each waits while its process's other model work runs, at most :data:`THREAD_SHARE` of
-its time. ``/metrics`` counts the front's pauses: ``paraspeechclap_yield_pauses_total`` and
+its time. The front publishes its count of such work (:class:`SharedCount`), and the model process's niced thread
+waits for that too, so it steps aside as soon as an express job starts, before the job reaches the model process.
+``/metrics`` counts the front's pauses: ``paraspeechclap_yield_pauses_total`` and
 ``paraspeechclap_yield_seconds_total``, by ``work`` (``upload``, ``decode``).
 """
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import mmap
+import os
+import struct
 import threading
 import time
 from typing import Iterator
@@ -30,6 +35,7 @@ PAUSE_SHARE = 0.75   # at most this share of a body's reading is spent paused
 PAUSE_CAP = 0.25     # seconds of pause a body may save up (and has at its start)
 THREAD_SHARE = 0.75  # at most this share of a yielding thread's time is spent paused
 THREAD_CAP = 0.5     # seconds of pause a yielding thread may save up (and has at its start)
+WATCH_POLL = 0.002   # seconds between looks at another process's count while only it is busy
 
 
 class Credit:
@@ -95,9 +101,37 @@ class PromptGate:
         return waited
 
 
+class SharedCount:
+    """A count one process keeps and another reads: eight bytes of a memfd mapping, its descriptor handed to the
+    reader (``pass_fds``), so nothing is left in a file system. :meth:`create` is None where there is no memfd."""
+
+    def __init__(self, fd: int):
+        self.fd = fd
+        self._map = mmap.mmap(fd, 8)
+
+    @classmethod
+    def create(cls) -> "SharedCount | None":
+        try:
+            fd = os.memfd_create("paraspeechclap-prompt", os.MFD_CLOEXEC)
+        except (AttributeError, OSError):
+            return None
+        os.ftruncate(fd, 8)
+        return cls(fd)
+
+    def add(self, amount: int) -> None:   # one writer (under its gate's lock)
+        struct.pack_into("q", self._map, 0, struct.unpack_from("q", self._map)[0] + amount)
+
+    def __bool__(self) -> bool:
+        return struct.unpack_from("q", self._map)[0] > 0
+
+
 class YieldGate:
     """Prompt work is counted while it runs (:meth:`prompt`, any thread); a thread marked :meth:`yielding` pauses at
-    each :meth:`checkpoint` while any runs, as long as its :class:`Credit` lasts."""
+    each :meth:`checkpoint` while any runs, as long as its :class:`Credit` lasts. ``publish``: a
+    :class:`SharedCount` this process's prompt work is also counted in (the front's, for the model process);
+    ``watch``: another process's count, whose prompt work the yielding threads here also wait for (the model
+    process's niced thread then steps aside as soon as the front starts an express job, before the job reaches
+    it)."""
 
     def __init__(self, share: float = THREAD_SHARE, cap: float = THREAD_CAP):
         Credit(share, cap)   # checks them
@@ -105,6 +139,8 @@ class YieldGate:
         self._ready = threading.Condition()
         self._prompt = 0
         self._local = threading.local()
+        self.publish: SharedCount | None = None
+        self.watch: SharedCount | None = None
         self.pauses, self.paused = 0, 0.0   # how often yielding threads paused, and for how long (s)
 
     def yielding(self) -> None:
@@ -114,30 +150,52 @@ class YieldGate:
     def is_yielding(self) -> bool:
         return getattr(self._local, "credit", None) is not None
 
+    def shared(self) -> SharedCount | None:
+        """The count this process's prompt work is published in (made on first use; None without memfd)."""
+        with self._ready:
+            if self.publish is None:
+                self.publish = SharedCount.create()
+                if self.publish is not None and self._prompt:
+                    self.publish.add(self._prompt)
+            return self.publish
+
     @contextlib.contextmanager
     def prompt(self) -> Iterator[None]:
         """Prompt work runs inside: yielding threads pause at their checkpoints meanwhile."""
         with self._ready:
             self._prompt += 1
+            if self.publish is not None:
+                self.publish.add(1)
         try:
             yield
         finally:
             with self._ready:
                 self._prompt -= 1
+                if self.publish is not None:
+                    self.publish.add(-1)
                 if not self._prompt:
                     self._ready.notify_all()
 
+    def _busy(self) -> bool:
+        return self._prompt > 0 or bool(self.watch)
+
     def checkpoint(self) -> None:
-        """On a yielding thread: wait while prompt work runs, for as long as its credit lasts; else nothing."""
+        """On a yielding thread: wait while prompt work runs (here, or in the watched process: looked at every
+        :data:`WATCH_POLL` s), for as long as its credit lasts; else nothing."""
         credit = getattr(self._local, "credit", None)
-        if credit is None or not self._prompt:
+        if credit is None or not self._busy():
             return
         budget = credit.available()
         if budget <= 0:
             return
         start = time.monotonic()
+        deadline = start + budget
         with self._ready:
-            self._ready.wait_for(lambda: not self._prompt, timeout=budget)
+            while self._busy():
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                self._ready.wait(left if self._prompt else min(left, WATCH_POLL))
         waited = time.monotonic() - start
         credit.spend(waited)
         self.pauses, self.paused = self.pauses + 1, self.paused + waited

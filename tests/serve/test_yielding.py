@@ -184,3 +184,37 @@ def test_a_gate_serves_one_event_loop_after_another():
 
     for _ in range(2):   # a second loop (an app served again) gets an event of its own
         assert 0.03 <= asyncio.run(busy_then_wait()) <= 0.5
+
+
+def test_a_niced_thread_also_waits_for_the_prompt_work_another_process_publishes():
+    from paraspeechclap.serve.yielding import SharedCount
+
+    front, child = YieldGate(cap=1.0), YieldGate(cap=1.0)
+    front.shared()
+    if front.publish is None:
+        pytest.skip("no memfd on this system")
+    child.watch = SharedCount(front.publish.fd)       # a mapping of its own, as the model process makes
+    assert not child.watch
+    progress, stop = [], threading.Event()
+
+    def bulk():
+        child.yielding()
+        while not stop.is_set():
+            child.checkpoint()
+            progress.append(time.monotonic())
+            time.sleep(0.001)
+
+    thread = threading.Thread(target=bulk)
+    thread.start()
+    time.sleep(0.05)
+    with front.prompt():
+        assert child.watch
+        time.sleep(0.02)
+        held = len(progress)
+        time.sleep(0.2)
+        assert len(progress) <= held + 1
+    assert not child.watch
+    time.sleep(0.05)
+    stop.set()
+    thread.join(2)
+    assert len(progress) > held + 5 and child.pauses >= 1
