@@ -1,8 +1,8 @@
 """Bulk work steps aside while cheap requests are computed, within a bounded share of its time.
 
-**Large uploads.**
-Receiving a large body costs two cores on one machine: the sender's copy and the event loop's. While that runs,
-a cheap request's forward pass shares a core with it and takes twice as long. So the front counts the express
+**Large uploads.** Receiving a large body keeps the event loop copying (and, with the sender on the same machine,
+another core sending). While that runs, a cheap request's forward pass shares a core with it and takes up to twice
+as long. So the front counts the express
 requests in flight (:meth:`PromptGate.prompt`), and a body past its first :data:`YIELD_BODY` bytes waits
 (:meth:`PromptGate.wait`) before each further piece while any is: the event loop stops taking its bytes, uvicorn
 stops reading the socket, and the sender blocks once the socket's buffers are full. A body pauses at most
