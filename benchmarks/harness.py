@@ -716,6 +716,11 @@ def median(values: Sequence[float]) -> float:
     return float(statistics.median(values))
 
 
+def percentile(values: Sequence[float], q: float) -> float:
+    """numpy's (interpolated) percentile ``q`` of ``values``; NaN for none."""
+    return float(np.percentile(values, q)) if len(values) else float("nan")
+
+
 # ---------------------------------------------------------------------------------------------- results
 def now() -> str:
     return _dt.datetime.now().isoformat(timespec="seconds")

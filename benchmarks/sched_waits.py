@@ -22,7 +22,11 @@ import re
 import subprocess
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Iterable
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from harness import percentile  # noqa: E402
 
 LINE = re.compile(r"^\s*(?P<time>\d+\.\d+)\s+\[(?P<cpu>\d+)\]\s+(?P<task>\S.*?\[[\d/-]+\])\s+"
                   r"(?:awakened:\s+(?P<woken>\S.*?\[[\d/-]+\])|(?P<wait>[\d.]+)\s+(?P<sch>[\d.]+)\s+(?P<run>[\d.]+)"
@@ -110,11 +114,6 @@ def wakers(switches: list[Switch], wakeups: list[Wakeup], thread: str) -> dict[s
             out[event.waker].append(time - slept)
             slept = None
     return dict(out)
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q / 100 * len(ordered)))]
 
 
 def report(switches: list[Switch], wakeups: list[Wakeup], thread: str, top: int = 8) -> str:

@@ -45,6 +45,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from harness import percentile  # noqa: E402
 
 CAPTIONS = ["A man speaks slowly in a deep voice.", "A woman speaks quickly in a high-pitched voice."]
 # seconds within which an answer must come: a refusal; a body (read within --body-timeout, 30 s, then parsed); a
@@ -295,10 +296,6 @@ def server_pids(process, health: dict) -> list[int]:
     """The server's process and, when its forward passes run in a process of their own, that one."""
     child = (health.get("model_process") or {}).get("pid")
     return [process.pid] + ([int(child)] if child else [])
-
-
-def percentile(values, q: float) -> float:
-    return float(np.percentile(values, q)) if len(values) else float("nan")
 
 
 def start_server(model: str, port: int, extra: str = "", nice: int = 0):
