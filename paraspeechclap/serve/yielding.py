@@ -2,10 +2,10 @@
 
 **Large uploads.** Receiving a large body keeps the event loop copying (and, with the sender on the same machine,
 another core sending). While that runs, a cheap request's forward pass shares a core with it and takes up to twice
-as long. So the front counts the express
-requests in flight (:meth:`PromptGate.prompt`), and a body past its first :data:`YIELD_BODY` bytes waits
-(:meth:`PromptGate.wait`) before each further piece while any is: the event loop stops taking its bytes, uvicorn
-stops reading the socket, and the sender blocks once the socket's buffers are full. A body pauses at most
+as long. So the front counts the express requests in flight (:meth:`PromptGate.prompt`), and a body past its
+first :data:`YIELD_BODY` bytes waits (:meth:`PromptGate.wait`) before each further piece while any is: the event
+loop stops taking its bytes, uvicorn stops reading the socket, and the sender blocks once the socket's buffers are
+full. A body pauses at most
 :data:`PAUSE_SHARE` of its time (a :class:`Credit` earned while it is read), so a stream of cheap requests slows a
 large upload down but never stops it; the time it paused is added to its ``--body-timeout``.
 
